@@ -1,0 +1,300 @@
+"""The ``loopline`` command line.
+
+Heavy libraries (pandas, scikit-learn, dvc, hydra, onnxruntime) are imported inside the
+commands that need them, so ``loopline --help`` is instant. User errors are one line on
+stderr and a non-zero exit; ``--verbose`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from loopline import __version__
+from loopline.errors import LooplineError
+
+app = typer.Typer(
+    name="loopline",
+    help="Declarative GitOps for the life of a tabular ML model: DVC stages + Hydra configs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+STAGES = ("ingest", "validate", "prepare", "train", "evaluate", "export")
+_state = {"verbose": False}
+
+Overrides = Annotated[Optional[list[str]], typer.Argument(
+    help="Hydra overrides, e.g. model=rf search.n_iter=5 features.numeric_imputer=knn")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+RepoOpt = Annotated[Optional[Path], typer.Option("--repo", "-C", help="Repository (default: the current one).")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"loopline {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks on errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    _state["verbose"] = verbose
+
+
+def _root(repo: Path | None) -> Path:
+    from loopline.config import find_root
+
+    return find_root(repo)
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def params(
+    overrides: Overrides = None,
+    check: Annotated[bool, typer.Option("--check", help="Fail if params.yaml differs from conf/.")] = False,
+    as_json: JsonOpt = False,
+    repo: RepoOpt = None,
+) -> None:
+    """Compose conf/ (with overrides) into params.yaml, or --check that they agree."""
+    from loopline.pipeline import compose_params
+
+    root = _root(repo)
+    res = compose_params(root, overrides or [], write=not check)
+    if as_json:
+        typer.echo(json.dumps({"path": str(res.path), "changed": res.changed,
+                               "changed_keys": res.changed_keys, "check": check}))
+    elif check:
+        if res.changed:
+            keys = ", ".join(res.changed_keys[:8]) + (" …" if len(res.changed_keys) > 8 else "")
+            typer.echo(f"params.yaml does not match conf/: {keys or 'formatting differs'}", err=True)
+        else:
+            typer.echo("params.yaml matches conf/")
+    elif res.changed:
+        typer.echo(f"params.yaml updated ({len(res.changed_keys)} key(s) changed)")
+    else:
+        typer.echo("params.yaml is up to date")
+    if check and res.changed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def stage(
+    name: Annotated[str, typer.Argument(help=f"One of: {', '.join(STAGES)}.")],
+) -> None:
+    """Run one pipeline stage (this is what dvc.yaml calls)."""
+    import importlib
+    import time
+
+    from loopline.config import load_params
+    from loopline.pipeline import SUMMARY_PREFIX
+
+    if name not in STAGES:
+        raise LooplineError(f"unknown stage {name!r}: expected one of {', '.join(STAGES)}", exit_code=2)
+    root = _root(None)
+    cfg = load_params(root)
+    module = importlib.import_module(f"loopline.stages.{name}")
+    started = time.perf_counter()
+    summary = module.run(cfg, root) or {}
+    summary["seconds"] = round(time.perf_counter() - started, 2)
+    from loopline.artifacts import dumps_json
+
+    typer.echo(SUMMARY_PREFIX + dumps_json(summary).replace("\n", " ").replace("  ", ""))
+
+
+@app.command()
+def run(
+    overrides: Overrides = None,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Rerun every stage.")] = False,
+    as_json: JsonOpt = False,
+    repo: RepoOpt = None,
+) -> None:
+    """Compose params, then `dvc repro` the pipeline with a progress display."""
+    from loopline.pipeline import compose_params, repro, stage_names
+
+    root = _root(repo)
+    res = compose_params(root, overrides or [])
+    names = stage_names(root)
+    err = _console(stderr=True)
+    live = None if as_json else _StageDisplay(err, names)
+    if live and res.changed:
+        err.print(f"params.yaml updated: {', '.join(res.changed_keys[:6]) or 'created'}")
+    result = repro(root, force=force, on_event=live.update if live else None)
+    if live:
+        live.stop()
+    metrics = _read_metrics(root)
+    if as_json:
+        typer.echo(json.dumps({
+            "ok": result.ok, "up_to_date": result.up_to_date, "seconds": round(result.seconds, 2),
+            "failed_stage": result.failed_stage, "error": result.error or None,
+            "stages": {k: {"state": v.state, "seconds": round(v.seconds, 2), "summary": v.summary}
+                       for k, v in result.stages.items()},
+            "metrics": metrics, "reports": _report_paths(root)}, default=str))
+    if not result.ok:
+        if not as_json:
+            where = f"stage {result.failed_stage!r}" if result.failed_stage else "dvc repro"
+            err.print(f"[red]error:[/] {where} failed")
+            for line in (result.error or "").splitlines():
+                err.print(line, markup=False)
+            if _state["verbose"]:
+                err.print("\n".join(result.output[-40:]), markup=False)
+        raise typer.Exit(1)
+    if not as_json:
+        out = _console()
+        if result.up_to_date:
+            out.print(f"Pipeline is up to date ({result.seconds:.1f} s), nothing to run.")
+        else:
+            out.print(f"Pipeline finished in {result.seconds:.1f} s.")
+        _print_metrics(out, metrics)
+        out.print("Reports: " + ", ".join(_report_paths(root)))
+
+
+def _read_metrics(root: Path) -> dict:
+    from loopline.config import load_params
+
+    try:
+        path = root / load_params(root).paths.reports / "metrics.json"
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, LooplineError):
+        return {}
+
+
+def _report_paths(root: Path) -> list[str]:
+    from loopline.config import load_params
+
+    try:
+        p = load_params(root).paths
+    except LooplineError:
+        return []
+    cands = [f"{p.reports}/evaluation.md", f"{p.reports}/metrics.json", f"{p.reports}/validate.json",
+             f"{p.models}/card.md", f"{p.models}/model.onnx", f"{p.reports}/plots/"]
+    return [c for c in cands if (root / c).exists()]
+
+
+def _print_metrics(out, metrics: dict) -> None:
+    if not metrics:
+        return
+    from rich.table import Table
+
+    table = Table(title="held-out metrics", show_header=True, header_style="bold")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k in ("accuracy", "precision", "recall", "f1", "roc_auc", "average_precision", "log_loss", "brier"):
+        if metrics.get(k) is not None:
+            table.add_row(k, f"{metrics[k]:.4f}")
+    out.print(table)
+
+
+class _StageDisplay:
+    """A live per-stage progress display on a terminal; plain lines elsewhere (CI logs)."""
+
+    def __init__(self, console, names: list[str]) -> None:
+        self.console = console
+        self.names = names
+        self.states: dict[str, str] = {}
+        self.live = None
+        if console.is_terminal:
+            from rich.live import Live
+
+            self.live = Live(self._render(), console=console, refresh_per_second=8, transient=False)
+            self.live.start()
+
+    def _render(self):
+        from rich.spinner import Spinner
+        from rich.table import Table
+
+        table = Table.grid(padding=(0, 1))
+        for i, name in enumerate(self.names, 1):
+            state = self.states.get(name, "")
+            mark = {"done": "[green]✓[/]", "skipped": "[dim]=[/]", "restored": "[cyan]↺[/]",
+                    "failed": "[red]✗[/]"}.get(state)
+            label = f"[{i}/{len(self.names)}] {name}"
+            if state == "running":
+                table.add_row(Spinner("dots"), label, "[yellow]running[/]")
+            else:
+                table.add_row(mark or " ", label, state or "[dim]waiting[/]")
+        return table
+
+    def update(self, ev) -> None:
+        self.states[ev.stage] = ev.state
+        if self.live is not None:
+            self.live.update(self._render())
+            return
+        detail = f" ({ev.seconds:.1f} s)" if ev.state in ("done", "failed") else ""
+        extra = ""
+        if ev.summary:
+            extra = " " + json.dumps({k: v for k, v in ev.summary.items() if k != "seconds"}, default=str)
+        self.console.print(f"{ev.stage}: {ev.state}{detail}{extra}", markup=False)
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+
+
+@app.command()
+def metrics(as_json: JsonOpt = False, repo: RepoOpt = None) -> None:
+    """Show the held-out metrics of the current workspace."""
+    root = _root(repo)
+    m = _read_metrics(root)
+    if not m:
+        raise LooplineError("no metrics yet: run `loopline run` first")
+    if as_json:
+        typer.echo(json.dumps(m))
+    else:
+        _print_metrics(_console(), m)
+
+
+@app.command()
+def schema(
+    data: Annotated[Path, typer.Argument(help="A CSV or Parquet file.")],
+    target: Annotated[str, typer.Option("--target", "-t", help="The target column.")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
+) -> None:
+    """Infer a schema (types, ranges, categories) from a data file, as conf/data YAML."""
+    from loopline.schema_infer import infer_schema, schema_yaml
+    from loopline.stages.ingest import read_table
+
+    df = read_table(data)
+    text = schema_yaml(infer_schema(df, target))
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        from loopline.artifacts import write_text
+
+        write_text(output, text)
+        typer.echo(f"schema written to {output}", err=True)
+
+
+def main() -> None:
+    """Console-script entry point: run the app, turning LooplineError into one line."""
+    try:
+        app()
+    except LooplineError as err:
+        if _state["verbose"]:
+            traceback.print_exc()
+        print(f"error: {err.message}", file=sys.stderr)
+        if err.details:
+            print(err.details, file=sys.stderr)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,706 @@
+"""Export a fitted loopline pipeline to ONNX, run it with onnxruntime, check parity.
+
+The whole ``Pipeline([("prep", ColumnTransformer), ("model", classifier)])`` is
+exported, so serving needs only onnxruntime and a model frame
+(:func:`loopline.features.to_model_frame`).
+
+Graph contract (what :func:`convert` produces):
+
+* one input per column, named after it: numeric columns ``tensor(double)[N, 1]``,
+  categorical columns ``tensor(string)[N, 1]`` with ``""`` for missing;
+* output ``label`` (class labels, ``classes[argmax(probabilities)]``) and
+  ``probabilities`` (plain ``[N, n_classes]`` tensor, no ZipMap, column order of
+  ``classes``); probabilities are float32 for tree models, float64 otherwise;
+* metadata ``loopline.classes`` / ``loopline.numeric`` / ``loopline.categorical``
+  (JSON), so :class:`OnnxModel` needs nothing but onnxruntime.
+
+Opsets: ``{"": 18, "ai.onnx.ml": 3}``. 18 is the lowest main opset skl2onnx's
+KNNImputer converter accepts; ml 3 is the first version of ``TreeEnsembleClassifier``
+with ``*_as_tensor`` (double) attributes. Both run on onnxruntime >= 1.14, and
+onnxruntime 1.32 runs every combination below.
+
+Why the graph computes in float64 (all measured on credit_data, 80/20 split;
+the old float32 graph is skl2onnx's default):
+
+* float32 numeric inputs, float32 Imputer/Scaler: LogisticRegression is fine
+  (1.7e-7), but RandomForest misses by 0.04-0.19 with scaling because
+  ``(x - mean) / std`` computed in float32 lands one ulp away from the float64
+  value that sklearn rounds, and thresholds sit at midpoints between such values.
+* no scaling for trees removes that for SimpleImputer, but KNNImputer in float32
+  still picks wrong donors (its distance formula ``|x|^2 - 2xy + |y|^2`` cancels
+  catastrophically on Income/Assets-sized values: a 0.22 probability error on a
+  training row), and RandomForest still flips 3-7 labels per 20 % split on exact
+  0.5/0.5 ties because the float32 sum of 100 leaf weights of 0.01 is not 0.5.
+* ``DoubleTensorType`` inputs with skl2onnx's stock converters fail: onnxruntime
+  has no double kernel for ``ai.onnx.ml.Imputer``, the KNNImputer shape
+  calculator only accepts float, and the tree converters store float32 leaves.
+
+So :func:`convert` feeds float64 and installs per-call converters (no global
+registration) that keep the numeric path in float64 end to end:
+
+* ``SimpleImputer`` (numeric): ``Where(IsNaN(x), statistics, x)`` in double;
+  string imputation keeps skl2onnx's converter.
+* ``KNNImputer``: skl2onnx's own graph built with ``itype=DOUBLE`` (its converter
+  supports it, only the shape calculator does not); one of its local functions
+  (``knn_imputer_column_all_nan``, used when a row shares no observed feature
+  with any donor) hard-codes float32 constants, which :func:`_fix_knn_functions`
+  retypes. This uses skl2onnx private helpers, checked against skl2onnx 1.20.
+* ``StandardScaler``: skl2onnx's own double path, ``(x - mean_) / scale_``,
+  bit-identical to sklearn.
+* Random forest / extra trees: own vectorised converter. Inputs go through
+  ``Cast(float)`` then ``Cast(double)``, which is exactly sklearn's
+  ``X.astype(float32)`` before its ``x <= threshold`` test with float64
+  thresholds, so no threshold adjustment is needed (skl2onnx's bisection for that
+  was 4 of the 8 s of converting a 100-tree forest). Leaves are per-tree
+  probabilities / n_trees as float64 tensors, so onnxruntime sums in double and
+  exact 0.5/0.5 ties stay ties.
+* HistGradientBoosting: skl2onnx's converter fed double, with float64 thresholds,
+  leaves and baseline (HGB compares ``float64 x <= threshold``). The stock call
+  fails to convert at every ml opset (3, 4 and 5) with onnx 1.23 because it
+  passes Python bools in ``nodes_missing_value_tracks_true``; the wrapper casts
+  them to int. Categorical splits (``categorical_features``) are rejected.
+* LogisticRegression: skl2onnx's double path (MatMul + Sigmoid/Softmax).
+* ``label`` is recomputed as ``classes[ArgMax(probabilities)]`` (first index on
+  ties), which is how sklearn predicts; onnxruntime's own binary tree label
+  picks the second class on an exact 0.5 tie.
+
+Measured on credit_data (LogisticRegression, RandomForest(100), HGB, each with
+mean/median/KNN and both categorical policies, scaled and unscaled): zero label
+mismatches on the test and training rows; max abs probability difference 2.2e-16
+for LogisticRegression and 3e-8 for the trees (float32 output rounding), also on
+a multiclass target and on non-integer data.
+
+Limits (parity is not guaranteed, the parity check will show the worst rows):
+
+* Other estimators go through skl2onnx's stock converters with double inputs;
+  whether they convert and match is up to skl2onnx.
+* A sklearn float64 tie broken by rounding noise (two classes within ~1e-16)
+  can go either way; exact ties match.
+* KNNImputer: when several donors are at exactly the same distance at the k-th
+  place, sklearn's ``argpartition`` and ONNX ``TopK`` may pick different donors.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+import sklearn
+from onnx import ModelProto, TensorProto, helper, numpy_helper
+from skl2onnx import convert_sklearn
+from skl2onnx.common._topology import Scope
+from skl2onnx.common.data_types import (
+    DoubleTensorType,
+    FloatTensorType,
+    StringTensorType,
+)
+from skl2onnx.operator_converters import nearest_neighbours as _skl2onnx_nn
+from skl2onnx.operator_converters.imputer_op import convert_sklearn_imputer
+from skl2onnx.operator_converters.random_forest import convert_sklearn_random_forest_classifier
+from skl2onnx.shape_calculators.linear_classifier import calculate_linear_classifier_output_shapes
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import (
+    ExtraTreesClassifier,
+    HistGradientBoostingClassifier,
+    RandomForestClassifier,
+)
+from sklearn.impute import KNNImputer, SimpleImputer
+from sklearn.pipeline import Pipeline
+
+TARGET_OPSET = {"": 18, "ai.onnx.ml": 3}
+LABEL_OUTPUT = "label"
+PROBA_OUTPUT = "probabilities"
+META_CLASSES = "loopline.classes"
+META_NUMERIC = "loopline.numeric"
+META_CATEGORICAL = "loopline.categorical"
+_CLASSES_CONST = "loopline_class_labels"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _node_name(scope: Scope, base: str) -> str:
+    """Unique node name inside the skl2onnx scope."""
+    return scope.get_unique_operator_name(base)
+
+
+def _single_input(scope: Scope, operator: Any, container: Any) -> str:
+    """Name of one tensor holding all of the operator's inputs (Concat if several).
+
+    skl2onnx's ``concatenate_variables`` goes through ``FeatureVectorizer``, which
+    rounds to float32; a plain ``Concat`` keeps double.
+    """
+    names = [v.full_name for v in operator.inputs]
+    if len(names) == 1:
+        return names[0]
+    out = scope.get_unique_variable_name("merged")
+    container.add_node("Concat", names, [out], axis=1, name=_node_name(scope, "Concat"))
+    return out
+
+
+def _as_double(scope: Scope, operator: Any, container: Any) -> str:
+    """Name of the operator's (single) input as a double tensor, casting if needed."""
+    name = _single_input(scope, operator, container)
+    if isinstance(operator.inputs[0].type, DoubleTensorType):
+        return name
+    out = scope.get_unique_variable_name("as_double")
+    container.add_node("Cast", [name], [out], to=TensorProto.DOUBLE, name=_node_name(scope, "Cast"))
+    return out
+
+
+# ------------------------------------------------------------------ numeric imputers
+
+
+def _convert_simple_imputer(scope: Scope, operator: Any, container: Any) -> None:
+    """SimpleImputer: string inputs use skl2onnx; numeric ones ``Where(IsNaN)`` in double.
+
+    onnxruntime has no double ``Imputer`` kernel, and a float one would round the
+    imputed statistic; this keeps sklearn's exact float64 fill values.
+    """
+    if isinstance(operator.inputs[0].type, StringTensorType):
+        convert_sklearn_imputer(scope, operator, container)
+        return
+    op = operator.raw_operator
+    if op.add_indicator:
+        raise NotImplementedError("SimpleImputer(add_indicator=True) is not supported")
+    if not (isinstance(op.missing_values, float) and np.isnan(op.missing_values)):
+        raise NotImplementedError("numeric SimpleImputer must use missing_values=np.nan")
+    stats = np.asarray(op.statistics_, dtype=np.float64)
+    valid = ~np.isnan(stats)
+    x = _as_double(scope, operator, container)
+    isnan = scope.get_unique_variable_name("isnan")
+    container.add_node("IsNaN", [x], [isnan], name=_node_name(scope, "IsNaN"))
+    fill = scope.get_unique_variable_name("fill_values")
+    container.add_initializer(
+        fill, TensorProto.DOUBLE, [1, stats.size], np.nan_to_num(stats).tolist()
+    )
+    out = operator.outputs[0].full_name
+    if valid.all():
+        container.add_node("Where", [isnan, fill, x], [out], name=_node_name(scope, "Where"))
+        return
+    # sklearn drops columns that were all-NaN at fit time (keep_empty_features=False).
+    filled = scope.get_unique_variable_name("filled")
+    container.add_node("Where", [isnan, fill, x], [filled], name=_node_name(scope, "Where"))
+    keep = scope.get_unique_variable_name("keep_columns")
+    container.add_initializer(
+        keep, TensorProto.INT64, [int(valid.sum())], np.flatnonzero(valid).tolist()
+    )
+    container.add_node("Gather", [filled, keep], [out], axis=1, name=_node_name(scope, "Gather"))
+
+
+def _shape_simple_imputer(operator: Any) -> None:
+    """Output = input type (double stays double), width = kept columns."""
+    op = operator.raw_operator
+    itype = operator.inputs[0].type
+    n = itype.shape[0] if itype.shape else None
+    width = len(op.statistics_)
+    if not isinstance(itype, StringTensorType):
+        width = int((~np.isnan(np.asarray(op.statistics_, dtype=np.float64))).sum())
+    operator.outputs[0].type = type(itype)([n, width])
+
+
+_KNN_FUNCTION_BUILDERS = (
+    "make_dict_idx_map",
+    "make_dist_nan_euclidean",
+    "make_calc_impute_donors",
+    "make_calc_impute_weights",
+    "make_calc_impute_make_new_neights",
+    "make_calc_impute",
+    "make_knn_imputer_column_all_nan",
+    "make_knn_imputer_column_nan_found",
+    "make_knn_imputer_column",
+)
+
+
+def _convert_knn_imputer(scope: Scope, operator: Any, container: Any) -> None:
+    """KNNImputer in double, reusing skl2onnx's graph builder with ``itype=DOUBLE``.
+
+    In float32 the nan-euclidean expansion cancels on large values and picks the
+    wrong donors; in double it matches sklearn's own (float64) computation.
+    """
+    op = operator.raw_operator
+    if op.metric != "nan_euclidean" or op.weights != "uniform":
+        raise NotImplementedError(
+            "only KNNImputer(metric='nan_euclidean', weights='uniform') is supported"
+        )
+    if op.add_indicator:
+        raise NotImplementedError("KNNImputer(add_indicator=True) is not supported")
+    x = _as_double(scope, operator, container)
+    result = _skl2onnx_nn._knn_imputer_builder(
+        container.get_op_builder(scope),
+        op._mask_fit_X,
+        op._valid_mask,
+        op._fit_X.astype(np.float64),
+        np.array(op.n_neighbors, dtype=np.int64),
+        x,
+        itype=TensorProto.DOUBLE,
+    )
+    for i, builder in enumerate(_KNN_FUNCTION_BUILDERS, start=1):
+        getattr(_skl2onnx_nn, builder)(container, Scope(f"LF{i}"), itype=TensorProto.DOUBLE)
+    container.add_node(
+        "Identity", [result], [operator.outputs[0].full_name], name=_node_name(scope, "Identity")
+    )
+
+
+def _shape_knn_imputer(operator: Any) -> None:
+    """Output is double, one column per feature that had values at fit time."""
+    itype = operator.inputs[0].type
+    n = itype.shape[0] if itype.shape else None
+    operator.outputs[0].type = DoubleTensorType([n, int(np.sum(operator.raw_operator._valid_mask))])
+
+
+def _fix_knn_functions(model: ModelProto) -> None:
+    """Retype the float32 constants/casts skl2onnx hard-codes in one KNN local function."""
+    for func in model.functions:
+        if func.name != "knn_imputer_column_all_nan":
+            continue
+        for node in func.node:
+            for attr in node.attribute:
+                if node.op_type == "Cast" and attr.name == "to" and attr.i == TensorProto.FLOAT:
+                    attr.i = TensorProto.DOUBLE
+                if (
+                    node.op_type == "Constant"
+                    and attr.name == "value"
+                    and attr.t.data_type == TensorProto.FLOAT
+                ):
+                    value = numpy_helper.to_array(attr.t).astype(np.float64)
+                    attr.t.CopyFrom(numpy_helper.from_array(value, attr.t.name))
+
+
+# ----------------------------------------------------------------------- tree models
+
+
+def _class_label_attrs(classes: np.ndarray) -> dict[str, list]:
+    """``classlabels_int64s`` or ``classlabels_strings`` for a classifier's classes."""
+    if all(isinstance(c, (int, np.integer, bool, np.bool_)) for c in classes):
+        return {"classlabels_int64s": [int(c) for c in classes]}
+    if all(isinstance(c, (float, np.floating)) and float(c).is_integer() for c in classes):
+        return {"classlabels_int64s": [int(c) for c in classes]}
+    if all(isinstance(c, str) for c in classes):
+        return {"classlabels_strings": [str(c) for c in classes]}
+    raise ValueError(f"class labels must be all integers or all strings, got {list(classes)!r}")
+
+
+def _forest_attrs(trees: Sequence[Any], n_classes: int) -> dict[str, Any]:
+    """TreeEnsembleClassifier attributes for sklearn decision trees, vectorised.
+
+    Thresholds are sklearn's float64 values (the graph reproduces sklearn's float32
+    cast of X); leaf weights are per-tree class probabilities / n_trees. Binary
+    models store only the positive class (onnxruntime then outputs [1 - p, p]).
+    """
+    cols: dict[str, list] = {
+        k: []
+        for k in (
+            "nodes_treeids",
+            "nodes_nodeids",
+            "nodes_featureids",
+            "nodes_values",
+            "nodes_truenodeids",
+            "nodes_falsenodeids",
+            "nodes_missing_value_tracks_true",
+            "class_treeids",
+            "class_nodeids",
+            "class_ids",
+            "class_weights",
+        )
+    }
+    modes: list[str] = []
+    for tree_id, est in enumerate(trees):
+        t = est.tree_
+        if t.n_outputs != 1:
+            raise NotImplementedError("multi-output trees are not supported")
+        leaf = t.children_left == -1
+        ids = np.arange(t.node_count)
+        missing_left = getattr(t, "missing_go_to_left", np.zeros(t.node_count, dtype=np.uint8))
+        cols["nodes_treeids"].append(np.full(t.node_count, tree_id))
+        cols["nodes_nodeids"].append(ids)
+        cols["nodes_featureids"].append(np.where(leaf, 0, t.feature))
+        cols["nodes_values"].append(np.where(leaf, 0.0, t.threshold))
+        cols["nodes_truenodeids"].append(np.where(leaf, 0, t.children_left))
+        cols["nodes_falsenodeids"].append(np.where(leaf, 0, t.children_right))
+        cols["nodes_missing_value_tracks_true"].append(np.where(leaf, 0, missing_left))
+        modes.extend(np.where(leaf, "LEAF", "BRANCH_LEQ").tolist())
+        leaves = ids[leaf]
+        value = t.value[leaves, 0, :n_classes].astype(np.float64)
+        total = value.sum(axis=1, keepdims=True)
+        proba = value / np.where(total == 0.0, 1.0, total) / len(trees)
+        if n_classes == 2:
+            proba, class_ids = proba[:, 1:], np.zeros(1, dtype=np.int64)
+        else:
+            class_ids = np.arange(n_classes)
+        cols["class_treeids"].append(np.full(proba.size, tree_id))
+        cols["class_nodeids"].append(np.repeat(leaves, proba.shape[1]))
+        cols["class_ids"].append(np.tile(class_ids, len(leaves)))
+        cols["class_weights"].append(proba.ravel())
+    attrs: dict[str, Any] = {k: np.concatenate(v) for k, v in cols.items()}
+    for k in ("nodes_values", "class_weights"):
+        attrs[f"{k}_as_tensor"] = numpy_helper.from_array(attrs.pop(k).astype(np.float64), name=k)
+    for k, v in list(attrs.items()):
+        if isinstance(v, np.ndarray):
+            attrs[k] = v.astype(np.int64).tolist()
+    attrs["nodes_modes"] = modes
+    attrs["post_transform"] = "NONE"
+    return attrs
+
+
+def _convert_forest(scope: Scope, operator: Any, container: Any) -> None:
+    """RandomForest / ExtraTrees classifier: float32 cast like sklearn, double sums."""
+    op = operator.raw_operator
+    trees = op.estimators_
+    x = _single_input(scope, operator, container)
+    x32 = scope.get_unique_variable_name("x_float32")
+    container.add_node("Cast", [x], [x32], to=TensorProto.FLOAT, name=_node_name(scope, "Cast"))
+    x64 = scope.get_unique_variable_name("x_float32_as_double")
+    container.add_node("Cast", [x32], [x64], to=TensorProto.DOUBLE, name=_node_name(scope, "Cast"))
+    attrs = _forest_attrs(trees, len(op.classes_))
+    attrs.update(_class_label_attrs(op.classes_))
+    container.add_node(
+        "TreeEnsembleClassifier",
+        [x64],
+        [operator.outputs[0].full_name, operator.outputs[1].full_name],
+        op_domain="ai.onnx.ml",
+        op_version=3,
+        name=_node_name(scope, "TreeEnsembleClassifier"),
+        **attrs,
+    )
+
+
+class _DoubleInput:
+    """Operator view whose single input is a given double tensor (for stock converters)."""
+
+    class _Var:
+        def __init__(self, var: Any, name: str) -> None:
+            self._var, self.full_name, self.onnx_name = var, name, name
+            self.type = DoubleTensorType(copy.deepcopy(var.type.shape))
+
+        def __getattr__(self, key: str) -> Any:
+            return getattr(self._var, key)
+
+    def __init__(self, operator: Any, name: str) -> None:
+        self._operator = operator
+        self.inputs = [self._Var(operator.inputs[0], name)]
+        self.input_full_names = [name]
+
+    def __getattr__(self, key: str) -> Any:
+        return getattr(self._operator, key)
+
+
+class _TreeAttrContainer:
+    """Container proxy fixing skl2onnx's TreeEnsembleClassifier attributes for HGB.
+
+    Casts bools (rejected by onnx >= 1.17 protobuf) to int and moves float64
+    thresholds / leaves / baselines to the ``*_as_tensor`` attributes so they stay
+    double.
+    """
+
+    def __init__(self, container: Any) -> None:
+        self._container = container
+
+    def __getattr__(self, key: str) -> Any:
+        return getattr(self._container, key)
+
+    def add_node(self, op_type: str, inputs: Any, outputs: Any, **attrs: Any) -> Any:
+        if op_type == "TreeEnsembleClassifier":
+            for key, value in list(attrs.items()):
+                if isinstance(value, list) and any(
+                    isinstance(v, (bool, np.bool_, np.integer)) for v in value
+                ):
+                    attrs[key] = [int(v) for v in value]
+            for key in ("nodes_values", "class_weights", "base_values"):
+                if key in attrs:
+                    array = np.asarray(attrs.pop(key), dtype=np.float64)
+                    attrs[f"{key}_as_tensor"] = numpy_helper.from_array(array, name=key)
+            attrs.pop("nodes_hitrates", None)
+        return self._container.add_node(op_type, inputs, outputs, **attrs)
+
+
+def _convert_hist_gradient_boosting(scope: Scope, operator: Any, container: Any) -> None:
+    """HistGradientBoostingClassifier via skl2onnx, in double, with fixed attributes."""
+    op = operator.raw_operator
+    if any(node["is_categorical"] for preds in op._predictors for p in preds for node in p.nodes):
+        raise NotImplementedError("HistGradientBoosting categorical splits cannot be exported")
+    x64 = _as_double(scope, operator, container)
+    convert_sklearn_random_forest_classifier(
+        scope, _DoubleInput(operator, x64), _TreeAttrContainer(container), op_version=3
+    )
+
+
+def _shape_tree_classifier(operator: Any) -> None:
+    """Classifier shapes, with float probabilities (TreeEnsembleClassifier's output type)."""
+    calculate_linear_classifier_output_shapes(operator)
+    proba = operator.outputs[1]
+    proba.type = FloatTensorType(copy.deepcopy(proba.type.shape))
+
+
+_CUSTOM_CONVERTERS = {
+    SimpleImputer: (_convert_simple_imputer, _shape_simple_imputer),
+    KNNImputer: (_convert_knn_imputer, _shape_knn_imputer),
+    RandomForestClassifier: (_convert_forest, _shape_tree_classifier),
+    ExtraTreesClassifier: (_convert_forest, _shape_tree_classifier),
+    HistGradientBoostingClassifier: (_convert_hist_gradient_boosting, _shape_tree_classifier),
+}
+
+
+# ------------------------------------------------------------------------ conversion
+
+
+def _final_estimator(pipeline: Any) -> Any:
+    """The classifier at the end of ``pipeline`` (or ``pipeline`` itself)."""
+    return pipeline.steps[-1][1] if isinstance(pipeline, Pipeline) else pipeline
+
+
+def _check_columns(pipeline: Any, numeric: Sequence[str], categorical: Sequence[str]) -> None:
+    """Fail early, naming the columns, when the prep step reads columns we do not feed."""
+    overlap = sorted(set(numeric) & set(categorical))
+    if overlap:
+        raise ValueError(f"columns {overlap} are listed as both numeric and categorical")
+    prep = pipeline.steps[0][1] if isinstance(pipeline, Pipeline) else None
+    if not isinstance(prep, ColumnTransformer):
+        return
+    used = {c for _, _, cols in prep.transformers_ if isinstance(cols, (list, tuple)) for c in cols}
+    unknown = sorted(
+        c for c in used if isinstance(c, str) and c not in set(numeric) | set(categorical)
+    )
+    if unknown:
+        raise ValueError(
+            f"the pipeline reads columns that are neither numeric nor categorical: {unknown}"
+        )
+
+
+def _relabel(model: ModelProto, classes: np.ndarray) -> None:
+    """Make ``label`` = ``classes[ArgMax(probabilities)]``, sklearn's own rule."""
+    graph = model.graph
+    label_type = graph.output[0].type.tensor_type.elem_type
+    raw_name = f"{LABEL_OUTPUT}_onnxruntime"
+    for node in graph.node:
+        for i, out in enumerate(node.output):
+            if out == LABEL_OUTPUT:
+                node.output[i] = raw_name
+    if label_type == TensorProto.STRING:
+        const = helper.make_tensor(
+            _CLASSES_CONST, TensorProto.STRING, [len(classes)], [str(c).encode() for c in classes]
+        )
+    else:
+        const = numpy_helper.from_array(np.asarray(classes).astype(np.int64), _CLASSES_CONST)
+    graph.initializer.append(const)
+    graph.node.append(
+        helper.make_node(
+            "ArgMax",
+            [PROBA_OUTPUT],
+            ["loopline_label_index"],
+            axis=1,
+            keepdims=0,
+            name="loopline_label_argmax",
+        )
+    )
+    graph.node.append(
+        helper.make_node(
+            "Gather",
+            [_CLASSES_CONST, "loopline_label_index"],
+            [LABEL_OUTPUT],
+            axis=0,
+            name="loopline_label_gather",
+        )
+    )
+
+
+def _json_classes(classes: np.ndarray) -> str:
+    """Class labels as a JSON list of Python ints / strings."""
+    return json.dumps([c.item() if isinstance(c, np.generic) else c for c in classes])
+
+
+def convert(pipeline: Any, numeric: list[str], categorical: list[str]) -> bytes:
+    """Export a fitted classifier pipeline (prep + model) to a serialized ONNX model.
+
+    Args:
+        pipeline: fitted ``Pipeline([("prep", ColumnTransformer), ("model", clf)])``
+            trained on a model frame (see :mod:`loopline.features`).
+        numeric: numeric column names (graph inputs ``tensor(double)[N, 1]``).
+        categorical: categorical column names (graph inputs ``tensor(string)[N, 1]``).
+
+    Returns:
+        ``ModelProto.SerializeToString()`` with outputs ``label`` and
+        ``probabilities`` (see the module docstring for the contract).
+
+    Raises:
+        ValueError: column lists overlap or miss a column the pipeline reads.
+    """
+    _check_columns(pipeline, numeric, categorical)
+    model = _final_estimator(pipeline)
+    initial_types = [(c, DoubleTensorType([None, 1])) for c in numeric]
+    initial_types += [(c, StringTensorType([None, 1])) for c in categorical]
+    onx = convert_sklearn(
+        pipeline,
+        initial_types=initial_types,
+        target_opset=TARGET_OPSET,
+        options={id(model): {"zipmap": False}},
+        custom_conversion_functions={k: v[0] for k, v in _CUSTOM_CONVERTERS.items()},
+        custom_shape_calculators={k: v[1] for k, v in _CUSTOM_CONVERTERS.items()},
+    )
+    if [o.name for o in onx.graph.output] != [LABEL_OUTPUT, PROBA_OUTPUT]:
+        names = [o.name for o in onx.graph.output]
+        raise ValueError(f"expected a classifier with outputs label/probabilities, got {names}")
+    _fix_knn_functions(onx)
+    _relabel(onx, model.classes_)
+    helper.set_model_props(
+        onx,
+        {
+            META_CLASSES: _json_classes(model.classes_),
+            META_NUMERIC: json.dumps(list(numeric)),
+            META_CATEGORICAL: json.dumps(list(categorical)),
+            "loopline.sklearn_version": sklearn.__version__,
+        },
+    )
+    return onx.SerializeToString()
+
+
+# --------------------------------------------------------------------------- runtime
+
+
+def make_feeds(
+    X: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]
+) -> dict[str, np.ndarray]:
+    """Turn a model frame into onnxruntime feeds: one ``[N, 1]`` array per column.
+
+    Vectorised per column (no per-row Python): numeric columns become float64 views
+    when they already are float64; categorical ones become object arrays with any
+    missing value as ``""`` (so pandas' ``str`` dtype, e.g. after a parquet round
+    trip, is accepted too).
+
+    Raises:
+        ValueError: a column is absent from ``X``.
+    """
+    absent = [c for c in (*numeric, *categorical) if c not in X.columns]
+    if absent:
+        raise ValueError(f"columns missing from the data frame: {absent}")
+    feeds: dict[str, np.ndarray] = {}
+    for c in numeric:
+        feeds[c] = X[c].to_numpy(dtype=np.float64, na_value=np.nan).reshape(-1, 1)
+    for c in categorical:
+        feeds[c] = X[c].to_numpy(dtype=object, na_value="").reshape(-1, 1)
+    return feeds
+
+
+def session_options(threads: int = 1) -> ort.SessionOptions:
+    """Session options for a small (2-core) serving box.
+
+    ``threads`` intra-op threads, one inter-op thread, sequential execution and no
+    spin-waiting: requests are small and concurrent, so parallelism belongs to the
+    web server's workers, and spinning threads would steal the other core. Full
+    graph optimisation is cheap at load time.
+    """
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return opts
+
+
+class OnnxModel:
+    """A model exported by :func:`convert`, run with onnxruntime only.
+
+    Args:
+        model: serialized ONNX bytes or a path to a ``.onnx`` file.
+        threads: intra-op threads (see :func:`session_options`).
+    """
+
+    def __init__(self, model: bytes | str | os.PathLike, *, threads: int = 1) -> None:
+        source = model if isinstance(model, bytes) else os.fspath(model)
+        self.session = ort.InferenceSession(
+            source, sess_options=session_options(threads), providers=["CPUExecutionProvider"]
+        )
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if META_CLASSES not in meta:
+            raise ValueError(
+                f"model has no {META_CLASSES!r} metadata; export it with loopline.onnxconv.convert"
+            )
+        self.classes: list = json.loads(meta[META_CLASSES])
+        inputs = self.session.get_inputs()
+        self.input_names: list[str] = [i.name for i in inputs]
+        self.numeric: list[str] = [i.name for i in inputs if i.type != "tensor(string)"]
+        self.categorical: list[str] = [i.name for i in inputs if i.type == "tensor(string)"]
+
+    def run(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Labels and float64 probabilities for a model frame, in one session run."""
+        labels, proba = self.session.run(
+            [LABEL_OUTPUT, PROBA_OUTPUT], make_feeds(X, self.numeric, self.categorical)
+        )
+        return labels, proba.astype(np.float64, copy=False)
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """``[N, n_classes]`` float64 probabilities, columns in :attr:`classes` order."""
+        return self.run(X)[1]
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Predicted class labels (``classes[argmax(probabilities)]``)."""
+        return self.run(X)[0]
+
+
+# ---------------------------------------------------------------------------- parity
+
+
+def _row_label(label: Any) -> Any:
+    """Index label as a JSON-friendly Python value."""
+    return label.item() if isinstance(label, np.generic) else label
+
+
+def parity(
+    pipeline: Any, onnx_bytes: bytes, X: pd.DataFrame, *, atol: float = 1e-4, show: int = 5
+) -> dict:
+    """Compare sklearn and ONNX predictions on a model frame.
+
+    Passes when every row gets the same label and no probability differs by more
+    than ``atol``. ``worst`` lists up to ``show`` rows, label mismatches first, then
+    by largest probability difference, so a failing stage can print them.
+
+    Raises:
+        ValueError: ``X`` has no rows (parity on nothing proves nothing).
+    """
+    if len(X) == 0:
+        raise ValueError("parity needs at least one row")
+    model = OnnxModel(onnx_bytes)
+    sk_proba = np.asarray(pipeline.predict_proba(X), dtype=np.float64)
+    sk_label = np.asarray(pipeline.predict(X))
+    ox_label, ox_proba = model.run(X)
+    diff = (
+        np.abs(sk_proba - ox_proba).max(axis=1)
+        if sk_proba.shape == ox_proba.shape
+        else np.full(len(X), np.inf)
+    )
+    diff = np.where(np.isnan(diff), np.inf, diff)
+    mismatch = sk_label != ox_label
+    order = np.lexsort((-diff, ~mismatch))[: max(show, 0)]
+    worst = [
+        {
+            "row": _row_label(X.index[i]),
+            "sklearn": sk_proba[i].tolist(),
+            "onnx": ox_proba[i].tolist() if ox_proba.ndim == 2 else [],
+            "diff": float(diff[i]),
+            "sklearn_label": _row_label(sk_label[i]),
+            "onnx_label": _row_label(ox_label[i]),
+        }
+        for i in order
+    ]
+    max_diff = float(diff.max())
+    n_mismatch = int(mismatch.sum())
+    return {
+        "passed": bool(
+            max_diff <= atol
+            and n_mismatch == 0
+            and list(model.classes) == [_row_label(c) for c in pipeline.classes_]
+        ),
+        "rows": int(len(X)),
+        "max_abs_diff": max_diff,
+        "label_mismatches": n_mismatch,
+        "atol": atol,
+        "worst": worst,
+    }

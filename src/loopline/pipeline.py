@@ -1,0 +1,176 @@
+"""Compose params and drive ``dvc repro``: what ``loopline params`` and ``loopline run`` do.
+
+``dvc repro`` runs as a subprocess (it is the tool users run themselves, and the one CI
+runs); loopline reads its output line by line to show which stage is running, skipped or
+failed, and to collect each stage's one-line summary.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from loopline.config import (PARAMS_FILE, check_estimator, compose, diff_keys, parse_yaml,
+                             validate_params)
+from loopline.errors import LooplineError
+
+SUMMARY_PREFIX = "loopline-stage-summary: "
+
+
+@dataclass
+class ParamsResult:
+    path: Path
+    changed: bool
+    changed_keys: list[str]
+    text: str
+
+
+def compose_params(root: Path, overrides: list[str], *, write: bool = True,
+                   full_check: bool = True) -> ParamsResult:
+    """Compose conf/ (+ overrides), validate it, and write params.yaml when it changed."""
+    text = compose(root, overrides)
+    data = parse_yaml(text, "the composed config")
+    params = validate_params(data, f"conf/ (composed{' with ' + ' '.join(overrides) if overrides else ''})")
+    path = root / PARAMS_FILE
+    old_text = path.read_text(encoding="utf-8") if path.is_file() else None
+    changed = old_text != text
+    if changed and full_check:
+        check_estimator(params.model)
+    keys: list[str] = []
+    if changed:
+        old = yaml.safe_load(old_text) if old_text else {}
+        keys = diff_keys(old if isinstance(old, dict) else {}, data)
+        if write:
+            from loopline.artifacts import write_text
+
+            write_text(path, text)
+    return ParamsResult(path, changed, keys, text)
+
+
+def stage_names(root: Path) -> list[str]:
+    """Stage names of dvc.yaml in file order (which is the pipeline order)."""
+    try:
+        doc = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise LooplineError(f"dvc.yaml is not valid YAML: {str(err).splitlines()[0]}") from None
+    return list((doc.get("stages") or {}).keys())
+
+
+@dataclass
+class StageEvent:
+    stage: str
+    state: str  # running | skipped | done | failed
+    seconds: float = 0.0
+    started: float = 0.0
+    summary: dict = field(default_factory=dict)
+    error: str = ""
+
+
+@dataclass
+class ReproResult:
+    ok: bool
+    stages: dict[str, StageEvent]
+    seconds: float
+    up_to_date: bool
+    output: list[str]
+    failed_stage: str | None = None
+    error: str = ""
+
+
+def _finish(ev: StageEvent, on_event: Callable[[StageEvent], None] | None) -> None:
+    ev.state = "done"
+    ev.seconds = time.perf_counter() - ev.started
+    if on_event:
+        on_event(ev)
+
+
+_RUNNING = re.compile(r"^Running stage '([^']+)'")
+_SKIPPED = re.compile(r"^Stage '([^']+)' didn't change, skipping")
+_CACHED = re.compile(r"^Stage '([^']+)' is cached - skipping run, checking out outputs")
+_FAILED = re.compile(r"^ERROR: failed to reproduce '([^']+)'")
+
+
+def dvc_env() -> dict[str, str]:
+    """Environment for dvc: the venv's bin first (stage commands call ``loopline``)."""
+    env = dict(os.environ)
+    bindir = str(Path(sys.executable).parent)
+    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    env.setdefault("DVC_NO_ANALYTICS", "1")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def repro(root: Path, *, targets: list[str] | None = None, force: bool = False,
+          on_event: Callable[[StageEvent], None] | None = None) -> ReproResult:
+    """Run ``dvc repro`` and report stage events as they happen."""
+    import json
+
+    cmd = [sys.executable, "-m", "dvc", "repro", *(targets or [])]
+    if force:
+        cmd.append("--force")
+    started = time.perf_counter()
+    stages: dict[str, StageEvent] = {}
+    lines: list[str] = []
+    current: StageEvent | None = None
+    error_lines: list[str] = []
+    try:
+        proc = subprocess.Popen(cmd, cwd=root, env=dvc_env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, bufsize=1)
+    except OSError as err:
+        raise LooplineError(f"cannot start dvc: {err}") from None
+    assert proc.stdout is not None
+    for raw in proc.stdout:
+        line = raw.rstrip("\n")
+        lines.append(line)
+        if m := _RUNNING.match(line):
+            if current and current.state == "running":
+                _finish(current, on_event)
+            current = StageEvent(m.group(1), "running", started=time.perf_counter())
+            stages[current.stage] = current
+            if on_event:
+                on_event(current)
+        elif (m := _SKIPPED.match(line)) or (m := _CACHED.match(line)):
+            ev = StageEvent(m.group(1), "skipped" if _SKIPPED.match(line) else "restored")
+            stages[ev.stage] = ev
+            if on_event:
+                on_event(ev)
+        elif line.startswith(SUMMARY_PREFIX) and current is not None:
+            try:
+                current.summary = json.loads(line[len(SUMMARY_PREFIX):])
+            except ValueError:
+                pass
+        elif line.startswith("error: ") or line.startswith("  - ") or line.startswith("  row "):
+            error_lines.append(line)
+        elif m := _FAILED.match(line):
+            name = m.group(1)
+            ev = stages.get(name) or StageEvent(name, "running", started=time.perf_counter())
+            ev.state, ev.error = "failed", "\n".join(error_lines) or line
+            ev.seconds = time.perf_counter() - ev.started
+            stages[name] = ev
+            if on_event:
+                on_event(ev)
+    code = proc.wait()
+    if current and current.state == "running":
+        _finish(current, on_event)
+    failed = next((s for s in stages.values() if s.state == "failed"), None)
+    if code != 0 and failed is None:
+        err = next((ln for ln in reversed(lines) if ln.startswith("ERROR")), f"dvc repro exited with {code}")
+        return ReproResult(False, stages, time.perf_counter() - started, False, lines, None,
+                           "\n".join(error_lines) or err)
+    return ReproResult(
+        ok=code == 0,
+        stages=stages,
+        seconds=time.perf_counter() - started,
+        up_to_date=code == 0 and all(s.state == "skipped" for s in stages.values()),
+        output=lines,
+        failed_stage=failed.stage if failed else None,
+        error=failed.error if failed else "",
+    )
