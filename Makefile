@@ -19,7 +19,7 @@ $(BIN)/uv:
 
 # Installs exactly what uv.lock pins (the project itself editable, plus the dev group).
 $(VENV)/.installed: uv.lock pyproject.toml | $(BIN)/uv
-	$(BIN)/uv sync --frozen --python $(BIN)/python
+	$(BIN)/uv sync --frozen --compile-bytecode --python $(BIN)/python
 	@touch $@
 
 run: install

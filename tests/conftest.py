@@ -20,6 +20,9 @@ os.environ.setdefault("GIT_AUTHOR_EMAIL", "tests@loopline.invalid")
 os.environ.setdefault("GIT_COMMITTER_NAME", "loopline tests")
 os.environ.setdefault("GIT_COMMITTER_EMAIL", "tests@loopline.invalid")
 os.environ["DVC_NO_ANALYTICS"] = "1"
+# OpenMP busy-waiting (HistGradientBoosting) collapses under a loaded 2-core machine when
+# pytest, DVC and stage processes share it: one thread each keeps test times predictable.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
 
 INSTANCE_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", "conf", "data/credit_data.csv",

@@ -14,10 +14,13 @@ Graph contract (what :func:`convert` produces):
 * metadata ``loopline.classes`` / ``loopline.numeric`` / ``loopline.categorical``
   (JSON), so :class:`OnnxModel` needs nothing but onnxruntime.
 
-Opsets: ``{"": 18, "ai.onnx.ml": 3}``. 18 is the lowest main opset skl2onnx's
-KNNImputer converter accepts; ml 3 is the first version of ``TreeEnsembleClassifier``
-with ``*_as_tensor`` (double) attributes. Both run on onnxruntime >= 1.14, and
-onnxruntime 1.32 runs every combination below.
+Opsets: ``{"": 18, "ai.onnx.ml": 3}``. ml 3 is the first version of
+``TreeEnsembleClassifier`` with ``*_as_tensor`` (double) attributes, and 18 is the
+main opset skl2onnx pairs with it (also the minimum of skl2onnx's own KNNImputer
+converter, which was the first blocker with 17). onnxruntime >= 1.16 runs it;
+1.32 runs every combination measured below. The newer ``ai.onnx.ml`` 5
+``TreeEnsemble`` op was not needed: ml 3 with double attributes already reaches
+float32 output rounding.
 
 Why the graph computes in float64 (all measured on credit_data, 80/20 split;
 the old float32 graph is skl2onnx's default):
@@ -40,11 +43,12 @@ registration) that keep the numeric path in float64 end to end:
 
 * ``SimpleImputer`` (numeric): ``Where(IsNaN(x), statistics, x)`` in double;
   string imputation keeps skl2onnx's converter.
-* ``KNNImputer``: skl2onnx's own graph built with ``itype=DOUBLE`` (its converter
-  supports it, only the shape calculator does not); one of its local functions
-  (``knn_imputer_column_all_nan``, used when a row shares no observed feature
-  with any donor) hard-codes float32 constants, which :func:`_fix_knn_functions`
-  retypes. This uses skl2onnx private helpers, checked against skl2onnx 1.20.
+* ``KNNImputer``: own double graph mirroring sklearn's ``transform`` (same
+  nan-euclidean formula, k nearest donors per column with ``TopK``, NaN-distance
+  donors weighted 0, column mean when no distance is defined). skl2onnx's
+  converter is float32-only and its graph also failed at run time on a small
+  synthetic frame (``GatherElements`` index out of range; ``ScatterND`` shape
+  error on a row with every feature missing), even in float32.
 * ``StandardScaler``: skl2onnx's own double path, ``(x - mean_) / scale_``,
   bit-identical to sklearn.
 * Random forest / extra trees: own vectorised converter. Inputs go through
@@ -60,9 +64,9 @@ registration) that keep the numeric path in float64 end to end:
   passes Python bools in ``nodes_missing_value_tracks_true``; the wrapper casts
   them to int. Categorical splits (``categorical_features``) are rejected.
 * LogisticRegression: skl2onnx's double path (MatMul + Sigmoid/Softmax).
-* ``label`` is recomputed as ``classes[ArgMax(probabilities)]`` (first index on
-  ties), which is how sklearn predicts; onnxruntime's own binary tree label
-  picks the second class on an exact 0.5 tie.
+* ``label`` is recomputed in the graph as ``classes[ArgMax(probabilities)]``
+  (first index on ties), sklearn's own rule, so the label always agrees with the
+  probabilities and an exact 0.5/0.5 tie gives sklearn's first class.
 
 Measured on credit_data (LogisticRegression, RandomForest(100), HGB, each with
 mean/median/KNN and both categorical policies, scaled and unscaled): zero label
@@ -76,8 +80,14 @@ Limits (parity is not guaranteed, the parity check will show the worst rows):
   whether they convert and match is up to skl2onnx.
 * A sklearn float64 tie broken by rounding noise (two classes within ~1e-16)
   can go either way; exact ties match.
-* KNNImputer: when several donors are at exactly the same distance at the k-th
-  place, sklearn's ``argpartition`` and ONNX ``TopK`` may pick different donors.
+* KNNImputer with exact distance ties at the k-th donor (typical when a row has
+  a single observed, integer-valued feature): sklearn's ``argpartition`` and
+  ONNX ``TopK`` (lower index first) may pick different donors, so the imputed
+  value, and then the prediction, can differ. Seen on a synthetic frame with an
+  integer column, never on credit_data. There is no way to reproduce
+  argpartition's tie order in ONNX; the parity check reports such rows.
+* The final averaging order of KNN donors differs (sorted vs argpartition
+  order), which can move an imputed value by one float64 ulp.
 """
 
 from __future__ import annotations
@@ -100,7 +110,6 @@ from skl2onnx.common.data_types import (
     FloatTensorType,
     StringTensorType,
 )
-from skl2onnx.operator_converters import nearest_neighbours as _skl2onnx_nn
 from skl2onnx.operator_converters.imputer_op import convert_sklearn_imputer
 from skl2onnx.operator_converters.random_forest import convert_sklearn_random_forest_classifier
 from skl2onnx.shape_calculators.linear_classifier import calculate_linear_classifier_output_shapes
@@ -205,24 +214,108 @@ def _shape_simple_imputer(operator: Any) -> None:
     operator.outputs[0].type = type(itype)([n, width])
 
 
-_KNN_FUNCTION_BUILDERS = (
-    "make_dict_idx_map",
-    "make_dist_nan_euclidean",
-    "make_calc_impute_donors",
-    "make_calc_impute_weights",
-    "make_calc_impute_make_new_neights",
-    "make_calc_impute",
-    "make_knn_imputer_column_all_nan",
-    "make_knn_imputer_column_nan_found",
-    "make_knn_imputer_column",
-)
+class _Ops:
+    """Tiny node/initializer builder over a skl2onnx scope and container."""
+
+    def __init__(self, scope: Scope, container: Any) -> None:
+        self.scope, self.container = scope, container
+
+    def const(self, value: np.ndarray, base: str = "const") -> str:
+        """Add ``value`` as an initializer (float -> double, int -> int64); return its name."""
+        value = np.asarray(value)
+        if value.dtype.kind == "f":
+            dtype, proto = np.float64, TensorProto.DOUBLE
+        else:
+            dtype, proto = np.int64, TensorProto.INT64
+        name = self.scope.get_unique_variable_name(base)
+        flat = value.astype(dtype).ravel().tolist()
+        self.container.add_initializer(name, proto, list(value.shape), flat)
+        return name
+
+    def __call__(self, op_type: str, *inputs: str, out: str | None = None, **attrs: Any) -> str:
+        """Add one node; return the name of its (single) output."""
+        out = out or self.scope.get_unique_variable_name(op_type.lower())
+        self.container.add_node(
+            op_type, list(inputs), [out], name=_node_name(self.scope, op_type), **attrs
+        )
+        return out
+
+    def top_k(self, x: str, k: int) -> tuple[str, str]:
+        """Smallest ``k`` values of ``x`` along axis 1 (ties: lower index first)."""
+        values = self.scope.get_unique_variable_name("topk_values")
+        indices = self.scope.get_unique_variable_name("topk_indices")
+        self.container.add_node(
+            "TopK",
+            [x, self.const(np.array([k]), "k")],
+            [values, indices],
+            axis=1,
+            largest=0,
+            sorted=1,
+            name=_node_name(self.scope, "TopK"),
+        )
+        return values, indices
+
+
+def _nan_euclidean(g: _Ops, x: str, fit_x: np.ndarray) -> str:
+    """sklearn's ``nan_euclidean_distances(X, fit_X)`` as a double graph, same formula.
+
+    ``d2 = -2 x.y + |x|^2 + |y|^2 - x^2.missing_y - missing_x.y^2`` over zero-filled
+    values, clipped at 0, scaled by ``n_features / n_present`` and NaN where no
+    feature is present in both rows.
+    """
+    miss_y = np.isnan(fit_x)
+    y0 = np.where(miss_y, 0.0, fit_x)
+    n_features = fit_x.shape[1]
+    miss_x = g("IsNaN", x)
+    x0 = g("Where", miss_x, g.const(np.array(0.0)), x)
+    x0_sq = g("Mul", x0, x0)
+    d = g("Mul", g("MatMul", x0, g.const(y0.T, "fit_t")), g.const(np.array(-2.0)))
+    d = g("Add", d, g("ReduceSum", x0_sq, g.const(np.array([1])), keepdims=1))
+    d = g("Add", d, g.const((y0 * y0).sum(axis=1)[None, :], "fit_sq_norm"))
+    d = g("Sub", d, g("MatMul", x0_sq, g.const(miss_y.T.astype(np.float64), "fit_missing_t")))
+    miss_x_f = g("Cast", miss_x, to=TensorProto.DOUBLE)
+    d = g("Sub", d, g("MatMul", miss_x_f, g.const((y0 * y0).T, "fit_sq_t")))
+    d = g("Max", d, g.const(np.array(0.0)))
+    present_x = g("Sub", g.const(np.array(1.0)), miss_x_f)
+    present = g("MatMul", present_x, g.const((~miss_y).T.astype(np.float64), "fit_present_t"))
+    none = g("Equal", present, g.const(np.array(0.0)))
+    d = g("Div", d, g("Max", present, g.const(np.array(1.0))))
+    d = g("Mul", d, g.const(np.array(float(n_features))))
+    d = g("Where", none, g.const(np.array(np.nan)), d)
+    return g("Sqrt", d)
+
+
+def _knn_column(g: _Ops, x: str, dist: str, op: KNNImputer, col: int) -> str:
+    """Column ``col`` of ``x`` with NaNs replaced like ``KNNImputer._calc_impute``.
+
+    Donors are fit rows where ``col`` is observed; the ``k`` nearest (NaN distances
+    last, weight 0) are averaged; a row with no defined distance gets the column mean.
+    """
+    fit_x, fit_mask = op._fit_X, op._mask_fit_X
+    donors = np.flatnonzero(~fit_mask[:, col])
+    k = min(op.n_neighbors, donors.size)
+    col_mean = float(np.ma.array(fit_x[:, col], mask=fit_mask[:, col]).mean())
+    d = g("Gather", dist, g.const(donors, "donors"), axis=1)
+    d_nan = g("IsNaN", d)
+    _, idx = g.top_k(g("Where", d_nan, g.const(np.array(np.inf)), d), k)
+    weights = g("Cast", g("Not", g("GatherElements", d_nan, idx, axis=1)), to=TensorProto.DOUBLE)
+    values = g("Gather", g.const(fit_x[donors, col], "donor_values"), idx, axis=0)
+    axis1 = g.const(np.array([1]))
+    total = g("ReduceSum", g("Mul", values, weights), axis1, keepdims=1)
+    count = g("ReduceSum", weights, axis1, keepdims=1)
+    mean = g("Div", total, g("Max", count, g.const(np.array(1.0))))
+    has_donor = g("Greater", count, g.const(np.array(0.0)))
+    imputed = g("Where", has_donor, mean, g.const(np.array(col_mean)))
+    x_col = g("Gather", x, g.const(np.array([col])), axis=1)
+    return g("Where", g("IsNaN", x_col), imputed, x_col)
 
 
 def _convert_knn_imputer(scope: Scope, operator: Any, container: Any) -> None:
-    """KNNImputer in double, reusing skl2onnx's graph builder with ``itype=DOUBLE``.
+    """KNNImputer as a double-precision graph mirroring sklearn's ``transform``.
 
-    In float32 the nan-euclidean expansion cancels on large values and picks the
-    wrong donors; in double it matches sklearn's own (float64) computation.
+    skl2onnx's converter is float32 only (wrong donors on large values) and its
+    graph fails at run time on some inputs (GatherElements out of range, rows
+    with every feature missing), so this builds the computation directly.
     """
     op = operator.raw_operator
     if op.metric != "nan_euclidean" or op.weights != "uniform":
@@ -231,21 +324,20 @@ def _convert_knn_imputer(scope: Scope, operator: Any, container: Any) -> None:
         )
     if op.add_indicator:
         raise NotImplementedError("KNNImputer(add_indicator=True) is not supported")
+    if not (isinstance(op.missing_values, float) and np.isnan(op.missing_values)):
+        raise NotImplementedError("KNNImputer must use missing_values=np.nan")
+    valid = np.asarray(op._valid_mask, dtype=bool)
+    if op.keep_empty_features and not valid.all():
+        raise NotImplementedError("KNNImputer(keep_empty_features=True) with empty columns")
+    g = _Ops(scope, container)
     x = _as_double(scope, operator, container)
-    result = _skl2onnx_nn._knn_imputer_builder(
-        container.get_op_builder(scope),
-        op._mask_fit_X,
-        op._valid_mask,
-        op._fit_X.astype(np.float64),
-        np.array(op.n_neighbors, dtype=np.int64),
-        x,
-        itype=TensorProto.DOUBLE,
-    )
-    for i, builder in enumerate(_KNN_FUNCTION_BUILDERS, start=1):
-        getattr(_skl2onnx_nn, builder)(container, Scope(f"LF{i}"), itype=TensorProto.DOUBLE)
-    container.add_node(
-        "Identity", [result], [operator.outputs[0].full_name], name=_node_name(scope, "Identity")
-    )
+    dist = _nan_euclidean(g, x, np.asarray(op._fit_X, dtype=np.float64))
+    columns = [_knn_column(g, x, dist, op, c) for c in np.flatnonzero(valid)]
+    out = operator.outputs[0].full_name
+    if len(columns) == 1:
+        g("Identity", columns[0], out=out)
+    else:
+        g("Concat", *columns, out=out, axis=1)
 
 
 def _shape_knn_imputer(operator: Any) -> None:
@@ -253,24 +345,6 @@ def _shape_knn_imputer(operator: Any) -> None:
     itype = operator.inputs[0].type
     n = itype.shape[0] if itype.shape else None
     operator.outputs[0].type = DoubleTensorType([n, int(np.sum(operator.raw_operator._valid_mask))])
-
-
-def _fix_knn_functions(model: ModelProto) -> None:
-    """Retype the float32 constants/casts skl2onnx hard-codes in one KNN local function."""
-    for func in model.functions:
-        if func.name != "knn_imputer_column_all_nan":
-            continue
-        for node in func.node:
-            for attr in node.attribute:
-                if node.op_type == "Cast" and attr.name == "to" and attr.i == TensorProto.FLOAT:
-                    attr.i = TensorProto.DOUBLE
-                if (
-                    node.op_type == "Constant"
-                    and attr.name == "value"
-                    and attr.t.data_type == TensorProto.FLOAT
-                ):
-                    value = numpy_helper.to_array(attr.t).astype(np.float64)
-                    attr.t.CopyFrom(numpy_helper.from_array(value, attr.t.name))
 
 
 # ----------------------------------------------------------------------- tree models
@@ -546,7 +620,6 @@ def convert(pipeline: Any, numeric: list[str], categorical: list[str]) -> bytes:
     if [o.name for o in onx.graph.output] != [LABEL_OUTPUT, PROBA_OUTPUT]:
         names = [o.name for o in onx.graph.output]
         raise ValueError(f"expected a classifier with outputs label/probabilities, got {names}")
-    _fix_knn_functions(onx)
     _relabel(onx, model.classes_)
     helper.set_model_props(
         onx,

@@ -33,9 +33,57 @@ class ParamsResult:
     text: str
 
 
+_CACHE = Path(".dvc") / "tmp" / "loopline-params.json"
+
+
+def _fingerprint(root: Path, overrides: list[str]) -> str:
+    """A hash of everything composition reads: conf/ files, overrides, loopline version."""
+    import hashlib
+
+    from loopline import __version__
+
+    h = hashlib.sha256(f"{__version__}\0{chr(0).join(overrides)}\0".encode())
+    for path in sorted((root / "conf").rglob("*")):
+        if path.is_file():
+            h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def _params_sha(path: Path) -> str | None:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
 def compose_params(root: Path, overrides: list[str], *, write: bool = True,
                    full_check: bool = True) -> ParamsResult:
-    """Compose conf/ (+ overrides), validate it, and write params.yaml when it changed."""
+    """Compose conf/ (+ overrides), validate it, and write params.yaml when it changed.
+
+    Composition is skipped when neither conf/, the overrides nor params.yaml changed since
+    the last successful run (a fingerprint in .dvc/tmp), which keeps a no-op run fast.
+    """
+    import json
+
+    path = root / PARAMS_FILE
+    cache = root / _CACHE
+    fingerprint = _fingerprint(root, overrides)
+    if cache.parent.is_dir() and cache.is_file():
+        try:
+            seen = json.loads(cache.read_text(encoding="utf-8"))
+        except ValueError:
+            seen = {}
+        if seen.get("fingerprint") == fingerprint and seen.get("params_sha") == _params_sha(path):
+            return ParamsResult(path, False, [], path.read_text(encoding="utf-8"))
+    result = _compose_params(root, overrides, write=write, full_check=full_check)
+    if cache.parent.is_dir() and (write or not result.changed):
+        from loopline.artifacts import write_text
+
+        write_text(cache, json.dumps({"fingerprint": fingerprint, "params_sha": _params_sha(path)}))
+    return result
+
+
+def _compose_params(root: Path, overrides: list[str], *, write: bool,
+                    full_check: bool) -> ParamsResult:
     text = compose(root, overrides)
     data = parse_yaml(text, "the composed config")
     params = validate_params(data, f"conf/ (composed{' with ' + ' '.join(overrides) if overrides else ''})")
