@@ -7,11 +7,13 @@ commands as subprocesses (wall time, median of several runs, the repo restored a
 run that writes a tag) and prints them side by side with the GTO command doing the same
 thing, and the ratio:
 
-    which prod        loopline which prod            gto show credit-risk#prod
-    promote staging   loopline promote V --to staging  gto assign credit-risk --version V --stage staging --force
-    rollback prod     loopline rollback --stage prod   gto assign credit-risk --version PREV --stage prod --force
-    registry state    loopline history --json        gto show
-    history           loopline history --json        gto history credit-risk
+    which prod       loopline which prod              gto show credit-risk#prod
+    promote staging  loopline promote V --to staging  gto assign credit-risk --version V
+                                                          --stage staging --force
+    rollback prod    loopline rollback --stage prod   gto assign credit-risk --version PREV
+                                                          --stage prod --force
+    which (gto show) loopline which prod              gto show (the registry table)
+    history          loopline history --json          gto history credit-risk
 
 GTO has no rollback: its closest equivalent is assigning the previous version, without
 looking up which one that is. ``--force`` because GTO refuses to assign a version that
@@ -45,8 +47,13 @@ ENV.pop("GIT_COMMITTER_DATE", None)
 
 # The installed `loopline` once cli.py calls add_commands; until then the same entry point
 # with the registry commands added (identical imports).
-SHIM = ("import sys\nfrom loopline.cli import app, main\nfrom loopline.registry_cli import add_commands\n"
-        "if 'which' not in {c.name for c in app.registered_commands}:\n    add_commands(app)\nmain()\n")
+SHIM = """\
+from loopline.cli import app, main
+from loopline.registry_cli import add_commands
+if "which" not in {c.name for c in app.registered_commands}:
+    add_commands(app)
+main()
+"""
 
 
 def version_name(i: int) -> str:
@@ -66,12 +73,14 @@ def _version_meta(i: int, seq: int, commit_label: str) -> dict:
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(BASE_TIME + seq)),
             "forced": not passed, "reason": None if passed else "bench: forced",
             "gate": {"verdict": "pass" if passed else "fail",
-                     "checks": [{"name": "roc_auc", "value": 0.8 if passed else 0.6, "threshold": 0.7,
-                                 "op": ">=", "passed": passed, "reason": ""}],
+                     "checks": [{"name": "roc_auc", "value": 0.8 if passed else 0.6,
+                                 "threshold": 0.7, "op": ">=", "passed": passed, "reason": ""}],
                      "champion": None, "candidate": {"onnx_sha256": f"{i:064x}"}},
-            "metrics": {"rows": 891, "accuracy": 0.82, "precision": 0.75, "recall": 0.56, "f1": 0.64,
-                        "roc_auc": 0.86, "average_precision": 0.72, "log_loss": 0.41, "brier": 0.13},
-            "model": {"onnx_sha256": f"{i:064x}", "onnx_md5": f"{i:032x}", "card_md5": f"{i + 1:032x}"},
+            "metrics": {"rows": 891, "accuracy": 0.82, "precision": 0.75, "recall": 0.56,
+                        "f1": 0.64, "roc_auc": 0.86, "average_precision": 0.72,
+                        "log_loss": 0.41, "brier": 0.13},
+            "model": {"onnx_sha256": f"{i:064x}", "onnx_md5": f"{i:032x}",
+                      "card_md5": f"{i + 1:032x}"},
             "data": {"raw_md5": "0" * 32}, "params_hash": "0" * 16}
 
 
@@ -101,9 +110,10 @@ def fast_import_stream(n_versions: int, n_assign: int) -> bytes:
             target = i if i % 10 != 0 else i - 1  # only gate-passed versions get assigned
             counters[stage] += 1
             name, mark = f"{ART}#{stage}#{counters[stage]}", target
-            msg = {"loopline": 1, "seq": s, "event": "promote", "action": "promote", "artifact": ART,
-                   "version": version_name(target), "stage": stage, "forced": False, "reason": None,
-                   "who": IDENT, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(BASE_TIME + s))}
+            msg = {"loopline": 1, "seq": s, "event": "promote", "action": "promote",
+                   "artifact": ART, "version": version_name(target), "stage": stage,
+                   "forced": False, "reason": None, "who": IDENT,
+                   "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(BASE_TIME + s))}
         out += f"tag {name}\nfrom :{mark}\ntagger {IDENT} {BASE_TIME + s} +0000\n".encode()
         out += _data(json.dumps(msg))
     return bytes(out)
@@ -133,7 +143,8 @@ def timed(cmd: list[str], root: Path, repeat: int, restore: bool) -> tuple[float
         res = subprocess.run(cmd, cwd=root, capture_output=True, text=True, env=ENV)
         samples.append(time.perf_counter() - t0)
         if res.returncode != 0:
-            raise SystemExit(f"{' '.join(cmd)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
+            raise SystemExit(f"{' '.join(cmd)} failed ({res.returncode}):\n"
+                             f"{res.stdout}\n{res.stderr}")
         last = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else ""
         if restore:
             new = sorted(tags(root) - before)
@@ -193,19 +204,20 @@ def main() -> None:
          ["assign", ART, "--version", target, "--stage", "staging", "--force"], True),
         ("rollback prod", [*ll, "rollback", "--stage", "prod"],
          ["assign", ART, "--version", prev["version"], "--stage", "prod", "--force"], True),
-        ("registry state", [*ll, "history", "--json"], ["show"], False),
+        ("which (gto show)", [*ll, "which", "prod"], ["show"], False),
         ("history", [*ll, "history", "--json"], ["history", ART], False),
     ]
     gto = None if args.no_gto else find_gto(args.gto)
-    print(f"{'operation':<16} {'loopline':>10} {'gto':>10} {'gto/loopline':>13}   loopline output")
+    print(f"{'operation':<17} {'loopline':>9} {'gto':>10} {'gto/loopline':>13}   loopline output")
     for label, ours, theirs, writes in ops:
         t_ours, out = timed(ours, root, args.repeat, writes)
         t_gto = timed([gto, *theirs], root, args.gto_repeat, writes)[0] if gto else None
         ratio = f"{t_gto / t_ours:12.1f}x" if t_gto else f"{'-':>13}"
         gto_s = f"{t_gto:9.3f}s" if t_gto else f"{'-':>10}"
-        print(f"{label:<16} {t_ours:9.3f}s {gto_s} {ratio}   {out[:60]}")
+        print(f"{label:<17} {t_ours:8.3f}s {gto_s} {ratio}   {out[:60]}")
     startup = timed([*ll, "--help"], root, args.repeat, False)[0]
-    print(f"\n(loopline --help start-up alone: {startup:.3f} s; target for which/promote/rollback: < 0.3 s)")
+    print(f"\n(loopline --help start-up alone: {startup:.3f} s; "
+          "target for which/promote/rollback: < 0.3 s)")
     if args.keep:
         print(f"kept {root}")
     else:

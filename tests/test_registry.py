@@ -80,10 +80,11 @@ class Repo:
             obj = self.path / ".dvc" / "cache" / "files" / "md5" / md5(data)[:2] / md5(data)[2:]
             obj.parent.mkdir(parents=True, exist_ok=True)
             obj.write_bytes(data)
+        outs = "".join(f"    - path: models/{name}\n      hash: md5\n      md5: {md5(data)}\n"
+                       f"      size: {len(data)}\n"
+                       for name, data in (("card.json", card), ("model.onnx", onnx)))
         (self.path / "dvc.lock").write_text(
-            "schema: '2.0'\nstages:\n  export:\n    cmd: loopline stage export\n    outs:\n"
-            f"    - path: models/card.json\n      hash: md5\n      md5: {md5(card)}\n      size: {len(card)}\n"
-            f"    - path: models/model.onnx\n      hash: md5\n      md5: {md5(onnx)}\n      size: {len(onnx)}\n")
+            "schema: '2.0'\nstages:\n  export:\n    cmd: loopline stage export\n    outs:\n" + outs)
         git(self.path, "add", "-A")
         git(self.path, "commit", "-q", "-m", f"model {label}")
         commit = git(self.path, "rev-parse", "HEAD")
@@ -137,7 +138,8 @@ def test_first_model_registers_with_its_metadata(repo: Repo) -> None:
     meta = message(repo.path, f"{ART}@v0.1.0")
     assert meta["gate"]["verdict"] == "pass" and meta["gate"]["checks"][0]["name"] == "roc_auc"
     assert meta["metrics"]["label"] == "a"
-    assert meta["model"]["onnx_sha256"] == hashlib.sha256(repo.files[commit]["model.onnx"]).hexdigest()
+    onnx = repo.files[commit]["model.onnx"]
+    assert meta["model"]["onnx_sha256"] == hashlib.sha256(onnx).hexdigest()
     assert meta["data"]["raw_md5"] == "d" * 32 and meta["params_hash"] == "p" * 16
     assert meta["who"] == "registry tests <registry@loopline.invalid>"
     assert meta["when"].endswith("Z") and meta["seq"] == 1
@@ -151,7 +153,8 @@ def test_first_model_registers_with_its_metadata(repo: Repo) -> None:
 
 def test_failed_or_missing_gate_refuses_register(repo: Repo) -> None:
     repo.model("a", verdict="fail")
-    with pytest.raises(LooplineError, match=r"reports/gate\.json: the gate failed \(roc_auc 0\.6 >= 0\.7\)"):
+    with pytest.raises(LooplineError,
+                       match=r"reports/gate\.json: the gate failed \(roc_auc 0\.6 >= 0\.7\)"):
         registry.register(repo.path)
     with pytest.raises(LooplineError, match="--force and --reason go together"):
         registry.register(repo.path, force=True)
@@ -173,8 +176,8 @@ def test_dirty_tree_is_refused(repo: Repo) -> None:
 def test_workspace_model_not_from_dvc_lock_is_refused(repo: Repo) -> None:
     repo.model("a")
     (repo.path / "models" / "model.onnx").write_bytes(b"retrained but not committed")
-    with pytest.raises(LooplineError, match=r"models/model\.onnx in the workspace .* is not the one "
-                                            r"the committed dvc\.lock produced"):
+    with pytest.raises(LooplineError, match=r"models/model\.onnx in the workspace .* is not the "
+                                            r"one the committed dvc\.lock produced"):
         registry.register(repo.path)
     (repo.path / "models" / "model.onnx").unlink()
     with pytest.raises(LooplineError, match=r"models/model\.onnx is missing"):
@@ -207,7 +210,8 @@ def test_failed_gate_version_cannot_be_promoted_unless_forced_with_reason(repo: 
         ("promote", "v0.2.0", True), ("register", "v0.2.0", True), ("register", "v0.1.0", False)]
     assert events[0]["reason"] == "hotfix for INC-42"
     out = cli(repo.path, "history")
-    assert out.exit_code == 0 and "promote (forced)" in out.stdout and "hotfix for INC-42" in out.stdout
+    assert out.exit_code == 0
+    assert "promote (forced)" in out.stdout and "hotfix for INC-42" in out.stdout
 
 
 def test_rollback_picks_the_last_gate_passed_version_and_skips_failed_ones(repo: Repo) -> None:
@@ -231,7 +235,8 @@ def test_rollback_picks_the_last_gate_passed_version_and_skips_failed_ones(repo:
     assert res["forced"] and registry.which("prod", root=repo.path)["version"] == "v0.3.0"
     # the forced v0.3.0 is skipped: back to the last passed version below it
     assert registry.rollback("prod", root=repo.path)["version"] == "v0.2.0"
-    assert [a.n for a in registry.open_registry(repo.path).stage_assignments("prod")] == [1, 2, 3, 4, 5, 6, 7]
+    prod = registry.open_registry(repo.path).stage_assignments("prod")
+    assert [a.n for a in prod] == [1, 2, 3, 4, 5, 6, 7]
 
 
 def test_promoting_the_current_version_again_creates_nothing(repo: Repo) -> None:
@@ -325,8 +330,9 @@ def test_push_conflict_when_the_remote_moved_fails_clearly_and_leaves_no_local_t
     assert f"{ART}#prod#1" not in repo.tags()
     # the race: the colleague pushes between our check and our push
     monkeypatch.setattr(registry, "remote_tags", lambda *a: {})
-    with pytest.raises(LooplineError, match=r"remote origin moved: credit-risk#prod#1 already exists "
-                                            r"there; fetch tags .* \(local tag credit-risk#prod#1 removed\)"):
+    with pytest.raises(LooplineError, match=r"remote origin moved: credit-risk#prod#1 already "
+                                            r"exists there; fetch tags .* "
+                                            r"\(local tag credit-risk#prod#1 removed\)"):
         registry.promote("v0.2.0", "prod", root=repo.path, push="origin")
     assert [t for t in repo.tags() if "#" in t] == []
     monkeypatch.undo()
@@ -355,9 +361,11 @@ def test_get_writes_the_right_bytes_and_fails_clearly(repo: Repo, tmp_path: Path
     with pytest.raises(LooplineError, match="no version assigned to staging"):
         registry.get("staging", tmp_path / "out3", root=repo.path)
     onnx_md5 = md5(repo.files[first]["model.onnx"])
-    (repo.path / ".dvc" / "cache" / "files" / "md5" / onnx_md5[:2] / onnx_md5[2:]).write_bytes(b"rot")
-    with pytest.raises(LooplineError, match=rf"models/model\.onnx of credit-risk@v0\.1\.0 \(md5 {onnx_md5}\) "
-                                            "is not in the DVC cache and cannot be fetched"):
+    cached = repo.path / ".dvc" / "cache" / "files" / "md5" / onnx_md5[:2] / onnx_md5[2:]
+    cached.write_bytes(b"rot")
+    with pytest.raises(LooplineError, match=rf"models/model\.onnx of credit-risk@v0\.1\.0 "
+                                            rf"\(md5 {onnx_md5}\) is not in the DVC cache and "
+                                            "cannot be fetched"):
         registry.get("v0.1.0", tmp_path / "out4", root=repo.path)
     assert not (tmp_path / "out4" / "model.onnx").exists()
 
@@ -393,3 +401,21 @@ def test_gto_reads_the_registry(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> 
         ("assignment", f"{ART}#prod#3"), ("assignment", f"{ART}#staging#1")]
     assert sum(e["event"] == "registration" for e in events) == 3
     assert os.environ["GIT_COMMITTER_DATE"]  # the clock was used
+
+
+def test_get_fetches_from_the_dvc_remote_when_the_cache_lacks_the_objects(
+        tmp_path: Path) -> None:
+    pytest.importorskip("dvc.api")
+    repo = Repo(tmp_path / "repo")
+    store = tmp_path / "dvc-store"
+    (repo.path / ".dvc" / "config").write_text(
+        f"[core]\n    remote = store\n['remote \"store\"']\n    url = {store}\n")
+    (repo.path / "dvc.yaml").write_text(
+        "stages:\n  export:\n    cmd: loopline stage export\n    outs:\n"
+        "    - models/card.json\n    - models/model.onnx\n")
+    commit = repo.register("a")["commit"]
+    (repo.path / ".dvc" / "cache").rename(store)  # "dvc push", then a clean cache
+    res = registry.get("v0.1.0", tmp_path / "out", root=repo.path)
+    assert res["source"] == {"model.onnx": "remote", "card.json": "remote"}
+    for name in ("model.onnx", "card.json"):
+        assert (tmp_path / "out" / name).read_bytes() == repo.files[commit][name]

@@ -28,7 +28,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-STAGES = ("ingest", "validate", "prepare", "train", "evaluate", "export")
+STAGES = ("ingest", "validate", "prepare", "train", "evaluate", "export", "gate")
 _state = {"verbose": False}
 
 Overrides = Annotated[Optional[list[str]], typer.Argument(
@@ -129,6 +129,7 @@ def run(
 
     root = _root(repo)
     res = compose_params(root, overrides or [])
+    _refresh_champion(root)
     names = stage_names(root)
     err = _console(stderr=True)
     live = None if as_json else _StageDisplay(err, names)
@@ -138,9 +139,12 @@ def run(
     if live:
         live.stop()
     metrics = _read_metrics(root)
+    gate_doc = _read_gate(root) if result.ok else None
     if as_json:
         typer.echo(json.dumps({
-            "ok": result.ok, "up_to_date": result.up_to_date, "seconds": round(result.seconds, 2),
+            "ok": result.ok and (gate_doc is None or gate_doc.get("verdict") == "pass"),
+            "gate": None if gate_doc is None else {"verdict": gate_doc.get("verdict"),
+                                                   "failed": gate_doc.get("failed", [])}, "up_to_date": result.up_to_date, "seconds": round(result.seconds, 2),
             "failed_stage": result.failed_stage, "error": result.error or None,
             "stages": {k: {"state": v.state, "seconds": round(v.seconds, 2), "summary": v.summary}
                        for k, v in result.stages.items()},
@@ -161,7 +165,72 @@ def run(
         else:
             out.print(f"Pipeline finished in {result.seconds:.1f} s.")
         _print_metrics(out, metrics)
+        if gate_doc is not None:
+            _print_gate(out, gate_doc)
         out.print("Reports: " + ", ".join(_report_paths(root)))
+    if gate_doc is not None and gate_doc.get("verdict") != "pass":
+        raise typer.Exit(1)
+
+
+def _refresh_champion(root: Path) -> None:
+    """Resolve the registry's champion into the file the gate stage depends on."""
+    from loopline.config import load_params
+    from loopline.stages.gate import refresh_champion
+
+    refresh_champion(root, load_params(root))
+
+
+def _read_gate(root: Path) -> dict | None:
+    from loopline.config import load_params
+
+    try:
+        path = root / load_params(root).paths.reports / "gate.json"
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, LooplineError):
+        return None
+
+
+def _print_gate(out, doc: dict) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    verdict = doc.get("verdict", "?")
+    color = "green" if verdict == "pass" else "red"
+    champ = doc.get("champion") or {}
+    title = f"gate: [{color}]{verdict.upper()}[/]" + (
+        f" (champion {champ['version']})" if champ.get("version") else " (no champion yet: absolute checks only)")
+    table = Table(title=title, show_header=True, header_style="bold")
+    for col in ("check", "value", "bound", "result", "reason"):
+        table.add_column(col, justify="right" if col in ("value", "bound") else "left")
+    for c in doc.get("checks", []):
+        value = "n/a" if c["value"] is None else f"{c['value']:.4g}"
+        bound = "n/a" if c["threshold"] is None else f"{c['op']} {c['threshold']:.4g}"
+        res = "[dim]skipped[/]" if c.get("skipped") else ("[green]pass[/]" if c["passed"] else "[red]FAIL[/]")
+        table.add_row(escape(c["name"]), value, bound, res, escape(c["reason"]))
+    out.print(table)
+
+
+@app.command()
+def gate(as_json: JsonOpt = False, repo: RepoOpt = None) -> None:
+    """Resolve the champion, reproduce up to the gate, print its checks; exit 1 on FAIL."""
+    from loopline.pipeline import compose_params, repro
+
+    root = _root(repo)
+    compose_params(root, [])
+    _refresh_champion(root)
+    result = repro(root, targets=["gate"])
+    if not result.ok:
+        where = f"stage {result.failed_stage!r}" if result.failed_stage else "dvc repro"
+        raise LooplineError(f"{where} failed before the gate could decide", details=result.error)
+    doc = _read_gate(root)
+    if doc is None:
+        raise LooplineError("the gate stage wrote no reports/gate.json")
+    if as_json:
+        typer.echo(json.dumps(doc))
+    else:
+        _print_gate(_console(), doc)
+    if doc.get("verdict") != "pass":
+        raise typer.Exit(1)
 
 
 def _read_metrics(root: Path) -> dict:
@@ -181,7 +250,8 @@ def _report_paths(root: Path) -> list[str]:
         p = load_params(root).paths
     except LooplineError:
         return []
-    cands = [f"{p.reports}/evaluation.md", f"{p.reports}/metrics.json", f"{p.reports}/validate.json",
+    cands = [f"{p.reports}/evaluation.md", f"{p.reports}/gate.md", f"{p.reports}/gate.html",
+             f"{p.reports}/metrics.json", f"{p.reports}/validate.json",
              f"{p.models}/card.md", f"{p.models}/model.onnx", f"{p.reports}/plots/"]
     return [c for c in cands if (root / c).exists()]
 
@@ -278,6 +348,11 @@ def schema(
 
         write_text(output, text)
         typer.echo(f"schema written to {output}", err=True)
+
+
+from loopline.registry_cli import add_commands as _add_registry_commands  # noqa: E402
+
+_add_registry_commands(app)
 
 
 def main() -> None:

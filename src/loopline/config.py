@@ -219,6 +219,78 @@ class ExportConfig(_Strict):
     parity_show: int = Field(5, ge=1, le=50)
 
 
+# --------------------------------------------------------------------------- gate
+
+GATE_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
+SLICE_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
+DRIFT_METHODS = ("ks", "chisquare", "z", "wasserstein", "psi", "jensenshannon", "kl_div",
+                 "hellinger", "TVD", "anderson", "cramer_von_mises", "mannw", "t_test",
+                 "energy_dist", "epps_singleton", "fisher_exact", "g_test", "empirical_mmd")
+
+
+def _known(keys, allowed: tuple[str, ...], what: str) -> None:
+    for k in keys:
+        if k not in allowed:
+            raise ValueError(f"unknown {what} {k!r}: expected one of {', '.join(allowed)}")
+
+
+class ChampionCheck(_Strict):
+    metrics: list[str] = []
+    tolerance: float = Field(0.02, ge=0.0, le=1.0)
+    stage: str = "prod"
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics(cls, v: list[str]) -> list[str]:
+        _known(v, GATE_METRICS, "metric")
+        return v
+
+
+class SliceChecks(_Strict):
+    min: dict[str, float] = {}
+    max_gap: dict[str, float] = {}
+
+    @model_validator(mode="after")
+    def _metrics(self) -> SliceChecks:
+        _known(self.min, SLICE_METRICS, "slice metric")
+        _known(self.max_gap, SLICE_METRICS, "slice metric")
+        return self
+
+
+class DriftCheck(_Strict):
+    num_method: str = "wasserstein"
+    cat_method: str = "chisquare"
+    per_column: dict[str, str] = {}
+    threshold: float | None = Field(None, gt=0.0)
+    max_share: float | None = Field(0.3, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _methods(self) -> DriftCheck:
+        _known([self.num_method, self.cat_method, *self.per_column.values()], DRIFT_METHODS, "drift method")
+        return self
+
+
+class GateConfig(_Strict):
+    """Explicit one-sided checks; an empty gate is a configuration error, never a pass."""
+
+    min: dict[str, float] = {}
+    max: dict[str, float] = {}
+    champion: ChampionCheck = ChampionCheck()
+    slices: SliceChecks = SliceChecks()
+    drift: DriftCheck = DriftCheck()
+    parity: bool = True
+
+    @model_validator(mode="after")
+    def _has_thresholds(self) -> GateConfig:
+        _known(self.min, GATE_METRICS, "metric")
+        _known(self.max, GATE_METRICS, "metric")
+        if not self.min and not self.max:
+            raise ValueError("no thresholds configured: set at least one absolute minimum "
+                             "(gate.min, e.g. roc_auc: 0.8) or maximum (gate.max); "
+                             "an empty gate would pass anything")
+        return self
+
+
 # ------------------------------------------------------------------------ paths
 
 
@@ -241,6 +313,7 @@ class Params(_Strict):
     search: SearchConfig = SearchConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     export: ExportConfig = ExportConfig()
+    gate: GateConfig
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Params:
@@ -254,6 +327,11 @@ class Params(_Strict):
         numeric, categorical = self.data.feature_columns(self.features.drop)
         if not numeric and not categorical:
             raise ValueError("no feature columns are left after removing target, id and drop")
+        for col in self.gate.drift.per_column:
+            if col not in numeric + categorical:
+                raise ValueError(f"gate.drift.per_column names {col!r}, which is not a feature column")
+        if (self.gate.slices.min or self.gate.slices.max_gap) and self.evaluate.slice_column is None:
+            raise ValueError("gate.slices needs evaluate.slice_column")
         if self.search.method == "grid":
             for key, value in self.model.search_space.items():
                 if isinstance(value, Distribution):

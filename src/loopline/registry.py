@@ -28,6 +28,7 @@ import os
 import re
 import subprocess
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -135,15 +136,18 @@ def load_config(root: str | os.PathLike[str] | None = None) -> RegistryConfig:
     keys = _read_keys(base, ("artifact", "registry"))
     artifact = keys.get("artifact")
     if not isinstance(artifact, str) or not NAME_RE.match(artifact):
-        raise LooplineError(f"{PARAMS_FILE}: artifact must be a name like credit-risk (got {artifact!r})")
+        raise LooplineError(f"{PARAMS_FILE}: artifact must be a name like credit-risk "
+                            f"(got {artifact!r})")
     reg = keys.get("registry") or {}
     stages = reg.get("stages", list(DEFAULT_STAGES)) if isinstance(reg, dict) else None
     if not isinstance(stages, list) or not stages:
-        raise LooplineError(f"{PARAMS_FILE}: registry.stages must be a non-empty list of stage names")
+        raise LooplineError(f"{PARAMS_FILE}: registry.stages must be a non-empty list of "
+                            "stage names")
     for stage in stages:
         if not isinstance(stage, str) or not NAME_RE.match(stage):
-            raise LooplineError(f"{PARAMS_FILE}: registry.stages: {stage!r} is not a valid stage name "
-                                "(letters, digits, '-', '_', '/'; starts and ends alphanumeric)")
+            raise LooplineError(f"{PARAMS_FILE}: registry.stages: {stage!r} is not a valid "
+                                "stage name (letters, digits, '-', '_', '/'; starts and ends "
+                                "alphanumeric)")
     return RegistryConfig(root=base, artifact=artifact, stages=tuple(stages))
 
 
@@ -186,9 +190,9 @@ def identity(root: Path) -> tuple[str, int]:
 
 def utc_iso(ts: int) -> str:
     """A unix time as UTC ISO 8601 (``2024-05-01T12:00:00Z``)."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # ---------------------------------------------------------------------- semver
@@ -202,7 +206,8 @@ def semver_key(version: str) -> tuple:
     """
     m = SEMVER_RE.match(version)
     if not m:
-        raise LooplineError(f"not a version: {version!r} (expected vMAJOR.MINOR.PATCH, e.g. v1.2.0)")
+        raise LooplineError(f"not a version: {version!r} (expected vMAJOR.MINOR.PATCH, "
+                            "e.g. v1.2.0)")
     pre = m.group(4)
     pre_key: tuple = (1,) if pre is None else (0, *(
         (0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split(".")))
@@ -387,7 +392,8 @@ class Registry:
         """Return ``stage`` if it is configured, else raise naming the valid ones."""
         if stage not in self.config.stages:
             raise LooplineError(f"unknown stage {stage!r}: valid stages are "
-                                f"{', '.join(self.config.stages)} (registry.stages in {PARAMS_FILE})")
+                                f"{', '.join(self.config.stages)} "
+                                f"(registry.stages in {PARAMS_FILE})")
         return stage
 
     def version(self, ref: str) -> Version:
@@ -460,7 +466,8 @@ class Registry:
 
     def next_seq(self) -> int:
         """One above the highest sequence number of any tag of the artifact."""
-        tags: list[_Tag] = [*self.versions.values(), *(a for v in self.assignments.values() for a in v)]
+        tags: list[_Tag] = [*self.versions.values(),
+                            *(a for v in self.assignments.values() for a in v)]
         return max([0, *(t.seq for t in tags)]) + 1
 
     # -- history ------------------------------------------------------------------
@@ -597,7 +604,11 @@ def push_tags(root: Path, remote: str, names: list[str], created: str) -> None:
     """
     env = {**os.environ, "LC_ALL": "C"}
     refspecs = [f"refs/tags/{n}:refs/tags/{n}" for n in names]
-    res = git(root, "push", "--atomic", "--porcelain", remote, *refspecs, check=False, env=env)
+    try:
+        res = git(root, "push", "--atomic", "--porcelain", remote, *refspecs, check=False, env=env)
+    except BaseException:  # interrupted: leave no local tag that may not be on the remote
+        delete_local_tag(root, created)
+        raise
     if res.returncode == 0:
         return
     delete_local_tag(root, created)
@@ -681,7 +692,8 @@ def _check_model(root: Path, models: str) -> tuple[dict, dict[str, str]]:
     """The model card, after checking the workspace model is the one HEAD's dvc.lock made."""
     lock = git(root, "show", "HEAD:./dvc.lock", check=False)
     if lock.returncode != 0:
-        raise LooplineError("dvc.lock is not committed at HEAD: run the pipeline and commit dvc.lock")
+        raise LooplineError("dvc.lock is not committed at HEAD: run the pipeline and commit "
+                            "dvc.lock")
     outs = lock_outs(lock.stdout, "dvc.lock")
     md5s = {}
     for name in (MODEL_FILE, CARD_FILE):
@@ -689,12 +701,13 @@ def _check_model(root: Path, models: str) -> tuple[dict, dict[str, str]]:
         want = _lock_md5(outs, rel, "at HEAD")
         path = root / rel
         if not path.is_file():
-            raise LooplineError(f"{rel} is missing in the workspace: run `dvc pull` or `loopline run`")
+            raise LooplineError(f"{rel} is missing in the workspace: run `dvc pull` or "
+                                "`loopline run`")
         got = _md5(path)
         if got != want:
-            raise LooplineError(f"{rel} in the workspace (md5 {got[:12]}) is not the one the committed "
-                                f"dvc.lock produced (md5 {want[:12]}): run `dvc checkout` or rerun "
-                                "the pipeline and commit dvc.lock")
+            raise LooplineError(f"{rel} in the workspace (md5 {got[:12]}) is not the one the "
+                                f"committed dvc.lock produced (md5 {want[:12]}): run `dvc "
+                                "checkout` or rerun the pipeline and commit dvc.lock")
         md5s[name] = got
     return _read_json(root / models / CARD_FILE, "model card"), md5s
 
@@ -709,7 +722,8 @@ def _check_gate(root: Path, reports: str, card: dict, force: bool) -> dict:
         raise LooplineError(f"{reports}/{GATE_FILE} judged another model (onnx_sha256 {cand[:12]}, "
                             f"the card says {sha[:12]}): rerun the gate")
     if verdict not in ("pass", "fail"):
-        raise LooplineError(f"{reports}/{GATE_FILE}: verdict must be 'pass' or 'fail' (got {verdict!r})")
+        raise LooplineError(f"{reports}/{GATE_FILE}: verdict must be 'pass' or 'fail' "
+                            f"(got {verdict!r})")
     if verdict != "pass" and not force:
         failed = [f"{c.get('name')} {c.get('value')} {c.get('op')} {c.get('threshold')}"
                   for c in gate.get("checks", []) if isinstance(c, dict) and not c.get("passed")]
@@ -965,19 +979,22 @@ def _fetch_from_remote(root: Path, commit: str, rel: str, dest: Path, md5: str) 
     try:
         import dvc.api
 
-        with dvc.api.open(rel, repo=str(root), rev=commit, mode="rb") as src, open(tmp, "wb") as out:
+        with (dvc.api.open(rel, repo=str(root), rev=commit, mode="rb") as src,
+              open(tmp, "wb") as out):
             shutil.copyfileobj(src, out, 1 << 20)
         if _md5(tmp) != md5:
             return f"the remote copy of {rel} does not match md5 {md5}"
         os.replace(tmp, dest)
         return None
     except Exception as err:  # dvc raises many types; report the first line
-        return f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+        text = str(err).strip()
+        return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def get(ref: str, out_dir: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> dict:
+def get(ref: str, out_dir: str | os.PathLike[str],
+        root: str | os.PathLike[str] | None = None) -> dict:
     """Write ``out_dir/model.onnx`` and ``out_dir/card.json`` of a version or stage.
 
     The objects' md5s come from dvc.lock at the version's commit; they are copied from the

@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from typer.core import TyperCommand, TyperGroup
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
-RepoOpt = Annotated[Optional[Path], typer.Option("--repo", "-C", help="Repository (default: the current one).")]
-PushOpt = Annotated[Optional[str], typer.Option(
+RepoOpt = Annotated[Path | None, typer.Option(
+    "--repo", "-C", help="Repository (default: the current one).")]
+PushOpt = Annotated[str | None, typer.Option(
     "--push", metavar="REMOTE", help="Push the new tag to REMOTE (git push --atomic); on failure "
                                      "the local tag is removed.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Override a failed gate (needs --reason).")]
-ReasonOpt = Annotated[Optional[str], typer.Option("--reason", help="Why the gate is overridden (recorded).")]
+ReasonOpt = Annotated[str | None, typer.Option(
+    "--reason", help="Why the gate is overridden (recorded).")]
 
 
 def _emit(doc: dict | list, as_json: bool, text: str) -> None:
@@ -33,8 +35,10 @@ def _pushed(res: dict) -> str:
 
 
 def register(
-    bump: Annotated[str, typer.Option("--bump", help="major, minor or patch (default minor).")] = "minor",
-    version: Annotated[Optional[str], typer.Option("--version", help="An explicit version vX.Y.Z.")] = None,
+    bump: Annotated[str, typer.Option(
+        "--bump", help="major, minor or patch (default minor).")] = "minor",
+    version: Annotated[str | None, typer.Option(
+        "--version", help="An explicit version vX.Y.Z instead of a bump.")] = None,
     push: PushOpt = None,
     force: ForceOpt = False,
     reason: ReasonOpt = None,
@@ -65,7 +69,8 @@ def promote(
 
     res = registry.promote(version, to, root=repo, force=force, reason=reason, push=push)
     if not res["created"]:
-        text = f"{res['version']} is already current in {res['stage']} ({res['tag']}): nothing to do"
+        text = (f"{res['version']} is already current in {res['stage']} ({res['tag']}): "
+                "nothing to do")
     else:
         forced = f" (forced: {res['reason']})" if res["forced"] else ""
         text = f"promoted {res['version']} to {res['stage']} ({res['tag']}){forced}{_pushed(res)}"
@@ -74,7 +79,7 @@ def promote(
 
 def rollback(
     stage: Annotated[str, typer.Option("--stage", help="The stage to roll back, e.g. prod.")],
-    to: Annotated[Optional[str], typer.Option("--to", help="Roll back to this version.")] = None,
+    to: Annotated[str | None, typer.Option("--to", help="Roll back to this version.")] = None,
     force: ForceOpt = False,
     reason: ReasonOpt = None,
     push: PushOpt = None,
@@ -103,8 +108,10 @@ def which(
 
 
 def history(
-    stage: Annotated[Optional[str], typer.Option("--stage", help="Only this stage's assignments.")] = None,
-    limit: Annotated[Optional[int], typer.Option("--limit", "-n", help="Show the newest N events.")] = None,
+    stage: Annotated[str | None, typer.Option(
+        "--stage", help="Only this stage's assignments.")] = None,
+    limit: Annotated[int | None, typer.Option(
+        "--limit", "-n", help="Show the newest N events.")] = None,
     as_json: JsonOpt = False,
     repo: RepoOpt = None,
 ) -> None:
@@ -158,8 +165,8 @@ def get(
                         f"({res['tag']}, from {src})")
 
 
-COMMANDS = {"register": register, "promote": promote, "rollback": rollback, "which": which,
-            "history": history, "get": get}
+# ------------------------------------------------- Typer coercion without pydantic
+
 _TRUE = {"1", "true", "t", "yes", "y", "on"}
 _FALSE = {"0", "false", "f", "no", "n", "off", ""}
 
@@ -238,6 +245,10 @@ class _Group(TyperGroup):
         option = super().get_help_option(ctx)
         _plain_coercion([option] if option is not None else [])
         return option
+
+
+COMMANDS = {"register": register, "promote": promote, "rollback": rollback, "which": which,
+            "history": history, "get": get}
 
 
 def add_commands(app: typer.Typer) -> None:
