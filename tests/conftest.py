@@ -26,6 +26,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
 
 INSTANCE_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", "conf", "data/credit_data.csv",
+                  "reports/champion.json",
                   "data/README.md", "src/loopline"]
 
 # Small search and importance settings, so a whole pipeline run takes seconds.

@@ -13,6 +13,7 @@ from sklearn.preprocessing import StandardScaler
 from loopline.features import (
     CATEGORICAL_IMPUTERS,
     NUMERIC_IMPUTERS,
+    StableKNNImputer,
     build_preprocessor,
     to_model_frame,
 )
@@ -29,14 +30,14 @@ ESTIMATORS = {
 
 
 def _raw_frame(n: int, seed: int, unseen: bool = False) -> pd.DataFrame:
-    """Raw data: large-valued and fractional numerics with NaN, str with gaps.
+    """Raw data: integer, large-valued and fractional numerics with NaN, str with gaps.
 
-    Numerics are continuous on purpose: with exact distance ties at the k-th donor
-    sklearn's argpartition and ONNX TopK may pick different donors (documented).
+    Integer ages give exact KNN distance ties, which StableKNNImputer must resolve
+    the same way as the ONNX graph.
     """
     rng = np.random.default_rng(seed)
-    age = rng.uniform(18, 80, n)
-    income = rng.gamma(2.0, 40.0, n) * 1000.0
+    age = rng.integers(18, 80, n).astype(float)
+    income = rng.gamma(2.0, 40.0, n).round() * 1000.0 + 0.5
     score = rng.normal(0.0, 1.0, n) * 1.0371
     for col in (age, income, score):
         col[rng.random(n) < 0.15] = np.nan
@@ -86,6 +87,7 @@ def _fit(
     y: str = "y2",
     **kw,
 ) -> Pipeline:
+    """Fit prep + estimator on the training frame."""
     est = ESTIMATORS[estimator]()
     prep = build_preprocessor(
         NUMERIC,
@@ -267,3 +269,13 @@ def test_build_preprocessor_scaling_rule(scale, estimator, scaled):
     prep = build_preprocessor(NUMERIC, CATEGORICAL, scale=scale, estimator=estimator)
     num_pipe = dict((name, t) for name, t, _ in prep.transformers)["num"]
     assert any(isinstance(s, StandardScaler) for _, s in num_pipe.steps) is scaled
+
+
+def test_stable_knn_imputer_breaks_ties_by_training_row():
+    fit = np.array([[0.0, 10.0], [2.0, 20.0], [5.0, 30.0]])
+    imp = StableKNNImputer(n_neighbors=1).fit(fit)
+    # distance 1 to the first two rows (only the first feature is shared): first row wins
+    assert imp.transform(np.array([[1.0, np.nan]]))[0, 1] == 10.0
+    prep = build_preprocessor(NUMERIC, CATEGORICAL, numeric_imputer="knn", knn_neighbors=4)
+    knn = dict((name, t) for name, t, _ in prep.transformers)["num"].named_steps["impute"]
+    assert isinstance(knn, StableKNNImputer) and knn.n_neighbors == 4

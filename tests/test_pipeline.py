@@ -14,7 +14,7 @@ from conftest import BIN, loopline, ran_stages, sh
 
 pytestmark = pytest.mark.slow
 
-STAGES = {"ingest", "validate", "prepare", "train", "evaluate", "export"}
+STAGES = {"ingest", "validate", "prepare", "train", "evaluate", "export", "gate"}
 
 
 def lock(root: Path) -> dict:
@@ -70,13 +70,13 @@ def test_noop_repro_reruns_nothing(built_copy: Path) -> None:
 
 def test_model_param_change_reruns_train_and_downstream_only(built_copy: Path) -> None:
     out = loopline("run", "--json", "model.estimator.max_iter=60", cwd=built_copy).stdout
-    assert ran_stages(out) == {"train", "evaluate", "export"}
+    assert ran_stages(out) == {"train", "evaluate", "export", "gate"}
     assert json.loads(out)["stages"]["prepare"]["state"] == "skipped"
 
 
 def test_imputation_change_reruns_from_prepare(built_copy: Path) -> None:
     out = loopline("run", "--json", "features.numeric_imputer=mean", cwd=built_copy).stdout
-    assert ran_stages(out) == {"prepare", "train", "evaluate", "export"}
+    assert ran_stages(out) == {"prepare", "train", "evaluate", "export", "gate"}
     plan = json.loads((built_copy / "reports/prepare.json").read_text())["imputation"]
     assert plan["Income"]["strategy"] == "mean"
 

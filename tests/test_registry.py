@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -419,3 +420,21 @@ def test_get_fetches_from_the_dvc_remote_when_the_cache_lacks_the_objects(
     assert res["source"] == {"model.onnx": "remote", "card.json": "remote"}
     for name in ("model.onnx", "card.json"):
         assert (tmp_path / "out" / name).read_bytes() == repo.files[commit][name]
+
+
+def test_which_as_a_whole_command_imports_nothing_heavy(repo: Repo) -> None:
+    repo.register("a")
+    registry.promote("v0.1.0", "prod", root=repo.path)
+    script = ("import sys\nfrom loopline.cli import app, main\n"
+              "from loopline.registry_cli import add_commands\n"
+              "if 'which' not in {c.name for c in app.registered_commands}:\n"
+              "    add_commands(app)\n"
+              f"sys.argv = ['loopline', 'which', 'prod', '-C', {str(repo.path)!r}]\n"
+              "try:\n    main()\nfinally:\n"
+              "    heavy = ('pydantic', 'dvc', 'git', 'pandas', 'hydra', 'yaml', 'rich')\n"
+              "    print(sorted(m for m in heavy if m in sys.modules), file=sys.stderr)\n")
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert res.stdout.strip() == "v0.1.0"
+    assert res.stderr.strip().splitlines()[-1] == "[]"
+    bad = cli(repo.path, "history", "--limit", "x")
+    assert bad.exit_code == 2 and "'x' is not a valid int" in bad.output

@@ -212,11 +212,14 @@ def _print_gate(out, doc: dict) -> None:
 
 @app.command()
 def gate(as_json: JsonOpt = False, repo: RepoOpt = None) -> None:
-    """Resolve the champion, reproduce up to the gate, print its checks; exit 1 on FAIL."""
-    from loopline.pipeline import compose_params, repro
+    """Resolve the champion, reproduce up to the gate, print its checks; exit 1 on FAIL.
+
+    Uses params.yaml as it is (it does not recompose conf/), so it gates what the last
+    `loopline run` or `dvc exp run` built.
+    """
+    from loopline.pipeline import repro
 
     root = _root(repo)
-    compose_params(root, [])
     _refresh_champion(root)
     result = repro(root, targets=["gate"])
     if not result.ok:

@@ -291,6 +291,25 @@ class GateConfig(_Strict):
         return self
 
 
+# ----------------------------------------------------------------------- registry
+
+
+class RegistryConfig(_Strict):
+    """Stages a version can be assigned to (Git tags ``<artifact>#<stage>#<n>``)."""
+
+    stages: list[str] = ["staging", "prod"]
+
+    @field_validator("stages")
+    @classmethod
+    def _names(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not re.fullmatch(r"[a-z][a-z0-9-]*", name):
+                raise ValueError(f"stage name {name!r} must be lower-case letters, digits and '-'")
+        if len(set(v)) != len(v) or not v:
+            raise ValueError("stages must be a non-empty list without repeats")
+        return v
+
+
 # ------------------------------------------------------------------------ paths
 
 
@@ -314,6 +333,7 @@ class Params(_Strict):
     evaluate: EvaluateConfig = EvaluateConfig()
     export: ExportConfig = ExportConfig()
     gate: GateConfig
+    registry: RegistryConfig = RegistryConfig()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Params:
@@ -330,6 +350,9 @@ class Params(_Strict):
         for col in self.gate.drift.per_column:
             if col not in numeric + categorical:
                 raise ValueError(f"gate.drift.per_column names {col!r}, which is not a feature column")
+        if self.gate.champion.stage not in self.registry.stages:
+            raise ValueError(f"gate.champion.stage {self.gate.champion.stage!r} is not one of "
+                             f"registry.stages {self.registry.stages}")
         if (self.gate.slices.min or self.gate.slices.max_gap) and self.evaluate.slice_column is None:
             raise ValueError("gate.slices needs evaluate.slice_column")
         if self.search.method == "grid":

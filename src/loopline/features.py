@@ -72,6 +72,40 @@ TREE_ESTIMATORS: tuple[type, ...] = (
 )
 
 
+class StableKNNImputer(KNNImputer):
+    """KNNImputer whose donors do not depend on ``np.argpartition``'s tie order.
+
+    sklearn takes the k nearest donors with ``argpartition``, so among donors at
+    exactly the same distance the pick is an implementation detail (integer-valued
+    data has such ties), and it averages them in that arbitrary order. This
+    subclass ranks donors by (distance, training row), so the earlier training row
+    wins a tie, and sums them in that order, one after the other. The ONNX export
+    (``TopK``, lower index first, same summation) then reproduces it bit for bit;
+    with plain KNNImputer a tie at the k-th donor changed an imputed Income from
+    119.8 to 125.8 on credit_data. Only ``weights="uniform"`` is changed; anything
+    else falls back to sklearn.
+    """
+
+    def _calc_impute(
+        self,
+        dist_pot_donors: np.ndarray,
+        n_neighbors: int,
+        fit_X_col: np.ndarray,
+        mask_fit_X_col: np.ndarray,
+    ) -> np.ndarray:
+        """Mean of the ``n_neighbors`` nearest donors, ties to the earlier row."""
+        if self.weights != "uniform":
+            return super()._calc_impute(dist_pot_donors, n_neighbors, fit_X_col, mask_fit_X_col)
+        order = np.argsort(dist_pot_donors, axis=1, kind="stable")[:, :n_neighbors]
+        dist = np.take_along_axis(dist_pot_donors, order, axis=1)
+        weights = (~np.isnan(dist) & ~mask_fit_X_col.take(order)).astype(np.float64)
+        values = np.where(mask_fit_X_col.take(order), 0.0, fit_X_col.take(order))
+        total = values[:, 0] * weights[:, 0]
+        for j in range(1, order.shape[1]):
+            total = total + values[:, j] * weights[:, j]
+        return total / np.maximum(weights.sum(axis=1), 1.0)
+
+
 def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> str:
     """Return ``value`` if it is one of ``allowed``, else raise a ValueError naming both."""
     if not isinstance(value, str) or value not in allowed:
@@ -115,7 +149,7 @@ def is_tree_based(estimator: object) -> bool:
 def _numeric_imputer(numeric_imputer: str, knn_neighbors: int) -> BaseEstimator:
     """Build the numeric imputer for one of :data:`NUMERIC_IMPUTERS`."""
     if numeric_imputer == "knn":
-        return KNNImputer(n_neighbors=knn_neighbors)
+        return StableKNNImputer(n_neighbors=knn_neighbors)
     return SimpleImputer(strategy=numeric_imputer)
 
 
@@ -138,7 +172,8 @@ def build_preprocessor(
 ) -> ColumnTransformer:
     """Build the ``"prep"`` ColumnTransformer for a model frame.
 
-    Numeric columns: impute (``SimpleImputer`` mean/median or ``KNNImputer``), then
+    Numeric columns: impute (``SimpleImputer`` mean/median or
+    :class:`StableKNNImputer`, a KNNImputer with deterministic ties), then
     ``StandardScaler`` if scaling is on. Categorical columns: impute ``""`` (most
     frequent category or the constant :data:`MISSING_CATEGORY`), then a dense
     ``OneHotEncoder(handle_unknown="ignore")`` so unseen categories encode to zeros

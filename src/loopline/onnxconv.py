@@ -48,7 +48,13 @@ registration) that keep the numeric path in float64 end to end:
   donors weighted 0, column mean when no distance is defined). skl2onnx's
   converter is float32-only and its graph also failed at run time on a small
   synthetic frame (``GatherElements`` index out of range; ``ScatterND`` shape
-  error on a row with every feature missing), even in float32.
+  error on a row with every feature missing), even in float32. The graph is
+  exact for :class:`loopline.features.StableKNNImputer` (what
+  ``build_preprocessor`` uses): plain KNNImputer picks donors tied at the k-th
+  distance in ``np.argpartition`` order, which no ONNX op reproduces (a tie on
+  credit_data, seed-42 split, moved one test row by 0.014), and sums them in that
+  order (on non-integer data an imputed training value one ulp off fell exactly
+  on an HGB threshold: 0.033).
 * ``StandardScaler``: skl2onnx's own double path, ``(x - mean_) / scale_``,
   bit-identical to sklearn.
 * Random forest / extra trees: own vectorised converter. Inputs go through
@@ -80,14 +86,11 @@ Limits (parity is not guaranteed, the parity check will show the worst rows):
   whether they convert and match is up to skl2onnx.
 * A sklearn float64 tie broken by rounding noise (two classes within ~1e-16)
   can go either way; exact ties match.
-* KNNImputer with exact distance ties at the k-th donor (typical when a row has
-  a single observed, integer-valued feature): sklearn's ``argpartition`` and
-  ONNX ``TopK`` (lower index first) may pick different donors, so the imputed
-  value, and then the prediction, can differ. Seen on a synthetic frame with an
-  integer column, never on credit_data. There is no way to reproduce
-  argpartition's tie order in ONNX; the parity check reports such rows.
-* The final averaging order of KNN donors differs (sorted vs argpartition
-  order), which can move an imputed value by one float64 ulp.
+* A plain ``sklearn.impute.KNNImputer`` (not :class:`StableKNNImputer`) still
+  converts, but rows with a tie at the k-th donor may differ (see above).
+* KNN distances are summed by BLAS in sklearn and by onnxruntime's MatMul in the
+  graph: exact on integer-valued data; on non-integer data two donors at the same
+  true distance can be ranked differently by rounding noise.
 """
 
 from __future__ import annotations
@@ -122,6 +125,8 @@ from sklearn.ensemble import (
 from sklearn.impute import KNNImputer, SimpleImputer
 from sklearn.pipeline import Pipeline
 
+from loopline.features import StableKNNImputer
+
 TARGET_OPSET = {"": 18, "ai.onnx.ml": 3}
 LABEL_OUTPUT = "label"
 PROBA_OUTPUT = "probabilities"
@@ -137,6 +142,48 @@ _CLASSES_CONST = "loopline_class_labels"
 def _node_name(scope: Scope, base: str) -> str:
     """Unique node name inside the skl2onnx scope."""
     return scope.get_unique_operator_name(base)
+
+
+class _Ops:
+    """Tiny node/initializer builder over a skl2onnx scope and container."""
+
+    def __init__(self, scope: Scope, container: Any) -> None:
+        self.scope, self.container = scope, container
+
+    def const(self, value: np.ndarray, base: str = "const") -> str:
+        """Add ``value`` as an initializer (float -> double, int -> int64); return its name."""
+        value = np.asarray(value)
+        if value.dtype.kind == "f":
+            dtype, proto = np.float64, TensorProto.DOUBLE
+        else:
+            dtype, proto = np.int64, TensorProto.INT64
+        name = self.scope.get_unique_variable_name(base)
+        flat = value.astype(dtype).ravel().tolist()
+        self.container.add_initializer(name, proto, list(value.shape), flat)
+        return name
+
+    def __call__(self, op_type: str, *inputs: str, out: str | None = None, **attrs: Any) -> str:
+        """Add one node; return the name of its (single) output."""
+        out = out or self.scope.get_unique_variable_name(op_type.lower())
+        self.container.add_node(
+            op_type, list(inputs), [out], name=_node_name(self.scope, op_type), **attrs
+        )
+        return out
+
+    def top_k(self, x: str, k: int) -> tuple[str, str]:
+        """Smallest ``k`` values of ``x`` along axis 1 (ties: lower index first)."""
+        values = self.scope.get_unique_variable_name("topk_values")
+        indices = self.scope.get_unique_variable_name("topk_indices")
+        self.container.add_node(
+            "TopK",
+            [x, self.const(np.array([k]), "k")],
+            [values, indices],
+            axis=1,
+            largest=0,
+            sorted=1,
+            name=_node_name(self.scope, "TopK"),
+        )
+        return values, indices
 
 
 def _single_input(scope: Scope, operator: Any, container: Any) -> str:
@@ -182,25 +229,16 @@ def _convert_simple_imputer(scope: Scope, operator: Any, container: Any) -> None
         raise NotImplementedError("numeric SimpleImputer must use missing_values=np.nan")
     stats = np.asarray(op.statistics_, dtype=np.float64)
     valid = ~np.isnan(stats)
+    g = _Ops(scope, container)
     x = _as_double(scope, operator, container)
-    isnan = scope.get_unique_variable_name("isnan")
-    container.add_node("IsNaN", [x], [isnan], name=_node_name(scope, "IsNaN"))
-    fill = scope.get_unique_variable_name("fill_values")
-    container.add_initializer(
-        fill, TensorProto.DOUBLE, [1, stats.size], np.nan_to_num(stats).tolist()
-    )
+    fill = g.const(np.nan_to_num(stats)[None, :], "fill_values")
     out = operator.outputs[0].full_name
     if valid.all():
-        container.add_node("Where", [isnan, fill, x], [out], name=_node_name(scope, "Where"))
+        g("Where", g("IsNaN", x), fill, x, out=out)
         return
     # sklearn drops columns that were all-NaN at fit time (keep_empty_features=False).
-    filled = scope.get_unique_variable_name("filled")
-    container.add_node("Where", [isnan, fill, x], [filled], name=_node_name(scope, "Where"))
-    keep = scope.get_unique_variable_name("keep_columns")
-    container.add_initializer(
-        keep, TensorProto.INT64, [int(valid.sum())], np.flatnonzero(valid).tolist()
-    )
-    container.add_node("Gather", [filled, keep], [out], axis=1, name=_node_name(scope, "Gather"))
+    filled = g("Where", g("IsNaN", x), fill, x)
+    g("Gather", filled, g.const(np.flatnonzero(valid), "keep_columns"), out=out, axis=1)
 
 
 def _shape_simple_imputer(operator: Any) -> None:
@@ -212,48 +250,6 @@ def _shape_simple_imputer(operator: Any) -> None:
     if not isinstance(itype, StringTensorType):
         width = int((~np.isnan(np.asarray(op.statistics_, dtype=np.float64))).sum())
     operator.outputs[0].type = type(itype)([n, width])
-
-
-class _Ops:
-    """Tiny node/initializer builder over a skl2onnx scope and container."""
-
-    def __init__(self, scope: Scope, container: Any) -> None:
-        self.scope, self.container = scope, container
-
-    def const(self, value: np.ndarray, base: str = "const") -> str:
-        """Add ``value`` as an initializer (float -> double, int -> int64); return its name."""
-        value = np.asarray(value)
-        if value.dtype.kind == "f":
-            dtype, proto = np.float64, TensorProto.DOUBLE
-        else:
-            dtype, proto = np.int64, TensorProto.INT64
-        name = self.scope.get_unique_variable_name(base)
-        flat = value.astype(dtype).ravel().tolist()
-        self.container.add_initializer(name, proto, list(value.shape), flat)
-        return name
-
-    def __call__(self, op_type: str, *inputs: str, out: str | None = None, **attrs: Any) -> str:
-        """Add one node; return the name of its (single) output."""
-        out = out or self.scope.get_unique_variable_name(op_type.lower())
-        self.container.add_node(
-            op_type, list(inputs), [out], name=_node_name(self.scope, op_type), **attrs
-        )
-        return out
-
-    def top_k(self, x: str, k: int) -> tuple[str, str]:
-        """Smallest ``k`` values of ``x`` along axis 1 (ties: lower index first)."""
-        values = self.scope.get_unique_variable_name("topk_values")
-        indices = self.scope.get_unique_variable_name("topk_indices")
-        self.container.add_node(
-            "TopK",
-            [x, self.const(np.array([k]), "k")],
-            [values, indices],
-            axis=1,
-            largest=0,
-            sorted=1,
-            name=_node_name(self.scope, "TopK"),
-        )
-        return values, indices
 
 
 def _nan_euclidean(g: _Ops, x: str, fit_x: np.ndarray) -> str:
@@ -286,10 +282,11 @@ def _nan_euclidean(g: _Ops, x: str, fit_x: np.ndarray) -> str:
 
 
 def _knn_column(g: _Ops, x: str, dist: str, op: KNNImputer, col: int) -> str:
-    """Column ``col`` of ``x`` with NaNs replaced like ``KNNImputer._calc_impute``.
+    """Column ``col`` of ``x`` with NaNs replaced like ``StableKNNImputer``.
 
-    Donors are fit rows where ``col`` is observed; the ``k`` nearest (NaN distances
-    last, weight 0) are averaged; a row with no defined distance gets the column mean.
+    Donors are fit rows where ``col`` is observed; the ``k`` nearest by (distance,
+    row) are taken with ``TopK`` (NaN distances last, weight 0) and summed one by
+    one in that order; a row with no defined distance gets the column mean.
     """
     fit_x, fit_mask = op._fit_X, op._mask_fit_X
     donors = np.flatnonzero(~fit_mask[:, col])
@@ -300,9 +297,11 @@ def _knn_column(g: _Ops, x: str, dist: str, op: KNNImputer, col: int) -> str:
     _, idx = g.top_k(g("Where", d_nan, g.const(np.array(np.inf)), d), k)
     weights = g("Cast", g("Not", g("GatherElements", d_nan, idx, axis=1)), to=TensorProto.DOUBLE)
     values = g("Gather", g.const(fit_x[donors, col], "donor_values"), idx, axis=0)
-    axis1 = g.const(np.array([1]))
-    total = g("ReduceSum", g("Mul", values, weights), axis1, keepdims=1)
-    count = g("ReduceSum", weights, axis1, keepdims=1)
+    weighted = g("Mul", values, weights)
+    total = g("Gather", weighted, g.const(np.array([0])), axis=1)
+    for j in range(1, k):  # one by one, in distance order, like StableKNNImputer
+        total = g("Add", total, g("Gather", weighted, g.const(np.array([j])), axis=1))
+    count = g("ReduceSum", weights, g.const(np.array([1])), keepdims=1)
     mean = g("Div", total, g("Max", count, g.const(np.array(1.0))))
     has_donor = g("Greater", count, g.const(np.array(0.0)))
     imputed = g("Where", has_donor, mean, g.const(np.array(col_mean)))
@@ -361,64 +360,63 @@ def _class_label_attrs(classes: np.ndarray) -> dict[str, list]:
     raise ValueError(f"class labels must be all integers or all strings, got {list(classes)!r}")
 
 
-def _forest_attrs(trees: Sequence[Any], n_classes: int) -> dict[str, Any]:
-    """TreeEnsembleClassifier attributes for sklearn decision trees, vectorised.
-
-    Thresholds are sklearn's float64 values (the graph reproduces sklearn's float32
-    cast of X); leaf weights are per-tree class probabilities / n_trees. Binary
-    models store only the positive class (onnxruntime then outputs [1 - p, p]).
-    """
-    cols: dict[str, list] = {
-        k: []
-        for k in (
-            "nodes_treeids",
-            "nodes_nodeids",
-            "nodes_featureids",
-            "nodes_values",
-            "nodes_truenodeids",
-            "nodes_falsenodeids",
-            "nodes_missing_value_tracks_true",
-            "class_treeids",
-            "class_nodeids",
-            "class_ids",
-            "class_weights",
-        )
+def _tree_nodes(tree: Any, tree_id: int) -> dict[str, np.ndarray]:
+    """Node arrays of one fitted sklearn tree (``nodes_*`` attributes)."""
+    t = tree.tree_
+    if t.n_outputs != 1:
+        raise NotImplementedError("multi-output trees are not supported")
+    leaf = t.children_left == -1
+    missing_left = getattr(t, "missing_go_to_left", np.zeros(t.node_count, dtype=np.uint8))
+    return {
+        "nodes_treeids": np.full(t.node_count, tree_id),
+        "nodes_nodeids": np.arange(t.node_count),
+        "nodes_featureids": np.where(leaf, 0, t.feature),
+        "nodes_values": np.where(leaf, 0.0, t.threshold),
+        "nodes_truenodeids": np.where(leaf, 0, t.children_left),
+        "nodes_falsenodeids": np.where(leaf, 0, t.children_right),
+        "nodes_missing_value_tracks_true": np.where(leaf, 0, missing_left),
+        "nodes_modes": np.where(leaf, "LEAF", "BRANCH_LEQ"),
     }
-    modes: list[str] = []
-    for tree_id, est in enumerate(trees):
-        t = est.tree_
-        if t.n_outputs != 1:
-            raise NotImplementedError("multi-output trees are not supported")
-        leaf = t.children_left == -1
-        ids = np.arange(t.node_count)
-        missing_left = getattr(t, "missing_go_to_left", np.zeros(t.node_count, dtype=np.uint8))
-        cols["nodes_treeids"].append(np.full(t.node_count, tree_id))
-        cols["nodes_nodeids"].append(ids)
-        cols["nodes_featureids"].append(np.where(leaf, 0, t.feature))
-        cols["nodes_values"].append(np.where(leaf, 0.0, t.threshold))
-        cols["nodes_truenodeids"].append(np.where(leaf, 0, t.children_left))
-        cols["nodes_falsenodeids"].append(np.where(leaf, 0, t.children_right))
-        cols["nodes_missing_value_tracks_true"].append(np.where(leaf, 0, missing_left))
-        modes.extend(np.where(leaf, "LEAF", "BRANCH_LEQ").tolist())
-        leaves = ids[leaf]
-        value = t.value[leaves, 0, :n_classes].astype(np.float64)
-        total = value.sum(axis=1, keepdims=True)
-        proba = value / np.where(total == 0.0, 1.0, total) / len(trees)
-        if n_classes == 2:
-            proba, class_ids = proba[:, 1:], np.zeros(1, dtype=np.int64)
-        else:
-            class_ids = np.arange(n_classes)
-        cols["class_treeids"].append(np.full(proba.size, tree_id))
-        cols["class_nodeids"].append(np.repeat(leaves, proba.shape[1]))
-        cols["class_ids"].append(np.tile(class_ids, len(leaves)))
-        cols["class_weights"].append(proba.ravel())
-    attrs: dict[str, Any] = {k: np.concatenate(v) for k, v in cols.items()}
+
+
+def _tree_leaves(tree: Any, tree_id: int, n_classes: int, n_trees: int) -> dict[str, np.ndarray]:
+    """Leaf weights of one tree (``class_*`` attributes): class probability / n_trees.
+
+    Binary models store only the positive class; onnxruntime then outputs [1 - p, p].
+    """
+    t = tree.tree_
+    leaves = np.flatnonzero(t.children_left == -1)
+    value = t.value[leaves, 0, :n_classes].astype(np.float64)
+    total = value.sum(axis=1, keepdims=True)
+    proba = value / np.where(total == 0.0, 1.0, total) / n_trees
+    class_ids = np.arange(n_classes)
+    if n_classes == 2:
+        proba, class_ids = proba[:, 1:], class_ids[:1]
+    return {
+        "class_treeids": np.full(proba.size, tree_id),
+        "class_nodeids": np.repeat(leaves, proba.shape[1]),
+        "class_ids": np.tile(class_ids, len(leaves)),
+        "class_weights": proba.ravel(),
+    }
+
+
+def _forest_attrs(trees: Sequence[Any], n_classes: int) -> dict[str, Any]:
+    """TreeEnsembleClassifier attributes for fitted sklearn trees, vectorised per tree.
+
+    Thresholds and leaf weights are float64 ``*_as_tensor`` attributes: sklearn's own
+    thresholds (the graph reproduces sklearn's float32 cast of X) and sums in double.
+    """
+    parts = [
+        {**_tree_nodes(tree, i), **_tree_leaves(tree, i, n_classes, len(trees))}
+        for i, tree in enumerate(trees)
+    ]
+    attrs: dict[str, Any] = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     for k in ("nodes_values", "class_weights"):
         attrs[f"{k}_as_tensor"] = numpy_helper.from_array(attrs.pop(k).astype(np.float64), name=k)
-    for k, v in list(attrs.items()):
+    attrs["nodes_modes"] = attrs["nodes_modes"].tolist()
+    for k, v in attrs.items():
         if isinstance(v, np.ndarray):
             attrs[k] = v.astype(np.int64).tolist()
-    attrs["nodes_modes"] = modes
     attrs["post_transform"] = "NONE"
     return attrs
 
@@ -497,7 +495,7 @@ class _TreeAttrContainer:
 def _convert_hist_gradient_boosting(scope: Scope, operator: Any, container: Any) -> None:
     """HistGradientBoostingClassifier via skl2onnx, in double, with fixed attributes."""
     op = operator.raw_operator
-    if any(node["is_categorical"] for preds in op._predictors for p in preds for node in p.nodes):
+    if any(p.nodes["is_categorical"].any() for preds in op._predictors for p in preds):
         raise NotImplementedError("HistGradientBoosting categorical splits cannot be exported")
     x64 = _as_double(scope, operator, container)
     convert_sklearn_random_forest_classifier(
@@ -515,6 +513,7 @@ def _shape_tree_classifier(operator: Any) -> None:
 _CUSTOM_CONVERTERS = {
     SimpleImputer: (_convert_simple_imputer, _shape_simple_imputer),
     KNNImputer: (_convert_knn_imputer, _shape_knn_imputer),
+    StableKNNImputer: (_convert_knn_imputer, _shape_knn_imputer),
     RandomForestClassifier: (_convert_forest, _shape_tree_classifier),
     ExtraTreesClassifier: (_convert_forest, _shape_tree_classifier),
     HistGradientBoostingClassifier: (_convert_hist_gradient_boosting, _shape_tree_classifier),
@@ -726,14 +725,44 @@ def _row_label(label: Any) -> Any:
     return label.item() if isinstance(label, np.generic) else label
 
 
+def _worst_rows(
+    X: pd.DataFrame,
+    sk: tuple[np.ndarray, np.ndarray],
+    ox: tuple[np.ndarray, np.ndarray],
+    diff: np.ndarray,
+    show: int,
+) -> list[dict]:
+    """Up to ``show`` rows: label mismatches first, then by largest probability diff."""
+    (sk_label, sk_proba), (ox_label, ox_proba) = sk, ox
+    mismatch = sk_label != ox_label
+    order = np.lexsort((-diff, ~mismatch))[: max(show, 0)]
+    return [
+        {
+            "row": _row_label(X.index[i]),
+            "sklearn": sk_proba[i].tolist(),
+            "onnx": ox_proba[i].tolist(),
+            "diff": float(diff[i]),
+            "sklearn_label": _row_label(sk_label[i]),
+            "onnx_label": _row_label(ox_label[i]),
+        }
+        for i in order
+    ]
+
+
 def parity(
     pipeline: Any, onnx_bytes: bytes, X: pd.DataFrame, *, atol: float = 1e-4, show: int = 5
 ) -> dict:
     """Compare sklearn and ONNX predictions on a model frame.
 
-    Passes when every row gets the same label and no probability differs by more
-    than ``atol``. ``worst`` lists up to ``show`` rows, label mismatches first, then
-    by largest probability difference, so a failing stage can print them.
+    Passes when every row gets the same label, no probability differs by more than
+    ``atol`` and the exported classes are the pipeline's.
+
+    Returns:
+        ``{"passed", "rows", "max_abs_diff", "label_mismatches", "atol", "worst"}``;
+        ``worst`` holds up to ``show`` rows (label mismatches first, then largest
+        diff) as ``{"row": index label, "sklearn": [...], "onnx": [...], "diff",
+        "sklearn_label", "onnx_label"}``. A NaN or missing probability counts as an
+        infinite difference.
 
     Raises:
         ValueError: ``X`` has no rows (parity on nothing proves nothing).
@@ -741,39 +770,21 @@ def parity(
     if len(X) == 0:
         raise ValueError("parity needs at least one row")
     model = OnnxModel(onnx_bytes)
-    sk_proba = np.asarray(pipeline.predict_proba(X), dtype=np.float64)
-    sk_label = np.asarray(pipeline.predict(X))
-    ox_label, ox_proba = model.run(X)
-    diff = (
-        np.abs(sk_proba - ox_proba).max(axis=1)
-        if sk_proba.shape == ox_proba.shape
-        else np.full(len(X), np.inf)
-    )
+    sk = (np.asarray(pipeline.predict(X)), np.asarray(pipeline.predict_proba(X), dtype=np.float64))
+    ox = model.run(X)
+    if sk[1].shape == ox[1].shape:
+        diff = np.abs(sk[1] - ox[1]).max(axis=1)
+    else:
+        diff = np.full(len(X), np.inf)
     diff = np.where(np.isnan(diff), np.inf, diff)
-    mismatch = sk_label != ox_label
-    order = np.lexsort((-diff, ~mismatch))[: max(show, 0)]
-    worst = [
-        {
-            "row": _row_label(X.index[i]),
-            "sklearn": sk_proba[i].tolist(),
-            "onnx": ox_proba[i].tolist() if ox_proba.ndim == 2 else [],
-            "diff": float(diff[i]),
-            "sklearn_label": _row_label(sk_label[i]),
-            "onnx_label": _row_label(ox_label[i]),
-        }
-        for i in order
-    ]
+    n_mismatch = int((sk[0] != ox[0]).sum())
+    same_classes = model.classes == [_row_label(c) for c in pipeline.classes_]
     max_diff = float(diff.max())
-    n_mismatch = int(mismatch.sum())
     return {
-        "passed": bool(
-            max_diff <= atol
-            and n_mismatch == 0
-            and list(model.classes) == [_row_label(c) for c in pipeline.classes_]
-        ),
+        "passed": bool(max_diff <= atol and n_mismatch == 0 and same_classes),
         "rows": int(len(X)),
         "max_abs_diff": max_diff,
         "label_mismatches": n_mismatch,
         "atol": atol,
-        "worst": worst,
+        "worst": _worst_rows(X, sk, ox, diff, show),
     }

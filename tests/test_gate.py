@@ -1,0 +1,120 @@
+"""The gate's checks: pure functions, and real Evidently on small data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from loopline.config import DriftCheck, GateConfig
+from loopline.stages import gate
+
+
+def cfg(**kw) -> GateConfig:
+    base = {"min": {"roc_auc": 0.8}, "max": {"log_loss": 0.5}}
+    base.update(kw)
+    return GateConfig.model_validate(base)
+
+
+def test_empty_gate_is_a_configuration_error() -> None:
+    with pytest.raises(ValueError, match="no thresholds configured"):
+        GateConfig.model_validate({})
+    with pytest.raises(ValueError, match="unknown metric 'auc'"):
+        GateConfig.model_validate({"min": {"auc": 0.8}})
+    with pytest.raises(ValueError, match="unknown drift method"):
+        GateConfig.model_validate({"min": {"roc_auc": 0.8}, "drift": {"num_method": "magic"}})
+
+
+def test_compare_is_one_sided_with_a_reason() -> None:
+    ok = gate.compare("min_roc_auc", "absolute", 0.85, 0.8, ">=", "roc_auc")
+    bad = gate.compare("min_roc_auc", "absolute", 0.79, 0.8, ">=", "roc_auc")
+    assert ok.passed and not bad.passed
+    assert "0.7900 misses the bound (at least 0.8000)" in bad.reason
+    assert gate.compare("max_log_loss", "absolute", 0.6, 0.5, "<=", "log_loss").passed is False
+    missing = gate.compare("min_recall", "absolute", None, 0.5, ">=", "recall")
+    assert not missing.passed and "could not be computed" in missing.reason
+
+
+def test_absolute_checks_use_configured_metrics() -> None:
+    checks = gate.absolute_checks({"roc_auc": 0.9, "log_loss": 0.7}, cfg())
+    assert [(c.name, c.passed) for c in checks] == [("min_roc_auc", True), ("max_log_loss", False)]
+    assert gate.verdict(checks) == "fail"
+
+
+def test_no_champion_means_absolute_checks_only() -> None:
+    c = cfg(champion={"metrics": ["roc_auc"], "tolerance": 0.02})
+    checks = gate.champion_checks({"roc_auc": 0.5}, None, {"stage": "prod", "version": None}, c)
+    assert len(checks) == 1 and checks[0].skipped and "no champion in prod yet" in checks[0].reason
+    assert gate.verdict(checks) == "pass"
+
+
+def test_candidate_must_stay_within_tolerance_of_the_champion() -> None:
+    c = cfg(champion={"metrics": ["roc_auc", "log_loss"], "tolerance": 0.02})
+    champ = {"version": "v0.2.0", "stage": "prod"}
+    within = gate.champion_checks({"roc_auc": 0.845, "log_loss": 0.41}, {"roc_auc": 0.86, "log_loss": 0.40}, champ, c)
+    assert all(x.passed for x in within)
+    worse = gate.champion_checks({"roc_auc": 0.83, "log_loss": 0.45}, {"roc_auc": 0.86, "log_loss": 0.40}, champ, c)
+    assert [x.passed for x in worse] == [False, False]
+    assert worse[0].threshold == pytest.approx(0.84) and worse[1].threshold == pytest.approx(0.42)
+    assert "v0.2.0" in worse[0].reason
+    unscorable = gate.champion_checks({"roc_auc": 0.9}, None, {**champ, "error": "KeyError: Income"},
+                                      cfg(champion={"metrics": ["roc_auc"]}))
+    assert not unscorable[0].passed and "KeyError: Income" in unscorable[0].reason
+
+
+def test_slice_minimums_and_fairness_gap() -> None:
+    slices = {"column": "Home", "slices": {
+        "owner": {"rows": 400, "roc_auc": 0.86, "included_in_gap": True},
+        "rent": {"rows": 200, "roc_auc": 0.66, "included_in_gap": True},
+        "ignore": {"rows": 3, "roc_auc": 0.1, "included_in_gap": False}},
+        "max_gap": {"roc_auc": {"gap": 0.2, "lowest": "rent", "highest": "owner"}}}
+    checks = gate.slice_checks(slices, cfg(slices={"min": {"roc_auc": 0.7}, "max_gap": {"roc_auc": 0.15}}))
+    by = {c.name: c for c in checks}
+    assert set(by) == {"slice_roc_auc[owner]", "slice_roc_auc[rent]", "slice_gap_roc_auc"}
+    assert by["slice_roc_auc[owner]"].passed and not by["slice_roc_auc[rent]"].passed
+    assert not by["slice_gap_roc_auc"].passed and "rent vs owner" in by["slice_gap_roc_auc"].reason
+
+
+def test_drift_share_and_parity_checks() -> None:
+    rows = [{"column": "a", "drifted": True}, {"column": "b", "drifted": False},
+            {"column": "c", "drifted": False}, {"column": "d", "drifted": False}]
+    (share,) = gate.drift_check(rows, cfg(drift={"max_share": 0.2}))
+    assert share.value == 0.25 and not share.passed and "drifted: a" in share.reason
+    (ok,) = gate.drift_check(rows, cfg(drift={"max_share": 0.3}))
+    assert ok.passed
+    (p,) = gate.parity_check({"passed": False, "max_abs_diff": 0.01, "atol": 1e-4, "rows": 9,
+                              "label_mismatches": 2}, cfg())
+    assert not p.passed and "2 label mismatches" in p.reason
+    assert gate.parity_check({"passed": True}, cfg(parity=False)) == []
+
+
+def test_evidently_drift_finds_a_shifted_column() -> None:
+    rng = np.random.default_rng(0)
+    ref = pd.DataFrame({"x": rng.normal(0, 1, 2000), "y": rng.normal(0, 1, 2000),
+                        "c": rng.choice(["a", "b"], 2000)})
+    cur = pd.DataFrame({"x": rng.normal(2, 1, 2000), "y": rng.normal(0, 1, 2000),
+                        "c": rng.choice(["a", "b"], 2000, p=[0.1, 0.9])})
+    rows, snap = gate.drift_report(ref, cur, ["x", "y"], ["c"], DriftCheck(num_method="ks", cat_method="chisquare"))
+    drifted = {r["column"]: r["drifted"] for r in rows}
+    assert drifted == {"x": True, "y": False, "c": True}
+    assert {r["kind"] for r in rows} == {"p-value"}
+    rows, _ = gate.drift_report(ref, cur, ["x", "y"], ["c"],
+                                DriftCheck(num_method="wasserstein", per_column={"y": "psi"}))
+    methods = {r["column"]: r["method"] for r in rows}
+    assert methods["x"] == "wasserstein" and methods["y"] == "psi"
+    assert {r["column"]: r["drifted"] for r in rows}["x"] is True
+
+
+def test_evidently_quality_matches_sklearn() -> None:
+    from sklearn.metrics import accuracy_score, recall_score, roc_auc_score
+
+    rng = np.random.default_rng(1)
+    y = rng.choice(["bad", "good"], 500, p=[0.3, 0.7])
+    p_bad = np.clip(np.where(y == "bad", 0.65, 0.3) + rng.normal(0, 0.2, 500), 0, 1)
+    proba = np.column_stack([p_bad, 1 - p_bad])
+    frame = gate.scored_frame(y, proba, ["bad", "good"], "bad", "Status")
+    values, _ = gate.quality_report(frame, "Status", "bad", ["bad", "good"])
+    pred = np.where(p_bad >= 0.5, "bad", "good")
+    assert values["roc_auc"] == pytest.approx(roc_auc_score(y == "bad", p_bad), abs=1e-9)
+    assert values["recall"] == pytest.approx(recall_score(y, pred, pos_label="bad"), abs=1e-9)
+    assert values["accuracy"] == pytest.approx(accuracy_score(y, pred), abs=1e-9)
