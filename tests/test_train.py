@@ -37,6 +37,7 @@ BASE = {
     "search": {"method": "random", "n_iter": 2, "cv": 2, "scoring": "roc_auc", "n_jobs": 1,
                "backend": "local", "dask_scheduler": None},
     "evaluate": {"slice_column": None},
+    "gate": {"min": {"roc_auc": 0.5}},
 }
 
 
