@@ -2,7 +2,8 @@
 
 1. End-to-end ``loopline run`` on the default data in a fresh copy of the instance (no DVC
    cache) against a bare script doing the same work in one process: the same stage
-   functions, the same search, the same exports, but no DVC, no Hydra, no subprocesses.
+   functions (ingest → gate), the same search, the same exports and reports, but no DVC,
+   no Hydra, no subprocesses.
 2. A no-op ``loopline run`` and a no-op ``dvc repro`` on the built copy.
 3. ``loopline --help`` start-up.
 
@@ -31,11 +32,12 @@ BARE = r"""
 import sys, time, yaml
 from pathlib import Path
 from loopline.config import Params
-from loopline.stages import ingest, validate, prepare, train, evaluate, export
+from loopline.stages import ingest, validate, prepare, train, evaluate, export, gate
 root = Path(sys.argv[1])
 params = Params.model_validate(yaml.safe_load((root / "params.yaml").read_text()))
 t = time.perf_counter()
-for stage in (ingest, validate, prepare, train, evaluate, export):
+gate.refresh_champion(root, params)
+for stage in (ingest, validate, prepare, train, evaluate, export, gate):
     stage.run(params, root)
 print(time.perf_counter() - t)
 """

@@ -189,11 +189,16 @@ def test_onnx_model_from_path_and_graph_contract(frames, tmp_path):
 def test_make_feeds_shapes_and_string_dtype(frames):
     X = frames["test"].copy()
     X["city"] = X["city"].replace("", None).astype("str")  # pandas str dtype, NaN gaps
+    X["plan"] = pd.Series([None, np.nan] + X["plan"].tolist()[2:], index=X.index, dtype=object)
+    X["age"] = X["age"].astype("Float64")  # nullable float with pd.NA
     feeds = make_feeds(X, NUMERIC, CATEGORICAL)
+    assert feeds["plan"][:2].ravel().tolist() == ["", ""]
+    assert np.array_equal(feeds["age"].ravel(), frames["test"]["age"].to_numpy(), equal_nan=True)
     assert list(feeds) == NUMERIC + CATEGORICAL
     assert feeds["age"].shape == (len(X), 1) and feeds["age"].dtype == np.float64
     assert feeds["city"].dtype == object
-    assert all(isinstance(v, str) for v in feeds["city"].ravel())
+    assert all(isinstance(v, str) for c in CATEGORICAL for v in feeds[c].ravel())
+    assert (feeds["city"].ravel() == frames["test"]["city"].to_numpy()).all()
     with pytest.raises(ValueError, match="plan"):
         make_feeds(X.drop(columns="plan"), NUMERIC, CATEGORICAL)
 

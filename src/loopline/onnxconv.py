@@ -635,15 +635,55 @@ def convert(pipeline: Any, numeric: list[str], categorical: list[str]) -> bytes:
 # --------------------------------------------------------------------------- runtime
 
 
+def _column(X: pd.DataFrame, name: str) -> Any:
+    """Values of one column without building a Series.
+
+    Building a Series costs ~30 us per column with pandas 3 on the 2-core box, which
+    made make_feeds ~1 ms per call; pandas' internal ``_get_column_array`` returns
+    the same ndarray/ExtensionArray in ~2 us. Falls back to the public API if the
+    name is duplicated or pandas drops the method.
+    """
+    loc = X.columns.get_loc(name)
+    getter = getattr(X, "_get_column_array", None)
+    if isinstance(loc, int) and getter is not None:
+        return getter(loc)
+    return X[name].array
+
+
+def _numeric_feed(values: Any) -> np.ndarray:
+    """``[N, 1]`` float64 (a view when the column already is float64)."""
+    if isinstance(values, np.ndarray) and values.dtype == np.float64:
+        return values.reshape(-1, 1)
+    if isinstance(values, np.ndarray):
+        return values.astype(np.float64).reshape(-1, 1)
+    return values.to_numpy(dtype=np.float64, na_value=np.nan).reshape(-1, 1)
+
+
+def _string_feed(values: Any) -> np.ndarray:
+    """``[N, 1]`` object array of str with ``""`` for missing.
+
+    onnxruntime would silently turn ``None``/``NaN`` into the strings "None"/"nan"
+    (an unknown category, not an imputed one), so missing values are mapped here.
+    """
+    if not isinstance(values, np.ndarray):
+        return values.to_numpy(dtype=object, na_value="").reshape(-1, 1)
+    missing = pd.isna(values)
+    if missing.any():
+        values = np.where(missing, "", values)
+    return values.astype(object, copy=False).reshape(-1, 1)
+
+
 def make_feeds(
     X: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]
 ) -> dict[str, np.ndarray]:
     """Turn a model frame into onnxruntime feeds: one ``[N, 1]`` array per column.
 
-    Vectorised per column (no per-row Python): numeric columns become float64 views
-    when they already are float64; categorical ones become object arrays with any
-    missing value as ``""`` (so pandas' ``str`` dtype, e.g. after a parquet round
-    trip, is accepted too).
+    Vectorised per column, no per-row Python: numeric columns become float64 (views
+    when already float64); categorical ones object arrays of str with any missing
+    value as ``""``, so pandas' ``str`` dtype (e.g. after a parquet round trip) is
+    accepted too. Measured on the 2-core box, 13 credit_data columns: ~0.1 ms for 1
+    row, ~0.35 ms for 1,000 rows (most of it the missing-value check of the 4
+    categorical columns).
 
     Raises:
         ValueError: a column is absent from ``X``.
@@ -651,11 +691,8 @@ def make_feeds(
     absent = [c for c in (*numeric, *categorical) if c not in X.columns]
     if absent:
         raise ValueError(f"columns missing from the data frame: {absent}")
-    feeds: dict[str, np.ndarray] = {}
-    for c in numeric:
-        feeds[c] = X[c].to_numpy(dtype=np.float64, na_value=np.nan).reshape(-1, 1)
-    for c in categorical:
-        feeds[c] = X[c].to_numpy(dtype=object, na_value="").reshape(-1, 1)
+    feeds = {c: _numeric_feed(_column(X, c)) for c in numeric}
+    feeds.update({c: _string_feed(_column(X, c)) for c in categorical})
     return feeds
 
 

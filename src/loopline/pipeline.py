@@ -159,16 +159,11 @@ def dvc_env() -> dict[str, str]:
 def repro(root: Path, *, targets: list[str] | None = None, force: bool = False,
           on_event: Callable[[StageEvent], None] | None = None) -> ReproResult:
     """Run ``dvc repro`` and report stage events as they happen."""
-    import json
-
     cmd = [sys.executable, "-m", "dvc", "repro", *(targets or [])]
     if force:
         cmd.append("--force")
     started = time.perf_counter()
-    stages: dict[str, StageEvent] = {}
-    lines: list[str] = []
-    current: StageEvent | None = None
-    error_lines: list[str] = []
+    tracker = _Tracker(on_event)
     try:
         proc = subprocess.Popen(cmd, cwd=root, env=dvc_env(), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, bufsize=1)
@@ -176,38 +171,10 @@ def repro(root: Path, *, targets: list[str] | None = None, force: bool = False,
         raise LooplineError(f"cannot start dvc: {err}") from None
     assert proc.stdout is not None
     for raw in proc.stdout:
-        line = raw.rstrip("\n")
-        lines.append(line)
-        if m := _RUNNING.match(line):
-            if current and current.state == "running":
-                _finish(current, on_event)
-            current = StageEvent(m.group(1), "running", started=time.perf_counter())
-            stages[current.stage] = current
-            if on_event:
-                on_event(current)
-        elif (m := _SKIPPED.match(line)) or (m := _CACHED.match(line)):
-            ev = StageEvent(m.group(1), "skipped" if _SKIPPED.match(line) else "restored")
-            stages[ev.stage] = ev
-            if on_event:
-                on_event(ev)
-        elif line.startswith(SUMMARY_PREFIX) and current is not None:
-            try:
-                current.summary = json.loads(line[len(SUMMARY_PREFIX):])
-            except ValueError:
-                pass
-        elif line.startswith("error: ") or line.startswith("  - ") or line.startswith("  row "):
-            error_lines.append(line)
-        elif m := _FAILED.match(line):
-            name = m.group(1)
-            ev = stages.get(name) or StageEvent(name, "running", started=time.perf_counter())
-            ev.state, ev.error = "failed", "\n".join(error_lines) or line
-            ev.seconds = time.perf_counter() - ev.started
-            stages[name] = ev
-            if on_event:
-                on_event(ev)
+        tracker.feed(raw.rstrip("\n"))
     code = proc.wait()
-    if current and current.state == "running":
-        _finish(current, on_event)
+    tracker.close()
+    stages, lines, error_lines = tracker.stages, tracker.lines, tracker.error_lines
     failed = next((s for s in stages.values() if s.state == "failed"), None)
     if code != 0 and failed is None:
         err = next((ln for ln in reversed(lines) if ln.startswith("ERROR")), f"dvc repro exited with {code}")
@@ -222,3 +189,50 @@ def repro(root: Path, *, targets: list[str] | None = None, force: bool = False,
         failed_stage=failed.stage if failed else None,
         error=failed.error if failed else "",
     )
+
+
+class _Tracker:
+    """Turns dvc's output lines into stage events."""
+
+    def __init__(self, on_event: Callable[[StageEvent], None] | None) -> None:
+        self.on_event = on_event
+        self.stages: dict[str, StageEvent] = {}
+        self.lines: list[str] = []
+        self.error_lines: list[str] = []
+        self.current: StageEvent | None = None
+
+    def _emit(self, ev: StageEvent) -> None:
+        if self.on_event:
+            self.on_event(ev)
+
+    def feed(self, line: str) -> None:
+        import json
+
+        self.lines.append(line)
+        if m := _RUNNING.match(line):
+            self.close()
+            self.current = StageEvent(m.group(1), "running", started=time.perf_counter())
+            self.stages[self.current.stage] = self.current
+            self._emit(self.current)
+        elif (m := _SKIPPED.match(line)) or (m := _CACHED.match(line)):
+            ev = StageEvent(m.group(1), "skipped" if _SKIPPED.match(line) else "restored")
+            self.stages[ev.stage] = ev
+            self._emit(ev)
+        elif line.startswith(SUMMARY_PREFIX) and self.current is not None:
+            try:
+                self.current.summary = json.loads(line[len(SUMMARY_PREFIX):])
+            except ValueError:
+                pass
+        elif line.startswith(("error: ", "  - ", "  row ")):
+            self.error_lines.append(line)
+        elif m := _FAILED.match(line):
+            name = m.group(1)
+            ev = self.stages.get(name) or StageEvent(name, "running", started=time.perf_counter())
+            ev.state, ev.error = "failed", "\n".join(self.error_lines) or line
+            ev.seconds = time.perf_counter() - ev.started
+            self.stages[name] = ev
+            self._emit(ev)
+
+    def close(self) -> None:
+        if self.current and self.current.state == "running":
+            _finish(self.current, self.on_event)
