@@ -36,7 +36,8 @@ from loopline.stages import ingest, validate, prepare, train, evaluate, export, 
 root = Path(sys.argv[1])
 params = Params.model_validate(yaml.safe_load((root / "params.yaml").read_text()))
 t = time.perf_counter()
-gate.refresh_champion(root, params)
+from loopline.champion import refresh_champion
+refresh_champion(root, params.paths.reports, params.gate.champion.stage)
 for stage in (ingest, validate, prepare, train, evaluate, export, gate):
     stage.run(params, root)
 print(time.perf_counter() - t)

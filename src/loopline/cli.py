@@ -174,10 +174,11 @@ def run(
 
 def _refresh_champion(root: Path) -> None:
     """Resolve the registry's champion into the file the gate stage depends on."""
+    from loopline.champion import refresh_champion
     from loopline.config import load_params
-    from loopline.stages.gate import refresh_champion
 
-    refresh_champion(root, load_params(root))
+    params = load_params(root)
+    refresh_champion(root, params.paths.reports, params.gate.champion.stage)
 
 
 def _read_gate(root: Path) -> dict | None:

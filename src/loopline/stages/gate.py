@@ -25,7 +25,8 @@ from loopline.artifacts import Outputs, read_json, sha256_file
 from loopline.config import GateConfig, Params
 from loopline.frames import feature_columns, load_split
 
-CHAMPION_FILE = "champion.json"
+from loopline.champion import CHAMPION_FILE
+
 GATE_JSON, GATE_MD, GATE_HTML = "gate.json", "gate.md", "gate.html"
 # Evidently metric types -> loopline metric names
 _EV_METRICS = {"Accuracy": "accuracy", "Precision": "precision", "Recall": "recall",
@@ -326,29 +327,3 @@ def run(params: Params, root: Path) -> dict:
         out.custom(f"{rep}/{GATE_HTML}", lambda p: save_html(snapshots, p))
     return {"verdict": doc["verdict"], "failed": doc["failed"]}
 
-
-def refresh_champion(root: Path, params: Params) -> dict:
-    """Resolve the champion (the registry's current model of ``gate.champion.stage``) into
-    reports/champion.json, rewriting it only when it changed, so that DVC reruns the gate
-    when the champion changes and a no-op repro stays a no-op."""
-    from loopline.artifacts import dumps_json, write_text
-
-    stage = params.gate.champion.stage
-    doc: dict = {"stage": stage, "version": None}
-    from loopline import registry
-    from loopline.errors import LooplineError
-
-    try:
-        current = registry.which(stage, root)
-    except LooplineError:  # nothing assigned to the stage yet: no champion
-        current = None
-    if current:
-        meta = current.get("metadata") or {}
-        doc.update({"version": current["version"], "tag": current.get("tag"),
-                    "commit": current.get("commit"),
-                    "onnx_sha256": (meta.get("model") or {}).get("onnx_sha256")})
-    path = root / params.paths.reports / CHAMPION_FILE
-    text = dumps_json(doc)
-    if not path.is_file() or path.read_text(encoding="utf-8") != text:
-        write_text(path, text)
-    return doc
