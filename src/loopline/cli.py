@@ -125,11 +125,14 @@ def run(
     repo: RepoOpt = None,
 ) -> None:
     """Compose params, then `dvc repro` the pipeline with a progress display."""
+    from loopline.config import load_params
     from loopline.pipeline import compose_params, repro, stage_names
 
     root = _root(repo)
     res = compose_params(root, overrides or [])
-    _refresh_champion(root)
+    params = load_params(root)
+    _refresh_champion(root, params)
+    paths = params.paths
     names = stage_names(root)
     err = _console(stderr=True)
     live = None if as_json else _StageDisplay(err, names)
@@ -138,17 +141,18 @@ def run(
     result = repro(root, force=force, on_event=live.update if live else None)
     if live:
         live.stop()
-    metrics = _read_metrics(root)
-    gate_doc = _read_gate(root) if result.ok else None
+    metrics = _read_report(root, paths.reports, "metrics.json") or {}
+    gate_doc = _read_report(root, paths.reports, "gate.json") if result.ok else None
     if as_json:
         typer.echo(json.dumps({
             "ok": result.ok and (gate_doc is None or gate_doc.get("verdict") == "pass"),
             "gate": None if gate_doc is None else {"verdict": gate_doc.get("verdict"),
-                                                   "failed": gate_doc.get("failed", [])}, "up_to_date": result.up_to_date, "seconds": round(result.seconds, 2),
+                                                   "failed": gate_doc.get("failed", [])},
+            "up_to_date": result.up_to_date, "seconds": round(result.seconds, 2),
             "failed_stage": result.failed_stage, "error": result.error or None,
             "stages": {k: {"state": v.state, "seconds": round(v.seconds, 2), "summary": v.summary}
                        for k, v in result.stages.items()},
-            "metrics": metrics, "reports": _report_paths(root)}, default=str))
+            "metrics": metrics, "reports": _report_paths(root, paths)}, default=str))
     if not result.ok:
         if not as_json:
             where = f"stage {result.failed_stage!r}" if result.failed_stage else "dvc repro"
@@ -167,27 +171,23 @@ def run(
         _print_metrics(out, metrics)
         if gate_doc is not None:
             _print_gate(out, gate_doc)
-        out.print("Reports: " + ", ".join(_report_paths(root)))
+        out.print("Reports: " + ", ".join(_report_paths(root, paths)))
     if gate_doc is not None and gate_doc.get("verdict") != "pass":
         raise typer.Exit(1)
 
 
-def _refresh_champion(root: Path) -> None:
+def _refresh_champion(root: Path, params) -> None:
     """Resolve the registry's champion into the file the gate stage depends on."""
     from loopline.champion import refresh_champion
-    from loopline.config import load_params
 
-    params = load_params(root)
     refresh_champion(root, params.paths.reports, params.gate.champion.stage)
 
 
-def _read_gate(root: Path) -> dict | None:
-    from loopline.config import load_params
-
+def _read_report(root: Path, reports: str, name: str) -> dict | None:
+    """A JSON report under the reports directory, or None when absent or unreadable."""
     try:
-        path = root / load_params(root).paths.reports / "gate.json"
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, LooplineError):
+        return json.loads((root / reports / name).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return None
 
 
@@ -218,15 +218,17 @@ def gate(as_json: JsonOpt = False, repo: RepoOpt = None) -> None:
     Uses params.yaml as it is (it does not recompose conf/), so it gates what the last
     `loopline run` or `dvc exp run` built.
     """
+    from loopline.config import load_params
     from loopline.pipeline import repro
 
     root = _root(repo)
-    _refresh_champion(root)
+    params = load_params(root)
+    _refresh_champion(root, params)
     result = repro(root, targets=["gate"])
     if not result.ok:
         where = f"stage {result.failed_stage!r}" if result.failed_stage else "dvc repro"
         raise LooplineError(f"{where} failed before the gate could decide", details=result.error)
-    doc = _read_gate(root)
+    doc = _read_report(root, params.paths.reports, "gate.json")
     if doc is None:
         raise LooplineError("the gate stage wrote no reports/gate.json")
     if as_json:
@@ -237,23 +239,8 @@ def gate(as_json: JsonOpt = False, repo: RepoOpt = None) -> None:
         raise typer.Exit(1)
 
 
-def _read_metrics(root: Path) -> dict:
-    from loopline.config import load_params
-
-    try:
-        path = root / load_params(root).paths.reports / "metrics.json"
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, LooplineError):
-        return {}
-
-
-def _report_paths(root: Path) -> list[str]:
-    from loopline.config import load_params
-
-    try:
-        p = load_params(root).paths
-    except LooplineError:
-        return []
+def _report_paths(root: Path, p) -> list[str]:
+    """The reports and model files that exist, for the closing summary."""
     cands = [f"{p.reports}/evaluation.md", f"{p.reports}/gate.md", f"{p.reports}/gate.html",
              f"{p.reports}/metrics.json", f"{p.reports}/validate.json",
              f"{p.models}/card.md", f"{p.models}/model.onnx", f"{p.reports}/plots/"]
@@ -323,8 +310,10 @@ class _StageDisplay:
 @app.command()
 def metrics(as_json: JsonOpt = False, repo: RepoOpt = None) -> None:
     """Show the held-out metrics of the current workspace."""
+    from loopline.config import load_params
+
     root = _root(repo)
-    m = _read_metrics(root)
+    m = _read_report(root, load_params(root).paths.reports, "metrics.json")
     if not m:
         raise LooplineError("no metrics yet: run `loopline run` first")
     if as_json:

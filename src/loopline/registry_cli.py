@@ -221,8 +221,8 @@ def _is_plain(desc: object) -> bool:
             and not any(getattr(info, c, False) for c in checks))
 
 
-class _Command(TyperCommand):
-    """A Typer command with :func:`_plain_coercion` of its parameters and help option."""
+class _PlainHelp:
+    """Mixin: :func:`_plain_coercion` of a command's parameters and of its help option."""
 
     def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
         super().__init__(*args, **kwargs)
@@ -234,17 +234,12 @@ class _Command(TyperCommand):
         return option
 
 
-class _Group(TyperGroup):
-    """A Typer group with :func:`_plain_coercion` of its own options (--help, --verbose …)."""
+class _Command(_PlainHelp, TyperCommand):
+    """A Typer command whose plain parameters skip Typer's pydantic coercion."""
 
-    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
-        super().__init__(*args, **kwargs)
-        _plain_coercion(self.params)
 
-    def get_help_option(self, ctx):  # noqa: ANN001, ANN201
-        option = super().get_help_option(ctx)
-        _plain_coercion([option] if option is not None else [])
-        return option
+class _Group(_PlainHelp, TyperGroup):
+    """A Typer group whose own options (--help, --verbose …) skip pydantic coercion."""
 
 
 COMMANDS = {"register": register, "promote": promote, "rollback": rollback, "which": which,
