@@ -238,7 +238,7 @@ def _score_onnx(path: Path, X: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
     return model.predict_proba(X), [str(c) for c in model.classes]
 
 
-def _champion_values(root: Path, params: Params, champion: dict, X: pd.DataFrame, y: np.ndarray,
+def _champion_values(root: Path, champion: dict, X: pd.DataFrame, y: np.ndarray,
                      target: str, positive: str) -> tuple[dict | None, Any]:
     """Score the champion's ONNX model on the same held-out rows (None if it cannot)."""
     if not champion.get("version"):
@@ -275,7 +275,7 @@ def evaluate_gate(root: Path, params: Params) -> tuple[dict, list[Any]]:
     drift_rows, drift_snap = drift_report(train, test, numeric, categorical, cfg.drift)
     champion = read_json(rep / CHAMPION_FILE) if (rep / CHAMPION_FILE).is_file() else {}
     champion.setdefault("stage", cfg.champion.stage)
-    champ_values, champ_snap = _champion_values(root, params, champion, X, y, target, positive)
+    champ_values, champ_snap = _champion_values(root, champion, X, y, target, positive)
     checks = (absolute_checks(cand, cfg) + champion_checks(cand, champ_values, champion, cfg)
               + slice_checks(read_json(rep / "slices.json"), cfg) + drift_check(drift_rows, cfg)
               + parity_check(read_json(rep / "parity.json"), cfg))

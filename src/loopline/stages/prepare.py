@@ -11,14 +11,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from loopline.artifacts import Outputs
 from loopline.config import DataConfig, FeaturesConfig, Params, Schema, Split
 from loopline.errors import LooplineError
 from loopline.stages.ingest import ROW_ID, as_text
-from loopline.stages.validate import _FALSE, _TRUE, parse_numeric
+from loopline.stages.validate import parse_boolean, parse_numeric
 
 
 def coerce(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
@@ -30,8 +29,7 @@ def coerce(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
     for name, rule in schema.columns.items():
         col = df[name]
         if rule.type == "boolean":
-            text = as_text(col).str.strip().str.lower()
-            out[name] = np.where(text.isin(_TRUE), 1.0, np.where(text.isin(_FALSE), 0.0, np.nan))
+            out[name] = parse_boolean(col)[0].to_numpy()
         elif rule.numeric:
             out[name] = parse_numeric(col)[0].to_numpy()
         else:

@@ -47,6 +47,14 @@ def _examples(df: pd.DataFrame, mask: pd.Series, column: str, n: int) -> list[di
     return out
 
 
+def parse_boolean(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Parse true/false words (and 1/0) as 1.0/0.0; return (parsed, mask of present-but-unparseable)."""
+    text = as_text(values).str.strip().str.lower()
+    parsed = pd.Series(np.where(text.isin(_TRUE), 1.0, np.where(text.isin(_FALSE), 0.0, np.nan)),
+                       index=values.index)
+    return parsed, values.notna() & parsed.isna()
+
+
 def parse_numeric(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Parse values as numbers; return (parsed floats, mask of present-but-unparseable)."""
     if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
@@ -74,8 +82,7 @@ def check_column(df: pd.DataFrame, name: str, rule: ColumnRule, n: int) -> list[
                                        int(bad.sum()), _examples(df, bad, name, n)))
         return found
     if rule.type == "boolean":
-        text = as_text(col).str.strip().str.lower()
-        bad = ~null & ~text.isin(_TRUE | _FALSE)
+        bad = parse_boolean(col)[1]
         if bad.any():
             found.append(Violation(name, "type", f"{int(bad.sum())} value(s) are not true/false",
                                    int(bad.sum()), _examples(df, bad, name, n)))
