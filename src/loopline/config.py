@@ -310,6 +310,35 @@ class RegistryConfig(_Strict):
         return v
 
 
+# ------------------------------------------------------------------------ serve
+
+
+class InferenceLogConfig(_Strict):
+    """The inference log: an append-only SQLite file that monitoring reads."""
+
+    path: str = "logs/inference.sqlite"
+    flush_interval: float = Field(0.2, gt=0.0, le=60.0)
+    flush_rows: int = Field(2000, ge=1, le=1_000_000)
+
+
+class ServeConfig(_Strict):
+    """The BentoML service: which model, where, how big a request may be."""
+
+    model: str | None = None
+    shadow: str | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(3000, ge=1, le=65535)
+    workers: int = Field(2, ge=1, le=64)
+    threads: int = Field(1, ge=1, le=64)
+    max_batch: int = Field(1000, ge=1, le=1_000_000)
+    max_body_mb: float = Field(16.0, gt=0.0, le=4096.0)
+    timeout: int = Field(30, ge=1, le=3600)
+    reload_poll: float = Field(0.5, gt=0.0, le=60.0)
+    admin_token_env: str = Field("LOOPLINE_ADMIN_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    log: InferenceLogConfig = InferenceLogConfig()
+    image_base: str | None = None
+
+
 # ------------------------------------------------------------------------ paths
 
 
@@ -334,6 +363,7 @@ class Params(_Strict):
     export: ExportConfig = ExportConfig()
     gate: GateConfig
     registry: RegistryConfig = RegistryConfig()
+    serve: ServeConfig = ServeConfig()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Params:

@@ -1,0 +1,79 @@
+"""The request contract of a model: a pydantic type made from the card's ``inputs``.
+
+The export stage writes, for every model input, its kind (numeric or categorical), type,
+nullability, range and allowed categories, taken from the training schema. This module
+turns that into a ``TypedDict`` that pydantic validates in Rust (records stay plain dicts,
+no model objects per row), and turns validated records into onnxruntime feeds.
+
+Numbers are strict: ``"30"`` or ``true`` for a number is an error, not a coercion; an
+integer column takes only whole numbers. Nullable columns (those the imputation handles)
+may be null or left out; the others are required. Unknown fields are rejected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Literal
+
+from typing_extensions import NotRequired, Required, TypedDict
+
+import numpy as np
+from pydantic import ConfigDict, Field, TypeAdapter, with_config
+
+# A Python identifier is not required of a column name, so records are TypedDicts built
+# with the functional syntax, which takes any string key.
+
+
+def _field_type(name: str, spec: Mapping[str, Any]) -> Any:
+    """The pydantic type of one input column."""
+    kind, typ = spec.get("kind"), spec.get("type")
+    bounds = {k: spec[src] for k, src in (("ge", "min"), ("le", "max")) if spec.get(src) is not None}
+    if kind == "categorical":
+        cats = spec.get("categories")
+        base: Any = Literal[tuple(str(c) for c in cats)] if cats else Annotated[str, Field(strict=True)]
+    elif kind == "numeric" and typ == "integer":
+        base = Annotated[int, Field(strict=True, **bounds)]
+    elif kind == "numeric":
+        base = Annotated[float, Field(strict=True, allow_inf_nan=False, **bounds)]
+    else:
+        raise ValueError(f"input {name!r} has an unknown kind {kind!r} in the model card")
+    if spec.get("nullable"):
+        return NotRequired[base | None]
+    return Required[base]
+
+
+def record_type(inputs: Mapping[str, Mapping[str, Any]], name: str = "Record") -> type:
+    """A ``TypedDict`` for one record of the model's inputs (extra fields forbidden)."""
+    if not inputs:
+        raise ValueError("the model card lists no inputs")
+    fields = {col: _field_type(col, spec) for col, spec in inputs.items()}
+    td = TypedDict(name, fields)  # type: ignore[misc]
+    return with_config(ConfigDict(extra="forbid"))(td)
+
+
+def records_type(record: type, max_batch: int) -> Any:
+    """A non-empty list of records, at most ``max_batch`` long."""
+    return Annotated[list[record], Field(min_length=1, max_length=max_batch)]  # type: ignore[valid-type]
+
+
+def validator(inputs: Mapping[str, Mapping[str, Any]], max_batch: int) -> TypeAdapter:
+    """A TypeAdapter for a batch of records (used where BentoML does not validate)."""
+    return TypeAdapter(records_type(record_type(inputs), max_batch))
+
+
+def feeds(records: Sequence[Mapping[str, Any]], numeric: Sequence[str],
+          categorical: Sequence[str]) -> dict[str, np.ndarray]:
+    """onnxruntime feeds from validated records: one ``[N, 1]`` array per input.
+
+    Missing numbers become NaN (the model's imputers handle them), missing categories
+    ``""`` (what the exported imputers treat as missing).
+    """
+    n = len(records)
+    out: dict[str, np.ndarray] = {}
+    for col in numeric:
+        out[col] = np.array([r.get(col) for r in records], dtype=np.float64).reshape(n, 1)
+    for col in categorical:
+        arr = np.empty((n, 1), dtype=object)
+        arr[:, 0] = [r.get(col) or "" for r in records]
+        out[col] = arr
+    return out

@@ -1,0 +1,259 @@
+"""The inference log: every prediction and every feedback label, appended to SQLite.
+
+The response path only appends a tuple to an in-memory deque (no lock, no I/O). A writer
+thread per server process wakes every ``flush_interval`` seconds (or once ``flush_rows``
+records wait), turns the batch into rows and commits it in one transaction; a shadow model,
+when configured, is scored there too, in one onnxruntime run per batch, so it costs the
+response nothing. On close the writer drains what is left, so a graceful shutdown loses
+nothing; a failed write (locked or full disk) is retried, never dropped.
+
+The file is SQLite in WAL mode, so several server processes append to it at once and
+``loopline monitor`` reads it while they do. Tables:
+
+- ``predictions(request_id, idx, ts, model_version, inputs, prediction, probabilities,
+  latency_ms, shadow_version, shadow_prediction, shadow_probabilities)``, one row per
+  record (``idx`` is its place in the request's batch); ``inputs`` and ``probabilities``
+  are JSON objects.
+- ``feedback(request_id, idx, label, ts)``: delayed ground truth; the latest label of a
+  record wins.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+logger = logging.getLogger("loopline.serving")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS predictions (
+    request_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    model_version TEXT NOT NULL,
+    inputs TEXT NOT NULL,
+    prediction TEXT NOT NULL,
+    probabilities TEXT NOT NULL,
+    latency_ms REAL NOT NULL,
+    shadow_version TEXT,
+    shadow_prediction TEXT,
+    shadow_probabilities TEXT,
+    PRIMARY KEY (request_id, idx)
+);
+CREATE INDEX IF NOT EXISTS predictions_ts ON predictions (ts);
+CREATE TABLE IF NOT EXISTS feedback (
+    request_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    label TEXT NOT NULL,
+    ts REAL NOT NULL,
+    PRIMARY KEY (request_id, idx)
+);
+"""
+
+_INSERT_PREDICTION = "INSERT OR REPLACE INTO predictions VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+_INSERT_FEEDBACK = "INSERT OR REPLACE INTO feedback VALUES (?,?,?,?)"
+
+
+def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """A connection to the log, creating the file and its tables unless ``readonly``."""
+    path = Path(path)
+    if readonly:
+        if not path.is_file():
+            raise FileNotFoundError(f"no inference log at {path}")
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0,
+                               check_same_thread=False)
+        conn.execute("PRAGMA query_only=ON")
+        return conn
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=30.0, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.executescript(SCHEMA)
+    return conn
+
+
+class InferenceLog:
+    """Buffered, non-blocking appends to the inference log (one writer thread).
+
+    Args:
+        path: the SQLite file.
+        flush_interval: seconds between writes.
+        flush_rows: write sooner once this many records wait.
+        shadow: returns the shadow model (or None) at write time.
+    """
+
+    def __init__(self, path: str | Path, *, flush_interval: float = 0.2, flush_rows: int = 2000,
+                 shadow: Callable[[], Any] | None = None) -> None:
+        self.path = Path(path)
+        self.flush_interval = flush_interval
+        self.flush_rows = flush_rows
+        self._shadow = shadow or (lambda: None)
+        self._predictions: deque = deque()
+        self._feedback: deque = deque()
+        self._waiting = 0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._conn = connect(self.path)
+        self.written = 0
+        self.failures = 0
+        self._thread = threading.Thread(target=self._run, name="loopline-inference-log", daemon=True)
+        self._thread.start()
+        atexit.register(self.close)
+
+    # ---------------------------------------------------------------- the hot path
+
+    def predictions(self, request_id: str, ts: float, version: str, records: Sequence[Mapping],
+                    labels: Any, proba: Any, classes: Sequence[str], latency_ms: float) -> None:
+        """Queue one request's predictions (returns at once)."""
+        self._predictions.append((request_id, ts, version, records, labels, proba, classes, latency_ms))
+        self._waiting += len(records)
+        if self._waiting >= self.flush_rows:
+            self._wake.set()
+
+    def feedback(self, items: Iterable[tuple[str, int, str]], ts: float) -> None:
+        """Queue ``(request_id, idx, label)`` feedback rows."""
+        self._feedback.extend((rid, idx, label, ts) for rid, idx, label in items)
+        self._wake.set()
+
+    # ------------------------------------------------------------------ the writer
+
+    @property
+    def pending(self) -> int:
+        """Requests and feedback rows not yet written."""
+        return len(self._predictions) + len(self._feedback)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_interval)
+            self._wake.clear()
+            self._flush()
+        self._flush()
+
+    def _drain(self, queue: deque) -> list:
+        out = []
+        while True:
+            try:
+                out.append(queue.popleft())
+            except IndexError:
+                return out
+
+    def _flush(self) -> None:
+        batch = self._drain(self._predictions)
+        feedback = self._drain(self._feedback)
+        if not batch and not feedback:
+            return
+        self._waiting = max(0, self._waiting - sum(len(item[3]) for item in batch))
+        rows = self._rows(batch)
+        delay = 0.05
+        while True:
+            try:
+                with self._conn:
+                    if rows:
+                        self._conn.executemany(_INSERT_PREDICTION, rows)
+                    if feedback:
+                        self._conn.executemany(_INSERT_FEEDBACK, feedback)
+                self.written += len(rows)
+                return
+            except sqlite3.Error as err:  # locked, disk full, ...: keep the rows and retry
+                self.failures += 1
+                logger.error("inference log %s: write failed (%s); retrying in %.2fs",
+                             self.path, err, delay)
+                if self._stop.is_set() and self.failures > 50:
+                    logger.error("inference log %s: giving up on %d rows at shutdown",
+                                 self.path, len(rows) + len(feedback))
+                    return
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    def _rows(self, batch: list) -> list[tuple]:
+        shadow_out = self._score_shadow(batch)
+        dumps = orjson.dumps
+        rows = []
+        for k, (rid, ts, version, records, labels, proba, classes, latency) in enumerate(batch):
+            probs = proba.tolist()
+            sv, slabels, sprobs, sclasses = shadow_out[k] if shadow_out else (None, None, None, None)
+            for i, rec in enumerate(records):
+                rows.append((
+                    rid, i, ts, version, dumps(rec).decode(), str(labels[i]),
+                    dumps(dict(zip(classes, probs[i]))).decode(), latency,
+                    sv, None if slabels is None else str(slabels[i]),
+                    None if sprobs is None else dumps(dict(zip(sclasses, sprobs[i]))).decode(),
+                ))
+        return rows
+
+    def _score_shadow(self, batch: list) -> list | None:
+        """The shadow model's output per queued request (one session run for the batch)."""
+        model = self._shadow()
+        if model is None or not batch:
+            return None
+        records = [rec for item in batch for rec in item[3]]
+        try:
+            labels, proba = model.predict(records)
+        except Exception as err:  # a shadow must never cost the champion a log row
+            logger.error("shadow model %s failed on %d records: %s", model.version, len(records), err)
+            return [(model.version, None, None, None)] * len(batch)
+        out, start, probs = [], 0, proba.tolist()
+        for item in batch:
+            n = len(item[3])
+            out.append((model.version, labels[start:start + n], probs[start:start + n], model.classes))
+            start += n
+        return out
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything queued so far is written; False on timeout."""
+        deadline = time.monotonic() + timeout
+        self._wake.set()
+        while self.pending and time.monotonic() < deadline:
+            self._wake.set()
+            time.sleep(0.01)
+        return not self.pending
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Write what is queued and stop the writer (idempotent)."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
+        try:
+            self._conn.close()
+        except sqlite3.Error:
+            pass
+        atexit.unregister(self.close)
+
+
+def read_predictions(path: str | Path, *, since: float | None = None,
+                     until: float | None = None, with_feedback: bool = True) -> Any:
+    """The logged predictions as a pandas DataFrame, joined to feedback labels.
+
+    Columns: the table's, plus ``label`` and ``label_ts`` (null until feedback arrives).
+    """
+    import pandas as pd
+
+    conn = connect(path, readonly=True)
+    try:
+        where, args = [], []
+        if since is not None:
+            where.append("p.ts >= ?")
+            args.append(since)
+        if until is not None:
+            where.append("p.ts < ?")
+            args.append(until)
+        join = ("LEFT JOIN feedback f ON f.request_id = p.request_id AND f.idx = p.idx"
+                if with_feedback else "")
+        cols = "p.*, f.label AS label, f.ts AS label_ts" if with_feedback else "p.*"
+        sql = f"SELECT {cols} FROM predictions p {join}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return pd.read_sql_query(sql + " ORDER BY p.ts, p.request_id, p.idx", conn, params=args)
+    finally:
+        conn.close()
