@@ -167,6 +167,20 @@ class _TooLarge(Exception):
     pass
 
 
+class _QuietBadRequests(logging.Filter):
+    """Drop BentoML's traceback for a request that failed validation (it answers 400 and
+    the access log keeps the line): a flood of bad payloads must not flood the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from pydantic import ValidationError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, ValidationError)
+
+
+logging.getLogger("bentoml._internal.server.http_app").addFilter(_QuietBadRequests())
+
+
 def _json(body: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 

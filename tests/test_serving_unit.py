@@ -1,0 +1,186 @@
+"""Serving parts without a server: input contract, feeds, inference log, model integrity."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from loopline.serving import contract
+from loopline.serving.inference_log import InferenceLog, read_predictions
+from loopline.serving.model import IntegrityError, ServedModel
+
+REPO = Path(__file__).resolve().parents[1]
+INPUTS = {
+    "Age": {"kind": "numeric", "type": "integer", "nullable": False, "min": 18.0, "max": 100.0},
+    "Income": {"kind": "numeric", "type": "float", "nullable": True, "min": 0.0},
+    "Home": {"kind": "categorical", "type": "category", "nullable": True,
+             "categories": ["owner", "rent"]},
+    "Records": {"kind": "categorical", "type": "category", "nullable": False,
+                "categories": ["no", "yes"]},
+}
+GOOD = {"Age": 30, "Income": 120.5, "Home": "rent", "Records": "no"}
+
+
+@pytest.fixture(scope="module")
+def adapter():
+    return contract.validator(INPUTS, max_batch=3)
+
+
+def errors(adapter, payload) -> list[tuple]:
+    with pytest.raises(ValidationError) as info:
+        adapter.validate_python(payload)
+    return [(e["loc"], e["type"]) for e in info.value.errors()]
+
+
+def test_contract_accepts_valid_and_nullable_records(adapter) -> None:
+    assert adapter.validate_python([GOOD]) == [GOOD]
+    sparse = {"Age": 18, "Records": "yes"}  # nullable fields may be left out
+    assert adapter.validate_python([sparse, {**sparse, "Income": None, "Home": None}])
+    assert adapter.validate_python([{**GOOD, "Income": 3}])[0]["Income"] == 3.0  # int is a number
+
+
+@pytest.mark.parametrize("bad, loc, kind", [
+    ({**GOOD, "Age": "30"}, (0, "Age"), "int_type"),              # no string coercion
+    ({**GOOD, "Age": 30.5}, (0, "Age"), "int_type"),              # integer column
+    ({**GOOD, "Age": True}, (0, "Age"), "int_type"),              # no bool coercion
+    ({**GOOD, "Age": 17}, (0, "Age"), "greater_than_equal"),      # range
+    ({**GOOD, "Income": -1.0}, (0, "Income"), "greater_than_equal"),
+    ({**GOOD, "Income": float("inf")}, (0, "Income"), "finite_number"),
+    ({**GOOD, "Home": "castle"}, (0, "Home"), "literal_error"),   # category
+    ({**GOOD, "Records": None}, (0, "Records"), "literal_error"),  # not nullable
+    ({**GOOD, "Extra": 1}, (0, "Extra"), "extra_forbidden"),      # unknown field
+    ({k: v for k, v in GOOD.items() if k != "Age"}, (0, "Age"), "missing"),
+])
+def test_contract_rejects_with_field_level_errors(adapter, bad, loc, kind) -> None:
+    assert (loc, kind) in errors(adapter, [bad])
+
+
+def test_contract_bounds_the_batch(adapter) -> None:
+    assert errors(adapter, []) == [((), "too_short")]
+    assert errors(adapter, [GOOD] * 4) == [((), "too_long")]
+
+
+def test_feeds_mark_missing_values_for_the_imputers() -> None:
+    feeds = contract.feeds([GOOD, {"Age": 40, "Records": "yes"}], ["Age", "Income"], ["Home"])
+    assert feeds["Age"].dtype == np.float64 and feeds["Age"].shape == (2, 1)
+    assert np.isnan(feeds["Income"][1, 0]) and feeds["Income"][0, 0] == 120.5
+    assert feeds["Home"].tolist() == [["rent"], [""]]
+
+
+class FakeModel:
+    version = "v9"
+    classes = ["bad", "good"]
+
+    def predict(self, records):
+        n = len(records)
+        return np.array(["bad"] * n, dtype=object), np.tile([0.75, 0.25], (n, 1))
+
+
+def _queue(log: InferenceLog, rid: str, records: list[dict]) -> None:
+    n = len(records)
+    log.predictions(rid, time.time(), "v1", records, np.array(["good"] * n, dtype=object),
+                    np.tile([0.2, 0.8], (n, 1)), ["bad", "good"], 0.5)
+
+
+def test_inference_log_close_writes_everything_queued(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite"
+    log = InferenceLog(path, flush_interval=30.0, flush_rows=10**6)  # no flush before close
+    for i in range(500):
+        _queue(log, f"r{i}", [GOOD, {**GOOD, "Age": 50}])
+    log.feedback([("r3", 1, "bad")], time.time())
+    log.close()
+    df = read_predictions(path)
+    assert len(df) == 1000 and df["request_id"].nunique() == 500
+    row = df[(df.request_id == "r3") & (df.idx == 1)].iloc[0]
+    assert json.loads(row["inputs"])["Age"] == 50 and row["label"] == "bad"
+    assert json.loads(row["probabilities"]) == {"bad": 0.2, "good": 0.8}
+    assert row["prediction"] == "good" and row["model_version"] == "v1"
+
+
+def test_inference_log_retries_while_the_file_is_locked(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite"
+    log = InferenceLog(path, flush_interval=0.05)
+    blocker = sqlite3.connect(path, timeout=0.1)
+    blocker.execute("BEGIN EXCLUSIVE")
+    log._conn.execute("PRAGMA busy_timeout=50")  # fail fast while locked, then retry
+    _queue(log, "locked", [GOOD])
+    time.sleep(0.5)
+    assert log.written == 0 and log.failures > 0
+    blocker.rollback()
+    blocker.close()
+    assert log.flush(10.0)
+    log.close()
+    assert read_predictions(path)["request_id"].tolist() == ["locked"]
+
+
+def test_inference_log_scores_the_shadow_off_the_response_path(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite"
+    shadow = FakeModel()
+    log = InferenceLog(path, flush_interval=0.05, shadow=lambda: shadow)
+    _queue(log, "a", [GOOD])
+    _queue(log, "b", [GOOD, GOOD])
+    log.close()
+    df = read_predictions(path)
+    assert set(df["shadow_version"]) == {"v9"} and set(df["shadow_prediction"]) == {"bad"}
+    assert set(df["prediction"]) == {"good"}
+    assert json.loads(df["shadow_probabilities"][0]) == {"bad": 0.75, "good": 0.25}
+
+
+def test_inference_log_is_written_by_concurrent_writers(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite"
+    logs = [InferenceLog(path, flush_interval=0.01) for _ in range(2)]
+
+    def work(k: int) -> None:
+        for i in range(300):
+            _queue(logs[k], f"w{k}-{i}", [GOOD])
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for log in logs:
+        log.close()
+    assert len(read_predictions(path)) == 600
+
+
+@pytest.fixture()
+def bundle(tmp_path: Path) -> Path:
+    dest = tmp_path / "bundle"
+    dest.mkdir()
+    for name in ("model.onnx", "card.json"):
+        shutil.copyfile(REPO / "models" / name, dest / name)
+    return dest
+
+
+def test_served_model_predicts_like_the_card_says(bundle: Path) -> None:
+    card = json.loads((bundle / "card.json").read_text())
+    sha = hashlib.sha256((bundle / "model.onnx").read_bytes()).hexdigest()
+    model = ServedModel.load(bundle, version="v1", sha256=sha)
+    assert model.classes == card["classes"] and set(model.inputs) == set(card["inputs"])
+    record = {"Seniority": 9, "Home": "rent", "Time": 60, "Age": 30, "Marital": "married",
+              "Records": "no", "Job": "freelance", "Expenses": 73, "Income": 129.0,
+              "Assets": 0.0, "Debt": 0.0, "Amount": 800, "Price": 846}
+    labels, proba = model.predict([record, {**record, "Income": None, "Job": None}])
+    assert labels.shape == (2,) and proba.shape == (2, 2)
+    assert np.allclose(proba.sum(axis=1), 1.0)
+
+
+def test_served_model_refuses_a_tampered_file(bundle: Path) -> None:
+    sha = hashlib.sha256((bundle / "model.onnx").read_bytes()).hexdigest()
+    data = bytearray((bundle / "model.onnx").read_bytes())
+    data[-10] ^= 0xFF
+    (bundle / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="refusing to serve"):
+        ServedModel.load(bundle, version="v1", sha256=sha)
+    with pytest.raises(IntegrityError, match="its model card records"):
+        ServedModel.load(bundle, version="v1", sha256=None)
