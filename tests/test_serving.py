@@ -162,6 +162,26 @@ def test_single_and_batch_predictions_match_onnxruntime(server: Server, two_vers
     assert np.abs(got - want).max() < 1e-9
 
 
+def test_column_batches_answer_like_records(server: Server) -> None:
+    rows = [RECORD, {**RECORD, "Age": 61, "Income": None}, {**RECORD, "Home": None, "Debt": 900.0}]
+    columns = {k: [r.get(k) for r in rows] for k in RECORD}
+    res = server.client.post("/predict_batch", json={"columns": columns})
+    assert res.status_code == 200, res.text
+    body = res.json()
+    by_records = server.predict(rows).json()["predictions"]
+    assert body["predictions"] == [p["class"] for p in by_records]
+    assert body["probabilities"] == [[p["probabilities"][c] for c in body["classes"]]
+                                     for p in by_records]
+    short = {**columns, "Age": [30, 40]}
+    bad = server.client.post("/predict_batch", json={"columns": short})
+    assert bad.status_code == 400 and bad.json()["detail"][0]["loc"] == ["columns", "Age"]
+    wrong = server.client.post("/predict_batch", json={"columns": {**columns, "Age": [30, "x", 40]}})
+    assert wrong.status_code == 400 and ["columns", "Age", 1] in [d["loc"] for d in wrong.json()["detail"]]
+    ids = {body["request_id"]}
+    df = logged(server, ids)
+    assert df.sort_values("idx")["inputs"].tolist()[1]["Age"] == 61 and len(df) == 3
+
+
 def test_model_endpoint_describes_the_served_version(server: Server) -> None:
     info = server.client.post("/model").json()
     assert info["model_version"] == "v0.1.0" and info["shadow_version"] == "v0.2.0"
@@ -219,7 +239,7 @@ def test_fuzzed_payloads_never_get_a_5xx(server: Server, payload) -> None:
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 @given(body=st.binary(max_size=300))
 def test_fuzzed_bytes_never_get_a_5xx(server: Server, body: bytes) -> None:
-    for endpoint in ("/predict", "/feedback"):
+    for endpoint in ("/predict", "/predict_batch", "/feedback"):
         res = server.client.post(endpoint, content=body, headers={"content-type": "application/json"})
         assert 400 <= res.status_code < 500, (body, res.status_code, res.text[:200])
 

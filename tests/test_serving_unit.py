@@ -15,7 +15,7 @@ import pytest
 from pydantic import ValidationError
 
 from loopline.serving import contract
-from loopline.serving.inference_log import InferenceLog, read_predictions
+from loopline.serving.inference_log import InferenceLog, features, read_predictions
 from loopline.serving.model import IntegrityError, ServedModel
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,6 +84,9 @@ class FakeModel:
         n = len(records)
         return np.array(["bad"] * n, dtype=object), np.tile([0.75, 0.25], (n, 1))
 
+    def predict_columns(self, columns, n):
+        return self.predict(range(n))
+
 
 def _queue(log: InferenceLog, rid: str, records: list[dict]) -> None:
     n = len(records)
@@ -101,8 +104,8 @@ def test_inference_log_close_writes_everything_queued(tmp_path: Path) -> None:
     df = read_predictions(path)
     assert len(df) == 1000 and df["request_id"].nunique() == 500
     row = df[(df.request_id == "r3") & (df.idx == 1)].iloc[0]
-    assert json.loads(row["inputs"])["Age"] == 50 and row["label"] == "bad"
-    assert json.loads(row["probabilities"]) == {"bad": 0.2, "good": 0.8}
+    assert row["inputs"]["Age"] == 50 and row["label"] == "bad"
+    assert row["probabilities"] == {"bad": 0.2, "good": 0.8}
     assert row["prediction"] == "good" and row["model_version"] == "v1"
 
 
@@ -132,7 +135,45 @@ def test_inference_log_scores_the_shadow_off_the_response_path(tmp_path: Path) -
     df = read_predictions(path)
     assert set(df["shadow_version"]) == {"v9"} and set(df["shadow_prediction"]) == {"bad"}
     assert set(df["prediction"]) == {"good"}
-    assert json.loads(df["shadow_probabilities"][0]) == {"bad": 0.75, "good": 0.25}
+    assert df["shadow_probabilities"][0] == {"bad": 0.75, "good": 0.25}
+
+
+def test_inference_log_reads_column_batches_back_as_records(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite"
+    shadow = FakeModel()
+    log = InferenceLog(path, flush_interval=0.05, shadow=lambda: shadow)
+    columns = {"Age": [30, 41, 52], "Home": ["rent", None, "owner"]}
+    log.predictions("cols", time.time(), "v1", contract.ColumnRecords(columns, 3),
+                    np.array(["good", "bad", "good"], dtype=object),
+                    np.array([[0.1, 0.9], [0.7, 0.3], [0.2, 0.8]]), ["bad", "good"], 1.0)
+    log.feedback([("cols", 2, "bad")], time.time())
+    log.close()
+    df = read_predictions(path)
+    assert df["inputs"].tolist() == [{"Age": 30, "Home": "rent"}, {"Age": 41, "Home": None},
+                                     {"Age": 52, "Home": "owner"}]
+    assert df["prediction"].tolist() == ["good", "bad", "good"]
+    assert df["probabilities"][1] == {"bad": 0.7, "good": 0.3}
+    assert df["label"].tolist()[2] == "bad" and df["shadow_prediction"].tolist() == ["bad"] * 3
+    assert features(df)["Age"].tolist() == [30, 41, 52]
+
+
+def test_columns_contract_and_lengths() -> None:
+    from pydantic import TypeAdapter
+
+    ta = TypeAdapter(contract.columns_type(INPUTS, max_batch=3))
+    ok = {"Age": [30, 40], "Records": ["no", "yes"], "Home": [None, "rent"]}
+    assert ta.validate_python(ok) == ok  # Income (nullable) may be left out
+    with pytest.raises(ValidationError) as info:
+        ta.validate_python({"Age": [30, "x"], "Records": ["no", None], "Zip": [1]})
+    locs = {e["loc"] for e in info.value.errors()}
+    assert {("Age", 1), ("Records", 1), ("Zip",)} <= locs
+    with pytest.raises(ValidationError):
+        ta.validate_python({"Age": [30] * 4, "Records": ["no"] * 4})  # over max_batch
+    assert contract.column_length(ok) == (2, [])
+    n, bad = contract.column_length({"Age": [1, 2, 3], "Records": ["no"], "Home": [None] * 3})
+    assert n == 3 and [b["loc"] for b in bad] == [["columns", "Records"]]
+    feeds = contract.column_feeds(ok, 2, ["Age", "Income"], ["Home"])
+    assert np.isnan(feeds["Income"]).all() and feeds["Home"].tolist() == [[""], ["rent"]]
 
 
 def test_inference_log_is_written_by_concurrent_writers(tmp_path: Path) -> None:

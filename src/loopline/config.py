@@ -316,6 +316,7 @@ class RegistryConfig(_Strict):
 class InferenceLogConfig(_Strict):
     """The inference log: an append-only SQLite file that monitoring reads."""
 
+    enabled: bool = True
     path: str = "logs/inference.sqlite"
     flush_interval: float = Field(0.2, gt=0.0, le=60.0)
     flush_rows: int = Field(2000, ge=1, le=1_000_000)

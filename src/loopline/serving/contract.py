@@ -24,8 +24,8 @@ from pydantic import ConfigDict, Field, TypeAdapter, with_config
 # with the functional syntax, which takes any string key.
 
 
-def _field_type(name: str, spec: Mapping[str, Any]) -> Any:
-    """The pydantic type of one input column."""
+def _value_type(name: str, spec: Mapping[str, Any]) -> Any:
+    """The pydantic type of one value of an input column (None excluded)."""
     kind, typ = spec.get("kind"), spec.get("type")
     bounds = {k: spec[src] for k, src in (("ge", "min"), ("le", "max")) if spec.get(src) is not None}
     if kind == "categorical":
@@ -37,6 +37,12 @@ def _field_type(name: str, spec: Mapping[str, Any]) -> Any:
         base = Annotated[float, Field(strict=True, allow_inf_nan=False, **bounds)]
     else:
         raise ValueError(f"input {name!r} has an unknown kind {kind!r} in the model card")
+    return base
+
+
+def _field_type(name: str, spec: Mapping[str, Any]) -> Any:
+    """The pydantic type of one input column in a record."""
+    base = _value_type(name, spec)
     if spec.get("nullable"):
         return NotRequired[base | None]
     return Required[base]
@@ -56,9 +62,70 @@ def records_type(record: type, max_batch: int) -> Any:
     return Annotated[list[record], Field(min_length=1, max_length=max_batch)]  # type: ignore[valid-type]
 
 
+def columns_type(inputs: Mapping[str, Mapping[str, Any]], max_batch: int,
+                 name: str = "Columns") -> type:
+    """A ``TypedDict`` of columns (``{feature: [value, ...]}``) for batch scoring.
+
+    Each column is validated as a list of scalars, about ten times faster than the same
+    rows as records. Nullable columns may hold nulls or be left out (all missing); equal
+    lengths are checked by :func:`column_length`.
+    """
+    fields = {}
+    for col, spec in inputs.items():
+        value = _value_type(col, spec)
+        if spec.get("nullable"):
+            value = value | None
+        column = Annotated[list[value], Field(min_length=1, max_length=max_batch)]
+        fields[col] = NotRequired[column] if spec.get("nullable") else Required[column]
+    td = TypedDict(name, fields)  # type: ignore[misc]
+    return with_config(ConfigDict(extra="forbid"))(td)
+
+
+def column_length(columns: Mapping[str, Sequence[Any]]) -> tuple[int, list[dict]]:
+    """The common length of the columns, and an error entry per column that differs."""
+    lengths = {k: len(v) for k, v in columns.items()}
+    if not lengths:
+        return 0, [{"type": "missing", "loc": ["columns"], "msg": "no columns given"}]
+    n = max(set(lengths.values()), key=list(lengths.values()).count)
+    bad = [{"type": "length", "loc": ["columns", k], "msg": f"has {m} values where the other "
+            f"columns have {n}"} for k, m in lengths.items() if m != n]
+    return n, bad
+
+
+class ColumnRecords(Sequence):
+    """Columns seen as records (built on demand, e.g. by the inference log's writer)."""
+
+    def __init__(self, columns: Mapping[str, Sequence[Any]], n: int) -> None:
+        self.columns, self.n = columns, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(self.n))]
+        return {k: v[i] for k, v in self.columns.items()}
+
+
 def validator(inputs: Mapping[str, Mapping[str, Any]], max_batch: int) -> TypeAdapter:
     """A TypeAdapter for a batch of records (used where BentoML does not validate)."""
     return TypeAdapter(records_type(record_type(inputs), max_batch))
+
+
+def column_feeds(columns: Mapping[str, Sequence[Any]], n: int, numeric: Sequence[str],
+                 categorical: Sequence[str]) -> dict[str, np.ndarray]:
+    """onnxruntime feeds from validated columns (an absent column is all missing)."""
+    out: dict[str, np.ndarray] = {}
+    for col in numeric:
+        values = columns.get(col)
+        out[col] = (np.full((n, 1), np.nan) if values is None
+                    else np.array(values, dtype=np.float64).reshape(n, 1))
+    for col in categorical:
+        values = columns.get(col)
+        arr = np.empty((n, 1), dtype=object)
+        arr[:, 0] = "" if values is None else [v or "" for v in values]
+        out[col] = arr
+    return out
 
 
 def feeds(records: Sequence[Mapping[str, Any]], numeric: Sequence[str],

@@ -8,14 +8,17 @@ response nothing. On close the writer drains what is left, so a graceful shutdow
 nothing; a failed write (locked or full disk) is retried, never dropped.
 
 The file is SQLite in WAL mode, so several server processes append to it at once and
-``loopline monitor`` reads it while they do. Tables:
+``loopline monitor`` reads it while they do. One row per request keeps the write cheap (a
+batch of 1,000 rows is three JSON blobs, not 1,000 inserts); :func:`read_predictions`
+turns it into one row per record. Tables:
 
-- ``predictions(request_id, idx, ts, model_version, inputs, prediction, probabilities,
-  latency_ms, shadow_version, shadow_prediction, shadow_probabilities)``, one row per
-  record (``idx`` is its place in the request's batch); ``inputs`` and ``probabilities``
-  are JSON objects.
-- ``feedback(request_id, idx, label, ts)``: delayed ground truth; the latest label of a
-  record wins.
+- ``requests(request_id, ts, model_version, n, inputs, predictions, probabilities,
+  classes, latency_ms, shadow_version, shadow_predictions, shadow_probabilities)``:
+  ``inputs`` is JSON, a list of records (``/predict``) or an object of columns
+  (``/predict_batch``); ``predictions`` one class per record; ``probabilities`` one list
+  per record in the order of ``classes``.
+- ``feedback(request_id, idx, label, ts)``: delayed ground truth for record ``idx`` of a
+  request; the latest label wins.
 """
 
 from __future__ import annotations
@@ -35,21 +38,21 @@ import orjson
 logger = logging.getLogger("loopline.serving")
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS predictions (
-    request_id TEXT NOT NULL,
-    idx INTEGER NOT NULL,
+CREATE TABLE IF NOT EXISTS requests (
+    request_id TEXT PRIMARY KEY,
     ts REAL NOT NULL,
     model_version TEXT NOT NULL,
+    n INTEGER NOT NULL,
     inputs TEXT NOT NULL,
-    prediction TEXT NOT NULL,
+    predictions TEXT NOT NULL,
     probabilities TEXT NOT NULL,
+    classes TEXT NOT NULL,
     latency_ms REAL NOT NULL,
     shadow_version TEXT,
-    shadow_prediction TEXT,
-    shadow_probabilities TEXT,
-    PRIMARY KEY (request_id, idx)
+    shadow_predictions TEXT,
+    shadow_probabilities TEXT
 );
-CREATE INDEX IF NOT EXISTS predictions_ts ON predictions (ts);
+CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
 CREATE TABLE IF NOT EXISTS feedback (
     request_id TEXT NOT NULL,
     idx INTEGER NOT NULL,
@@ -59,8 +62,9 @@ CREATE TABLE IF NOT EXISTS feedback (
 );
 """
 
-_INSERT_PREDICTION = "INSERT OR REPLACE INTO predictions VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+_INSERT_REQUEST = "INSERT OR REPLACE INTO requests VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
 _INSERT_FEEDBACK = "INSERT OR REPLACE INTO feedback VALUES (?,?,?,?)"
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
 
 
 def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -168,10 +172,10 @@ class InferenceLog:
             try:
                 with self._conn:
                     if rows:
-                        self._conn.executemany(_INSERT_PREDICTION, rows)
+                        self._conn.executemany(_INSERT_REQUEST, rows)
                     if feedback:
                         self._conn.executemany(_INSERT_FEEDBACK, feedback)
-                self.written += len(rows)
+                self.written += sum(r[3] for r in rows)
                 return
             except sqlite3.Error as err:  # locked, disk full, ...: keep the rows and retry
                 self.failures += 1
@@ -185,38 +189,31 @@ class InferenceLog:
                 delay = min(delay * 2, 2.0)
 
     def _rows(self, batch: list) -> list[tuple]:
-        shadow_out = self._score_shadow(batch)
         dumps = orjson.dumps
         rows = []
-        for k, (rid, ts, version, records, labels, proba, classes, latency) in enumerate(batch):
-            probs = proba.tolist()
-            sv, slabels, sprobs, sclasses = shadow_out[k] if shadow_out else (None, None, None, None)
-            for i, rec in enumerate(records):
-                rows.append((
-                    rid, i, ts, version, dumps(rec).decode(), str(labels[i]),
-                    dumps(dict(zip(classes, probs[i]))).decode(), latency,
-                    sv, None if slabels is None else str(slabels[i]),
-                    None if sprobs is None else dumps(dict(zip(sclasses, sprobs[i]))).decode(),
-                ))
+        for rid, ts, version, records, labels, proba, classes, latency in batch:
+            shadow = self._score_shadow(records)
+            inputs = records.columns if hasattr(records, "columns") else records
+            rows.append((rid, ts, version, len(records), dumps(inputs).decode(),
+                         dumps(labels.tolist()).decode(), dumps(proba, option=_NUMPY).decode(),
+                         dumps(list(classes)).decode(), latency, *shadow))
         return rows
 
-    def _score_shadow(self, batch: list) -> list | None:
-        """The shadow model's output per queued request (one session run for the batch)."""
+    def _score_shadow(self, records: Any) -> tuple:
+        """The shadow model's version, predictions and probabilities (JSON) for a request."""
         model = self._shadow()
-        if model is None or not batch:
-            return None
-        records = [rec for item in batch for rec in item[3]]
+        if model is None:
+            return (None, None, None)
         try:
-            labels, proba = model.predict(records)
+            if hasattr(records, "columns"):
+                labels, proba = model.predict_columns(records.columns, len(records))
+            else:
+                labels, proba = model.predict(records)
         except Exception as err:  # a shadow must never cost the champion a log row
             logger.error("shadow model %s failed on %d records: %s", model.version, len(records), err)
-            return [(model.version, None, None, None)] * len(batch)
-        out, start, probs = [], 0, proba.tolist()
-        for item in batch:
-            n = len(item[3])
-            out.append((model.version, labels[start:start + n], probs[start:start + n], model.classes))
-            start += n
-        return out
+            return (model.version, None, None)
+        return (model.version, orjson.dumps(labels.tolist()).decode(),
+                orjson.dumps({"classes": model.classes, "p": proba}, option=_NUMPY).decode())
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything queued so far is written; False on timeout."""
@@ -243,9 +240,11 @@ class InferenceLog:
 
 def read_predictions(path: str | Path, *, since: float | None = None,
                      until: float | None = None, with_feedback: bool = True) -> Any:
-    """The logged predictions as a pandas DataFrame, joined to feedback labels.
+    """The log as a pandas DataFrame with one row per record, joined to feedback labels.
 
-    Columns: the table's, plus ``label`` and ``label_ts`` (null until feedback arrives).
+    Columns: request_id, idx, ts, model_version, inputs (dict), prediction,
+    probabilities (dict class → p), latency_ms, shadow_version, shadow_prediction,
+    shadow_probabilities (dict or None), and label, label_ts (null until feedback).
     """
     import pandas as pd
 
@@ -253,17 +252,49 @@ def read_predictions(path: str | Path, *, since: float | None = None,
     try:
         where, args = [], []
         if since is not None:
-            where.append("p.ts >= ?")
+            where.append("ts >= ?")
             args.append(since)
         if until is not None:
-            where.append("p.ts < ?")
+            where.append("ts < ?")
             args.append(until)
-        join = ("LEFT JOIN feedback f ON f.request_id = p.request_id AND f.idx = p.idx"
-                if with_feedback else "")
-        cols = "p.*, f.label AS label, f.ts AS label_ts" if with_feedback else "p.*"
-        sql = f"SELECT {cols} FROM predictions p {join}"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        return pd.read_sql_query(sql + " ORDER BY p.ts, p.request_id, p.idx", conn, params=args)
+        sql = "SELECT * FROM requests" + (" WHERE " + " AND ".join(where) if where else "")
+        requests = conn.execute(sql + " ORDER BY ts, request_id", args).fetchall()
+        labels = {}
+        if with_feedback:
+            labels = {(r, i): (lab, t) for r, i, lab, t in
+                      conn.execute("SELECT request_id, idx, label, ts FROM feedback")}
     finally:
         conn.close()
+    loads = orjson.loads
+    out = []
+    for (rid, ts, version, n, inputs, preds, probs, classes, latency,
+         s_version, s_preds, s_probs) in requests:
+        inputs, preds, probs, classes = loads(inputs), loads(preds), loads(probs), loads(classes)
+        if isinstance(inputs, dict):  # columns
+            records = [{k: v[i] for k, v in inputs.items()} for i in range(n)]
+        else:
+            records = inputs
+        s_preds = loads(s_preds) if s_preds else None
+        s_probs = loads(s_probs) if s_probs else None
+        for i in range(n):
+            label, label_ts = labels.get((rid, i), (None, None))
+            out.append({
+                "request_id": rid, "idx": i, "ts": ts, "model_version": version,
+                "inputs": records[i], "prediction": preds[i],
+                "probabilities": dict(zip(classes, probs[i])), "latency_ms": latency,
+                "shadow_version": s_version,
+                "shadow_prediction": s_preds[i] if s_preds else None,
+                "shadow_probabilities": (dict(zip(s_probs["classes"], s_probs["p"][i]))
+                                         if s_probs else None),
+                "label": label, "label_ts": label_ts})
+    columns = ["request_id", "idx", "ts", "model_version", "inputs", "prediction",
+               "probabilities", "latency_ms", "shadow_version", "shadow_prediction",
+               "shadow_probabilities", "label", "label_ts"]
+    return pd.DataFrame(out, columns=columns)
+
+
+def features(df: Any) -> Any:
+    """The logged inputs of :func:`read_predictions` as a DataFrame (one column per feature)."""
+    import pandas as pd
+
+    return pd.DataFrame(list(df["inputs"]), index=df.index)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from loopline.errors import LooplineError
-from loopline.serving.contract import feeds
+from loopline.serving.contract import column_feeds, feeds
 
 MODEL_FILE = "model.onnx"
 CARD_FILE = "card.json"
@@ -98,7 +98,15 @@ class ServedModel:
 
         labels, proba = self.session.run([LABEL_OUTPUT, PROBA_OUTPUT],
                                          feeds(records, self.numeric, self.categorical))
-        return labels, proba
+        return labels, proba.astype(np.float64, copy=False)
+
+    def predict_columns(self, columns: Mapping[str, Sequence[Any]], n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Labels and probabilities for ``n`` rows given as validated columns."""
+        from loopline.ort_runtime import LABEL_OUTPUT, PROBA_OUTPUT
+
+        labels, proba = self.session.run([LABEL_OUTPUT, PROBA_OUTPUT],
+                                         column_feeds(columns, n, self.numeric, self.categorical))
+        return labels, proba.astype(np.float64, copy=False)
 
     def same_contract(self, other: ServedModel) -> bool:
         """True when ``other`` accepts exactly the requests this one does."""

@@ -87,6 +87,7 @@ _CLASSES = tuple(str(c) for c in _CARD["classes"])
 
 Record = contract.record_type(_INPUTS, "Record")
 Records = contract.records_type(Record, SPEC["max_batch"])
+Columns = contract.columns_type(_INPUTS, SPEC["max_batch"])
 
 
 class FeedbackItem(TypedDict):
@@ -181,6 +182,19 @@ class _QuietBadRequests(logging.Filter):
 logging.getLogger("bentoml._internal.server.http_app").addFilter(_QuietBadRequests())
 
 
+class _NoLog:
+    """Stands in for the inference log when ``serve.log.enabled`` is false (benchmarks)."""
+
+    def predictions(self, *args: Any) -> None:
+        pass
+
+    def feedback(self, items: Any, ts: float) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def _json(body: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
@@ -203,9 +217,11 @@ class LooplineService:
         self.model = self._load(SPEC["model"])
         self.shadow = self._load(SPEC["shadow"]) if SPEC.get("shadow") else None
         log = SPEC["log"]
-        self.log = InferenceLog(os.environ.get(LOG_ENV) or log["path"],
-                                flush_interval=log["flush_interval"], flush_rows=log["flush_rows"],
-                                shadow=lambda: self.shadow)
+        self.log = _NoLog()
+        if log.get("enabled", True):
+            self.log = InferenceLog(os.environ.get(LOG_ENV) or log["path"],
+                                    flush_interval=log["flush_interval"],
+                                    flush_rows=log["flush_rows"], shadow=lambda: self.shadow)
         self._reload_lock = threading.Lock()
         self._control = Path(SPEC["control"]) if SPEC.get("control") else None
         self._control_mtime = self._mtime()
@@ -235,8 +251,8 @@ class LooplineService:
         labs = labels.tolist()
         probs = proba.tolist()
         body = {"request_id": rid, "model_version": model.version,
-                "predictions": [{"class": labs[i], "probabilities": dict(zip(classes, probs[i]))}
-                                for i in range(len(labs))]}
+                "predictions": [{"class": lab, "probabilities": dict(zip(classes, p))}
+                                for lab, p in zip(labs, probs)]}
         self.log.predictions(rid, time.time(), model.version, records, labels, proba, classes,
                              elapsed * 1000.0)
         INFERENCE.labels(model.version).observe(elapsed)
@@ -246,6 +262,33 @@ class LooplineService:
             for cls, n in Counter(labs).items():
                 PREDICTIONS.labels(model.version, cls).inc(n)
         return _json(body)
+
+    @bentoml.api(route="/predict_batch")
+    async def predict_batch(self, columns: Columns) -> dict:  # type: ignore[valid-type]
+        """Batch scoring in columns: ``{"columns": {feature: [v1, v2, ...]}}``.
+
+        Returns ``predictions`` (one class per row) and ``probabilities`` (one list per row,
+        in the order of ``classes``); validation and response are columnar, so a batch of
+        1,000 rows costs about a tenth of the same rows as records.
+        """
+        n, bad = contract.column_length(columns)
+        if bad:
+            return _json({"error": f"{len(bad)} column(s) of the wrong length", "detail": bad}, 400)
+        start = time.perf_counter()
+        model = self.model
+        labels, proba = model.predict_columns(columns, n)
+        elapsed = time.perf_counter() - start
+        rid = uuid.uuid4().hex
+        labs = labels.tolist()
+        body = orjson.dumps({"request_id": rid, "model_version": model.version,
+                             "classes": model.classes, "predictions": labs, "probabilities": proba},
+                            option=orjson.OPT_SERIALIZE_NUMPY)
+        self.log.predictions(rid, time.time(), model.version, contract.ColumnRecords(columns, n),
+                             labels, proba, model.classes, elapsed * 1000.0)
+        INFERENCE.labels(model.version).observe(elapsed)
+        for cls, k in Counter(labs).items():
+            PREDICTIONS.labels(model.version, cls).inc(k)
+        return Response(body, media_type="application/json")
 
     # ----------------------------------------------------------------- feedback
 

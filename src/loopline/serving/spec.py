@@ -91,7 +91,7 @@ def make_spec(root: Path | None, serve: Any, artifact: str, model: dict[str, Any
         "model": model,
         "shadow": shadow,
         "control": str(run_dir / "active.json") if run_dir is not None else None,
-        "log": {"path": path, "flush_interval": log.flush_interval, "flush_rows": log.flush_rows},
+        "log": {"enabled": log.enabled, "path": path, "flush_interval": log.flush_interval, "flush_rows": log.flush_rows},
         "workers": serve.workers,
         "threads": serve.threads,
         "max_batch": serve.max_batch,
