@@ -8,7 +8,7 @@ UV_VERSION := 0.13.9
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: install run test test-fast bench lint clean
+.PHONY: install run test test-fast bench bench-serving image lint clean
 
 install: $(VENV)/.installed
 
@@ -33,6 +33,20 @@ test-fast: install
 
 bench: install
 	$(BIN)/python bench/run.py
+
+# Serving figures: wrk (Debian) drives each server; mlflow goes into its own venv.
+bench-serving: install
+	command -v wrk >/dev/null || apt-get install -y -q wrk
+	test -f models/model.onnx || $(BIN)/loopline run
+	$(BIN)/python bench/serving.py
+
+# The OCI image of the served version (slow; not part of `make test`): Docker if a daemon
+# answers, else buildah on a local Debian base image.
+image: install
+	test -f models/model.onnx || $(BIN)/loopline run
+	if docker info >/dev/null 2>&1; then $(BIN)/loopline containerize --backend docker; \
+	else bash scripts/image-base.sh && \
+	  $(BIN)/loopline containerize --backend buildah --base localhost/loopline-base:bookworm; fi
 
 lint: install
 	$(BIN)/ruff check src tests bench

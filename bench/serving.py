@@ -13,7 +13,7 @@ record per request; Debian's wrk, installed by `make bench`):
              bench/out/mlflow-venv, made on first use; --skip-mlflow to leave it out).
 
 Then batches of 1,000 rows, as columns to /predict_batch and as records to /predict
-(wrk -c2), against onnxruntime run in-process on the same rows. Needs a model in models/ (`make run` makes one).
+(wrk -c8), against onnxruntime run in-process on the same rows. Needs a model in models/ (`make run` makes one).
 """
 
 from __future__ import annotations
@@ -173,9 +173,11 @@ def main() -> None:
         try:
             results[name] = wrk(url + path, body, connections=8, duration=args.duration)
             if name == "loopline":
+                # 8 connections here too: with fewer, the kernel may hand them all to
+                # one worker (both accept on one socket), leaving the other idle
                 results["batch columns"] = wrk(url + "/predict_batch", batch_columns,
-                                               connections=2, duration=args.duration)
-                results["batch records"] = wrk(url + path, batch, connections=2,
+                                               connections=8, duration=args.duration)
+                results["batch records"] = wrk(url + path, batch, connections=8,
                                                duration=args.duration)
         finally:
             proc.stop()
