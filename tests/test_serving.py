@@ -213,6 +213,14 @@ def test_malformed_and_oversized_bodies_get_4xx(server: Server) -> None:
     assert post("/predict", content=b"[" * 50_000 + b"]" * 50_000, headers=headers).status_code == 400
     huge = b'{"records": [' + b"1," * (9 * 1024 * 1024) + b"1]}"  # 18 MB > max_body_mb
     assert post("/predict", content=huge, headers=headers).status_code == 413
+
+    def chunks(total: int):  # no Content-Length: chunked transfer
+        for _ in range(total):
+            yield b"1" * 1024 * 1024
+
+    assert post("/predict", content=chunks(20), headers=headers).status_code == 413
+    small = json.dumps({"records": [RECORD]}).encode()
+    assert post("/predict", content=iter([small[:10], small[10:]]), headers=headers).status_code == 200
     assert server.predict([RECORD]).status_code == 200  # still serving
 
 
@@ -328,13 +336,48 @@ def test_reload_follows_promote_and_rollback_without_failing_requests(
     assert {"v0.1.0", "v0.2.0"} <= set(versions)
 
 
+def test_a_restarted_worker_serves_the_reloaded_version(server: Server) -> None:
+    import psutil
+
+    res = server.client.post("/admin/reload", json={"ref": "v0.2.0"},
+                             headers={"Authorization": f"Bearer {TOKEN}"})
+    assert res.status_code == 200 and res.json()["model_version"] == "v0.2.0"
+    wait_for_version(server, "v0.2.0")
+    def workers() -> list[int]:
+        pids = []
+        for p in psutil.Process(server.proc.pid).children(recursive=True):
+            try:
+                if (p.status() != psutil.STATUS_ZOMBIE
+                        and "_bentoml_impl.worker.service" in " ".join(p.cmdline())):
+                    pids.append(p.pid)
+            except psutil.Error:  # gone meanwhile
+                pass
+        return pids
+
+    before = workers()
+    assert len(before) == 2
+    os.kill(before[0], signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while True:  # wait for the replacement worker
+        alive = workers()
+        if len(alive) == 2 and before[0] not in alive:
+            break
+        assert time.monotonic() < deadline, "the killed worker was not replaced"
+        time.sleep(0.5)
+    time.sleep(5)  # the new worker loads its model
+    wait_for_version(server, "v0.2.0", timeout=30)
+
+
 def wait_for_version(server: Server, version: str, timeout: float = 10.0) -> None:
     """Every worker serves ``version`` (20 answers in a row say so)."""
     deadline = time.monotonic() + timeout
     streak = 0
     while streak < 20:
         assert time.monotonic() < deadline, f"workers did not all switch to {version}"
-        got = server.predict([RECORD]).json()["model_version"]
+        try:
+            got = server.predict([RECORD]).json()["model_version"]
+        except httpx.TransportError:  # a worker starting up
+            got = None
         streak = streak + 1 if got == version else 0
 
 

@@ -33,10 +33,15 @@ def _context(repo: Path | None):  # noqa: ANN202
     return root, load_params(root)
 
 
+def _stage(params) -> str:  # noqa: ANN001
+    """The stage a service follows by default: prod, else the last configured stage."""
+    return "prod" if "prod" in params.registry.stages else params.registry.stages[-1]
+
+
 def _resolve(root: Path, params, ref: str | None, shadow: str | None) -> tuple[dict, dict | None]:  # noqa: ANN001
     from loopline.serving.spec import resolve_model
 
-    stage = "prod" if "prod" in params.registry.stages else params.registry.stages[-1]
+    stage = _stage(params)
     models = params.paths.models
     entry = resolve_model(root, ref or params.serve.model, models=models, default_stage=stage)
     shadow_ref = shadow or params.serve.shadow
@@ -70,7 +75,8 @@ def serve(
     (run_dir / "active.json").unlink(missing_ok=True)
     log_path = str(Path(log).resolve()) if log else None
     spec = make_spec(root, cfg, params.artifact, entry, shadow_entry,
-                     ref=ref or params.serve.model, log_path=log_path, run_dir=run_dir)
+                     ref=ref or params.serve.model, log_path=log_path, run_dir=run_dir,
+                     models=params.paths.models, default_stage=_stage(params))
     spec_path = write_spec(run_dir / "spec.json", spec)
     if dry_run:
         typer.echo(json.dumps(spec, indent=2))

@@ -148,24 +148,27 @@ class BodyLimit:
                 if declared > self.max_bytes:
                     return await self._reject(send, declared)
                 return await self.app(scope, receive, send)
-        seen = 0
-
-        async def counted() -> Any:  # chunked bodies: count as they arrive
-            nonlocal seen
+        # no Content-Length (chunked): read up to the limit, then replay the body to the app
+        body = bytearray()
+        while True:
             message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                raise _TooLarge
-            return message
+            if message["type"] != "http.request":
+                return None  # the client went away
+            body += message.get("body", b"")
+            if len(body) > self.max_bytes:
+                return await self._reject(send, None)
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await self._reject(send, None)
+        async def replay() -> Any:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
 
-
-class _TooLarge(Exception):
-    pass
+        return await self.app(scope, replay, send)
 
 
 class _QuietBadRequests(logging.Filter):
@@ -214,7 +217,9 @@ class LooplineService:
 
     def __init__(self) -> None:
         self.threads = SPEC["threads"]
-        self.model = self._load(SPEC["model"])
+        self._control = Path(SPEC["control"]) if SPEC.get("control") else None
+        # a worker (re)started after a reload serves what the others were switched to
+        self.model = self._load(self._reloaded_entry() or SPEC["model"])
         self.shadow = self._load(SPEC["shadow"]) if SPEC.get("shadow") else None
         log = SPEC["log"]
         self.log = _NoLog()
@@ -223,7 +228,6 @@ class LooplineService:
                                     flush_interval=log["flush_interval"],
                                     flush_rows=log["flush_rows"], shadow=lambda: self.shadow)
         self._reload_lock = threading.Lock()
-        self._control = Path(SPEC["control"]) if SPEC.get("control") else None
         self._control_mtime = self._mtime()
         self._stop = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="loopline-reload-watch",
@@ -232,6 +236,14 @@ class LooplineService:
         logger.info("serving %s %s (sha256 %s)%s", SPEC["artifact"], self.model.version,
                     self.model.sha256[:12],
                     f", shadow {self.shadow.version}" if self.shadow else "")
+
+    def _reloaded_entry(self) -> dict[str, Any] | None:
+        import json
+
+        try:
+            return json.loads(self._control.read_text(encoding="utf-8")) if self._control else None
+        except (OSError, ValueError):
+            return None
 
     def _load(self, entry: dict[str, Any]) -> ServedModel:
         return ServedModel.load(_bundle(entry), version=entry["version"], sha256=entry["sha256"],
@@ -350,7 +362,9 @@ class LooplineService:
             raise LooplineError("no registry in this deployment (a built Bento serves the version "
                                 "it was built with): deploy the image of the wanted version")
         with self._reload_lock:
-            entry = resolve_model(Path(root), ref if ref is not None else SPEC.get("ref"))
+            entry = resolve_model(Path(root), ref if ref is not None else SPEC.get("ref"),
+                                  models=SPEC.get("models", "models"),
+                                  default_stage=SPEC.get("default_stage", "prod"))
             previous = self.model
             new = self._swap(entry)
             if self._control is not None:
@@ -362,12 +376,12 @@ class LooplineService:
     def _swap(self, entry: dict[str, Any]) -> ServedModel:
         if entry["version"] == self.model.version and entry["sha256"] == self.model.sha256:
             return self.model
-        new = self._load(entry)
-        if not new.same_contract(self.model):
+        new, old = self._load(entry), self.model
+        if not new.same_contract(old):
             raise LooplineError(f"{new.version} takes different inputs or classes than "
-                                f"{self.model.version}; restart the service to switch to it")
+                                f"{old.version}; restart the service to switch to it")
         self.model = new
-        logger.info("reloaded: now serving %s (was %s)", new.version, entry.get("previous"))
+        logger.info("reloaded: now serving %s (was %s)", new.version, old.version)
         return new
 
     def _mtime(self) -> int | None:

@@ -80,7 +80,8 @@ def resolve_model(root: Path, ref: str | None, *, models: str = "models",
 
 def make_spec(root: Path | None, serve: Any, artifact: str, model: dict[str, Any],
               shadow: dict[str, Any] | None, *, ref: str | None, log_path: str | None = None,
-              run_dir: Path | None = None) -> dict[str, Any]:
+              run_dir: Path | None = None, models: str = "models",
+              default_stage: str = "prod") -> dict[str, Any]:
     """The JSON spec the service module reads (``serve`` is a ``ServeConfig``)."""
     log = serve.log
     path = log_path or (str((root / log.path).resolve()) if root is not None else log.path)
@@ -88,6 +89,8 @@ def make_spec(root: Path | None, serve: Any, artifact: str, model: dict[str, Any
         "artifact": artifact,
         "root": str(root) if root is not None else None,
         "ref": ref,
+        "models": models,
+        "default_stage": default_stage,
         "model": model,
         "shadow": shadow,
         "control": str(run_dir / "active.json") if run_dir is not None else None,
