@@ -417,11 +417,19 @@ class Registry:
         return "known versions are " + ", ".join(names[:limit]) + more
 
     def resolve(self, ref: str) -> Version:
-        """A version (``v1.2.0``, ``artifact@v1.2.0``), or a stage meaning its current version.
+        """A version (``v1.2.0``, ``artifact@v1.2.0``), a stage meaning its current version, or
+        ``HEAD`` meaning the version registered on the checked-out commit.
 
         Raises:
             LooplineError: unknown version or stage, or nothing assigned to the stage.
         """
+        if ref == "HEAD":
+            head = git(self.config.root, "rev-parse", "HEAD").stdout.strip()
+            found = self.versions_at(head)
+            if not found:
+                raise LooplineError(f"HEAD ({head[:12]}) has no version of {self.config.artifact}: "
+                                    "run `loopline register` first")
+            return max(found, key=lambda v: semver_key(v.version))
         if ref in self.config.stages:
             cur = self.current(ref)
             if cur is None:
@@ -838,7 +846,8 @@ def _unchanged(reg: Registry, cur: Assignment, action: str) -> dict:
 
 def promote(version: str, stage: str, *, root: str | os.PathLike[str] | None = None,
             force: bool = False, reason: str | None = None, push: str | None = None) -> dict:
-    """Assign ``version`` to ``stage`` (a new tag ``<artifact>#<stage>#<n>``).
+    """Assign ``version`` (or ``HEAD``: the version of the checked-out commit) to ``stage``
+    (a new tag ``<artifact>#<stage>#<n>``).
 
     A version whose gate did not pass needs ``force`` and ``reason``, both recorded in the
     tag. Promoting the stage's current version again creates nothing.
@@ -849,7 +858,7 @@ def promote(version: str, stage: str, *, root: str | os.PathLike[str] | None = N
     reason = _check_force(force, reason)
     reg = open_registry(root)
     reg.check_stage(stage)
-    v = reg.version(version)
+    v = reg.resolve(version) if version == "HEAD" else reg.version(version)
     cur = reg.current(stage)
     if cur is not None and cur.version == v.version:
         return _unchanged(reg, cur, "promote")

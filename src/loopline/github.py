@@ -1,0 +1,61 @@
+"""The one GitHub API call loopline makes: create or update its sticky pull-request comment.
+
+The token comes from ``GITHUB_TOKEN`` and is sent only in the Authorization header, never
+printed; the API base from ``GITHUB_API_URL`` (GitHub Actions sets it; tests point it at a
+local server), the repository from ``GITHUB_REPOSITORY``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from loopline.errors import LooplineError
+from loopline.report import MARKER
+
+
+def _settings() -> tuple[str, str, dict[str, str]]:
+    token = os.environ.get("GITHUB_TOKEN")
+    repo = os.environ.get("GITHUB_REPOSITORY")
+    missing = [n for n, v in (("GITHUB_TOKEN", token), ("GITHUB_REPOSITORY", repo)) if not v]
+    if missing:
+        raise LooplineError(f"cannot comment on the pull request: {', '.join(missing)} not set")
+    api = os.environ.get("GITHUB_API_URL", "https://api.github.com").rstrip("/")
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json",
+               "X-GitHub-Api-Version": "2022-11-28"}
+    return f"{api}/repos/{repo}", repo, headers
+
+
+def sticky_comment(pr: int, body: str) -> dict:
+    """Update the comment that carries loopline's marker on ``pr``, or create it."""
+    import httpx
+
+    base, repo, headers = _settings()
+    if MARKER not in body:
+        body = f"{MARKER}\n{body}"
+    try:
+        with httpx.Client(headers=headers, timeout=30.0) as client:
+            url: str | None = f"{base}/issues/{pr}/comments?per_page=100"
+            existing = None
+            while url and existing is None:
+                res = client.get(url)
+                _check(res, f"list the comments of {repo}#{pr}")
+                existing = next((c for c in res.json() if MARKER in (c.get("body") or "")), None)
+                url = res.links.get("next", {}).get("url")
+            if existing is not None:
+                res = client.patch(f"{base}/issues/comments/{existing['id']}", json={"body": body})
+                _check(res, f"update comment {existing['id']}")
+                return {"action": "updated", "url": res.json().get("html_url", ""), "id": existing["id"]}
+            res = client.post(f"{base}/issues/{pr}/comments", json={"body": body})
+            _check(res, f"comment on {repo}#{pr}")
+            return {"action": "created", "url": res.json().get("html_url", ""), "id": res.json().get("id")}
+    except httpx.HTTPError as err:
+        raise LooplineError(f"GitHub API unreachable: {type(err).__name__}") from None
+
+
+def _check(res, what: str) -> None:  # noqa: ANN001
+    if res.status_code >= 400:
+        try:
+            msg = res.json().get("message", "")
+        except ValueError:
+            msg = res.text[:200]
+        raise LooplineError(f"GitHub API: cannot {what}: {res.status_code} {msg}")
