@@ -18,7 +18,6 @@ from loopline.serving import contract
 from loopline.serving.inference_log import InferenceLog, features, read_predictions
 from loopline.serving.model import IntegrityError, ServedModel
 
-REPO = Path(__file__).resolve().parents[1]
 INPUTS = {
     "Age": {"kind": "numeric", "type": "integer", "nullable": False, "min": 18.0, "max": 100.0},
     "Income": {"kind": "numeric", "type": "float", "nullable": True, "min": 0.0},
@@ -195,14 +194,16 @@ def test_inference_log_is_written_by_concurrent_writers(tmp_path: Path) -> None:
 
 
 @pytest.fixture()
-def bundle(tmp_path: Path) -> Path:
+def bundle(built_instance: Path, tmp_path: Path) -> Path:
+    """model.onnx and card.json of a real export (DVC outputs: not in a fresh clone's tree)."""
     dest = tmp_path / "bundle"
     dest.mkdir()
     for name in ("model.onnx", "card.json"):
-        shutil.copyfile(REPO / "models" / name, dest / name)
+        shutil.copyfile(built_instance / "models" / name, dest / name)
     return dest
 
 
+@pytest.mark.slow
 def test_served_model_predicts_like_the_card_says(bundle: Path) -> None:
     card = json.loads((bundle / "card.json").read_text())
     sha = hashlib.sha256((bundle / "model.onnx").read_bytes()).hexdigest()
@@ -216,6 +217,7 @@ def test_served_model_predicts_like_the_card_says(bundle: Path) -> None:
     assert np.allclose(proba.sum(axis=1), 1.0)
 
 
+@pytest.mark.slow
 def test_served_model_refuses_a_tampered_file(bundle: Path) -> None:
     sha = hashlib.sha256((bundle / "model.onnx").read_bytes()).hexdigest()
     data = bytearray((bundle / "model.onnx").read_bytes())
