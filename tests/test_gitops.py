@@ -174,3 +174,10 @@ def test_local_ci_runs_pr_and_main_and_pushes_the_tags(built_copy: Path, tmp_pat
 
     again = loopline("ci", "main", cwd=work, check=False)  # the same commit cannot register twice
     assert again.returncode != 0 and "already has version" in again.stdout + again.stderr
+
+
+def test_scaffold_workflow_templates_match_the_reference() -> None:
+    """`loopline init` copies src/loopline/templates/github/workflows: same bytes as ours."""
+    templates = REPO / "src" / "loopline" / "templates" / "github" / "workflows"
+    ours = {p.name: p.read_bytes() for p in WORKFLOWS.glob("*.yml")}
+    assert ours and ours == {p.name: p.read_bytes() for p in templates.glob("*.yml")}
