@@ -118,3 +118,21 @@ def test_inferred_schema_accepts_the_data_it_came_from():
     assert cols["Records"]["categories"] == ["no", "yes"]
     schema = Schema.model_validate(yaml.safe_load(schema_yaml(inferred))["schema"])
     assert check_schema(raw, schema) == []
+
+
+def test_boolean_and_float_targets_get_the_labels_validate_compares() -> None:
+    """Classes are written as validate and prepare read them (true/1), not as Python prints them."""
+    import pandas as pd
+
+    from loopline.config import DataConfig
+    from loopline.schema_infer import infer_schema
+    from loopline.stages.validate import check_target
+
+    for values, want in (([True, False, True], ["false", "true"]), ([1.0, 0.0, 1.0], ["0", "1"])):
+        df = pd.DataFrame({"y": values, "x": [1, 2, 3]})
+        assert infer_schema(df, "y")["columns"]["y"]["categories"] == want
+        cfg = DataConfig.model_validate({
+            "name": "d", "source": "d.csv", "target": "y", "positive_class": want[1],
+            "schema": {"columns": {"y": {"type": "category", "categories": want},
+                                   "x": {"type": "integer"}}}})
+        assert check_target(df, cfg) == []

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from loopline.errors import LooplineError
+from loopline.stages.ingest import as_text
 
 MAX_CATEGORIES = 50
 
@@ -28,7 +29,7 @@ def infer_column(col: pd.Series) -> dict:
         if len(as_float) and as_float.min() >= 0:
             rule["min"] = 0
     else:
-        cats = sorted(values.astype(str).unique())
+        cats = sorted(as_text(values).unique())
         if len(cats) > MAX_CATEGORIES:
             raise LooplineError(
                 f"column {col.name!r} has {len(cats)} distinct text values: too many for a "
@@ -47,7 +48,7 @@ def infer_schema(df: pd.DataFrame, target: str) -> dict:
     columns = {str(c): infer_column(df[c]) for c in df.columns if c != "row_id"}
     t = columns[target]
     if t["type"] != "category":
-        classes = sorted(df[target].dropna().astype(str).unique())
+        classes = sorted(as_text(df[target].dropna()).unique())  # true/1, not True/1.0
         if len(classes) > MAX_CATEGORIES:
             raise LooplineError(f"target {target!r} has {len(classes)} distinct values: not a classification target")
         columns[target] = {"type": "category", "categories": classes, "nullable": False}

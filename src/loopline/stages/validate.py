@@ -136,7 +136,7 @@ def check_target(df: pd.DataFrame, cfg: DataConfig) -> list[Violation]:
     """The target must have at least two classes, including the positive class."""
     if cfg.target not in df.columns:
         return []
-    values = df[cfg.target].dropna().astype(str)
+    values = as_text(df[cfg.target].dropna())  # as categories are compared everywhere
     found = []
     if values.nunique() < 2:
         found.append(Violation(cfg.target, "classes",
