@@ -340,6 +340,75 @@ class ServeConfig(_Strict):
     image_base: str | None = None
 
 
+# ---------------------------------------------------------------------- monitor
+
+
+class Band(_Strict):
+    """RAG thresholds of one figure: AMBER past ``amber``, RED past ``red``.
+
+    For a figure where higher is better (ROC AUC) ``red < amber`` and "past" means below;
+    where lower is better (drift share, missing rate) ``red > amber`` and it means above.
+    """
+
+    amber: float
+    red: float
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.red < self.amber
+
+    def status(self, value: float | None) -> str | None:
+        if value is None or value != value:
+            return None
+        if self.higher_is_better:
+            return "RED" if value < self.red else "AMBER" if value < self.amber else "GREEN"
+        return "RED" if value > self.red else "AMBER" if value > self.amber else "GREEN"
+
+
+class AlertConfig(_Strict):
+    statuses: list[Literal["AMBER", "RED"]] = ["AMBER", "RED"]
+    file: str | None = "reports/alerts.jsonl"
+    webhook_env: str = Field("LOOPLINE_ALERT_WEBHOOK", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    retries: int = Field(3, ge=0, le=20)
+    timeout: float = Field(5.0, gt=0.0, le=120.0)
+
+
+class MonitorConfig(_Strict):
+    """`loopline monitor`: windows over the inference log, RAG bands, alerts."""
+
+    window: str = Field("1d", pattern=r"^\d+[smhd]$")
+    windows: int = Field(7, ge=1, le=10_000)
+    min_rows: int = Field(100, ge=1)
+    min_labels: int = Field(50, ge=1)
+    drift_methods: dict[str, str] = {}
+    drift_threshold: float | None = Field(None, gt=0.0)
+    performance: dict[str, Band] = {"roc_auc": Band(amber=0.80, red=0.70)}
+    drift_share: Band = Band(amber=0.30, red=0.60)
+    missing_rate: Band = Band(amber=0.30, red=0.60)
+    prediction_drift: Band = Band(amber=0.10, red=0.30)
+    constant_share: float = Field(0.99, gt=0.5, le=1.0)
+    history: str = "reports/monitor_history.jsonl"
+    html_max_rows: int = Field(20_000, ge=100)
+    alerts: AlertConfig = AlertConfig()
+
+    @property
+    def window_seconds(self) -> int:
+        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}[self.window[-1]]
+        return int(self.window[:-1]) * unit
+
+    @model_validator(mode="after")
+    def _checks(self) -> MonitorConfig:
+        _known(self.drift_methods.values(), DRIFT_METHODS, "drift method")
+        known = {"roc_auc", "accuracy", "f1", "precision", "recall", "brier", "log_loss"}
+        for name in self.performance:
+            if name not in known:
+                raise ValueError(f"monitor.performance: unknown metric {name!r} "
+                                 f"(known: {', '.join(sorted(known))})")
+        if self.window_seconds == 0:
+            raise ValueError("monitor.window must be longer than 0")
+        return self
+
+
 # ------------------------------------------------------------------------ paths
 
 
@@ -365,6 +434,7 @@ class Params(_Strict):
     gate: GateConfig
     registry: RegistryConfig = RegistryConfig()
     serve: ServeConfig = ServeConfig()
+    monitor: MonitorConfig = MonitorConfig()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Params:

@@ -1,0 +1,135 @@
+"""``loopline monitor``: RAG status of the live model from the inference log (see
+:mod:`loopline.monitoring.monitor`). Imports only typer at import time."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from loopline.errors import LooplineError
+from loopline.registry_cli import _Command
+
+AUDIT = "reports/monitor_audit.jsonl"
+
+
+def monitor(
+    window: Annotated[str | None, typer.Option("--window", help="Window length, e.g. 1h, 1d "
+                                               "(default monitor.window).")] = None,
+    windows: Annotated[int | None, typer.Option("--windows", help="How many windows.")] = None,
+    until: Annotated[float | None, typer.Option("--until", help="End of the last window "
+                                                "(Unix time; default now).")] = None,
+    log: Annotated[Path | None, typer.Option("--log", help="Inference log (default "
+                                             "serve.log.path).")] = None,
+    html: Annotated[bool, typer.Option("--html/--no-html", help="Write the Evidently HTML "
+                                       "report of the latest window.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")] = False,
+    repo: Annotated[Path | None, typer.Option("--repo", "-C", help="Repository.")] = None,
+) -> None:
+    """Drift, missing data, prediction drift, performance and latency per window; RAG status and alerts.
+
+    Exit status: 0 GREEN (or no data), 1 AMBER, 2 RED.
+    """
+    import pandas as pd
+
+    from loopline.artifacts import write_json
+    from loopline.config import find_root, load_params
+    from loopline.monitoring import alerts
+    from loopline.monitoring import monitor as mon
+    from loopline.serving.inference_log import read_predictions
+
+    root = find_root(repo)
+    params = load_params(root)
+    cfg = params.monitor.model_copy(update={k: v for k, v in (("window", window), ("windows", windows))
+                                            if v is not None})
+    cfg = type(cfg).model_validate(cfg.model_dump())  # re-check the overrides
+    log_path = log or root / params.serve.log.path
+    if not Path(log_path).is_file():
+        raise LooplineError(f"no inference log at {log_path}: serve the model first (`loopline serve`)")
+    train = root / params.paths.prepared / "train.parquet"
+    if not train.is_file():
+        raise LooplineError(f"no training reference at {train}: run `loopline run` (or `loopline pull`)")
+    numeric, categorical = params.data.feature_columns(params.features.drop)
+    reference = pd.read_parquet(train)
+    target = params.data.target
+    classes = list(params.data.schema_.columns[target].categories or [])
+    since = None if until is None else until - cfg.windows * cfg.window_seconds
+    frame = read_predictions(log_path, since=since, until=until)
+    doc = mon.run(frame, reference, numeric=numeric, categorical=categorical, classes=classes,
+                  positive=params.data.positive_class, target=target, cfg=cfg, until=until)
+    reports = root / params.paths.reports
+    links = [f"{params.paths.reports}/monitor.json"]
+    if html and doc["latest_window"]:
+        w = doc["latest_window"]
+        part = frame[(frame["ts"] >= w["start"]) & (frame["ts"] < w["end"])]
+        _html(reports / "monitor.html", reference, part, numeric, categorical, cfg.html_max_rows)
+        links.append(f"{params.paths.reports}/monitor.html")
+    doc["history"] = mon.append_history(root / cfg.history, doc)[-50:]
+    doc["alerts"] = alerts.deliver(root, cfg.alerts, params.artifact, doc, links, root / AUDIT)
+    write_json(reports / "monitor.json", doc)
+    if as_json:
+        typer.echo(json.dumps(doc, default=str))
+    else:
+        _summary(doc)
+    raise typer.Exit({"GREEN": 0, "AMBER": 1, "RED": 2}.get(doc["status"], 0))
+
+
+def _html(path: Path, reference, part, numeric: list[str], categorical: list[str],  # noqa: ANN001
+          max_rows: int) -> None:
+    import pandas as pd
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset, DataSummaryPreset
+
+    cur = pd.DataFrame(list(part["inputs"])).reindex(columns=numeric + categorical)
+    cur = cur.sample(min(len(cur), max_rows), random_state=0) if len(cur) > max_rows else cur
+    ref = reference[numeric + categorical]
+    ref = ref.sample(min(len(ref), max_rows), random_state=0) if len(ref) > max_rows else ref
+    for c in categorical:
+        cur[c] = cur[c].astype(object)
+        ref = ref.assign(**{c: ref[c].astype(object)})
+    dd = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
+    snap = Report([DataDriftPreset(columns=numeric + categorical), DataSummaryPreset()]).run(
+        current_data=Dataset.from_pandas(cur, data_definition=dd),
+        reference_data=Dataset.from_pandas(ref, data_definition=dd))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    snap.save_html(str(path))
+
+
+def _summary(doc: dict) -> None:
+    from datetime import datetime, timezone
+
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False, soft_wrap=True)
+    colors = {"GREEN": "green", "AMBER": "yellow", "RED": "red"}
+    table = Table(title=f"monitor: [{colors.get(doc['status'], 'dim')}]{doc['status']}[/] "
+                        f"(windows of {doc['window']})")
+    for col in ("window end (UTC)", "records", "labels", "roc_auc", "accuracy", "drift share",
+                "worst missing", "p99 ms", "status"):
+        table.add_column(col, justify="right" if col not in ("status",) else "left")
+    for w in doc["windows"]:
+        perf = w.get("performance") or {}
+        miss = w.get("missing_rate") or {}
+        end = datetime.fromtimestamp(w["end"], tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+        def f(v, fmt="{:.3f}"):  # noqa: ANN001, ANN202
+            return "–" if v is None else fmt.format(v)
+
+        table.add_row(end, str(w.get("records", 0)), str(w.get("labels", 0)), f(perf.get("roc_auc")),
+                      f(perf.get("accuracy")), f(w.get("drift_share"), "{:.0%}"),
+                      f(max(miss.values()) if miss else None, "{:.0%}"),
+                      f((w.get("latency_ms") or {}).get("p99"), "{:.2f}"),
+                      f"[{colors.get(w['status'], 'dim')}]{w['status']}[/]")
+    console.print(table)
+    for r in doc["reasons"]:
+        console.print(f"  {r}", markup=False)
+    for a in doc.get("alerts") or []:
+        state = "sent" if a["delivered"] else f"not sent ({a.get('error')})"
+        console.print(f"  alert via {a['channel']}: {state}", markup=False)
+
+
+def add_commands(app: typer.Typer) -> None:
+    app.command("monitor", cls=_Command)(monitor)

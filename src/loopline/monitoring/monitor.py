@@ -1,0 +1,206 @@
+"""``loopline monitor``: the live model, window by window, and its RAG status.
+
+Reads the inference log (predictions and feedback labels, written by the service) and the
+training reference (``data/prepared/train.parquet``), cuts the log into fixed windows that
+end now (or at ``until``), and computes for each:
+
+- per-feature drift against the reference (:mod:`loopline.monitoring.drift`, Evidently's
+  default tests) and the share of drifted features;
+- the missing rate of each feature;
+- prediction drift: Jensen–Shannon distance between the predicted classes and the class
+  balance of the training labels; invalid probabilities; a constant prediction;
+- labelled performance once enough feedback arrived (ROC AUC, accuracy, F1, precision,
+  recall, Brier score, expected calibration error);
+- operational figures: requests, records, model latency p50/p99, model versions.
+
+Each figure is graded GREEN, AMBER or RED by the bands of ``conf/monitor``; a window's
+status is its worst grade, with one reason per grade that is not GREEN. The latest window
+with data gives the overall status, appended to the history file so trends stay visible.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from loopline.config import MonitorConfig
+from loopline.monitoring.drift import dataset_drift, jensenshannon
+
+ORDER = {"GREEN": 0, "AMBER": 1, "RED": 2}
+NO_DATA = "NO DATA"
+
+
+def worst(statuses: list[str | None]) -> str:
+    found = [s for s in statuses if s in ORDER]
+    return max(found, key=ORDER.get) if found else "GREEN"
+
+
+def _ece(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error of positive-class probabilities."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    idx = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        mask = idx == b
+        if mask.any():
+            total += mask.mean() * abs(y[mask].mean() - p[mask].mean())
+    return float(total)
+
+
+def performance(labels: pd.Series, predicted: pd.Series, p_pos: pd.Series, positive: str) -> dict:
+    from sklearn.metrics import (accuracy_score, brier_score_loss, f1_score, precision_score,
+                                 recall_score, roc_auc_score)
+
+    y = (labels.astype(str) == positive).to_numpy().astype(int)
+    yhat = (predicted.astype(str) == positive).to_numpy().astype(int)
+    p = p_pos.to_numpy(dtype=float)
+    out = {"labels": int(len(y)), "accuracy": float(accuracy_score(y, yhat)),
+           "precision": float(precision_score(y, yhat, zero_division=0)),
+           "recall": float(recall_score(y, yhat, zero_division=0)),
+           "f1": float(f1_score(y, yhat, zero_division=0)),
+           "brier": float(brier_score_loss(y, p)), "ece": _ece(y, p)}
+    out["roc_auc"] = float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else None
+    return out
+
+
+def window_report(df: pd.DataFrame, reference: pd.DataFrame, numeric: list[str],
+                  categorical: list[str], classes: list[str], positive: str,
+                  class_balance: dict[str, float], cfg: MonitorConfig) -> dict:
+    """Figures, grades and reasons for one window of the log (one row per record)."""
+    out: dict[str, Any] = {"requests": int(df["request_id"].nunique()), "records": int(len(df)),
+                           "versions": sorted(df["model_version"].unique().tolist())}
+    grades: dict[str, str | None] = {}
+    reasons: list[str] = []
+
+    def grade(name: str, status: str | None, why: str) -> None:
+        grades[name] = status
+        if status in ("AMBER", "RED"):
+            reasons.append(f"{status}: {why}")
+
+    lat = df["latency_ms"].to_numpy(dtype=float)
+    out["latency_ms"] = {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99))}
+
+    X = pd.DataFrame(list(df["inputs"]), index=df.index).reindex(columns=numeric + categorical)
+    missing = {c: float(X[c].isna().mean()) for c in X.columns}
+    out["missing_rate"] = missing
+    worst_col = max(missing, key=missing.get) if missing else None
+    if worst_col is not None:
+        grade("missing_rate", cfg.missing_rate.status(missing[worst_col]),
+              f"{worst_col} missing in {missing[worst_col]:.0%} of records "
+              f"(bands {cfg.missing_rate.amber:.0%}/{cfg.missing_rate.red:.0%})")
+
+    if len(df) >= cfg.min_rows:
+        drift = dataset_drift(reference, X, numeric, categorical, methods=cfg.drift_methods,
+                              thresholds={c: cfg.drift_threshold for c in numeric + categorical}
+                              if cfg.drift_threshold else None)
+        out["drift"] = [d.as_dict() for d in drift]
+        judged = [d for d in drift if d.current_rows > 0]
+        share = sum(d.drifted for d in judged) / len(judged) if judged else 0.0
+        out["drift_share"] = share
+        drifted = [d.column for d in judged if d.drifted]
+        grade("drift_share", cfg.drift_share.status(share),
+              f"{len(drifted)} of {len(judged)} features drifted ({', '.join(drifted)})")
+    else:
+        out["drift"], out["drift_share"] = [], None
+        grades["drift_share"] = None
+
+    pred = df["prediction"].astype(str)
+    shares = pred.value_counts(normalize=True)
+    out["predicted_share"] = {str(k): float(v) for k, v in shares.items()}
+    p_pos = df["probabilities"].map(lambda d: d.get(positive) if isinstance(d, dict) else None)
+    out["mean_positive_probability"] = float(p_pos.astype(float).mean())
+    probs = np.array([[d.get(c, np.nan) for c in classes] for d in df["probabilities"]], dtype=float)
+    bad = (~np.isfinite(probs).all(axis=1) | (probs < 0).any(axis=1) | (probs > 1).any(axis=1)
+           | (np.abs(probs.sum(axis=1) - 1.0) > 1e-4))
+    invalid = int(bad.sum())
+    out["invalid_predictions"] = invalid
+    grade("invalid_predictions", "RED" if invalid else "GREEN",
+          f"{invalid} records with invalid probabilities")
+    top = shares.index[0] if len(shares) else None
+    constant = len(df) >= cfg.min_rows and top is not None and shares.iloc[0] >= cfg.constant_share
+    grade("constant_predictions", "AMBER" if constant else "GREEN",
+          f"{shares.iloc[0]:.1%} of records predicted {top!r}" if top is not None else "")
+    if len(df) >= cfg.min_rows:
+        p = np.array([class_balance.get(c, 0.0) for c in classes])
+        q = np.array([out["predicted_share"].get(c, 0.0) for c in classes])
+        js = jensenshannon(p, q) if p.sum() > 0 and q.sum() > 0 else 0.0
+        out["prediction_drift"] = js
+        grade("prediction_drift", cfg.prediction_drift.status(js),
+              f"predicted classes {out['predicted_share']} vs training {class_balance} "
+              f"(JS {js:.3f})")
+    else:
+        out["prediction_drift"] = None
+
+    labelled = df[df["label"].notna().to_numpy() & ~bad]  # invalid rows are graded above
+    out["labels"] = int(len(labelled))
+    if len(labelled) >= cfg.min_labels:
+        perf = performance(labelled["label"], labelled["prediction"], p_pos[labelled.index], positive)
+        out["performance"] = perf
+        for name, band in cfg.performance.items():
+            value = perf.get(name)
+            grade(name, band.status(value),
+                  f"{name} {value:.3f} on {len(labelled)} labelled records "
+                  f"(GREEN ≥ {band.amber}, RED < {band.red})" if value is not None
+                  else f"{name} undefined")
+    else:
+        out["performance"] = None
+    out["grades"] = grades
+    out["status"] = worst(list(grades.values()))
+    out["reasons"] = reasons
+    return out
+
+
+def run(log: pd.DataFrame, reference: pd.DataFrame, *, numeric: list[str], categorical: list[str],
+        classes: list[str], positive: str, target: str, cfg: MonitorConfig,
+        until: float | None = None) -> dict:
+    """The monitor document for the last ``cfg.windows`` windows ending at ``until``."""
+    until = time.time() if until is None else until
+    size = cfg.window_seconds
+    balance = reference[target].astype(str).value_counts(normalize=True)
+    class_balance = {str(k): float(v) for k, v in balance.items()}
+    windows = []
+    for k in range(cfg.windows, 0, -1):
+        start, end = until - k * size, until - (k - 1) * size
+        part = log[(log["ts"] >= start) & (log["ts"] < end)]
+        entry: dict[str, Any] = {"start": start, "end": end}
+        if part.empty:
+            entry.update(status=NO_DATA, records=0, reasons=[])
+        else:
+            entry.update(window_report(part, reference, numeric, categorical, classes, positive,
+                                       class_balance, cfg))
+        windows.append(entry)
+    judged = [w for w in windows if w["status"] != NO_DATA]
+    latest = judged[-1] if judged else None
+    return {"generated_at": until, "window": cfg.window, "windows": windows,
+            "status": latest["status"] if latest else NO_DATA,
+            "reasons": latest["reasons"] if latest else ["no predictions in the log for these windows"],
+            "latest_window": latest and {"start": latest["start"], "end": latest["end"]},
+            "reference_rows": int(len(reference))}
+
+
+def append_history(path: Path, doc: dict) -> list[dict]:
+    """Append the run's status to the history file; the whole history, oldest first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    latest = next((w for w in reversed(doc["windows"]) if w["status"] != NO_DATA), {})
+    perf = latest.get("performance") or {}
+    entry = {"at": doc["generated_at"], "status": doc["status"], "reasons": doc["reasons"],
+             "roc_auc": perf.get("roc_auc"), "accuracy": perf.get("accuracy"),
+             "drift_share": latest.get("drift_share"), "records": latest.get("records", 0),
+             "versions": latest.get("versions", [])}
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(entry, default=_json_default) + "\n")
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _json_default(v: Any) -> Any:
+    if isinstance(v, (np.floating, np.integer)):
+        return v.item()
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    raise TypeError(f"not JSON serialisable: {type(v).__name__}")

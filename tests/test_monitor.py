@@ -1,0 +1,167 @@
+"""`loopline monitor`: windows with known drift, missing data and accuracy get the expected
+RAG status; alerts reach a webhook on 127.0.0.1 and a dead one does not break the run."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import BIN, sh
+from loopline.config import MonitorConfig
+from loopline.monitoring import monitor as mon
+
+DAY = 86400
+UNTIL = 1_800_000_000.0
+
+
+def reference(n: int = 4000, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"a": rng.normal(0, 1, n), "b": rng.exponential(2, n),
+                         "k": rng.choice(["x", "y", "z"], n, p=[0.5, 0.3, 0.2]),
+                         "y": rng.choice(["bad", "good"], n, p=[0.3, 0.7])})
+
+
+def window(day: int, n: int, *, noise: float, shift: float = 0.0, missing_b: float = 0.0,
+           seed: int = 1) -> pd.DataFrame:
+    """Records of one day: a score that predicts the label, blurred by ``noise``."""
+    rng = np.random.default_rng(seed + day)
+    a = rng.normal(shift, 1, n)
+    b = rng.exponential(2, n)
+    b[rng.random(n) < missing_b] = np.nan
+    k = rng.choice(["x", "y", "z"], n, p=[0.5, 0.3, 0.2] if shift == 0 else [0.2, 0.3, 0.5])
+    score = rng.normal(0, 1, n)
+    p_bad = 1 / (1 + np.exp(-(score - 0.85)))
+    label = np.where(score + rng.normal(0, noise, n) > 0.85, "bad", "good")
+    rows = []
+    for i in range(n):
+        rows.append({"request_id": f"d{day}-{i}", "idx": 0, "ts": UNTIL - (4 - day) * DAY + i,
+                     "model_version": "v1", "inputs": {"a": a[i], "b": None if np.isnan(b[i]) else b[i],
+                                                       "k": k[i]},
+                     "prediction": "bad" if p_bad[i] >= 0.5 else "good",
+                     "probabilities": {"bad": p_bad[i], "good": 1 - p_bad[i]},
+                     "latency_ms": 0.3 + 0.01 * (i % 7), "label": label[i], "label_ts": None})
+    return pd.DataFrame(rows)
+
+
+def test_windows_get_the_expected_rag_status() -> None:
+    log = pd.concat([window(1, 1500, noise=0.3),                       # clean, accurate
+                     window(2, 1500, noise=1.7, missing_b=0.4),        # weaker, gaps in b
+                     window(3, 1500, noise=4.0, shift=1.0)])           # drifted, near random
+    cfg = MonitorConfig(window="1d", windows=3)
+    doc = mon.run(log, reference(), numeric=["a", "b"], categorical=["k"], classes=["bad", "good"],
+                  positive="bad", target="y", cfg=cfg, until=UNTIL)
+    w1, w2, w3 = doc["windows"]
+    assert w1["status"] == "GREEN", w1["reasons"]
+    assert w1["performance"]["roc_auc"] > 0.8 and w1["drift_share"] == 0
+    assert w2["status"] == "AMBER", w2["reasons"]
+    assert 0.7 <= w2["performance"]["roc_auc"] < 0.8
+    assert any("b missing in 4" in r for r in w2["reasons"])
+    assert w3["status"] == "RED" and w3["performance"]["roc_auc"] < 0.7
+    assert {d["column"] for d in w3["drift"] if d["drifted"]} == {"a", "k"}
+    assert doc["status"] == "RED" and any(r.startswith("RED: roc_auc") for r in doc["reasons"])
+    assert w1["latency_ms"]["p99"] == pytest.approx(0.36, abs=0.01)
+
+
+def test_no_labels_yet_means_no_performance_grade_and_no_data_is_not_an_alarm() -> None:
+    log = window(3, 500, noise=0.3).assign(label=None)
+    cfg = MonitorConfig(window="1d", windows=3)
+    doc = mon.run(log, reference(), numeric=["a", "b"], categorical=["k"], classes=["bad", "good"],
+                  positive="bad", target="y", cfg=cfg, until=UNTIL)
+    assert [w["status"] for w in doc["windows"][:2]] == ["NO DATA", "NO DATA"]
+    assert doc["windows"][2]["performance"] is None and doc["status"] == "GREEN"
+
+
+def test_constant_and_invalid_predictions_are_flagged() -> None:
+    log = window(3, 300, noise=0.3)
+    log["prediction"] = "good"
+    log.loc[log.index[:3], "probabilities"] = [{"bad": 1.5, "good": -0.5}] * 3
+    doc = mon.run(log, reference(), numeric=["a", "b"], categorical=["k"], classes=["bad", "good"],
+                  positive="bad", target="y", cfg=MonitorConfig(window="1d", windows=1), until=UNTIL)
+    w = doc["windows"][0]
+    assert w["invalid_predictions"] == 3 and w["grades"]["invalid_predictions"] == "RED"
+    assert w["grades"]["constant_predictions"] == "AMBER"
+
+
+# -------------------------------------------------------- the command, with alerts
+
+
+class Receiver(BaseHTTPRequestHandler):
+    bodies: list[dict] = []
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.bodies.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def write_log(root: Path, hours_ago: list[float]) -> None:
+    """A real inference log (the service's writer) of test-split records, half labelled."""
+    from loopline.serving.inference_log import InferenceLog
+
+    test = pd.read_parquet(root / "data/prepared/test.parquet")
+    card = json.loads((root / "models/card.json").read_text())
+    cols = list(card["inputs"])
+    log = InferenceLog(root / "logs/inference.sqlite", flush_interval=0.05)
+    now = time.time()
+    rng = np.random.default_rng(0)
+    for h in hours_ago:
+        for i, row in enumerate(test[cols + ["Status"]].head(300).to_dict("records")):
+            label = row.pop("Status")
+            rec = {k: (None if pd.isna(v) else v) for k, v in row.items()}
+            p_bad = float(np.clip((0.8 if label == "bad" else 0.2) + rng.normal(0, 0.25), 0, 1))
+            rid = f"h{h}-{i}"
+            log.predictions(rid, now - h * 3600 + i, "v0.1.0", [rec],
+                            np.array(["bad" if p_bad >= 0.5 else "good"], dtype=object),
+                            np.array([[p_bad, 1 - p_bad]]), ["bad", "good"], 0.4)
+            if i % 2 == 0:
+                log.feedback([(rid, 0, label)], now)
+    log.close()
+
+
+@pytest.mark.slow
+def test_monitor_command_alerts_a_webhook_and_survives_a_dead_one(built_copy: Path) -> None:
+    root = built_copy
+    write_log(root, [0.5])
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    secret_url = f"http://127.0.0.1:{server.server_port}/hooks/T000/SECRET-PATH"
+    params = root / "params.yaml"
+    params.write_text(params.read_text().replace("roc_auc: {amber: 0.8, red: 0.7}",
+                                                 "roc_auc: {amber: 0.99, red: 0.5}")
+                      .replace("amber: 0.8\n      red: 0.7", "amber: 0.99\n      red: 0.5"))
+    env = {**os.environ, "LOOPLINE_ALERT_WEBHOOK": secret_url}
+    try:
+        res = sh(str(BIN / "loopline"), "monitor", "--window", "1h", "--windows", "2", "--json",
+                 cwd=root, env=env, check=False)
+    finally:
+        server.shutdown()
+    assert res.returncode == 1, res.stdout[-2000:] + res.stderr[-2000:]  # AMBER
+    doc = json.loads(res.stdout)
+    assert doc["status"] == "AMBER" and doc["windows"][-1]["labels"] == 150
+    assert Receiver.bodies and "AMBER" in Receiver.bodies[0]["text"]
+    assert "roc_auc" in Receiver.bodies[0]["text"]
+    assert (root / "reports/monitor.html").stat().st_size > 10_000
+    for text in (res.stdout, res.stderr, (root / "reports/monitor.json").read_text(),
+                 (root / "reports/monitor_audit.jsonl").read_text()):
+        assert "SECRET-PATH" not in text
+
+    dead = {**os.environ, "LOOPLINE_ALERT_WEBHOOK": "http://127.0.0.1:9/hooks/SECRET-PATH"}
+    res = sh(str(BIN / "loopline"), "monitor", "--window", "1h", "--windows", "2", "--no-html",
+             "--json", cwd=root, env=dead, check=False)
+    assert res.returncode == 1
+    webhook = [a for a in json.loads(res.stdout)["alerts"] if a["channel"] == "webhook"][0]
+    assert webhook["delivered"] is False and webhook["attempts"] == 4
+    history = (root / "reports/monitor_history.jsonl").read_text().splitlines()
+    assert [json.loads(h)["status"] for h in history] == ["AMBER", "AMBER"]
+    assert len((root / "reports/alerts.jsonl").read_text().splitlines()) == 2
