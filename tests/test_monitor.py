@@ -105,7 +105,8 @@ class Receiver(BaseHTTPRequestHandler):
         pass
 
 
-def write_log(root: Path, hours_ago: list[float]) -> None:
+def write_log(root: Path, hours_ago: list[float], *, version: str = "v0.1.0",
+              informative: bool = True, missing_income: float = 0.0) -> None:
     """A real inference log (the service's writer) of test-split records, half labelled."""
     from loopline.serving.inference_log import InferenceLog
 
@@ -119,9 +120,12 @@ def write_log(root: Path, hours_ago: list[float]) -> None:
         for i, row in enumerate(test[cols + ["Status"]].head(300).to_dict("records")):
             label = row.pop("Status")
             rec = {k: (None if pd.isna(v) else v) for k, v in row.items()}
-            p_bad = float(np.clip((0.8 if label == "bad" else 0.2) + rng.normal(0, 0.25), 0, 1))
+            if rng.random() < missing_income:
+                rec["Income"] = None
+            centre = (0.8 if label == "bad" else 0.2) if informative else 0.5
+            p_bad = float(np.clip(centre + rng.normal(0, 0.25), 0, 1))
             rid = f"h{h}-{i}"
-            log.predictions(rid, now - h * 3600 + i, "v0.1.0", [rec],
+            log.predictions(rid, now - h * 3600 + i, version, [rec],
                             np.array(["bad" if p_bad >= 0.5 else "good"], dtype=object),
                             np.array([[p_bad, 1 - p_bad]]), ["bad", "good"], 0.4)
             if i % 2 == 0:
@@ -165,3 +169,39 @@ def test_monitor_command_alerts_a_webhook_and_survives_a_dead_one(built_copy: Pa
     history = (root / "reports/monitor_history.jsonl").read_text().splitlines()
     assert [json.loads(h)["status"] for h in history] == ["AMBER", "AMBER"]
     assert len((root / "reports/alerts.jsonl").read_text().splitlines()) == 2
+
+
+@pytest.mark.slow
+def test_act_rolls_back_a_failing_prod_version_and_records_the_imputation(built_copy: Path) -> None:
+    root = built_copy
+    from conftest import loopline
+
+    loopline("register", cwd=root)
+    loopline("promote", "v0.1.0", "--to", "prod", cwd=root)
+    (root / "NOTES.md").write_text("a change that retrains nothing\n")
+    sh("git", "add", "-A", cwd=root)
+    sh("git", "commit", "-q", "-m", "notes", cwd=root)
+    loopline("register", cwd=root)
+    loopline("promote", "v0.2.0", "--to", "prod", cwd=root)
+    write_log(root, [0.5], version="v0.2.0", informative=False, missing_income=0.4)
+    res = sh(str(BIN / "loopline"), "monitor", "--window", "1h", "--windows", "1", "--no-html",
+             "--act", "--json", cwd=root, check=False,
+             env={k: v for k, v in os.environ.items() if k != "LOOPLINE_ALERT_WEBHOOK"})
+    assert res.returncode == 2, res.stdout[-2000:] + res.stderr[-2000:]
+    doc = json.loads(res.stdout)
+    actions = {a["action"]: a for a in doc["actions"]}
+    assert [a["feature"] for a in doc["actions"] if a["action"] == "imputation"] == ["Income"]
+    assert actions["rollback"]["done"] and actions["rollback"]["from"] == "v0.2.0"
+    assert actions["rollback"]["to"] == "v0.1.0" and "roc_auc" in actions["rollback"]["reason"]
+    assert actions["imputation"]["feature"] == "Income"
+    assert actions["imputation"]["strategy"] == "median" and actions["imputation"]["missing_rate"] > 0.3
+    assert loopline("which", "prod", cwd=root).stdout.startswith("v0.1.0")
+    history = json.loads(loopline("history", "--stage", "prod", "--json", cwd=root).stdout)
+    assert history[0]["event"] == "rollback" and history[0]["version"] == "v0.1.0"
+    audit = [json.loads(line) for line in (root / "reports/monitor_audit.jsonl").read_text().splitlines()]
+    assert {"rollback", "imputation", "alert"} <= {a["action"] for a in audit}
+
+    again = json.loads(sh(str(BIN / "loopline"), "monitor", "--window", "1h", "--windows", "1",
+                          "--no-html", "--act", "--json", cwd=root, check=False).stdout)
+    rb = [a for a in again["actions"] if a["action"] == "rollback"][0]
+    assert rb["done"] is False and "already replaced" in rb["why"]  # no second rollback

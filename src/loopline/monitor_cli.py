@@ -25,6 +25,11 @@ def monitor(
                                              "serve.log.path).")] = None,
     html: Annotated[bool, typer.Option("--html/--no-html", help="Write the Evidently HTML "
                                        "report of the latest window.")] = True,
+    act: Annotated[bool, typer.Option("--act", help="Act on the status: record the imputation of "
+                                      "alarming features; on RED live performance roll prod back "
+                                      "(and reload --service-url).")] = False,
+    service_url: Annotated[str | None, typer.Option(
+        "--service-url", help="The running service to reload after a rollback.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")] = False,
     repo: Annotated[Path | None, typer.Option("--repo", "-C", help="Repository.")] = None,
 ) -> None:
@@ -68,6 +73,11 @@ def monitor(
         links.append(f"{params.paths.reports}/monitor.html")
     doc["history"] = mon.append_history(root / cfg.history, doc)[-50:]
     doc["alerts"] = alerts.deliver(root, cfg.alerts, params.artifact, doc, links, root / AUDIT)
+    if act:
+        from loopline.monitoring.actions import act as run_actions
+
+        doc["actions"] = run_actions(root, params, doc, service_url=service_url,
+                                     audit_path=root / AUDIT)
     write_json(reports / "monitor.json", doc)
     if as_json:
         typer.echo(json.dumps(doc, default=str))
@@ -129,6 +139,9 @@ def _summary(doc: dict) -> None:
     for a in doc.get("alerts") or []:
         state = "sent" if a["delivered"] else f"not sent ({a.get('error')})"
         console.print(f"  alert via {a['channel']}: {state}", markup=False)
+    for a in doc.get("actions") or []:
+        detail = {k: v for k, v in a.items() if k != "action"}
+        console.print(f"  action {a['action']}: {json.dumps(detail, default=str)}", markup=False)
 
 
 def add_commands(app: typer.Typer) -> None:
