@@ -150,7 +150,7 @@ def test_monitor_command_alerts_a_webhook_and_survives_a_dead_one(built_copy: Pa
                  cwd=root, env=env, check=False)
     finally:
         server.shutdown()
-    assert res.returncode == 1, res.stdout[-2000:] + res.stderr[-2000:]  # AMBER
+    assert res.returncode == 3, res.stdout[-2000:] + res.stderr[-2000:]  # AMBER
     doc = json.loads(res.stdout)
     assert doc["status"] == "AMBER" and doc["windows"][-1]["labels"] == 150
     assert Receiver.bodies and "AMBER" in Receiver.bodies[0]["text"]
@@ -163,7 +163,7 @@ def test_monitor_command_alerts_a_webhook_and_survives_a_dead_one(built_copy: Pa
     dead = {**os.environ, "LOOPLINE_ALERT_WEBHOOK": "http://127.0.0.1:9/hooks/SECRET-PATH"}
     res = sh(str(BIN / "loopline"), "monitor", "--window", "1h", "--windows", "2", "--no-html",
              "--json", cwd=root, env=dead, check=False)
-    assert res.returncode == 1
+    assert res.returncode == 3
     webhook = [a for a in json.loads(res.stdout)["alerts"] if a["channel"] == "webhook"][0]
     assert webhook["delivered"] is False and webhook["attempts"] == 4
     history = (root / "reports/monitor_history.jsonl").read_text().splitlines()
@@ -187,7 +187,7 @@ def test_act_rolls_back_a_failing_prod_version_and_records_the_imputation(built_
     res = sh(str(BIN / "loopline"), "monitor", "--window", "1h", "--windows", "1", "--no-html",
              "--act", "--json", cwd=root, check=False,
              env={k: v for k, v in os.environ.items() if k != "LOOPLINE_ALERT_WEBHOOK"})
-    assert res.returncode == 2, res.stdout[-2000:] + res.stderr[-2000:]
+    assert res.returncode == 4, res.stdout[-2000:] + res.stderr[-2000:]
     doc = json.loads(res.stdout)
     actions = {a["action"]: a for a in doc["actions"]}
     assert [a["feature"] for a in doc["actions"] if a["action"] == "imputation"] == ["Income"]

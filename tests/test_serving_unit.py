@@ -63,6 +63,23 @@ def test_contract_rejects_with_field_level_errors(adapter, bad, loc, kind) -> No
     assert (loc, kind) in errors(adapter, [bad])
 
 
+def test_integers_beyond_float64_precision_are_rejected(adapter) -> None:
+    unbounded = contract.validator({"n": {"kind": "numeric", "type": "integer", "nullable": False}}, 2)
+    assert unbounded.validate_python([{"n": 2**53}]) == [{"n": 2**53}]
+    with pytest.raises(ValidationError):
+        unbounded.validate_python([{"n": 10**20}])
+
+
+def test_an_unserialisable_record_does_not_stop_the_log(tmp_path: Path) -> None:
+    log = InferenceLog(tmp_path / "log.sqlite", flush_interval=0.01)
+    _queue(log, "huge", [{**GOOD, "Age": 10**30}])  # orjson refuses it
+    _queue(log, "after", [GOOD])
+    assert log.flush(10.0) and log._thread.is_alive()
+    log.close()
+    df = read_predictions(tmp_path / "log.sqlite")
+    assert set(df["request_id"]) == {"huge", "after"}
+
+
 def test_contract_bounds_the_batch(adapter) -> None:
     assert errors(adapter, []) == [((), "too_short")]
     assert errors(adapter, [GOOD] * 4) == [((), "too_long")]

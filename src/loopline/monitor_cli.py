@@ -13,6 +13,7 @@ from loopline.errors import LooplineError
 from loopline.registry_cli import _Command
 
 AUDIT = "reports/monitor_audit.jsonl"
+EXIT = {"GREEN": 0, "AMBER": 3, "RED": 4}  # 1 (error) and 2 (usage) keep their meaning
 
 
 def monitor(
@@ -30,12 +31,14 @@ def monitor(
                                       "(and reload --service-url).")] = False,
     service_url: Annotated[str | None, typer.Option(
         "--service-url", help="The running service to reload after a rollback.")] = None,
+    push: Annotated[str | None, typer.Option(
+        "--push", metavar="REMOTE", help="Push a rollback's tag to REMOTE (as CI does).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")] = False,
     repo: Annotated[Path | None, typer.Option("--repo", "-C", help="Repository.")] = None,
 ) -> None:
     """Drift, missing data, prediction drift, performance and latency per window; RAG status and alerts.
 
-    Exit status: 0 GREEN (or no data), 1 AMBER, 2 RED.
+    Exit status: 0 GREEN (or no data), 3 AMBER, 4 RED (1 and 2 stay errors).
     """
     import pandas as pd
 
@@ -60,10 +63,12 @@ def monitor(
     reference = pd.read_parquet(train)
     target = params.data.target
     classes = list(params.data.schema_.columns[target].categories or [])
-    since = None if until is None else until - cfg.windows * cfg.window_seconds
-    frame = read_predictions(log_path, since=since, until=until)
+    import time
+
+    end = time.time() if until is None else until
+    frame = read_predictions(log_path, since=end - cfg.windows * cfg.window_seconds, until=end)
     doc = mon.run(frame, reference, numeric=numeric, categorical=categorical, classes=classes,
-                  positive=params.data.positive_class, target=target, cfg=cfg, until=until)
+                  positive=params.data.positive_class, target=target, cfg=cfg, until=end)
     reports = root / params.paths.reports
     links = [f"{params.paths.reports}/monitor.json"]
     if html and doc["latest_window"]:
@@ -77,13 +82,13 @@ def monitor(
         from loopline.monitoring.actions import act as run_actions
 
         doc["actions"] = run_actions(root, params, doc, service_url=service_url,
-                                     audit_path=root / AUDIT)
+                                     audit_path=root / AUDIT, push=push)
     write_json(reports / "monitor.json", doc)
     if as_json:
         typer.echo(json.dumps(doc, default=str))
     else:
         _summary(doc)
-    raise typer.Exit({"GREEN": 0, "AMBER": 1, "RED": 2}.get(doc["status"], 0))
+    raise typer.Exit(EXIT[doc["status"]] if doc["status"] in EXIT else 0)
 
 
 def _html(path: Path, reference, part, numeric: list[str], categorical: list[str],  # noqa: ANN001

@@ -142,7 +142,7 @@ def build(root: Path, base: str | None = None, artifacts_url: str | None = None)
         "slices": slices_diff(_json_at(root, base_sha, f"{reports}/slices.json"),
                               _json_at(root, None, f"{reports}/slices.json")),
         "reports": [p for p in html if (root / p).is_file()],
-        "artifacts_url": artifacts_url,
+        "artifacts_url": artifacts_url if (artifacts_url or "").startswith("http") else None,
     }
 
 

@@ -5,10 +5,11 @@
   categorical most-frequent or a "missing" category, from ``conf/features``), so missing
   values are filled inside the model; the action records, per alarming feature, the policy
   and fill value the model applies (from ``reports/prepare.json``).
-- **Rollback** (RED on live performance, for the version currently assigned to the stage):
-  the stage is rolled back with :func:`loopline.registry.rollback` to the last earlier
-  version that passed its gate, with the reasons recorded in the tag, and, given a service
-  URL and its admin token, the running service reloads to it.
+- **Rollback** (RED on the live performance of the version currently assigned to the stage,
+  judged on that version's own labelled records): the stage is rolled back with
+  :func:`loopline.registry.rollback` to the last earlier version that passed its gate (the
+  reasons go to the audit log) and, given a service URL and its admin token, the running
+  service reloads to it. A version already replaced is never rolled back again.
 """
 
 from __future__ import annotations
@@ -45,22 +46,28 @@ def imputation(root: Path, reports: str, window: dict, amber: float) -> list[dic
 
 
 def rollback(root: Path, stage: str, window: dict, *, service_url: str | None,
-             token_env: str) -> list[dict]:
+             token_env: str, push: str | None = None) -> list[dict]:
     """Roll ``stage`` back when its current version fails live performance (RED)."""
     from loopline import registry
 
-    perf_red = [k for k, v in (window.get("grades") or {}).items()
-                if v == "RED" and k in ("roc_auc", "accuracy", "f1", "precision", "recall")]
-    if window.get("status") != "RED" or not perf_red:
+    failing = {v: p for v, p in (window.get("performance_by_version") or {}).items()
+               if p.get("status") == "RED"}
+    if not failing:
         return []
-    current = registry.which(stage, root)["version"]
-    if current not in window.get("versions", []):
+    try:
+        current = registry.which(stage, root)["version"]
+    except LooplineError as err:  # nothing assigned (e.g. serving a local export)
+        return [{"action": "rollback", "done": False, "stage": stage, "why": str(err)}]
+    if current not in failing:
         return [{"action": "rollback", "done": False, "stage": stage,
-                 "why": f"the failing window served {window.get('versions')}, not {current}: "
+                 "why": f"{', '.join(sorted(failing))} failed live, but {stage} is {current} now: "
                         "it was already replaced"}]
-    reason = "live " + "; ".join(r for r in window["reasons"] if r.startswith("RED"))
+    perf = failing[current]
+    reason = (f"live performance of {current} on {perf['labels']} labelled records: "
+              + ", ".join(f"{k} {perf[k]:.3f}" for k in ("roc_auc", "accuracy", "f1")
+                          if perf.get(k) is not None))
     try:  # a regular rollback (to a gate-passed version): its reason goes to the audit log
-        res = registry.rollback(stage, root=root)
+        res = registry.rollback(stage, root=root, push=push)
     except LooplineError as err:
         return [{"action": "rollback", "done": False, "stage": stage, "from": current,
                  "why": str(err)}]
@@ -88,7 +95,8 @@ def reload_service(url: str, stage: str, token_env: str) -> dict:
             "model_version": body.get("model_version"), "why": body.get("error")}
 
 
-def act(root: Path, params: Any, doc: dict, *, service_url: str | None, audit_path: Path) -> list[dict]:
+def act(root: Path, params: Any, doc: dict, *, service_url: str | None, audit_path: Path,
+        push: str | None = None) -> list[dict]:
     """Run the actions the latest window calls for; each is appended to the audit log."""
     window = latest_window(doc)
     if window is None:
@@ -96,7 +104,7 @@ def act(root: Path, params: Any, doc: dict, *, service_url: str | None, audit_pa
     stage = "prod" if "prod" in params.registry.stages else params.registry.stages[-1]
     done = imputation(root, params.paths.reports, window, params.monitor.missing_rate.amber)
     done += rollback(root, stage, window, service_url=service_url,
-                     token_env=params.serve.admin_token_env)
+                     token_env=params.serve.admin_token_env, push=push)
     for entry in done:
         audit(audit_path, entry)
     return done

@@ -50,8 +50,10 @@ def _post(url: str, body: dict, cfg: AlertConfig) -> tuple[bool, str, int]:
             error = f"HTTP {res.status_code}"
             if 400 <= res.status_code < 500 and res.status_code != 429:
                 break  # the receiver rejects it: retrying would not help
-        except httpx.HTTPError as err:
+        except (httpx.HTTPError, httpx.InvalidURL) as err:
             error = type(err).__name__  # never the URL: it is a secret
+            if isinstance(err, httpx.InvalidURL):
+                break
         if attempt < cfg.retries:
             time.sleep(min(0.5 * 2 ** attempt, 8.0))
     return False, error, attempts
@@ -71,7 +73,7 @@ def deliver(root: Path, cfg: AlertConfig, artifact: str, doc: dict, links: list[
             f.write(json.dumps({k: msg[k] for k in ("at", "artifact", "status", "reasons", "links")})
                     + "\n")
         outcomes.append({"channel": "file", "delivered": True, "path": cfg.file})
-    url = os.environ.get(cfg.webhook_env)
+    url = (os.environ.get(cfg.webhook_env) or "").strip()
     if url:
         ok, error, attempts = _post(url, {"text": msg["text"], "blocks": msg["blocks"]}, cfg)
         outcomes.append({"channel": "webhook", "delivered": ok, "attempts": attempts,

@@ -54,8 +54,8 @@ def _ece(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
 
 
 def performance(labels: pd.Series, predicted: pd.Series, p_pos: pd.Series, positive: str) -> dict:
-    from sklearn.metrics import (accuracy_score, brier_score_loss, f1_score, precision_score,
-                                 recall_score, roc_auc_score)
+    from sklearn.metrics import (accuracy_score, brier_score_loss, f1_score, log_loss,
+                                 precision_score, recall_score, roc_auc_score)
 
     y = (labels.astype(str) == positive).to_numpy().astype(int)
     yhat = (predicted.astype(str) == positive).to_numpy().astype(int)
@@ -64,7 +64,8 @@ def performance(labels: pd.Series, predicted: pd.Series, p_pos: pd.Series, posit
            "precision": float(precision_score(y, yhat, zero_division=0)),
            "recall": float(recall_score(y, yhat, zero_division=0)),
            "f1": float(f1_score(y, yhat, zero_division=0)),
-           "brier": float(brier_score_loss(y, p)), "ece": _ece(y, p)}
+           "brier": float(brier_score_loss(y, p)), "ece": _ece(y, p),
+           "log_loss": float(log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1]))}
     out["roc_auc"] = float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else None
     return out
 
@@ -145,15 +146,28 @@ def window_report(df: pd.DataFrame, reference: pd.DataFrame, numeric: list[str],
         for name, band in cfg.performance.items():
             value = perf.get(name)
             grade(name, band.status(value),
-                  f"{name} {value:.3f} on {len(labelled)} labelled records "
-                  f"(GREEN ≥ {band.amber}, RED < {band.red})" if value is not None
-                  else f"{name} undefined")
+                  f"{name} {value:.3f} on {len(labelled)} labelled records ({_bands(band)})"
+                  if value is not None else f"{name} undefined")
+        # per version, so an action judges a version on its own records only
+        out["performance_by_version"] = {}
+        for version, part in labelled.groupby("model_version"):
+            if len(part) >= cfg.min_labels:
+                vp = performance(part["label"], part["prediction"], p_pos[part.index], positive)
+                vp["status"] = worst([b.status(vp.get(n)) for n, b in cfg.performance.items()])
+                out["performance_by_version"][str(version)] = vp
     else:
         out["performance"] = None
+        out["performance_by_version"] = {}
     out["grades"] = grades
     out["status"] = worst(list(grades.values()))
     out["reasons"] = reasons
     return out
+
+
+def _bands(band) -> str:  # noqa: ANN001
+    if band.higher_is_better:
+        return f"GREEN ≥ {band.amber}, RED < {band.red}"
+    return f"GREEN ≤ {band.amber}, RED > {band.red}"
 
 
 def run(log: pd.DataFrame, reference: pd.DataFrame, *, numeric: list[str], categorical: list[str],

@@ -28,6 +28,9 @@ def _value_type(name: str, spec: Mapping[str, Any]) -> Any:
     """The pydantic type of one value of an input column (None excluded)."""
     kind, typ = spec.get("kind"), spec.get("type")
     bounds = {k: spec[src] for k, src in (("ge", "min"), ("le", "max")) if spec.get(src) is not None}
+    if typ == "integer":  # a float64 input holds integers exactly up to 2**53; JSON has no limit
+        bounds.setdefault("ge", -(2**53))
+        bounds.setdefault("le", 2**53)
     if kind == "categorical":
         cats = spec.get("categories")
         base: Any = Literal[tuple(str(c) for c in cats)] if cats else Annotated[str, Field(strict=True)]

@@ -3,7 +3,7 @@
 The response path only appends a tuple to an in-memory deque (no lock, no I/O). A writer
 thread per server process wakes every ``flush_interval`` seconds (or once ``flush_rows``
 records wait), turns the batch into rows and commits it in one transaction; a shadow model,
-when configured, is scored there too, in one onnxruntime run per batch, so it costs the
+when configured, is scored there too (one onnxruntime run per request), so it costs the
 response nothing. On close the writer drains what is left, so a graceful shutdown loses
 nothing; a failed write (locked or full disk) is retried, never dropped.
 
@@ -67,6 +67,16 @@ _INSERT_FEEDBACK = "INSERT OR REPLACE INTO feedback VALUES (?,?,?,?)"
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 
 
+def _dumps(obj: Any) -> str:
+    """JSON text; what orjson refuses (e.g. an integer beyond 64 bits) goes through json."""
+    try:
+        return orjson.dumps(obj, option=_NUMPY).decode()
+    except TypeError:
+        import json
+
+        return json.dumps(obj, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v))
+
+
 def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
     """A connection to the log, creating the file and its tables unless ``readonly``."""
     path = Path(path)
@@ -114,6 +124,7 @@ class InferenceLog:
         self._predictions: deque = deque()
         self._feedback: deque = deque()
         self._waiting = 0
+        self._inflight = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._conn = connect(self.path)
@@ -149,8 +160,14 @@ class InferenceLog:
         while not self._stop.is_set():
             self._wake.wait(self.flush_interval)
             self._wake.clear()
+            self._flush_safely()
+        self._flush_safely()
+
+    def _flush_safely(self) -> None:
+        try:
             self._flush()
-        self._flush()
+        except Exception:  # a bug here must not stop logging for the life of the process
+            logger.exception("inference log %s: unexpected error while writing", self.path)
 
     def _drain(self, queue: deque) -> list:
         out = []
@@ -165,9 +182,10 @@ class InferenceLog:
         feedback = self._drain(self._feedback)
         if not batch and not feedback:
             return
+        self._inflight = len(batch) + len(feedback)
         self._waiting = max(0, self._waiting - sum(len(item[3]) for item in batch))
         rows = self._rows(batch)
-        delay = 0.05
+        delay, failures = 0.05, 0
         while True:
             try:
                 with self._conn:
@@ -176,27 +194,28 @@ class InferenceLog:
                     if feedback:
                         self._conn.executemany(_INSERT_FEEDBACK, feedback)
                 self.written += sum(r[3] for r in rows)
+                self._inflight = 0
                 return
             except sqlite3.Error as err:  # locked, disk full, ...: keep the rows and retry
                 self.failures += 1
+                failures += 1
                 logger.error("inference log %s: write failed (%s); retrying in %.2fs",
                              self.path, err, delay)
-                if self._stop.is_set() and self.failures > 50:
+                if self._stop.is_set() and failures > 50:
                     logger.error("inference log %s: giving up on %d rows at shutdown",
                                  self.path, len(rows) + len(feedback))
+                    self._inflight = 0
                     return
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
     def _rows(self, batch: list) -> list[tuple]:
-        dumps = orjson.dumps
         rows = []
         for rid, ts, version, records, labels, proba, classes, latency in batch:
             shadow = self._score_shadow(records)
             inputs = records.columns if hasattr(records, "columns") else records
-            rows.append((rid, ts, version, len(records), dumps(inputs).decode(),
-                         dumps(labels.tolist()).decode(), dumps(proba, option=_NUMPY).decode(),
-                         dumps(list(classes)).decode(), latency, *shadow))
+            rows.append((rid, ts, version, len(records), _dumps(inputs), _dumps(labels.tolist()),
+                         _dumps(proba), _dumps(list(classes)), latency, *shadow))
         return rows
 
     def _score_shadow(self, records: Any) -> tuple:
@@ -212,17 +231,17 @@ class InferenceLog:
         except Exception as err:  # a shadow must never cost the champion a log row
             logger.error("shadow model %s failed on %d records: %s", model.version, len(records), err)
             return (model.version, None, None)
-        return (model.version, orjson.dumps(labels.tolist()).decode(),
-                orjson.dumps({"classes": model.classes, "p": proba}, option=_NUMPY).decode())
+        return (model.version, _dumps(labels.tolist()),
+                _dumps({"classes": model.classes, "p": proba}))
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until everything queued so far is written; False on timeout."""
+        """Wait until everything queued so far is committed; False on timeout."""
         deadline = time.monotonic() + timeout
         self._wake.set()
-        while self.pending and time.monotonic() < deadline:
+        while (self.pending or self._inflight) and time.monotonic() < deadline:
             self._wake.set()
             time.sleep(0.01)
-        return not self.pending
+        return not (self.pending or self._inflight)
 
     def close(self, timeout: float = 30.0) -> None:
         """Write what is queued and stop the writer (idempotent)."""

@@ -13,7 +13,7 @@ recorded for it, the request limits and the inference log. Endpoints:
 - ``POST /admin/reload`` ``{"ref": "prod"}`` (``Authorization: Bearer $LOOPLINE_ADMIN_TOKEN``)
   switches every worker to the version now assigned to the stage (or a named version),
   without failing requests in flight.
-- ``GET /model`` the served version, its sha256 and input contract; BentoML's ``/livez``,
+- ``POST /model`` the served version, its sha256 and input contract; BentoML's ``/livez``,
   ``/readyz`` and Prometheus ``/metrics`` (BentoML's request counts, errors and latency
   histograms, plus ``loopline_*`` predictions by class, inference latency, feedback, reloads).
 
@@ -81,7 +81,10 @@ def _check_at_import(entry: dict[str, Any]) -> dict[str, Any]:
 
 _CARD = _check_at_import(SPEC["model"])
 if SPEC.get("shadow"):
-    _check_at_import(SPEC["shadow"])
+    _shadow_card = _check_at_import(SPEC["shadow"])
+    if _shadow_card.get("inputs") != _CARD.get("inputs"):
+        raise LooplineError(f"shadow {SPEC['shadow']['version']} takes different inputs than "
+                            f"{SPEC['model']['version']}: its predictions would be meaningless")
 _INPUTS = _CARD["inputs"]
 _CLASSES = tuple(str(c) for c in _CARD["classes"])
 
@@ -396,12 +399,15 @@ class LooplineService:
 
         while not self._stop.wait(SPEC["reload_poll"]):
             mtime = self._mtime()
-            if mtime is None or mtime == self._control_mtime:
+            if mtime is None:
                 continue
             with self._reload_lock:
                 self._control_mtime = mtime
-                try:
+                try:  # the file is tiny: compare its content, not only its mtime
                     entry = json.loads(self._control.read_text(encoding="utf-8"))
+                    if (entry.get("version"), entry.get("sha256")) == (self.model.version,
+                                                                       self.model.sha256):
+                        continue
                     self._swap(entry)
                     RELOADS.labels("followed").inc()
                 except (OSError, ValueError, LooplineError) as err:
