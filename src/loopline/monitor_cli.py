@@ -149,5 +149,41 @@ def _summary(doc: dict) -> None:
         console.print(f"  action {a['action']}: {json.dumps(detail, default=str)}", markup=False)
 
 
+def dashboard(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the page "
+                                                "(default reports/dashboard.html).")] = None,
+    repo: Annotated[Path | None, typer.Option("--repo", "-C", help="Repository.")] = None,
+) -> None:
+    """One HTML page: current status and reasons, status history with promotions and rollbacks,
+    the latest windows, links to the reports."""
+    from loopline import registry
+    from loopline.artifacts import write_text
+    from loopline.config import find_root, load_params
+    from loopline.monitoring.dashboard import events_of, render
+
+    root = find_root(repo)
+    params = load_params(root)
+    reports = root / params.paths.reports
+    mon_path = reports / "monitor.json"
+    doc = json.loads(mon_path.read_text(encoding="utf-8")) if mon_path.is_file() else None
+    hist_path = root / params.monitor.history
+    history = ([json.loads(line) for line in hist_path.read_text(encoding="utf-8").splitlines()
+                if line.strip()] if hist_path.is_file() else [])
+    stage = "prod" if "prod" in params.registry.stages else params.registry.stages[-1]
+    try:
+        events = events_of(registry.history(root, stage), stage)
+    except LooplineError:
+        events = []
+    out = output or reports / "dashboard.html"
+    import os
+
+    links = [{"label": name, "href": os.path.relpath(reports / name, out.resolve().parent)}
+             for name in ("monitor.html", "monitor.json", "gate.html", "gate.md", "evaluation.md")
+             if (reports / name).is_file()]
+    write_text(out, render(params.artifact, doc, history, events, links))
+    typer.echo(f"dashboard written to {out} (status {doc['status'] if doc else 'NO DATA'})")
+
+
 def add_commands(app: typer.Typer) -> None:
     app.command("monitor", cls=_Command)(monitor)
+    app.command("dashboard", cls=_Command)(dashboard)

@@ -1,0 +1,112 @@
+"""``loopline dashboard``: one self-contained HTML page of the live model's health.
+
+Current status and its reasons, the status history as a chart (ROC AUC and drift share per
+monitor run over coloured RAG bands, with promotions and rollbacks marked), the latest
+windows, and links to the latest reports. The data is embedded as JSON and drawn by a small
+script into inline SVG: no network, no external scripts, so the file opens anywhere (and
+CI can upload it as an artifact).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>__TITLE__</title>
+<style>
+ body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1100px}
+ .badge{display:inline-block;padding:4px 12px;border-radius:4px;color:#fff;font-weight:600}
+ .GREEN{background:#2e7d32}.AMBER{background:#ef8f00}.RED{background:#c62828}.NODATA{background:#777}
+ table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}
+ th{background:#f4f4f4}td.l,th.l{text-align:left} svg{border:1px solid #ddd;background:#fff}
+ .legend span{margin-right:14px}
+</style></head>
+<body>
+<h1>__TITLE__</h1>
+<p>Status <span id="status" class="badge">…</span> <span id="generated"></span></p>
+<ul id="reasons"></ul>
+<h2>History</h2>
+<div class="legend"><span style="color:#1565c0">● ROC AUC</span><span style="color:#6a1b9a">■ drift share</span>
+<span>▲ promote / ▼ rollback (prod)</span></div>
+<svg id="history" width="1000" height="260" role="img" aria-label="status history"></svg>
+<h2>Latest windows</h2>
+<table id="windows"><thead><tr><th class="l">window end (UTC)</th><th>records</th><th>labels</th>
+<th>roc_auc</th><th>accuracy</th><th>drift share</th><th>worst missing</th><th>p99 ms</th>
+<th class="l">status</th></tr></thead><tbody></tbody></table>
+<h2>Reports</h2><ul id="links"></ul>
+<script id="data" type="application/json">__DATA__</script>
+<script>
+(function () {
+  const d = JSON.parse(document.getElementById("data").textContent);
+  const NS = "http://www.w3.org/2000/svg";
+  const fmt = (v, p) => v === null || v === undefined ? "–" : (p ? (100 * v).toFixed(0) + "%" : v.toFixed(3));
+  const iso = t => new Date(t * 1000).toISOString().slice(0, 16).replace("T", " ");
+  const st = document.getElementById("status");
+  st.textContent = d.status; st.className = "badge " + d.status.replace(" ", "");
+  document.getElementById("generated").textContent = d.generated_at ? "at " + iso(d.generated_at) + " UTC" : "";
+  const reasons = document.getElementById("reasons"), links = document.getElementById("links");
+  for (const r of d.reasons) { const li = document.createElement("li"); li.textContent = r; reasons.appendChild(li); }
+  const body = document.querySelector("#windows tbody");
+  for (const w of d.windows) {
+    const tr = document.createElement("tr"); const p = w.performance || {}; const m = w.missing_rate || {};
+    const worst = Object.values(m).length ? Math.max(...Object.values(m)) : null;
+    const cells = [iso(w.end), w.records || 0, w.labels || 0, fmt(p.roc_auc), fmt(p.accuracy),
+                   fmt(w.drift_share, true), fmt(worst, true), fmt((w.latency_ms || {}).p99), w.status];
+    cells.forEach((c, i) => { const td = document.createElement("td"); td.textContent = c;
+      if (i === 0 || i === 8) td.className = "l"; if (i === 8) td.classList.add("st-" + String(c).replace(" ", ""));
+      tr.appendChild(td); });
+    body.appendChild(tr);
+  }
+  for (const l of d.links) { const li = document.createElement("li"); const a = document.createElement("a");
+    a.href = l.href; a.textContent = l.label; li.appendChild(a); links.appendChild(li); }
+  const svg = document.getElementById("history"); const W = 1000, H = 260, L = 40, R = 10, T = 10, B = 30;
+  const h = d.history; if (!h.length) return;
+  const t0 = Math.min(...h.map(e => e.at), ...d.events.map(e => e.at)), t1 = Math.max(...h.map(e => e.at));
+  const x = t => L + (t1 > t0 ? (t - t0) / (t1 - t0) : 0.5) * (W - L - R), y = v => T + (1 - v) * (H - T - B);
+  const el = (n, a) => { const e = document.createElementNS(NS, n); for (const k in a) e.setAttribute(k, a[k]); svg.appendChild(e); return e; };
+  const colours = {GREEN: "#c8e6c9", AMBER: "#ffe0b2", RED: "#ffcdd2"};
+  h.forEach((e, i) => { const next = i + 1 < h.length ? x(h[i + 1].at) : W - R; const x0 = i ? (x(h[i - 1].at) + x(e.at)) / 2 : L;
+    el("rect", {x: x0, y: T, width: Math.max(1, next - x0), height: H - T - B, fill: colours[e.status] || "#eee", class: "band"}); });
+  for (const v of [0, 0.5, 0.7, 0.8, 1]) { el("line", {x1: L, x2: W - R, y1: y(v), y2: y(v), stroke: "#bbb", "stroke-dasharray": "3 3"});
+    el("text", {x: 4, y: y(v) + 4, "font-size": 10}).textContent = v.toFixed(1); }
+  const series = (key, colour, cls) => { const pts = h.filter(e => e[key] !== null && e[key] !== undefined);
+    if (pts.length > 1) el("polyline", {points: pts.map(e => x(e.at) + "," + y(e[key])).join(" "), fill: "none", stroke: colour, "stroke-width": 2});
+    for (const e of pts) el("circle", {cx: x(e.at), cy: y(e[key]), r: 3, fill: colour, class: cls}); };
+  series("roc_auc", "#1565c0", "auc"); series("drift_share", "#6a1b9a", "drift");
+  for (const e of d.events) { if (e.at < t0 || e.at > t1 + 1) continue;
+    el("text", {x: x(e.at) - 5, y: e.event === "rollback" ? H - B + 14 : T + 12, "font-size": 12, class: "event " + e.event,
+                fill: e.event === "rollback" ? "#c62828" : "#2e7d32"}).textContent = (e.event === "rollback" ? "▼ " : "▲ ") + (e.version || ""); }
+  el("text", {x: L, y: H - 6, "font-size": 10}).textContent = iso(t0);
+  el("text", {x: W - R - 90, y: H - 6, "font-size": 10}).textContent = iso(t1);
+})();
+</script></body></html>
+"""
+
+
+def render(artifact: str, monitor: dict | None, history: list[dict], events: list[dict],
+           links: list[dict]) -> str:
+    """The page; ``events`` are registry events ({at, event, version}) of the monitored stage."""
+    monitor = monitor or {"status": "NO DATA", "reasons": ["no monitor run yet: run `loopline monitor`"],
+                          "windows": [], "generated_at": None}
+    data = {"status": monitor["status"], "reasons": monitor.get("reasons", []),
+            "generated_at": monitor.get("generated_at"),
+            "windows": [w for w in monitor.get("windows", []) if w.get("status") != "NO DATA"][-12:],
+            "history": history[-500:], "events": events, "links": links}
+    payload = json.dumps(data, default=str).replace("</", "<\\/")  # never closes the <script>
+    return (PAGE.replace("__TITLE__", html.escape(f"{artifact}: live model health"))
+            .replace("__DATA__", payload))
+
+
+def events_of(history: list[dict], stage: str) -> list[dict[str, Any]]:
+    """Promotions and rollbacks of ``stage`` from ``loopline history`` entries, as Unix times."""
+    from datetime import datetime
+
+    out = []
+    for e in history:
+        if e.get("stage") == stage and e.get("event") in ("promote", "rollback"):
+            at = datetime.fromisoformat(str(e["time"]).replace("Z", "+00:00")).timestamp()
+            out.append({"at": at, "event": e["event"], "version": e.get("version")})
+    return out
