@@ -205,3 +205,29 @@ def test_act_rolls_back_a_failing_prod_version_and_records_the_imputation(built_
                           "--no-html", "--act", "--json", cwd=root, check=False).stdout)
     rb = [a for a in again["actions"] if a["action"] == "rollback"][0]
     assert rb["done"] is False and "already replaced" in rb["why"]  # no second rollback
+
+
+@pytest.mark.slow
+def test_act_retrains_on_the_labelled_window_and_promotes_on_a_passed_gate(built_copy: Path) -> None:
+    root = built_copy
+    from conftest import loopline
+
+    loopline("register", cwd=root)
+    loopline("promote", "v0.1.0", "--to", "prod", cwd=root)
+    write_log(root, [0.5])
+    params = root / "params.yaml"
+    params.write_text(params.read_text().replace("amber: 0.8\n      red: 0.7",
+                                                 "amber: 0.99\n      red: 0.5"))
+    sh("git", "commit", "-qam", "watch closely: AMBER below 0.99", cwd=root)
+    rows_before = len((root / "data/credit_data.csv").read_text().splitlines())
+    res = sh(str(BIN / "loopline"), "monitor", "--window", "1h", "--windows", "1", "--no-html",
+             "--act", "--json", cwd=root, check=False,
+             env={k: v for k, v in os.environ.items() if k != "LOOPLINE_ALERT_WEBHOOK"})
+    assert res.returncode == 3, res.stdout[-2000:] + res.stderr[-2000:]
+    retrain = [a for a in json.loads(res.stdout)["actions"] if a["action"] == "retrain"][0]
+    assert retrain["done"], retrain
+    assert retrain["version"] == "v0.2.0" and retrain["records"] == 150
+    assert len((root / "data/credit_data.csv").read_text().splitlines()) == rows_before + 150
+    assert loopline("which", "prod", cwd=root).stdout.startswith("v0.2.0")
+    assert "Retrain on 150 labelled records" in sh("git", "log", "-1", "--format=%s", cwd=root).stdout
+    assert sh("git", "status", "--porcelain", "--untracked-files=no", cwd=root).stdout == ""

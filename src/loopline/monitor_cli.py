@@ -27,8 +27,9 @@ def monitor(
     html: Annotated[bool, typer.Option("--html/--no-html", help="Write the Evidently HTML "
                                        "report of the latest window.")] = True,
     act: Annotated[bool, typer.Option("--act", help="Act on the status: record the imputation of "
-                                      "alarming features; on RED live performance roll prod back "
-                                      "(and reload --service-url).")] = False,
+                                      "alarming features; on AMBER retrain on the labelled window "
+                                      "(promote on a passed gate); on RED live performance roll "
+                                      "prod back (and reload --service-url).")] = False,
     service_url: Annotated[str | None, typer.Option(
         "--service-url", help="The running service to reload after a rollback.")] = None,
     push: Annotated[str | None, typer.Option(
@@ -81,8 +82,13 @@ def monitor(
     if act:
         from loopline.monitoring.actions import act as run_actions
 
+        labelled = None
+        if doc["latest_window"]:
+            w = doc["latest_window"]
+            part = frame[(frame["ts"] >= w["start"]) & (frame["ts"] < w["end"])]
+            labelled = part[part["label"].notna()]
         doc["actions"] = run_actions(root, params, doc, service_url=service_url,
-                                     audit_path=root / AUDIT, push=push)
+                                     audit_path=root / AUDIT, push=push, labelled=labelled)
     write_json(reports / "monitor.json", doc)
     if as_json:
         typer.echo(json.dumps(doc, default=str))

@@ -5,6 +5,11 @@
   categorical most-frequent or a "missing" category, from ``conf/features``), so missing
   values are filled inside the model; the action records, per alarming feature, the policy
   and fill value the model applies (from ``reports/prepare.json``).
+- **Retrain** (AMBER, with at least ``min_labels`` labelled records in the window): the
+  labelled records are appended to the data source, the pipeline and its gate run
+  (``loopline run``); on a pass the change is committed, registered and promoted to the
+  stage (and the service reloads); on a failure the work tree is restored and nothing is
+  promoted. Locally this happens on the current branch; a clean tree is required.
 - **Rollback** (RED on the live performance of the version currently assigned to the stage,
   judged on that version's own labelled records): the stage is rolled back with
   :func:`loopline.registry.rollback` to the last earlier version that passed its gate (the
@@ -95,8 +100,62 @@ def reload_service(url: str, stage: str, token_env: str) -> dict:
             "model_version": body.get("model_version"), "why": body.get("error")}
 
 
+def retrain(root: Path, params: Any, window: dict, labelled: Any, stage: str, *,
+            service_url: str | None, push: str | None) -> list[dict]:
+    """Append the window's labelled records to the data, re-run, and promote on a pass."""
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    from loopline import registry
+
+    if window.get("status") != "AMBER" or labelled is None or len(labelled) < params.monitor.min_labels:
+        return []
+    entry: dict[str, Any] = {"action": "retrain", "done": False, "records": int(len(labelled))}
+    data = params.data
+    if data.id_column or data.order_column:
+        return [{**entry, "why": "data.id_column/order_column set: new rows need ids and order "
+                                 "from the source system, not from the log"}]
+    dirty = registry.git(root, "status", "--porcelain", "--untracked-files=no").stdout.strip()
+    if dirty:
+        return [{**entry, "why": "the work tree has uncommitted changes"}]
+    source = root / data.source
+    parquet = data.format == "parquet" or (data.format == "auto" and source.suffix == ".parquet")
+    old = pd.read_parquet(source) if parquet else pd.read_csv(source)
+    rows = pd.DataFrame(list(labelled["inputs"]))
+    rows[data.target] = labelled["label"].astype(str).to_numpy()
+    rows = rows.reindex(columns=old.columns)
+    if parquet:
+        pd.concat([old, rows], ignore_index=True).to_parquet(source, index=False)
+    else:
+        rows.to_csv(source, mode="a", header=False, index=False)
+    run = subprocess.run([sys.executable, "-m", "loopline", "run", "--json"], cwd=root,
+                         capture_output=True, text=True)
+    gate = {}
+    gate_path = root / params.paths.reports / "gate.json"
+    if gate_path.is_file():
+        gate = json.loads(gate_path.read_text(encoding="utf-8"))
+    if run.returncode != 0 or gate.get("verdict") != "pass":
+        registry.git(root, "checkout", "--", ".")
+        subprocess.run([sys.executable, "-m", "dvc", "checkout", "-q"], cwd=root, capture_output=True)
+        why = (f"gate {gate.get('verdict')}: {', '.join(gate.get('failed', []))}" if gate
+               else (run.stderr or run.stdout).strip().splitlines()[-1:])
+        return [{**entry, "why": f"retrained model not promoted ({why}); work tree restored"}]
+    registry.git(root, "add", "-u")  # the data and what the pipeline changed, not the monitor's files
+    registry.git(root, "commit", "-q", "-m",
+                 f"Retrain on {len(labelled)} labelled records from the monitor (status AMBER)")
+    reg = registry.register(root, push=push)
+    promoted = registry.promote(reg["version"], stage, root=root, push=push)
+    out = [{**entry, "done": True, "version": reg["version"], "commit": reg["commit"],
+            "stage": stage, "tag": promoted.get("tag")}]
+    if service_url:
+        out.append(reload_service(service_url, stage, params.serve.admin_token_env))
+    return out
+
+
 def act(root: Path, params: Any, doc: dict, *, service_url: str | None, audit_path: Path,
-        push: str | None = None) -> list[dict]:
+        push: str | None = None, labelled: Any = None) -> list[dict]:
     """Run the actions the latest window calls for; each is appended to the audit log."""
     window = latest_window(doc)
     if window is None:
@@ -105,6 +164,7 @@ def act(root: Path, params: Any, doc: dict, *, service_url: str | None, audit_pa
     done = imputation(root, params.paths.reports, window, params.monitor.missing_rate.amber)
     done += rollback(root, stage, window, service_url=service_url,
                      token_env=params.serve.admin_token_env, push=push)
+    done += retrain(root, params, window, labelled, stage, service_url=service_url, push=push)
     for entry in done:
         audit(audit_path, entry)
     return done
