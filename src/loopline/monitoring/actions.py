@@ -139,8 +139,9 @@ def retrain(root: Path, params: Any, window: dict, labelled: Any, stage: str, *,
     if run.returncode != 0 or gate.get("verdict") != "pass":
         registry.git(root, "checkout", "--", ".")
         subprocess.run([sys.executable, "-m", "dvc", "checkout", "-q"], cwd=root, capture_output=True)
-        why = (f"gate {gate.get('verdict')}: {', '.join(gate.get('failed', []))}" if gate
-               else (run.stderr or run.stdout).strip().splitlines()[-1:])
+        last = ((run.stderr or run.stdout).strip().splitlines() or ["no output"])[-1]
+        why = (f"gate failed: {', '.join(gate.get('failed', []))}" if gate.get("verdict") == "fail"
+               else f"`loopline run` failed: {last}")
         return [{**entry, "why": f"retrained model not promoted ({why}); work tree restored"}]
     registry.git(root, "add", "-u")  # the data and what the pipeline changed, not the monitor's files
     registry.git(root, "commit", "-q", "-m",
