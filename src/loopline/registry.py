@@ -397,11 +397,19 @@ class Registry:
         return stage
 
     def version(self, ref: str) -> Version:
-        """The version named by ``ref`` (``v1.2.0``, ``1.2.0`` or ``artifact@v1.2.0``).
+        """The version named by ``ref`` (``v1.2.0``, ``1.2.0``, ``artifact@v1.2.0``, or ``HEAD``:
+        the version registered on the checked-out commit).
 
         Raises:
             LooplineError: naming the unknown version and listing the latest known ones.
         """
+        if ref == "HEAD":
+            head = git(self.config.root, "rev-parse", "HEAD").stdout.strip()
+            at_head = self.versions_at(head)
+            if not at_head:
+                raise LooplineError(f"HEAD ({head[:12]}) has no version of {self.config.artifact}: "
+                                    "run `loopline register` first")
+            return max(at_head, key=lambda v: semver_key(v.version))
         name = normalize_version(ref)
         found = self.versions.get(name)
         if found is None:
@@ -424,12 +432,7 @@ class Registry:
             LooplineError: unknown version or stage, or nothing assigned to the stage.
         """
         if ref == "HEAD":
-            head = git(self.config.root, "rev-parse", "HEAD").stdout.strip()
-            found = self.versions_at(head)
-            if not found:
-                raise LooplineError(f"HEAD ({head[:12]}) has no version of {self.config.artifact}: "
-                                    "run `loopline register` first")
-            return max(found, key=lambda v: semver_key(v.version))
+            return self.version(ref)
         if ref in self.config.stages:
             cur = self.current(ref)
             if cur is None:
@@ -858,7 +861,7 @@ def promote(version: str, stage: str, *, root: str | os.PathLike[str] | None = N
     reason = _check_force(force, reason)
     reg = open_registry(root)
     reg.check_stage(stage)
-    v = reg.resolve(version) if version == "HEAD" else reg.version(version)
+    v = reg.version(version)
     cur = reg.current(stage)
     if cur is not None and cur.version == v.version:
         return _unchanged(reg, cur, "promote")
