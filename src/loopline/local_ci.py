@@ -43,7 +43,9 @@ def load_workflow(root: Path, name: str) -> dict:
 
 
 def _git(root: Path, *args: str) -> str:
-    res = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+    from loopline.registry import git
+
+    res = git(root, *args, check=False)
     return res.stdout.strip() if res.returncode == 0 else ""
 
 

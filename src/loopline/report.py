@@ -10,13 +10,13 @@ GitHub comment without any image hosting. Reads only committed JSON reports and 
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from loopline.errors import LooplineError
+from loopline.registry import git
 
 # Metrics where lower is better; every other metric is better when higher.
 LOWER_IS_BETTER = {"log_loss", "brier"}
@@ -26,30 +26,23 @@ MARKER = "<!-- loopline-report -->"  # lets CI find and update its own sticky co
 EPS = 5e-7
 
 
-def _git(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    res = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
-    if check and res.returncode != 0:
-        raise LooplineError(f"git {' '.join(args)}: {res.stderr.strip() or res.stdout.strip()}")
-    return res
-
-
 def default_base(root: Path) -> str:
     """The merge base with main (origin/main, else main), else the previous commit."""
     for ref in ("origin/main", "main", "origin/master", "master"):
-        if _git(root, "rev-parse", "--verify", "--quiet", ref, check=False).returncode != 0:
+        if git(root, "rev-parse", "--verify", "--quiet", ref, check=False).returncode != 0:
             continue
-        base = _git(root, "merge-base", "HEAD", ref, check=False).stdout.strip()
-        head = _git(root, "rev-parse", "HEAD").stdout.strip()
+        base = git(root, "merge-base", "HEAD", ref, check=False).stdout.strip()
+        head = git(root, "rev-parse", "HEAD").stdout.strip()
         if base and base != head:
             return base
-    prev = _git(root, "rev-parse", "--verify", "--quiet", "HEAD~1", check=False)
+    prev = git(root, "rev-parse", "--verify", "--quiet", "HEAD~1", check=False)
     if prev.returncode == 0:
         return prev.stdout.strip()
     raise LooplineError("no base to compare with: give --base REV")
 
 
 def _at(root: Path, rev: str, rel: str) -> str | None:
-    res = _git(root, "show", f"{rev}:{rel}", check=False)
+    res = git(root, "show", f"{rev}:{rel}", check=False)
     return res.stdout if res.returncode == 0 else None
 
 
@@ -124,9 +117,9 @@ def build(root: Path, base: str | None = None, artifacts_url: str | None = None)
     params = load_params(root)
     reports = params.paths.reports
     base = base or default_base(root)
-    base_sha = _git(root, "rev-parse", "--verify", f"{base}^{{commit}}").stdout.strip()
-    head_sha = _git(root, "rev-parse", "HEAD").stdout.strip()
-    dirty = bool(_git(root, "status", "--porcelain", "--untracked-files=no").stdout.strip())
+    base_sha = git(root, "rev-parse", "--verify", f"{base}^{{commit}}").stdout.strip()
+    head_sha = git(root, "rev-parse", "HEAD").stdout.strip()
+    dirty = bool(git(root, "status", "--porcelain", "--untracked-files=no").stdout.strip())
     base_params = yaml.safe_load(_at(root, base_sha, "params.yaml") or "{}")
     head_params = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
     gate = _json_at(root, None, f"{reports}/gate.json")
