@@ -299,6 +299,11 @@ class RegistryConfig(_Strict):
 
     stages: list[str] = ["staging", "prod"]
 
+    @property
+    def serving_stage(self) -> str:
+        """The stage a service follows and monitoring acts on: prod, else the last stage."""
+        return "prod" if "prod" in self.stages else self.stages[-1]
+
     @field_validator("stages")
     @classmethod
     def _names(cls, v: list[str]) -> list[str]:

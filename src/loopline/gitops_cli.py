@@ -12,10 +12,7 @@ from typing import Annotated
 
 import typer
 
-from loopline.registry_cli import _Command
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
-RepoOpt = Annotated[Path | None, typer.Option("--repo", "-C", help="Repository (default: the current one).")]
+from loopline.registry_cli import JsonOpt, RepoOpt, _Command
 
 
 def report(

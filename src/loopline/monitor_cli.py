@@ -72,21 +72,19 @@ def monitor(
                   positive=params.data.positive_class, target=target, cfg=cfg, until=end)
     reports = root / params.paths.reports
     links = [f"{params.paths.reports}/monitor.json"]
-    if html and doc["latest_window"]:
+    latest = None
+    if doc["latest_window"]:
         w = doc["latest_window"]
-        part = frame[(frame["ts"] >= w["start"]) & (frame["ts"] < w["end"])]
-        _html(reports / "monitor.html", reference, part, numeric, categorical, cfg.html_max_rows)
+        latest = frame[(frame["ts"] >= w["start"]) & (frame["ts"] < w["end"])]
+    if html and latest is not None:
+        _html(reports / "monitor.html", reference, latest, numeric, categorical, cfg.html_max_rows)
         links.append(f"{params.paths.reports}/monitor.html")
     doc["history"] = mon.append_history(root / cfg.history, doc)[-50:]
     doc["alerts"] = alerts.deliver(root, cfg.alerts, params.artifact, doc, links, root / AUDIT)
     if act:
         from loopline.monitoring.actions import act as run_actions
 
-        labelled = None
-        if doc["latest_window"]:
-            w = doc["latest_window"]
-            part = frame[(frame["ts"] >= w["start"]) & (frame["ts"] < w["end"])]
-            labelled = part[part["label"].notna()]
+        labelled = latest[latest["label"].notna()] if latest is not None else None
         doc["actions"] = run_actions(root, params, doc, service_url=service_url,
                                      audit_path=root / AUDIT, push=push, labelled=labelled)
     write_json(reports / "monitor.json", doc)
@@ -175,7 +173,7 @@ def dashboard(
     hist_path = root / params.monitor.history
     history = ([json.loads(line) for line in hist_path.read_text(encoding="utf-8").splitlines()
                 if line.strip()] if hist_path.is_file() else [])
-    stage = "prod" if "prod" in params.registry.stages else params.registry.stages[-1]
+    stage = params.registry.serving_stage
     try:
         events = events_of(registry.history(root, stage), stage)
     except LooplineError:

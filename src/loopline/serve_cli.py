@@ -15,10 +15,8 @@ from typing import Annotated
 import typer
 
 from loopline.errors import LooplineError
-from loopline.registry_cli import _Command
+from loopline.registry_cli import JsonOpt, RepoOpt, _Command
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
-RepoOpt = Annotated[Path | None, typer.Option("--repo", "-C", help="Repository (default: the current one).")]
 RefArg = Annotated[str | None, typer.Argument(
     help="A version (v1.2.0) or stage (prod); default: serve.model, else current prod, "
          "else the latest local export.")]
@@ -33,15 +31,10 @@ def _context(repo: Path | None):  # noqa: ANN202
     return root, load_params(root)
 
 
-def _stage(params) -> str:  # noqa: ANN001
-    """The stage a service follows by default: prod, else the last configured stage."""
-    return "prod" if "prod" in params.registry.stages else params.registry.stages[-1]
-
-
 def _resolve(root: Path, params, ref: str | None, shadow: str | None) -> tuple[dict, dict | None]:  # noqa: ANN001
     from loopline.serving.spec import resolve_model
 
-    stage = _stage(params)
+    stage = params.registry.serving_stage
     models = params.paths.models
     entry = resolve_model(root, ref or params.serve.model, models=models, default_stage=stage)
     shadow_ref = shadow or params.serve.shadow
@@ -76,7 +69,7 @@ def serve(
     log_path = str(Path(log).resolve()) if log else None
     spec = make_spec(root, cfg, params.artifact, entry, shadow_entry,
                      ref=ref or params.serve.model, log_path=log_path, run_dir=run_dir,
-                     models=params.paths.models, default_stage=_stage(params))
+                     models=params.paths.models, default_stage=params.registry.serving_stage)
     spec_path = write_spec(run_dir / "spec.json", spec)
     if dry_run:
         typer.echo(json.dumps(spec, indent=2))

@@ -161,7 +161,7 @@ def act(root: Path, params: Any, doc: dict, *, service_url: str | None, audit_pa
     window = latest_window(doc)
     if window is None:
         return []
-    stage = "prod" if "prod" in params.registry.stages else params.registry.stages[-1]
+    stage = params.registry.serving_stage
     done = imputation(root, params.paths.reports, window, params.monitor.missing_rate.amber)
     done += rollback(root, stage, window, service_url=service_url,
                      token_env=params.serve.admin_token_env, push=push)
