@@ -208,3 +208,18 @@ def test_prepare_real_credit_data_keeps_class_balance():
         report["imputation"]["Income"]["missing_test"] == int(raw["Income"].isna().sum())
     again = prepare(raw, params.data, params.features)[1]
     assert again["row_id"].tolist() == test["row_id"].tolist()
+
+
+def test_split_keeps_rows_on_their_side_when_rows_are_appended():
+    """Retraining appends labelled rows: earlier rows must not move from train to test (or a
+    champion would be evaluated on rows it was trained on)."""
+    df = labelled(300, 700)
+    more = labelled(90, 210)
+    more["row_id"] = [f"new-{i}" for i in range(len(more))]
+    before = split(df, "y", Split(test_size=0.2, seed=3))
+    after = split(pd.concat([df, more], ignore_index=True), "y", Split(test_size=0.2, seed=3))
+    assert (len(after[0]), len(after[1])) == (1040, 260)
+    assert (after[1]["y"] == "bad").sum() == 78
+    old_test, new_test = set(before[1]["row_id"]), set(after[1]["row_id"])
+    moved = len(old_test - new_test) + len(set(before[0]["row_id"]) & new_test)
+    assert moved <= 20, f"{moved} of 1000 earlier rows changed side"

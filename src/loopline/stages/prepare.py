@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from loopline.artifacts import Outputs
@@ -38,8 +39,15 @@ def coerce(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
 
 
 def split(df: pd.DataFrame, target: str, cfg: Split) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Seeded train/test split, stratified on the target when configured and possible."""
-    from sklearn.model_selection import train_test_split
+    """Seeded train/test split, stratified on the target when configured and possible.
+
+    Each row gets a key from a keyed hash of (seed, row id); within each class (or the whole
+    frame without stratification) the rows with the smallest keys go to test, as many as
+    the class's share of ``ceil(test_size × rows)``. So a row's side depends on its own id,
+    not on its position: when labelled rows are appended (retraining), almost every earlier
+    row stays where it was, and a champion is not evaluated on rows it was trained on.
+    """
+    import math
 
     strat = df[target] if cfg.stratify else None
     if strat is not None:
@@ -49,12 +57,36 @@ def split(df: pd.DataFrame, target: str, cfg: Split) -> tuple[pd.DataFrame, pd.D
                 f"cannot stratify the split on {target!r}: class {counts.idxmin()!r} has only "
                 f"{int(counts.min())} row (set data.split.stratify: false or add data)"
             )
-    try:
-        train, test = train_test_split(df, test_size=cfg.test_size, random_state=cfg.seed,
-                                       stratify=strat, shuffle=True)
-    except ValueError as err:
-        raise LooplineError(f"cannot split the data with data.split: {err}") from None
+    n = len(df)
+    n_test = math.ceil(round(cfg.test_size * n, 9))
+    groups = strat.astype(str) if strat is not None else pd.Series("", index=df.index)
+    sizes = groups.value_counts().sort_index()
+    if not 0 < n_test < n or (strat is not None and min(n_test, n - n_test) < len(sizes)):
+        raise LooplineError(f"cannot split the data with data.split: a test set of {n_test} of "
+                            f"{n} rows leaves a side with fewer rows than the {len(sizes)} classes")
+    # largest remainder: each class gets its share of the test rows, the totals stay exact
+    exact = sizes * n_test / n
+    alloc = exact.astype(int)
+    for cls in (exact - alloc).sort_values(ascending=False, kind="stable").index[: n_test - alloc.sum()]:
+        alloc[cls] += 1
+    key = _split_keys(df[ROW_ID].astype(str), cfg.seed)
+    ranked = pd.DataFrame({"g": groups.to_numpy(), "k": key}, index=df.index).sort_values(["g", "k"])
+    rank = ranked.groupby("g").cumcount()
+    in_test = (rank < ranked["g"].map(alloc)).reindex(df.index).to_numpy()
+    order = np.argsort(key, kind="stable")
+    shuffled = df.iloc[order]
+    test = shuffled[in_test[order]]
+    train = shuffled[~in_test[order]]
     return train.reset_index(drop=True), test.reset_index(drop=True)
+
+
+def _split_keys(row_ids: pd.Series, seed: int) -> np.ndarray:
+    """A uint64 per row id, keyed by the seed (blake2b)."""
+    import hashlib
+
+    salt = str(seed).encode()[:16]
+    return np.fromiter((int.from_bytes(hashlib.blake2b(r.encode(), digest_size=8, salt=salt).digest(),
+                                       "little") for r in row_ids), dtype=np.uint64, count=len(row_ids))
 
 
 def imputation_plan(train: pd.DataFrame, test: pd.DataFrame, numeric: list[str],
