@@ -106,8 +106,11 @@ class Receiver(BaseHTTPRequestHandler):
 
 
 def write_log(root: Path, hours_ago: list[float], *, version: str = "v0.1.0",
-              informative: bool = True, missing_income: float = 0.0) -> None:
-    """A real inference log (the service's writer) of test-split records, half labelled."""
+              informative: bool = True, missing_income: float = 0.0, fresh: bool = False) -> None:
+    """A real inference log (the service's writer) of test-split records, half labelled.
+
+    With ``fresh`` the records are new applicants (Amount changed), not rows the data holds.
+    """
     from loopline.serving.inference_log import InferenceLog
 
     test = pd.read_parquet(root / "data/prepared/test.parquet")
@@ -122,6 +125,8 @@ def write_log(root: Path, hours_ago: list[float], *, version: str = "v0.1.0",
             rec = {k: (None if pd.isna(v) else v) for k, v in row.items()}
             if rng.random() < missing_income:
                 rec["Income"] = None
+            if fresh:
+                rec["Amount"] = int(rec["Amount"]) + 5 + i % 7
             centre = (0.8 if label == "bad" else 0.2) if informative else 0.5
             p_bad = float(np.clip(centre + rng.normal(0, 0.25), 0, 1))
             rid = f"h{h}-{i}"
@@ -207,6 +212,17 @@ def test_act_rolls_back_a_failing_prod_version_and_records_the_imputation(built_
     assert rb["done"] is False and "already replaced" in rb["why"]  # no second rollback
 
 
+def watch_closely(root: Path) -> None:
+    """Bands in conf/ (so a retraining's `loopline run` keeps them): AMBER below ROC AUC 0.99."""
+    from conftest import loopline
+
+    conf = root / "conf/monitor/default.yaml"
+    conf.write_text(conf.read_text().replace("roc_auc: {amber: 0.80, red: 0.70}",
+                                             "roc_auc: {amber: 0.99, red: 0.50}"))
+    loopline("params", cwd=root)
+    sh("git", "commit", "-qam", "watch closely: AMBER below 0.99", cwd=root)
+
+
 @pytest.mark.slow
 def test_act_retrains_on_the_labelled_window_and_promotes_on_a_passed_gate(built_copy: Path) -> None:
     root = built_copy
@@ -214,11 +230,8 @@ def test_act_retrains_on_the_labelled_window_and_promotes_on_a_passed_gate(built
 
     loopline("register", cwd=root)
     loopline("promote", "v0.1.0", "--to", "prod", cwd=root)
-    write_log(root, [0.5])
-    params = root / "params.yaml"
-    params.write_text(params.read_text().replace("amber: 0.8\n      red: 0.7",
-                                                 "amber: 0.99\n      red: 0.5"))
-    sh("git", "commit", "-qam", "watch closely: AMBER below 0.99", cwd=root)
+    write_log(root, [0.5], fresh=True)
+    watch_closely(root)
     rows_before = len((root / "data/credit_data.csv").read_text().splitlines())
     res = sh(str(BIN / "loopline"), "monitor", "--window", "1h", "--windows", "1", "--no-html",
              "--act", "--json", cwd=root, check=False,
@@ -231,3 +244,140 @@ def test_act_retrains_on_the_labelled_window_and_promotes_on_a_passed_gate(built
     assert loopline("which", "prod", cwd=root).stdout.startswith("v0.2.0")
     assert "Retrain on 150 labelled records" in sh("git", "log", "-1", "--format=%s", cwd=root).stdout
     assert sh("git", "status", "--porcelain", "--untracked-files=no", cwd=root).stdout == ""
+    # the same records are never appended twice (the audit log, and the data itself)
+    again = json.loads(sh(str(BIN / "loopline"), "monitor", "--window", "1h", "--windows", "1",
+                          "--no-html", "--act", "--json", cwd=root, check=False).stdout)
+    retrain = [a for a in again["actions"] if a["action"] == "retrain"]
+    assert retrain, (again["status"], again["reasons"], again["actions"])
+    assert not retrain[0]["done"] and "waiting for labels: v0.2.0" in retrain[0]["why"]
+
+
+def test_each_version_is_judged_on_its_own_records() -> None:
+    old = window(3, 600, noise=4.0)                                   # near random: AMBER or RED
+    new = window(3, 600, noise=0.3, seed=9).assign(model_version="v2")  # accurate
+    new["request_id"] = "n" + new["request_id"]
+    doc = mon.run(pd.concat([old, new]), reference(), numeric=["a", "b"], categorical=["k"],
+                  classes=["bad", "good"], positive="bad", target="y",
+                  cfg=MonitorConfig(window="1d", windows=1), until=UNTIL)
+    w = doc["windows"][0]
+    assert w["status_by_version"]["v2"]["status"] == "GREEN"
+    assert w["status_by_version"]["v1"]["status"] in ("AMBER", "RED")
+    assert w["status_by_version"]["v2"]["labels"] == 600
+
+
+def test_retraining_appends_only_records_the_data_lacks(tmp_path: Path) -> None:
+    from loopline.monitoring.actions import _new_rows
+
+    (tmp_path / "data").mkdir()
+    pd.DataFrame({"y": ["bad", "good"], "a": [1.0, 2.0], "k": ["x", "y"]}).to_csv(
+        tmp_path / "data/d.csv", index=False)
+
+    class P:  # the parts of params the function reads
+        class data:  # noqa: N801
+            source, format, target = "data/d.csv", "auto", "y"
+
+    labelled = pd.DataFrame({"ts": [10.0, 11.0, 12.0, 13.0],
+                             "inputs": [{"a": 1, "k": "x"}, {"a": 3.0, "k": "z"},
+                                        {"a": 4.0, "k": "x"}, {"a": 2.0, "k": "y"}],
+                             "label": ["bad", "good", "bad", "bad"]})
+    rows, old, parquet = _new_rows(tmp_path, P, labelled, through=10.5)
+    assert not parquet and len(old) == 2
+    # 10.0 is older than a previous retrain; the row at 13.0 differs from (2.0, y, good) by label
+    assert rows[["a", "k", "y"]].values.tolist() == [[3.0, "z", "good"], [4.0, "x", "bad"],
+                                                     [2.0, "y", "bad"]]
+    assert rows["_ts"].tolist() == [11.0, 12.0, 13.0]
+    rows2, _, _ = _new_rows(tmp_path, P, labelled.assign(inputs=[{"a": 2, "k": "y"}] * 4,
+                                                         label="good"), through=0.0)
+    assert rows2.empty  # (2, y, good) is in the data already: 2 and 2.0 are the same value
+
+
+class FakePulls(BaseHTTPRequestHandler):
+    """GitHub's pulls endpoints, enough for a retraining pull request."""
+
+    pulls: list[dict] = []
+    auth: list[str] = []
+
+    def _send(self, code: int, doc: object) -> None:
+        body = json.dumps(doc).encode()
+        self.send_response(code)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.auth.append(self.headers.get("authorization", ""))
+        self._send(200, [p for p in self.pulls if p["state"] == "open"])
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.auth.append(self.headers.get("authorization", ""))
+        doc = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        pr = {"number": len(self.pulls) + 1, "state": "open", "head": {"ref": doc["head"]},
+              "base": {"ref": doc["base"]}, "title": doc["title"], "body": doc["body"],
+              "html_url": f"https://github.invalid/acme/model/pull/{len(self.pulls) + 1}"}
+        self.pulls.append(pr)
+        self._send(201, pr)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.mark.slow
+def test_retraining_in_ci_is_a_pull_request(built_copy: Path, tmp_path: Path) -> None:
+    """--retrain-pr: the passed retraining goes to a pushed branch and a pull request; the
+    checkout, the registry and prod stay as they were; one open pull request at a time."""
+    root = built_copy
+    from conftest import loopline
+
+    upstream = tmp_path / "upstream.git"
+    sh("git", "init", "-q", "--bare", str(upstream), cwd=tmp_path)
+    sh("git", "remote", "add", "origin", str(upstream), cwd=root)
+    loopline("register", cwd=root)
+    loopline("promote", "v0.1.0", "--to", "prod", cwd=root)
+    write_log(root, [0.5], fresh=True)
+    watch_closely(root)
+    sh("git", "push", "-q", "origin", "main", cwd=root)
+    head = sh("git", "rev-parse", "HEAD", cwd=root).stdout.strip()
+    rows_before = len((root / "data/credit_data.csv").read_text().splitlines())
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakePulls)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    FakePulls.pulls, FakePulls.auth = [], []
+    env = {**{k: v for k, v in os.environ.items() if k != "LOOPLINE_ALERT_WEBHOOK"},
+           "GITHUB_TOKEN": "pr-s3cret", "GITHUB_REPOSITORY": "acme/model",
+           "GITHUB_API_URL": f"http://127.0.0.1:{server.server_port}"}
+    try:
+        res = sh(str(BIN / "loopline"), "monitor", "--window", "1h", "--windows", "1", "--no-html",
+                 "--act", "--push", "origin", "--retrain-pr", "--json", cwd=root, check=False, env=env)
+        again = sh(str(BIN / "loopline"), "monitor", "--window", "1h", "--windows", "1", "--no-html",
+                   "--act", "--push", "origin", "--retrain-pr", "--json", cwd=root, check=False,
+                   env=env)
+    finally:
+        server.shutdown()
+    assert res.returncode == 3, res.stdout[-2000:] + res.stderr[-2000:]
+    retrain = [a for a in json.loads(res.stdout)["actions"] if a["action"] == "retrain"][0]
+    assert retrain["done"] and retrain["pull_request"] == 1, retrain
+    branch = retrain["branch"]
+    assert branch.startswith("loopline/retrain-")
+    (pr,) = FakePulls.pulls
+    assert pr["head"]["ref"] == branch and pr["base"]["ref"] == "main"
+    assert pr["title"].startswith("Retrain on 150 labelled records") and "AMBER" in pr["body"]
+    # the branch is upstream, with the appended rows and the new dvc.lock
+    remote = sh("git", "ls-remote", str(upstream), f"refs/heads/{branch}", cwd=root).stdout.split()
+    assert remote and remote[0] == retrain["commit"]
+    shown = sh("git", "show", f"{retrain['commit']}:data/credit_data.csv", cwd=root).stdout
+    assert len(shown.splitlines()) == rows_before + 150
+    assert "dvc.lock" in sh("git", "show", "--name-only", "--format=", retrain["commit"], cwd=root).stdout
+    # the checkout is back where it was, clean, its outputs restored; nothing registered
+    assert sh("git", "rev-parse", "--abbrev-ref", "HEAD", cwd=root).stdout.strip() == "main"
+    assert sh("git", "rev-parse", "HEAD", cwd=root).stdout.strip() == head
+    assert sh("git", "status", "--porcelain", "--untracked-files=no", cwd=root).stdout == ""
+    assert len((root / "data/credit_data.csv").read_text().splitlines()) == rows_before
+    assert "up to date" in sh(str(BIN / "dvc"), "status", cwd=root).stdout.lower()
+    assert loopline("which", "prod", cwd=root).stdout.startswith("v0.1.0")
+    assert "v0.2.0" not in sh("git", "tag", cwd=root).stdout
+    # while that pull request is open, no second one
+    retrain2 = [a for a in json.loads(again.stdout)["actions"] if a["action"] == "retrain"][0]
+    assert not retrain2["done"] and "open already" in retrain2["why"]
+    assert len(FakePulls.pulls) == 1
+    assert FakePulls.auth and all(a == "Bearer pr-s3cret" for a in FakePulls.auth)
+    assert "pr-s3cret" not in res.stdout + res.stderr + again.stdout + again.stderr

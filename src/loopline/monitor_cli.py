@@ -12,7 +12,6 @@ import typer
 from loopline.errors import LooplineError
 from loopline.registry_cli import _Command
 
-AUDIT = "reports/monitor_audit.jsonl"
 EXIT = {"GREEN": 0, "AMBER": 3, "RED": 4}  # 1 (error) and 2 (usage) keep their meaning
 
 
@@ -34,6 +33,10 @@ def monitor(
         "--service-url", help="The running service to reload after a rollback.")] = None,
     push: Annotated[str | None, typer.Option(
         "--push", metavar="REMOTE", help="Push a rollback's tag to REMOTE (as CI does).")] = None,
+    retrain_pr: Annotated[bool, typer.Option(
+        "--retrain-pr", help="Propose a passed retraining as a pull request (branch pushed to "
+                             "--push REMOTE; GITHUB_TOKEN) instead of registering and promoting "
+                             "it here: what CI does.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")] = False,
     repo: Annotated[Path | None, typer.Option("--repo", "-C", help="Repository.")] = None,
 ) -> None:
@@ -41,79 +44,21 @@ def monitor(
 
     Exit status: 0 GREEN (or no data), 3 AMBER, 4 RED (1 and 2 stay errors).
     """
-    import pandas as pd
-
-    from loopline.artifacts import write_json
     from loopline.config import find_root, load_params
-    from loopline.monitoring import alerts
-    from loopline.monitoring import monitor as mon
-    from loopline.serving.inference_log import read_predictions
+    from loopline.monitoring.check import check
 
     root = find_root(repo)
     params = load_params(root)
     cfg = params.monitor.model_copy(update={k: v for k, v in (("window", window), ("windows", windows))
                                             if v is not None})
     cfg = type(cfg).model_validate(cfg.model_dump())  # re-check the overrides
-    log_path = log or root / params.serve.log.path
-    if not Path(log_path).is_file():
-        raise LooplineError(f"no inference log at {log_path}: serve the model first (`loopline serve`)")
-    train = root / params.paths.prepared / "train.parquet"
-    if not train.is_file():
-        raise LooplineError(f"no training reference at {train}: run `loopline run` (or `loopline pull`)")
-    numeric, categorical = params.data.feature_columns(params.features.drop)
-    reference = pd.read_parquet(train)
-    target = params.data.target
-    classes = list(params.data.schema_.columns[target].categories or [])
-    import time
-
-    end = time.time() if until is None else until
-    frame = read_predictions(log_path, since=end - cfg.windows * cfg.window_seconds, until=end)
-    doc = mon.run(frame, reference, numeric=numeric, categorical=categorical, classes=classes,
-                  positive=params.data.positive_class, target=target, cfg=cfg, until=end)
-    reports = root / params.paths.reports
-    links = [f"{params.paths.reports}/monitor.json"]
-    latest = None
-    if doc["latest_window"]:
-        w = doc["latest_window"]
-        latest = frame[(frame["ts"] >= w["start"]) & (frame["ts"] < w["end"])]
-    if html and latest is not None:
-        _html(reports / "monitor.html", reference, latest, numeric, categorical, cfg.html_max_rows)
-        links.append(f"{params.paths.reports}/monitor.html")
-    doc["history"] = mon.append_history(root / cfg.history, doc)[-50:]
-    doc["alerts"] = alerts.deliver(root, cfg.alerts, params.artifact, doc, links, root / AUDIT)
-    if act:
-        from loopline.monitoring.actions import act as run_actions
-
-        labelled = latest[latest["label"].notna()] if latest is not None else None
-        doc["actions"] = run_actions(root, params, doc, service_url=service_url,
-                                     audit_path=root / AUDIT, push=push, labelled=labelled)
-    write_json(reports / "monitor.json", doc)
+    doc = check(root, params, cfg, log_path=Path(log or root / params.serve.log.path), until=until,
+                html=html, act=act, service_url=service_url, push=push, retrain_pr=retrain_pr)
     if as_json:
         typer.echo(json.dumps(doc, default=str))
     else:
         _summary(doc)
     raise typer.Exit(EXIT[doc["status"]] if doc["status"] in EXIT else 0)
-
-
-def _html(path: Path, reference, part, numeric: list[str], categorical: list[str],  # noqa: ANN001
-          max_rows: int) -> None:
-    import pandas as pd
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.presets import DataDriftPreset, DataSummaryPreset
-
-    cur = pd.DataFrame(list(part["inputs"])).reindex(columns=numeric + categorical)
-    cur = cur.sample(min(len(cur), max_rows), random_state=0) if len(cur) > max_rows else cur
-    ref = reference[numeric + categorical]
-    ref = ref.sample(min(len(ref), max_rows), random_state=0) if len(ref) > max_rows else ref
-    for c in categorical:
-        cur[c] = cur[c].astype(object)
-        ref = ref.assign(**{c: ref[c].astype(object)})
-    dd = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
-    snap = Report([DataDriftPreset(columns=numeric + categorical), DataSummaryPreset()]).run(
-        current_data=Dataset.from_pandas(cur, data_definition=dd),
-        reference_data=Dataset.from_pandas(ref, data_definition=dd))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    snap.save_html(str(path))
 
 
 def _summary(doc: dict) -> None:

@@ -100,36 +100,92 @@ def reload_service(url: str, stage: str, token_env: str) -> dict:
             "model_version": body.get("model_version"), "why": body.get("error")}
 
 
+def _trained_through(audit_path: Path) -> float:
+    """The newest log time of the records a previous retrain already appended (0 if none)."""
+    if not audit_path.is_file():
+        return 0.0
+    through = 0.0
+    for line in audit_path.read_text(encoding="utf-8").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("action") == "retrain" and entry.get("appended"):
+            through = max(through, float(entry.get("through") or 0.0))
+    return through
+
+
+RETRAIN_BRANCH = "loopline/retrain-"
+
+
 def retrain(root: Path, params: Any, window: dict, labelled: Any, stage: str, *,
-            service_url: str | None, push: str | None) -> list[dict]:
-    """Append the window's labelled records to the data, re-run, and promote on a pass."""
+            service_url: str | None, push: str | None, audit_path: Path,
+            as_pr: bool = False) -> list[dict]:
+    """Append the new labelled records to the data, re-run, and promote on a pass.
+
+    Retraining answers an AMBER of the version in service, judged on its own records: a
+    window that is AMBER only because of an earlier version's records (or whose version in
+    service has fewer than ``min_labels`` labels yet) waits. Only labelled records newer
+    than those a previous retrain appended, and not already in the data, are added.
+
+    With ``as_pr`` (CI), a passed retraining is committed on a new branch
+    ``loopline/retrain-<time>``, pushed to ``push`` and proposed as a pull request (GitHub
+    API, ``GITHUB_TOKEN``); the checkout goes back to its branch, and registering and
+    promoting follow the merge (main.yml). While such a pull request is open, no other is made.
+    """
     import subprocess
     import sys
 
-    import pandas as pd
-
+    min_labels = params.monitor.min_labels
+    if window.get("status") != "AMBER" or labelled is None:
+        return []
+    entry: dict[str, Any] = {"action": "retrain", "done": False}
     from loopline import registry
 
-    if window.get("status") != "AMBER" or labelled is None or len(labelled) < params.monitor.min_labels:
-        return []
-    entry: dict[str, Any] = {"action": "retrain", "done": False, "records": int(len(labelled))}
+    try:
+        current = registry.which(stage, root)["version"]
+    except LooplineError:  # nothing assigned (e.g. serving a local export): the whole window
+        current = None
+    own = (window.get("status_by_version") or {}).get(current) if current else None
+    if current and (own is None or own["labels"] < min_labels):
+        return [{**entry, "why": f"waiting for labels: {current} (in {stage}) has "
+                                 f"{own['labels'] if own else 0} labelled records in the window, "
+                                 f"{min_labels} needed"}]
+    if own is not None and own["status"] == "GREEN":
+        return [{**entry, "why": f"{current} (in {stage}) is GREEN on its own {own['records']} "
+                                 "records; the AMBER comes from an earlier version's"}]
     data = params.data
     if data.id_column or data.order_column:
         return [{**entry, "why": "data.id_column/order_column set: new rows need ids and order "
                                  "from the source system, not from the log"}]
+    if as_pr and not push:
+        return [{**entry, "why": "a retraining pull request needs --push REMOTE for its branch"}]
     dirty = registry.git(root, "status", "--porcelain", "--untracked-files=no").stdout.strip()
     if dirty:
         return [{**entry, "why": "the work tree has uncommitted changes"}]
+    if as_pr:
+        from loopline import github
+
+        try:
+            open_prs = github.open_pulls(RETRAIN_BRANCH)
+        except LooplineError as err:
+            return [{**entry, "why": str(err)}]
+        if open_prs:
+            return [{**entry, "why": "a retraining pull request is open already: "
+                                     f"{open_prs[0].get('html_url') or open_prs[0].get('number')}"}]
+    rows, old, parquet = _new_rows(root, params, labelled, _trained_through(audit_path))
+    entry["records"] = int(len(rows))
+    if len(rows) < min_labels:
+        return [{**entry, "why": f"{len(rows)} labelled records not yet in the data, "
+                                 f"{min_labels} needed"}]
     source = root / data.source
-    parquet = data.format == "parquet" or (data.format == "auto" and source.suffix == ".parquet")
-    old = pd.read_parquet(source) if parquet else pd.read_csv(source)
-    rows = pd.DataFrame(list(labelled["inputs"]))
-    rows[data.target] = labelled["label"].astype(str).to_numpy()
-    rows = rows.reindex(columns=old.columns)
     if parquet:
-        pd.concat([old, rows], ignore_index=True).to_parquet(source, index=False)
+        import pandas as pd
+
+        pd.concat([old, rows.drop(columns="_ts")], ignore_index=True).to_parquet(source, index=False)
     else:
-        rows.to_csv(source, mode="a", header=False, index=False)
+        rows.drop(columns="_ts").to_csv(source, mode="a", header=False, index=False)
+    entry.update(appended=True, through=float(rows["_ts"].max()))
     run = subprocess.run([sys.executable, "-m", "loopline", "run", "--json"], cwd=root,
                          capture_output=True, text=True)
     gate = {}
@@ -137,15 +193,17 @@ def retrain(root: Path, params: Any, window: dict, labelled: Any, stage: str, *,
     if gate_path.is_file():
         gate = json.loads(gate_path.read_text(encoding="utf-8"))
     if run.returncode != 0 or gate.get("verdict") != "pass":
-        registry.git(root, "checkout", "--", ".")
-        subprocess.run([sys.executable, "-m", "dvc", "checkout", "-q"], cwd=root, capture_output=True)
+        _restore(root)
         last = ((run.stderr or run.stdout).strip().splitlines() or ["no output"])[-1]
         why = (f"gate failed: {', '.join(gate.get('failed', []))}" if gate.get("verdict") == "fail"
                else f"`loopline run` failed: {last}")
-        return [{**entry, "why": f"retrained model not promoted ({why}); work tree restored"}]
+        return [{**entry, "appended": False,
+                 "why": f"retrained model not promoted ({why}); work tree restored"}]
+    message = f"Retrain on {len(rows)} labelled records from the monitor (status AMBER)"
+    if as_pr:
+        return [_propose(root, params, entry, window, gate, message, push)]
     registry.git(root, "add", "-u")  # the data and what the pipeline changed, not the monitor's files
-    registry.git(root, "commit", "-q", "-m",
-                 f"Retrain on {len(labelled)} labelled records from the monitor (status AMBER)")
+    registry.git(root, "commit", "-q", "-m", message)
     reg = registry.register(root, push=push)
     promoted = registry.promote(reg["version"], stage, root=root, push=push)
     out = [{**entry, "done": True, "version": reg["version"], "commit": reg["commit"],
@@ -155,8 +213,92 @@ def retrain(root: Path, params: Any, window: dict, labelled: Any, stage: str, *,
     return out
 
 
+def _new_rows(root: Path, params: Any, labelled: Any, through: float) -> tuple[Any, Any, bool]:
+    """The labelled records as data rows (with their log time in ``_ts``) that the data lacks."""
+    import pandas as pd
+
+    from loopline.stages.ingest import content_row_ids
+
+    data = params.data
+    source = root / data.source
+    parquet = data.format == "parquet" or (data.format == "auto" and source.suffix == ".parquet")
+    old = pd.read_parquet(source) if parquet else pd.read_csv(source)
+    labelled = labelled[labelled["ts"] > through]
+    rows = pd.DataFrame(list(labelled["inputs"]))
+    rows[data.target] = labelled["label"].astype(str).to_numpy()
+    rows = rows.reindex(columns=old.columns)
+    if len(rows):
+        known = set(content_row_ids(old))
+        ids = content_row_ids(rows.reset_index(drop=True))
+        keep = (~ids.str.replace(r"-\d+$", "", regex=True).isin(known)).to_numpy()
+        rows = rows.reset_index(drop=True)[keep]
+        rows["_ts"] = labelled["ts"].to_numpy()[keep]
+    else:
+        rows["_ts"] = []
+    return rows, old, parquet
+
+
+def _restore(root: Path) -> None:
+    import subprocess
+    import sys
+
+    from loopline import registry
+
+    registry.git(root, "checkout", "--", ".")
+    subprocess.run([sys.executable, "-m", "dvc", "checkout", "-q"], cwd=root, capture_output=True)
+
+
+def _propose(root: Path, params: Any, entry: dict, window: dict, gate: dict, message: str,
+             remote: str) -> dict:
+    """Commit the retraining on a new branch, push it, open its pull request, come back."""
+    import subprocess
+    import sys
+    import time
+
+    from loopline import github, registry
+
+    back = registry.git(root, "rev-parse", "--abbrev-ref", "HEAD").stdout.strip()
+    base_branch = back if back != "HEAD" else (os.environ.get("GITHUB_REF_NAME") or "main")
+    branch = RETRAIN_BRANCH + time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    registry.git(root, "checkout", "-q", "-b", branch)
+    try:
+        registry.git(root, "add", "-u")
+        registry.git(root, "commit", "-q", "-m", message)
+        commit = registry.git(root, "rev-parse", "HEAD").stdout.strip()
+        pushed = registry.git(root, "push", "-q", remote, f"HEAD:refs/heads/{branch}", check=False)
+    finally:
+        registry.git(root, "checkout", "-q", back if back != "HEAD" else "-")
+        subprocess.run([sys.executable, "-m", "dvc", "checkout", "-q"], cwd=root, capture_output=True)
+    out = {**entry, "branch": branch, "commit": commit}
+    if pushed.returncode != 0:
+        return {**out, "why": f"git push {remote} {branch} failed: "
+                              f"{(pushed.stderr.strip().splitlines() or ['?'])[-1]}"}
+    metrics = _read(root / params.paths.reports / "metrics.json")
+    lines = [f"The monitor graded the live model **AMBER** and retrained it on "
+             f"{entry['records']} new labelled records from the inference log.", "",
+             "Reasons:", *[f"- {r}" for r in window.get("reasons", [])], "",
+             f"Gate: **{gate.get('verdict')}**. Held-out metrics of the retrained model: "
+             + ", ".join(f"{k} {metrics[k]:.4f}" for k in ("roc_auc", "accuracy", "recall", "f1")
+                         if isinstance(metrics.get(k), float)), "",
+             "Merging registers the model (main.yml); promote it to prod with "
+             "`loopline promote HEAD --to prod` when it has been reviewed.",
+             "The review comment with the metric and params diffs follows from pr.yml."]
+    try:
+        pr = github.open_pull(message, branch, base_branch, "\n".join(lines))
+    except LooplineError as err:
+        return {**out, "why": f"branch pushed, pull request not opened: {err}"}
+    return {**out, "done": True, "pull_request": pr["number"], "url": pr["url"]}
+
+
+def _read(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
 def act(root: Path, params: Any, doc: dict, *, service_url: str | None, audit_path: Path,
-        push: str | None = None, labelled: Any = None) -> list[dict]:
+        push: str | None = None, labelled: Any = None, retrain_pr: bool = False) -> list[dict]:
     """Run the actions the latest window calls for; each is appended to the audit log."""
     window = latest_window(doc)
     if window is None:
@@ -165,7 +307,8 @@ def act(root: Path, params: Any, doc: dict, *, service_url: str | None, audit_pa
     done = imputation(root, params.paths.reports, window, params.monitor.missing_rate.amber)
     done += rollback(root, stage, window, service_url=service_url,
                      token_env=params.serve.admin_token_env, push=push)
-    done += retrain(root, params, window, labelled, stage, service_url=service_url, push=push)
+    done += retrain(root, params, window, labelled, stage, service_url=service_url, push=push,
+                    audit_path=audit_path, as_pr=retrain_pr)
     for entry in done:
         audit(audit_path, entry)
     return done

@@ -72,8 +72,14 @@ def performance(labels: pd.Series, predicted: pd.Series, p_pos: pd.Series, posit
 
 def window_report(df: pd.DataFrame, reference: pd.DataFrame, numeric: list[str],
                   categorical: list[str], classes: list[str], positive: str,
-                  class_balance: dict[str, float], cfg: MonitorConfig) -> dict:
-    """Figures, grades and reasons for one window of the log (one row per record)."""
+                  class_balance: dict[str, float], cfg: MonitorConfig, *,
+                  by_version: bool = True) -> dict:
+    """Figures, grades and reasons for one window of the log (one row per record).
+
+    With ``by_version``, ``status_by_version`` grades each model version on its own records
+    too (status, records, labels, reasons).
+    """
+    df = df.reset_index(drop=True)  # labels and probabilities are aligned by position
     out: dict[str, Any] = {"requests": int(df["request_id"].nunique()), "records": int(len(df)),
                            "versions": sorted(df["model_version"].unique().tolist())}
     grades: dict[str, str | None] = {}
@@ -161,6 +167,15 @@ def window_report(df: pd.DataFrame, reference: pd.DataFrame, numeric: list[str],
     out["grades"] = grades
     out["status"] = worst(list(grades.values()))
     out["reasons"] = reasons
+    if by_version:  # each version on its own records, so an action judges the one in service
+        out["status_by_version"] = {}
+        for version, part in df.groupby("model_version"):
+            sub = (out if len(out["versions"]) == 1 else
+                   window_report(part, reference, numeric, categorical, classes, positive,
+                                 class_balance, cfg, by_version=False))
+            out["status_by_version"][str(version)] = {
+                "status": sub["status"], "records": sub["records"], "labels": sub["labels"],
+                "reasons": sub["reasons"]}
     return out
 
 
@@ -172,10 +187,13 @@ def _bands(band) -> str:  # noqa: ANN001
 
 def run(log: pd.DataFrame, reference: pd.DataFrame, *, numeric: list[str], categorical: list[str],
         classes: list[str], positive: str, target: str, cfg: MonitorConfig,
-        until: float | None = None) -> dict:
-    """The monitor document for the last ``cfg.windows`` windows ending at ``until``."""
+        until: float | None = None, size: float | None = None) -> dict:
+    """The monitor document for the last ``cfg.windows`` windows ending at ``until``.
+
+    ``size`` (seconds) overrides ``cfg.window`` (``loopline simulate`` cuts its own windows).
+    """
     until = time.time() if until is None else until
-    size = cfg.window_seconds
+    size = cfg.window_seconds if size is None else size
     balance = reference[target].astype(str).value_counts(normalize=True)
     class_balance = {str(k): float(v) for k, v in balance.items()}
     windows = []
@@ -191,7 +209,8 @@ def run(log: pd.DataFrame, reference: pd.DataFrame, *, numeric: list[str], categ
         windows.append(entry)
     judged = [w for w in windows if w["status"] != NO_DATA]
     latest = judged[-1] if judged else None
-    return {"generated_at": until, "window": cfg.window, "windows": windows,
+    return {"generated_at": until, "window": cfg.window if size == cfg.window_seconds
+            else f"{size:.0f}s", "windows": windows,
             "status": latest["status"] if latest else NO_DATA,
             "reasons": latest["reasons"] if latest else ["no predictions in the log for these windows"],
             "latest_window": latest and {"start": latest["start"], "end": latest["end"]},

@@ -1,0 +1,88 @@
+"""One monitoring pass over an instance: what ``loopline monitor`` and ``loopline simulate`` run.
+
+Reads the inference log and the training reference, computes the windows
+(:mod:`loopline.monitoring.monitor`), appends the status to the history, writes the Evidently
+HTML report of the latest window, delivers alerts and, when asked, acts on the status
+(:mod:`loopline.monitoring.actions`). The document is written to ``reports/monitor.json``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from loopline.errors import LooplineError
+
+AUDIT = "reports/monitor_audit.jsonl"
+
+
+def check(root: Path, params: Any, cfg: Any, *, log_path: Path, until: float | None = None,
+          size: float | None = None, html: bool = True, act: bool = False,
+          service_url: str | None = None, push: str | None = None,
+          retrain_pr: bool = False) -> dict:
+    """Run the monitor once (windows ending at ``until``, default now) and return its document."""
+    import pandas as pd
+
+    from loopline.artifacts import write_json
+    from loopline.monitoring import alerts
+    from loopline.monitoring import monitor as mon
+    from loopline.serving.inference_log import read_predictions
+
+    if not Path(log_path).is_file():
+        raise LooplineError(f"no inference log at {log_path}: serve the model first (`loopline serve`)")
+    train = root / params.paths.prepared / "train.parquet"
+    if not train.is_file():
+        raise LooplineError(f"no training reference at {train}: run `loopline run` (or `loopline pull`)")
+    numeric, categorical = params.data.feature_columns(params.features.drop)
+    reference = pd.read_parquet(train)
+    target = params.data.target
+    classes = list(params.data.schema_.columns[target].categories or [])
+    end = time.time() if until is None else until
+    span = cfg.windows * (cfg.window_seconds if size is None else size)
+    frame = read_predictions(log_path, since=end - span, until=end)
+    doc = mon.run(frame, reference, numeric=numeric, categorical=categorical, classes=classes,
+                  positive=params.data.positive_class, target=target, cfg=cfg, until=end, size=size)
+    reports = root / params.paths.reports
+    links = [f"{params.paths.reports}/monitor.json"]
+    latest = None
+    if doc["latest_window"]:
+        w = doc["latest_window"]
+        latest = frame[(frame["ts"] >= w["start"]) & (frame["ts"] < w["end"])]
+    if html and latest is not None:
+        evidently_html(reports / "monitor.html", reference, latest, numeric, categorical,
+                       cfg.html_max_rows)
+        links.append(f"{params.paths.reports}/monitor.html")
+    doc["history"] = mon.append_history(root / cfg.history, doc)[-50:]
+    doc["alerts"] = alerts.deliver(root, cfg.alerts, params.artifact, doc, links, root / AUDIT)
+    if act:
+        from loopline.monitoring.actions import act as run_actions
+
+        labelled = frame[frame["label"].notna()]  # the monitored span, not only the latest window
+        doc["actions"] = run_actions(root, params, doc, service_url=service_url,
+                                     audit_path=root / AUDIT, push=push, labelled=labelled,
+                                     retrain_pr=retrain_pr)
+    write_json(reports / "monitor.json", doc)
+    return doc
+
+
+def evidently_html(path: Path, reference: Any, part: Any, numeric: list[str],
+                   categorical: list[str], max_rows: int) -> None:
+    """Evidently's drift and data summary report of ``part`` against the reference."""
+    import pandas as pd
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset, DataSummaryPreset
+
+    cur = pd.DataFrame(list(part["inputs"])).reindex(columns=numeric + categorical)
+    cur = cur.sample(min(len(cur), max_rows), random_state=0) if len(cur) > max_rows else cur
+    ref = reference[numeric + categorical]
+    ref = ref.sample(min(len(ref), max_rows), random_state=0) if len(ref) > max_rows else ref
+    for c in categorical:
+        cur[c] = cur[c].astype(object)
+        ref = ref.assign(**{c: ref[c].astype(object)})
+    dd = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
+    snap = Report([DataDriftPreset(columns=numeric + categorical), DataSummaryPreset()]).run(
+        current_data=Dataset.from_pandas(cur, data_definition=dd),
+        reference_data=Dataset.from_pandas(ref, data_definition=dd))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    snap.save_html(str(path))
