@@ -348,12 +348,14 @@ from loopline.serve_cli import add_commands as _add_serve_commands  # noqa: E402
 from loopline.gitops_cli import add_commands as _add_gitops_commands  # noqa: E402
 from loopline.init_cli import add_commands as _add_init_commands  # noqa: E402
 from loopline.monitor_cli import add_commands as _add_monitor_commands  # noqa: E402
+from loopline.simulate_cli import add_commands as _add_simulate_commands  # noqa: E402
 
 _add_registry_commands(app)
 _add_serve_commands(app)
 _add_gitops_commands(app)
 _add_init_commands(app)
 _add_monitor_commands(app)
+_add_simulate_commands(app)
 
 
 def main() -> None:

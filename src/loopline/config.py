@@ -414,6 +414,57 @@ class MonitorConfig(_Strict):
         return self
 
 
+class SimulateDrift(_Strict):
+    """How the simulated stream drifts: the share of records from the new regime per step."""
+
+    start: int = Field(4, ge=1)            # first step with drifted records
+    step: float = Field(0.1, gt=0.0, le=1.0)  # added share per step
+    max: float = Field(0.45, gt=0.0, le=1.0)  # the share stops growing here
+
+
+class SimulateConcept(_Strict):
+    """The new regime's labels: the positive class iff ``column`` is above ``above``."""
+
+    column: str
+    above: float
+
+
+class SimulateConfig(_Strict):
+    """`loopline simulate`: a drifting stream against a live local service.
+
+    Records of the new regime have their ``shift`` columns multiplied (covariate drift) and
+    their label set by ``concept`` (concept drift), with ``label_noise`` of labels flipped.
+    With ``shift`` empty and no ``concept``, the three most important numeric features
+    (from the first run's permutation importance) are shifted by 1.3 and the first of them
+    carries the concept (above the 70th percentile of the shifted held-back rows).
+    ``overrides`` are config values for the sandbox only (e.g. a larger
+    ``evaluate.min_slice_size``, as the sandbox trains on fewer rows).
+    """
+
+    steps: int = Field(18, ge=8, le=500)
+    records_per_step: int = Field(250, ge=20, le=100_000)
+    requests_per_step: int = Field(10, ge=1, le=10_000)
+    label_delay: int = Field(1, ge=0, le=10)       # steps until a record's label arrives
+    window_steps: int = Field(4, ge=1, le=100)     # the monitor's window, in steps
+    holdout: float = Field(0.25, gt=0.05, lt=0.8)  # share of the data held back as future traffic
+    drift: SimulateDrift = SimulateDrift()
+    shift: dict[str, float] = {}
+    concept: SimulateConcept | None = None
+    label_noise: float = Field(0.05, ge=0.0, le=0.5)
+    bad_model_after: int = Field(3, ge=1)  # steps after the retrained model, the faulty one is forced
+    overrides: dict[str, Any] = {}  # config values for the sandbox only (merged over conf/)
+
+    @model_validator(mode="after")
+    def _checks(self) -> SimulateConfig:
+        if self.label_delay >= self.window_steps:
+            raise ValueError("simulate.label_delay must be shorter than simulate.window_steps, "
+                             "or no window ever has labels")
+        for col, factor in self.shift.items():
+            if not 0.0 < factor <= 100.0:
+                raise ValueError(f"simulate.shift.{col}: factor {factor} outside (0, 100]")
+        return self
+
+
 # ------------------------------------------------------------------------ paths
 
 
@@ -440,6 +491,7 @@ class Params(_Strict):
     registry: RegistryConfig = RegistryConfig()
     serve: ServeConfig = ServeConfig()
     monitor: MonitorConfig = MonitorConfig()
+    simulate: SimulateConfig = SimulateConfig()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Params:
@@ -461,6 +513,10 @@ class Params(_Strict):
                              f"registry.stages {self.registry.stages}")
         if (self.gate.slices.min or self.gate.slices.max_gap) and self.evaluate.slice_column is None:
             raise ValueError("gate.slices needs evaluate.slice_column")
+        sim = self.simulate
+        for col in [*sim.shift, *([sim.concept.column] if sim.concept else [])]:
+            if col not in numeric:
+                raise ValueError(f"simulate names {col!r}, which is not a numeric feature column")
         if self.search.method == "grid":
             for key, value in self.model.search_space.items():
                 if isinstance(value, Distribution):
