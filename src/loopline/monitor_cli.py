@@ -127,7 +127,8 @@ def dashboard(
     import os
 
     links = [{"label": name, "href": os.path.relpath(reports / name, out.resolve().parent)}
-             for name in ("monitor.html", "monitor.json", "gate.html", "gate.md", "evaluation.md")
+             for name in ("monitor.html", "monitor.json", "simulate.html", "gate.html", "gate.md",
+                          "evaluation.md")
              if (reports / name).is_file()]
     write_text(out, render(params.artifact, doc, history, events, links))
     typer.echo(f"dashboard written to {out} (status {doc['status'] if doc else 'NO DATA'})")
