@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -184,6 +186,24 @@ def test_onnx_model_from_path_and_graph_contract(frames, tmp_path):
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
     labels = model.predict(frames["test"])
     assert list(labels) == list(np.asarray(model.classes, dtype=object)[proba.argmax(axis=1)])
+
+
+def test_convert_gives_the_same_bytes_whatever_the_hash_seed(frames, tmp_path):
+    """The same model exports to the same file, so DVC and the registry see no change."""
+    import pickle
+    import subprocess
+    import sys
+
+    pipe = _fit(frames, "hgb", "median", "most_frequent")
+    (tmp_path / "pipe.pkl").write_bytes(pickle.dumps(pipe))
+    script = ("import pickle, sys, hashlib; from loopline.onnxconv import convert; "
+              "p = pickle.load(open(sys.argv[1], 'rb')); "
+              f"print(hashlib.sha256(convert(p, {NUMERIC!r}, {CATEGORICAL!r})).hexdigest())")
+    digests = {subprocess.run([sys.executable, "-c", script, str(tmp_path / "pipe.pkl")],
+                              capture_output=True, text=True, check=True,
+                              env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+               for seed in ("1", "2", "3")}
+    assert len(digests) == 1
 
 
 def test_make_feeds_shapes_and_string_dtype(frames):

@@ -619,6 +619,7 @@ def convert(pipeline: Any, numeric: list[str], categorical: list[str]) -> bytes:
     onx = convert_sklearn(
         pipeline,
         initial_types=initial_types,
+        name="loopline",  # not skl2onnx's random one: the same model gives the same bytes
         target_opset=TARGET_OPSET,
         options={id(model): {"zipmap": False}},
         custom_conversion_functions={k: v[0] for k, v in _CUSTOM_CONVERTERS.items()},
@@ -637,6 +638,10 @@ def convert(pipeline: Any, numeric: list[str], categorical: list[str]) -> bytes:
             "loopline.sklearn_version": sklearn.__version__,
         },
     )
+    # skl2onnx lists opsets in set order, which varies with the interpreter's hash seed
+    opsets = sorted((o.domain, o.version) for o in onx.opset_import)
+    del onx.opset_import[:]
+    onx.opset_import.extend(helper.make_opsetid(d, v) for d, v in opsets)
     return onx.SerializeToString()
 
 
