@@ -4,6 +4,8 @@
    cache) against a bare script doing the same work in one process: the same stage
    functions (ingest → gate), the same search, the same exports and reports, but no DVC,
    no Hydra, no subprocesses.
+   The same with ``--isolated`` (every stage in its own process, as a plain ``dvc repro``
+   runs them) shows what running stages inside dvc's process saves.
 2. A no-op ``loopline run`` and a no-op ``dvc repro`` on the built copy.
 3. ``loopline --help`` start-up.
 
@@ -64,18 +66,24 @@ def main() -> None:
     args = ap.parse_args()
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", DVC_NO_ANALYTICS="1")
     loopline = str(BIN / "loopline")
-    rows: list[tuple[str, float, float, str]] = []
+    rows: list[tuple[str, float, float, str, str]] = []
     with tempfile.TemporaryDirectory(prefix="loopline-bench-") as tmp:
         base = Path(tmp)
-        e2e, bare = [], []
+        e2e, isolated, bare = [], [], []
         for i in range(args.repeat):
             repo = fresh_copy(base, f"e2e{i}")
             e2e.append(timed([loopline, "run"], repo, env))
+            iso_repo = fresh_copy(base, f"iso{i}")
+            isolated.append(timed([loopline, "run", "--isolated"], iso_repo, env))
             bare_repo = fresh_copy(base, f"bare{i}")
             bare.append(timed([sys.executable, "-c", BARE, str(bare_repo)], bare_repo, env))
-            print(f"  run {i + 1}: loopline run {e2e[-1]:.1f} s, bare script {bare[-1]:.1f} s", flush=True)
-        rows.append(("end-to-end: loopline run vs bare script", statistics.median(e2e),
-                     statistics.median(bare), "≤ 1.3×"))
+            print(f"  run {i + 1}: loopline run {e2e[-1]:.1f} s, --isolated {isolated[-1]:.1f} s, "
+                  f"bare script {bare[-1]:.1f} s", flush=True)
+        for name, times, target in (("end-to-end: loopline run vs bare script", e2e, "≤ 1.3×"),
+                                    ("  (each stage its own process: --isolated)", isolated, "")):
+            ratios = [a / b for a, b in zip(times, bare, strict=True)]
+            rows.append((name, statistics.median(times), statistics.median(bare), target,
+                         _spread(ratios, "×")))
         repo = base / "e2e0"
         noop_run = [timed([loopline, "run"], repo, env) for _ in range(args.repeat)]
         noop_dvc = [timed([str(BIN / "dvc"), "repro"], repo, env) for _ in range(args.repeat)]
@@ -83,12 +91,22 @@ def main() -> None:
         shutil.rmtree(base, ignore_errors=True)
 
     print()
-    print(f"{'measurement':<44} {'loopline':>10} {'baseline':>10} {'ratio':>7}  target")
-    for name, ours, theirs, target in rows:
-        print(f"{name:<44} {ours:>9.2f}s {theirs:>9.2f}s {ours / theirs:>6.2f}×  {target}")
-    print(f"{'no-op loopline run':<44} {statistics.median(noop_run):>9.2f}s {'':>10} {'':>7}  < 2 s")
-    print(f"{'no-op dvc repro':<44} {statistics.median(noop_dvc):>9.2f}s {'':>10} {'':>7}  < 2 s")
-    print(f"{'loopline --help':<44} {statistics.median(helps):>9.3f}s {'':>10} {'':>7}  < 0.5 s")
+    print(f"{'measurement (medians)':<44} {'loopline':>10} {'baseline':>10} {'ratio':>7}  "
+          f"{'target':<8} spread")
+    for name, ours, theirs, target, spread in rows:
+        print(f"{name:<44} {ours:>9.2f}s {theirs:>9.2f}s {ours / theirs:>6.2f}×  "
+              f"{target:<8} {spread}")
+    print(f"{'no-op loopline run':<44} {statistics.median(noop_run):>9.2f}s {'':>10} {'':>7}  "
+          f"{'< 2 s':<8} {_spread(noop_run, ' s')}")
+    print(f"{'no-op dvc repro':<44} {statistics.median(noop_dvc):>9.2f}s {'':>10} {'':>7}  "
+          f"{'< 2 s':<8} {_spread(noop_dvc, ' s')}")
+    print(f"{'loopline --help':<44} {statistics.median(helps):>9.3f}s {'':>10} {'':>7}  "
+          f"{'< 0.5 s':<8} {_spread(helps, ' s', 3)}")
+
+
+def _spread(values: list[float], unit: str, digits: int = 2) -> str:
+    """min–max of the repeats, so a median from a busy machine shows as such."""
+    return f"{min(values):.{digits}f}–{max(values):.{digits}f}{unit}"
 
 
 if __name__ == "__main__":

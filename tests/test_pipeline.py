@@ -137,3 +137,33 @@ def test_dvc_exp_run_composes_the_same_params_as_loopline(built_copy: Path) -> N
     loopline("params", "model=logreg", "search.n_iter=2", cwd=built_copy)
     assert (built_copy / "params.yaml").read_text() == from_dvc
     assert yaml.safe_load(from_dvc)["model"]["name"] == "logreg"
+
+
+def test_isolated_stage_processes_give_the_same_outputs(built_copy: Path, tmp_path: Path) -> None:
+    import hashlib
+    import shutil
+
+    isolated = tmp_path / "isolated"
+    shutil.copytree(built_copy, isolated, symlinks=True)
+    # a stage of the user's own (not `loopline stage`) runs in a shell either way
+    for root in (built_copy, isolated):
+        dvc_yaml = yaml.safe_load((root / "dvc.yaml").read_text())
+        dvc_yaml["stages"]["shout"] = {"cmd": "echo $DVC_STAGE > reports/shout.txt",
+                                       "deps": ["models/model.onnx"],
+                                       "outs": [{"reports/shout.txt": {"cache": False}}]}
+        (root / "dvc.yaml").write_text(yaml.safe_dump(dvc_yaml, sort_keys=False))
+    runs = [loopline("run", "--json", "model.estimator.max_iter=60", cwd=built_copy).stdout,
+            loopline("run", "--isolated", "--json", "model.estimator.max_iter=60",
+                     cwd=isolated).stdout]
+    assert ran_stages(runs[0]) == ran_stages(runs[1]) == {"train", "evaluate", "export", "gate",
+                                                          "shout"}
+    assert [json.loads(r)["stages"]["train"]["summary"]["best_params"] for r in runs][0] == \
+        json.loads(runs[1])["stages"]["train"]["summary"]["best_params"]
+    for rel in ("models/model.joblib", "models/model.onnx", "reports/metrics.json",
+                "reports/slices.json", "reports/importance.json", "reports/shout.txt"):
+        digests = {hashlib.md5((root / rel).read_bytes()).hexdigest()
+                   for root in (built_copy, isolated)}
+        assert len(digests) == 1, rel
+    assert (built_copy / "reports/shout.txt").read_text() == "shout\n"
+    for root in (built_copy, isolated):
+        assert "changed" not in sh(str(BIN / "dvc"), "status", cwd=root).stdout

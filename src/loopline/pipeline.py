@@ -2,7 +2,8 @@
 
 ``dvc repro`` runs as a subprocess (it is the tool users run themselves, and the one CI
 runs); loopline reads its output line by line to show which stage is running, skipped or
-failed, and to collect each stage's one-line summary.
+failed, and to collect each stage's one-line summary. The subprocess is started before
+params.yaml is composed, so DVC's start-up overlaps loopline's own (see PendingRepro).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from loopline.config import (PARAMS_FILE, check_estimator, compose, diff_keys, p
                              validate_params)
 from loopline.errors import LooplineError
 
-SUMMARY_PREFIX = "loopline-stage-summary: "
+from loopline.stagerun import SUMMARY_PREFIX  # re-exported: the tracker and tests use it
 
 
 @dataclass
@@ -156,60 +157,160 @@ def dvc_env() -> dict[str, str]:
     return env
 
 
-def repro(root: Path, *, targets: list[str] | None = None, force: bool = False,
-          on_event: Callable[[StageEvent], None] | None = None) -> ReproResult:
-    """Run ``dvc repro`` and report stage events as they happen.
+# `dvc repro` through DVC's own entry point (dvc.cli.main), in a process started before it
+# is needed: it imports DVC (~0.3 s) on the other core while loopline composes params.yaml
+# and resolves the champion, then reads one order on stdin: "repro", "check" (`dvc status`
+# first, and repro only if it finds a change), or nothing at all when the caller failed or
+# was killed, in which case it exits having touched nothing.
+_UP_TO_DATE = "loopline: pipeline up to date"
+_WARM_DVC = f"""\
+import gc, os, sys
+from dvc.cli import main, parse_args
+import dvc.repo.reproduce, dvc.repo.index, dvc.stage.cache, dvc.dependency.param  # needed next
+parse_args(sys.argv[1:])
+if os.environ.get("LOOPLINE_STAGES_IN_PROCESS") == "1":
+    from loopline.stagerun import install
+    install()
+gc.freeze()  # DVC's modules live as long as the process: keep the collector off them
+order = sys.stdin.readline().strip()
+if order == "check" and main(["status", "--quiet", "--with-deps", *sys.argv[2:]]) == 0:
+    print({_UP_TO_DATE!r})
+    sys.exit(0)
+sys.exit(main(sys.argv[1:]) if order else 130)
+"""
 
-    When DVC's own status (asked in-process) says nothing changed, the repro subprocess
-    is skipped: a no-op run then costs one DVC status instead of a second interpreter.
+
+def _verbose() -> bool:
+    """``loopline --verbose``: a stage run in dvc's process prints its traceback too."""
+    cli = sys.modules.get("loopline.cli")
+    return bool(cli and cli._state.get("verbose")) or os.environ.get("LOOPLINE_VERBOSE") == "1"
+
+
+class PendingRepro:
+    """``dvc repro`` started ahead of time; :meth:`run` lets it go and reports stage events.
+
+    Use as a context manager around the work that must come first (params.yaml, the
+    champion file): leaving the block without :meth:`run` stops the waiting process.
     """
-    started = time.perf_counter()
-    if not force and _up_to_date(root, targets):
-        stages = {name: StageEvent(name, "skipped") for name in stage_names(root)}
-        for ev in stages.values():
-            if on_event:
-                on_event(ev)
-        return ReproResult(True, stages, time.perf_counter() - started, True, [])
-    cmd = [sys.executable, "-m", "dvc", "repro", *(targets or [])]
-    if force:
-        cmd.append("--force")
-    tracker = _Tracker(on_event)
+
+    def __init__(self, root: Path, *, targets: list[str] | None = None,
+                 force: bool = False, in_process: bool = True) -> None:
+        self.root, self.targets, self.force = root, targets, force
+        cmd = [sys.executable, "-c", _WARM_DVC, "repro", *(targets or [])]
+        if force:
+            cmd.append("--force")
+        env = dvc_env()
+        # `loopline stage NAME` commands run inside that dvc process (loopline.stagerun)
+        env["LOOPLINE_STAGES_IN_PROCESS"] = "1" if in_process else "0"
+        if _verbose():
+            env["LOOPLINE_VERBOSE"] = "1"
+        try:
+            self._proc = subprocess.Popen(cmd, cwd=root, env=env, stdin=subprocess.PIPE,
+                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                          text=True, bufsize=1)
+        except OSError as err:
+            raise LooplineError(f"cannot start dvc: {err}") from None
+        self._let_go = False
+
+    def __enter__(self) -> PendingRepro:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._let_go:  # still waiting for its order: nothing ran, stop it
+            self._proc.kill()
+            self._proc.wait()
+        # once let go, an interrupt reached dvc too (same process group): it stops on its own
+        for stream in (self._proc.stdin, self._proc.stdout):
+            if stream and not stream.closed:
+                stream.close()
+
+    def run(self, on_event: Callable[[StageEvent], None] | None = None,
+            changed_params: list[str] | None = None) -> ReproResult:
+        """Let ``dvc repro`` go and report stage events as its output comes.
+
+        ``dvc status`` is asked first, so an up-to-date pipeline costs one status and no
+        repro, unless some stage must run anyway (``--force``, or :func:`must_run` with
+        ``changed_params``, the dotted keys of params.yaml that this run changed).
+        """
+        started = time.perf_counter()
+        proc = self._proc
+        assert proc.stdin is not None and proc.stdout is not None
+        certain = self.force or must_run(self.root, self.targets, changed_params or [])
+        self._let_go = True
+        try:
+            proc.stdin.write("repro\n" if certain else "check\n")
+            proc.stdin.close()
+        except OSError:  # it died while importing: its output says why
+            pass
+        tracker = _Tracker(on_event)
+        up_to_date = False
+        for raw in proc.stdout:
+            line = raw.rstrip("\n")
+            if line == _UP_TO_DATE:
+                up_to_date = True
+            else:
+                tracker.feed(line)
+        code = proc.wait()
+        tracker.close()
+        if up_to_date and code == 0:
+            stages = {name: StageEvent(name, "skipped") for name in stage_names(self.root)}
+            for ev in stages.values():
+                if on_event:
+                    on_event(ev)
+            return ReproResult(True, stages, time.perf_counter() - started, True, [])
+        return _result(tracker, code, time.perf_counter() - started)
+
+
+def repro(root: Path, *, targets: list[str] | None = None, force: bool = False,
+          on_event: Callable[[StageEvent], None] | None = None,
+          in_process: bool = True) -> ReproResult:
+    """Run ``dvc repro`` and report stage events as they happen."""
+    with PendingRepro(root, targets=targets, force=force, in_process=in_process) as pending:
+        return pending.run(on_event)
+
+
+# libyaml where PyYAML has it: dvc.lock grows with the pipeline
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def must_run(root: Path, targets: list[str] | None, changed_params: list[str]) -> bool:
+    """True when ``dvc repro`` will surely run a stage, so asking ``dvc status`` first is waste.
+
+    Only the whole pipeline is judged (with targets: False, let DVC decide): a stage of
+    dvc.yaml missing from dvc.lock, or a changed param key at or under one a stage declares.
+    """
+    if targets:
+        return False
     try:
-        proc = subprocess.Popen(cmd, cwd=root, env=dvc_env(), stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, bufsize=1)
-    except OSError as err:
-        raise LooplineError(f"cannot start dvc: {err}") from None
-    assert proc.stdout is not None
-    for raw in proc.stdout:
-        tracker.feed(raw.rstrip("\n"))
-    code = proc.wait()
-    tracker.close()
+        stages = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+        lock_path = root / "dvc.lock"
+        locked = (yaml.load(lock_path.read_text(encoding="utf-8"), Loader=_YAML_LOADER) or {}
+                  ).get("stages", {}) if lock_path.is_file() else {}
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return False
+    if any(name not in locked for name in stages):
+        return True
+    declared = {p for st in stages.values() for p in (st.get("params") or []) if isinstance(p, str)}
+    return any(k == d or k.startswith(d + ".") for k in changed_params for d in declared)
+
+
+def _result(tracker: _Tracker, code: int, seconds: float) -> ReproResult:
     stages, lines, error_lines = tracker.stages, tracker.lines, tracker.error_lines
     failed = next((s for s in stages.values() if s.state == "failed"), None)
     if code != 0 and failed is None:
-        err = next((ln for ln in reversed(lines) if ln.startswith("ERROR")), f"dvc repro exited with {code}")
-        return ReproResult(False, stages, time.perf_counter() - started, False, lines, None,
+        err = next((ln for ln in reversed(lines) if ln.startswith("ERROR")),
+                   f"dvc repro exited with {code}")
+        return ReproResult(False, stages, seconds, False, lines, None,
                            "\n".join(error_lines) or err)
     return ReproResult(
         ok=code == 0,
         stages=stages,
-        seconds=time.perf_counter() - started,
+        seconds=seconds,
         up_to_date=code == 0 and all(s.state == "skipped" for s in stages.values()),
         output=lines,
         failed_stage=failed.stage if failed else None,
         error=failed.error if failed else "",
     )
-
-
-def _up_to_date(root: Path, targets: list[str] | None) -> bool:
-    """True when ``dvc status`` reports no changed stage (False when unsure)."""
-    try:
-        from dvc.repo import Repo
-
-        with Repo(str(root)) as repo:
-            return not repo.status(targets=targets or None, with_deps=True)
-    except Exception:  # any doubt: let `dvc repro` decide and report
-        return False
 
 
 class _Tracker:
