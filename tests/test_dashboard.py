@@ -20,7 +20,8 @@ T0 = 1_800_000_000
 def monitor_doc() -> dict:
     windows = [{"start": T0 + 3600 * k, "end": T0 + 3600 * (k + 1), "status": s, "records": 300,
                 "labels": 150, "performance": {"roc_auc": auc, "accuracy": 0.8},
-                "drift_share": drift, "missing_rate": {"Income": 0.1}, "latency_ms": {"p99": 0.5}}
+                "drift_share": drift, "missing_rate": {"Income": 0.1}, "latency_ms": {"p99": 0.5},
+                "error_rate": 0.025 * k}
                for k, (s, auc, drift) in enumerate([("GREEN", 0.86, 0.0), ("AMBER", 0.75, 0.3),
                                                      ("RED", 0.62, 0.6)])]
     return {"status": "RED", "reasons": ["RED: roc_auc 0.620 on 150 labelled records",
@@ -70,6 +71,7 @@ def test_the_page_renders_status_history_and_windows_in_chromium(tmp_path: Path)
     assert dom.count('class="band"') == 6 and dom.count('fill="#ffcdd2"') == 1  # one RED band
     assert "▲ v0.2.0" in dom and "▼ v0.1.0" in dom
     assert len(re.findall(r'class="l st-(GREEN|AMBER|RED)"', dom)) == 3
+    assert "<td>0.0%</td>" in dom and "<td>2.5%</td>" in dom and "<td>5.0%</td>" in dom
     assert "<title>credit-risk: live model health</title>" in dom  # the injected script never ran
     shot = tmp_path / "dashboard.png"
     chromium(f"--screenshot={shot}", "--window-size=1150,1100", page.as_uri(), cwd=tmp_path)

@@ -90,6 +90,61 @@ def test_constant_and_invalid_predictions_are_flagged() -> None:
     assert w["grades"]["constant_predictions"] == "AMBER"
 
 
+def errors_at(ts: list[float], status: int = 400, route: str = "/predict") -> pd.DataFrame:
+    return pd.DataFrame({"ts": ts, "route": route, "status": status, "model_version": "v1"})
+
+
+def test_failed_requests_give_an_error_rate_graded_apart_from_the_model() -> None:
+    log = pd.concat([window(2, 300, noise=0.3, seed=3), window(3, 300, noise=0.3, seed=3)])
+    day2, day3 = UNTIL - 2 * DAY, UNTIL - DAY
+    errors = pd.concat([errors_at([day2 + i for i in range(6)]),            # 6 / 306: 2% GREEN
+                        errors_at([day3 + i for i in range(40)]),           # 40 / 340: AMBER
+                        errors_at([day3 + 50 + i for i in range(35)], 500)])  # 75 / 375: 20%
+    cfg = MonitorConfig(window="1d", windows=3)
+    doc = mon.run(log, reference(), numeric=["a", "b"], categorical=["k"], classes=["bad", "good"],
+                  positive="bad", target="y", cfg=cfg, until=UNTIL, errors=errors)
+    w2, w3 = doc["windows"][1], doc["windows"][2]
+    assert w2["error_rate"] == pytest.approx(6 / 306) and w2["grades"]["error_rate"] == "GREEN"
+    assert w2["status"] == "GREEN"
+    assert w3["errors"] == {"count": 75, "by_status": {"400": 40, "500": 35},
+                            "by_route": {"/predict": 75}}
+    assert w3["error_rate"] == pytest.approx(0.2) and w3["status"] == "AMBER", w3["reasons"]
+    assert w3["reasons"] == ["AMBER: 75 of 375 requests failed (20.0%; 400: 40, 500: 35; "
+                             "GREEN ≤ 0.05, RED > 0.2)"]
+    # the model in service is fine on its own records: the error rate is the service's
+    assert w3["status_by_version"]["v1"]["status"] == "GREEN"
+    assert w3["status_by_version"]["v1"]["reasons"] == []
+
+
+def test_a_window_where_every_request_failed_is_red_and_few_requests_are_not_graded() -> None:
+    log = window(3, 300, noise=0.3, seed=3)
+    errors = errors_at([UNTIL - 2 * DAY + i for i in range(30)], 400)
+    errors = pd.concat([errors, errors_at([UNTIL - 3 * DAY + i for i in range(5)], 500)])
+    cfg = MonitorConfig(window="1d", windows=3)
+    doc = mon.run(log, reference(), numeric=["a", "b"], categorical=["k"], classes=["bad", "good"],
+                  positive="bad", target="y", cfg=cfg, until=UNTIL, errors=errors)
+    w1, w2, w3 = doc["windows"]
+    assert w1["status"] == "NO DATA" and w1["error_rate"] == 1.0  # 5 < min_requests: not graded
+    assert w2["status"] == "RED" and w2["records"] == 0 and w2["error_rate"] == 1.0
+    assert w2["reasons"][0].startswith("RED: 30 of 30 requests failed")
+    assert w3["status"] == "GREEN" and w3["errors"]["count"] == 0 and w3["error_rate"] == 0.0
+    off = MonitorConfig(window="1d", windows=3, error_rate=None)
+    doc = mon.run(log, reference(), numeric=["a", "b"], categorical=["k"], classes=["bad", "good"],
+                  positive="bad", target="y", cfg=off, until=UNTIL, errors=errors)
+    assert doc["windows"][1]["status"] == "NO DATA" and "error_rate" not in doc["windows"][2]["grades"]
+
+
+def test_an_amber_error_rate_alone_does_not_retrain(tmp_path: Path) -> None:
+    from loopline.monitoring.actions import retrain
+
+    window = {"status": "AMBER", "grades": {"roc_auc": "GREEN", "error_rate": "AMBER"}}
+    out = retrain(tmp_path, None, window, pd.DataFrame(), "prod", service_url=None, push=None,
+                  audit_path=tmp_path / "audit.jsonl")
+    assert out == [{"action": "retrain", "done": False,
+                    "why": "the window is AMBER for its error rate only: the service's failures, "
+                           "which a new model would not mend"}]
+
+
 # -------------------------------------------------------- the command, with alerts
 
 

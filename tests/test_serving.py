@@ -224,6 +224,28 @@ def test_malformed_and_oversized_bodies_get_4xx(server: Server) -> None:
     assert server.predict([RECORD]).status_code == 200  # still serving
 
 
+def test_failed_requests_are_logged_for_the_error_rate(server: Server) -> None:
+    from loopline.serving.inference_log import read_errors
+
+    since = time.time()
+    headers = {"content-type": "application/json"}
+    post = server.client.post
+    assert post("/predict", json={"records": [{**RECORD, "Age": "old"}]}).status_code == 400
+    assert post("/predict", content=b'{"records": [', headers=headers).status_code == 400
+    assert post("/predict_batch", json={"columns": {"Age": [30, 31], "Income": [1.0]}}).status_code == 400
+    assert post("/feedback", json={"labels": [{"request_id": "x"}]}).status_code == 400
+    huge = b'{"records": [' + b"1," * (9 * 1024 * 1024) + b"1]}"
+    assert post("/predict", content=huge, headers=headers).status_code == 413
+    assert server.predict([RECORD]).status_code == 200  # a success is not an error
+    deadline = time.monotonic() + 10
+    while len(errors := read_errors(server.log_path, since=since)) < 5 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert sorted(errors["status"].tolist()) == [400, 400, 400, 400, 413]
+    assert errors["route"].value_counts().to_dict() == {"/predict": 3, "/predict_batch": 1,
+                                                        "/feedback": 1}
+    assert set(errors["model_version"]) == {"v0.1.0"}
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-10**12, 10**12)
     | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=12),

@@ -15,7 +15,7 @@ import pytest
 from pydantic import ValidationError
 
 from loopline.serving import contract
-from loopline.serving.inference_log import InferenceLog, features, read_predictions
+from loopline.serving.inference_log import InferenceLog, features, read_errors, read_predictions
 from loopline.serving.model import IntegrityError, ServedModel
 
 INPUTS = {
@@ -123,6 +123,23 @@ def test_inference_log_close_writes_everything_queued(tmp_path: Path) -> None:
     assert row["inputs"]["Age"] == 50 and row["label"] == "bad"
     assert row["probabilities"] == {"bad": 0.2, "good": 0.8}
     assert row["prediction"] == "good" and row["model_version"] == "v1"
+
+
+def test_failed_requests_are_written_and_read_back_by_time(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite"
+    log = InferenceLog(path, flush_interval=30.0)
+    log.error(100.0, "/predict", 400, "v1")
+    log.error(200.0, "/feedback", 413)
+    log.error(300.0, "/predict_batch", 500, "v2")
+    log.close()
+    df = read_errors(path, since=150.0, until=300.0)
+    assert df.to_dict("records") == [{"ts": 200.0, "route": "/feedback", "status": 413,
+                                      "model_version": None}]
+    assert read_errors(path)["status"].tolist() == [400, 413, 500]
+    # a log written before failed requests were recorded has no such table: no errors
+    old = tmp_path / "old.sqlite"
+    sqlite3.connect(old).execute("CREATE TABLE requests (ts REAL)").connection.commit()
+    assert read_errors(old).empty
 
 
 def test_inference_log_retries_while_the_file_is_locked(tmp_path: Path) -> None:

@@ -391,6 +391,8 @@ class MonitorConfig(_Strict):
     drift_share: Band = Band(amber=0.30, red=0.60)
     missing_rate: Band = Band(amber=0.30, red=0.60)
     prediction_drift: Band = Band(amber=0.10, red=0.30)
+    error_rate: Band | None = Band(amber=0.05, red=0.20)
+    min_requests: int = Field(20, ge=1)
     constant_share: float = Field(0.99, gt=0.5, le=1.0)
     history: str = "reports/monitor_history.jsonl"
     html_max_rows: int = Field(20_000, ge=100)

@@ -40,7 +40,7 @@ def monitor(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")] = False,
     repo: Annotated[Path | None, typer.Option("--repo", "-C", help="Repository.")] = None,
 ) -> None:
-    """Drift, missing data, prediction drift, performance and latency per window; RAG status and alerts.
+    """Drift, missing data, prediction drift, performance, latency and error rate per window; RAG status and alerts.
 
     Exit status: 0 GREEN (or no data), 3 AMBER, 4 RED (1 and 2 stay errors).
     """
@@ -72,7 +72,7 @@ def _summary(doc: dict) -> None:
     table = Table(title=f"monitor: [{colors.get(doc['status'], 'dim')}]{doc['status']}[/] "
                         f"(windows of {doc['window']})")
     for col in ("window end (UTC)", "records", "labels", "roc_auc", "accuracy", "drift share",
-                "worst missing", "p99 ms", "status"):
+                "worst missing", "p99 ms", "errors", "status"):
         table.add_column(col, justify="right" if col not in ("status",) else "left")
     for w in doc["windows"]:
         perf = w.get("performance") or {}
@@ -86,6 +86,7 @@ def _summary(doc: dict) -> None:
                       f(perf.get("accuracy")), f(w.get("drift_share"), "{:.0%}"),
                       f(max(miss.values()) if miss else None, "{:.0%}"),
                       f((w.get("latency_ms") or {}).get("p99"), "{:.2f}"),
+                      f(w.get("error_rate"), "{:.1%}"),
                       f"[{colors.get(w['status'], 'dim')}]{w['status']}[/]")
     console.print(table)
     for r in doc["reasons"]:

@@ -136,10 +136,13 @@ def retrain(root: Path, params: Any, window: dict, labelled: Any, stage: str, *,
     import subprocess
     import sys
 
-    min_labels = params.monitor.min_labels
     if window.get("status") != "AMBER" or labelled is None:
         return []
     entry: dict[str, Any] = {"action": "retrain", "done": False}
+    if not any(g == "AMBER" for k, g in (window.get("grades") or {}).items() if k != "error_rate"):
+        return [{**entry, "why": "the window is AMBER for its error rate only: the service's "
+                                 "failures, which a new model would not mend"}]
+    min_labels = params.monitor.min_labels
     from loopline import registry
 
     try:
@@ -153,7 +156,8 @@ def retrain(root: Path, params: Any, window: dict, labelled: Any, stage: str, *,
                                  f"{min_labels} needed"}]
     if own is not None and own["status"] == "GREEN":
         return [{**entry, "why": f"{current} (in {stage}) is GREEN on its own {own['records']} "
-                                 "records; the AMBER comes from an earlier version's"}]
+                                 "records; the window is AMBER for another reason: "
+                                 + "; ".join(window.get("reasons") or [])}]
     data = params.data
     if data.id_column or data.order_column:
         return [{**entry, "why": "data.id_column/order_column set: new rows need ids and order "

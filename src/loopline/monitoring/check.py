@@ -27,7 +27,7 @@ def check(root: Path, params: Any, cfg: Any, *, log_path: Path, until: float | N
     from loopline.artifacts import write_json
     from loopline.monitoring import alerts
     from loopline.monitoring import monitor as mon
-    from loopline.serving.inference_log import read_predictions
+    from loopline.serving.inference_log import read_errors, read_predictions
 
     if not Path(log_path).is_file():
         raise LooplineError(f"no inference log at {log_path}: serve the model first (`loopline serve`)")
@@ -41,15 +41,17 @@ def check(root: Path, params: Any, cfg: Any, *, log_path: Path, until: float | N
     end = time.time() if until is None else until
     span = cfg.windows * (cfg.window_seconds if size is None else size)
     frame = read_predictions(log_path, since=end - span, until=end)
+    errors = read_errors(log_path, since=end - span, until=end)
     doc = mon.run(frame, reference, numeric=numeric, categorical=categorical, classes=classes,
-                  positive=params.data.positive_class, target=target, cfg=cfg, until=end, size=size)
+                  positive=params.data.positive_class, target=target, cfg=cfg, until=end, size=size,
+                  errors=errors)
     reports = root / params.paths.reports
     links = [f"{params.paths.reports}/monitor.json"]
     latest = None
     if doc["latest_window"]:
         w = doc["latest_window"]
         latest = frame[(frame["ts"] >= w["start"]) & (frame["ts"] < w["end"])]
-    if html and latest is not None:
+    if html and latest is not None and len(latest):
         evidently_html(reports / "monitor.html", reference, latest, numeric, categorical,
                        cfg.html_max_rows)
         links.append(f"{params.paths.reports}/monitor.html")

@@ -34,7 +34,7 @@ PAGE = """<!doctype html>
 <svg id="history" width="1000" height="260" role="img" aria-label="status history"></svg>
 <h2>Latest windows</h2>
 <table id="windows"><thead><tr><th class="l">window end (UTC)</th><th>records</th><th>labels</th>
-<th>roc_auc</th><th>accuracy</th><th>drift share</th><th>worst missing</th><th>p99 ms</th>
+<th>roc_auc</th><th>accuracy</th><th>drift share</th><th>worst missing</th><th>p99 ms</th><th>errors</th>
 <th class="l">status</th></tr></thead><tbody></tbody></table>
 <h2>Reports</h2><ul id="links"></ul>
 <script id="data" type="application/json">__DATA__</script>
@@ -54,9 +54,10 @@ PAGE = """<!doctype html>
     const tr = document.createElement("tr"); const p = w.performance || {}; const m = w.missing_rate || {};
     const worst = Object.values(m).length ? Math.max(...Object.values(m)) : null;
     const cells = [iso(w.end), w.records || 0, w.labels || 0, fmt(p.roc_auc), fmt(p.accuracy),
-                   fmt(w.drift_share, true), fmt(worst, true), fmt((w.latency_ms || {}).p99), w.status];
+                   fmt(w.drift_share, true), fmt(worst, true), fmt((w.latency_ms || {}).p99),
+                   w.error_rate === null || w.error_rate === undefined ? "–" : (100 * w.error_rate).toFixed(1) + "%", w.status];
     cells.forEach((c, i) => { const td = document.createElement("td"); td.textContent = c;
-      if (i === 0 || i === 8) td.className = "l"; if (i === 8) td.classList.add("st-" + String(c).replace(" ", ""));
+      if (i === 0 || i === 9) td.className = "l"; if (i === 9) td.classList.add("st-" + String(c).replace(" ", ""));
       tr.appendChild(td); });
     body.appendChild(tr);
   }

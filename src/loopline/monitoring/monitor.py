@@ -11,7 +11,8 @@ end now (or at ``until``), and computes for each:
   balance of the training labels; invalid probabilities; a constant prediction;
 - labelled performance once enough feedback arrived (ROC AUC, accuracy, F1, precision,
   recall, Brier score, expected calibration error);
-- operational figures: requests, records, model latency p50/p99, model versions.
+- operational figures: requests, records, model latency p50/p99, model versions, and the
+  error rate (requests to the inference routes answered 4xx/5xx, from the log's errors).
 
 Each figure is graded GREEN, AMBER or RED by the bands of ``conf/monitor``; a window's
 status is its worst grade, with one reason per grade that is not GREEN. The latest window
@@ -73,25 +74,31 @@ def performance(labels: pd.Series, predicted: pd.Series, p_pos: pd.Series, posit
 def window_report(df: pd.DataFrame, reference: pd.DataFrame, numeric: list[str],
                   categorical: list[str], classes: list[str], positive: str,
                   class_balance: dict[str, float], cfg: MonitorConfig, *,
-                  by_version: bool = True) -> dict:
+                  by_version: bool = True, errors: pd.DataFrame | None = None) -> dict:
     """Figures, grades and reasons for one window of the log (one row per record).
 
     With ``by_version``, ``status_by_version`` grades each model version on its own records
-    too (status, records, labels, reasons).
+    too (status, records, labels, reasons). ``errors`` are the window's failed requests
+    (:func:`loopline.serving.inference_log.read_errors`), graded by ``cfg.error_rate``.
     """
     df = df.reset_index(drop=True)  # labels and probabilities are aligned by position
     out: dict[str, Any] = {"requests": int(df["request_id"].nunique()), "records": int(len(df)),
                            "versions": sorted(df["model_version"].unique().tolist())}
     grades: dict[str, str | None] = {}
     reasons: list[str] = []
+    model_reasons: list[str] = []  # all but the error rate, which is the service's, not a model's
 
     def grade(name: str, status: str | None, why: str) -> None:
         grades[name] = status
         if status in ("AMBER", "RED"):
             reasons.append(f"{status}: {why}")
+            if name != "error_rate":
+                model_reasons.append(reasons[-1])
 
     lat = df["latency_ms"].to_numpy(dtype=float)
     out["latency_ms"] = {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99))}
+    if errors is not None:
+        _grade_errors(out, errors, out["requests"], cfg, grade)
 
     X = pd.DataFrame(list(df["inputs"]), index=df.index).reindex(columns=numeric + categorical)
     missing = {c: float(X[c].isna().mean()) for c in X.columns}
@@ -170,12 +177,51 @@ def window_report(df: pd.DataFrame, reference: pd.DataFrame, numeric: list[str],
     if by_version:  # each version on its own records, so an action judges the one in service
         out["status_by_version"] = {}
         for version, part in df.groupby("model_version"):
-            sub = (out if len(out["versions"]) == 1 else
-                   window_report(part, reference, numeric, categorical, classes, positive,
-                                 class_balance, cfg, by_version=False))
+            if len(out["versions"]) == 1:
+                status = worst([g for k, g in grades.items() if k != "error_rate"])
+                sub = {**out, "status": status, "reasons": model_reasons}
+            else:
+                sub = window_report(part, reference, numeric, categorical, classes, positive,
+                                    class_balance, cfg, by_version=False)
             out["status_by_version"][str(version)] = {
                 "status": sub["status"], "records": sub["records"], "labels": sub["labels"],
                 "reasons": sub["reasons"]}
+    return out
+
+
+def _grade_errors(out: dict, errors: pd.DataFrame, served: int, cfg: MonitorConfig,
+                  grade: Any) -> None:
+    """Error count, by status and route, and the error rate of the requests in a window."""
+    n = int(len(errors))
+    total = served + n
+    out["errors"] = {"count": n,
+                     "by_status": {str(k): int(v) for k, v in
+                                   errors["status"].value_counts().sort_index().items()},
+                     "by_route": {str(k): int(v) for k, v in
+                                  errors["route"].value_counts().sort_index().items()}}
+    out["error_rate"] = n / total if total else None
+    if cfg.error_rate is None or total < cfg.min_requests:
+        return
+    codes = ", ".join(f"{k}: {v}" for k, v in out["errors"]["by_status"].items())
+    grade("error_rate", cfg.error_rate.status(out["error_rate"]),
+          f"{n} of {total} requests failed ({out['error_rate']:.1%}; {codes or 'none'}; "
+          f"{_bands(cfg.error_rate)})")
+
+
+def _errors_only(errors: pd.DataFrame, cfg: MonitorConfig) -> dict:
+    """A window in which every request failed: nothing to judge but the error rate."""
+    grades: dict[str, str | None] = {}
+    reasons: list[str] = []
+
+    def grade(name: str, status: str | None, why: str) -> None:
+        grades[name] = status
+        if status in ("AMBER", "RED"):
+            reasons.append(f"{status}: {why}")
+
+    out: dict[str, Any] = {"requests": 0, "records": 0, "labels": 0, "versions": []}
+    _grade_errors(out, errors, 0, cfg, grade)
+    judged = [g for g in grades.values() if g]
+    out.update(grades=grades, status=worst(judged) if judged else NO_DATA, reasons=reasons)
     return out
 
 
@@ -187,10 +233,12 @@ def _bands(band) -> str:  # noqa: ANN001
 
 def run(log: pd.DataFrame, reference: pd.DataFrame, *, numeric: list[str], categorical: list[str],
         classes: list[str], positive: str, target: str, cfg: MonitorConfig,
-        until: float | None = None, size: float | None = None) -> dict:
+        until: float | None = None, size: float | None = None,
+        errors: pd.DataFrame | None = None) -> dict:
     """The monitor document for the last ``cfg.windows`` windows ending at ``until``.
 
     ``size`` (seconds) overrides ``cfg.window`` (``loopline simulate`` cuts its own windows).
+    ``errors``: the log's failed requests over the same span, for the error rate.
     """
     until = time.time() if until is None else until
     size = cfg.window_seconds if size is None else size
@@ -200,12 +248,16 @@ def run(log: pd.DataFrame, reference: pd.DataFrame, *, numeric: list[str], categ
     for k in range(cfg.windows, 0, -1):
         start, end = until - k * size, until - (k - 1) * size
         part = log[(log["ts"] >= start) & (log["ts"] < end)]
+        failed = (None if errors is None else
+                  errors[(errors["ts"] >= start) & (errors["ts"] < end)])
         entry: dict[str, Any] = {"start": start, "end": end}
-        if part.empty:
+        if part.empty and failed is not None and len(failed):
+            entry.update(_errors_only(failed, cfg))
+        elif part.empty:
             entry.update(status=NO_DATA, records=0, reasons=[])
         else:
             entry.update(window_report(part, reference, numeric, categorical, classes, positive,
-                                       class_balance, cfg))
+                                       class_balance, cfg, errors=failed))
         windows.append(entry)
     judged = [w for w in windows if w["status"] != NO_DATA]
     latest = judged[-1] if judged else None

@@ -19,6 +19,9 @@ turns it into one row per record. Tables:
   per record in the order of ``classes``.
 - ``feedback(request_id, idx, label, ts)``: delayed ground truth for record ``idx`` of a
   request; the latest label wins.
+- ``errors(ts, route, status, model_version)``: a request to an inference route that was
+  answered 4xx or 5xx (a payload that failed the input contract, a body over the limit, a
+  bug), so the monitor can report the error rate beside the request count.
 """
 
 from __future__ import annotations
@@ -60,10 +63,18 @@ CREATE TABLE IF NOT EXISTS feedback (
     ts REAL NOT NULL,
     PRIMARY KEY (request_id, idx)
 );
+CREATE TABLE IF NOT EXISTS errors (
+    ts REAL NOT NULL,
+    route TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    model_version TEXT
+);
+CREATE INDEX IF NOT EXISTS errors_ts ON errors (ts);
 """
 
 _INSERT_REQUEST = "INSERT OR REPLACE INTO requests VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
 _INSERT_FEEDBACK = "INSERT OR REPLACE INTO feedback VALUES (?,?,?,?)"
+_INSERT_ERROR = "INSERT INTO errors VALUES (?,?,?,?)"
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 
 
@@ -123,6 +134,7 @@ class InferenceLog:
         self._shadow = shadow or (lambda: None)
         self._predictions: deque = deque()
         self._feedback: deque = deque()
+        self._errors: deque = deque()
         self._waiting = 0
         self._inflight = 0
         self._wake = threading.Event()
@@ -149,12 +161,16 @@ class InferenceLog:
         self._feedback.extend((rid, idx, label, ts) for rid, idx, label in items)
         self._wake.set()
 
+    def error(self, ts: float, route: str, status: int, version: str | None = None) -> None:
+        """Queue a failed request to an inference route (written with the next batch)."""
+        self._errors.append((ts, route, int(status), version))
+
     # ------------------------------------------------------------------ the writer
 
     @property
     def pending(self) -> int:
         """Requests and feedback rows not yet written."""
-        return len(self._predictions) + len(self._feedback)
+        return len(self._predictions) + len(self._feedback) + len(self._errors)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -180,9 +196,10 @@ class InferenceLog:
     def _flush(self) -> None:
         batch = self._drain(self._predictions)
         feedback = self._drain(self._feedback)
-        if not batch and not feedback:
+        errors = self._drain(self._errors)
+        if not batch and not feedback and not errors:
             return
-        self._inflight = len(batch) + len(feedback)
+        self._inflight = len(batch) + len(feedback) + len(errors)
         self._waiting = max(0, self._waiting - sum(len(item[3]) for item in batch))
         rows = self._rows(batch)
         delay, failures = 0.05, 0
@@ -193,6 +210,8 @@ class InferenceLog:
                         self._conn.executemany(_INSERT_REQUEST, rows)
                     if feedback:
                         self._conn.executemany(_INSERT_FEEDBACK, feedback)
+                    if errors:
+                        self._conn.executemany(_INSERT_ERROR, errors)
                 self.written += sum(r[3] for r in rows)
                 self._inflight = 0
                 return
@@ -203,7 +222,7 @@ class InferenceLog:
                              self.path, err, delay)
                 if self._stop.is_set() and failures > 50:
                     logger.error("inference log %s: giving up on %d rows at shutdown",
-                                 self.path, len(rows) + len(feedback))
+                                 self.path, len(rows) + len(feedback) + len(errors))
                     self._inflight = 0
                     return
                 time.sleep(delay)
@@ -310,6 +329,36 @@ def read_predictions(path: str | Path, *, since: float | None = None,
                "probabilities", "latency_ms", "shadow_version", "shadow_prediction",
                "shadow_probabilities", "label", "label_ts"]
     return pd.DataFrame(out, columns=columns)
+
+
+def read_errors(path: str | Path, *, since: float | None = None,
+                until: float | None = None) -> Any:
+    """Failed requests to the inference routes: a DataFrame of ts, route, status, model_version.
+
+    Empty for a log written before errors were recorded.
+    """
+    import pandas as pd
+
+    columns = ["ts", "route", "status", "model_version"]
+    conn = connect(path, readonly=True)
+    try:
+        where, args = [], []
+        if since is not None:
+            where.append("ts >= ?")
+            args.append(since)
+        if until is not None:
+            where.append("ts < ?")
+            args.append(until)
+        sql = "SELECT ts, route, status, model_version FROM errors"
+        rows = conn.execute(sql + (" WHERE " + " AND ".join(where) if where else "")
+                            + " ORDER BY ts", args).fetchall()
+    except sqlite3.OperationalError as err:
+        if "no such table" not in str(err):
+            raise
+        rows = []
+    finally:
+        conn.close()
+    return pd.DataFrame(rows, columns=columns)
 
 
 def features(df: Any) -> Any:
