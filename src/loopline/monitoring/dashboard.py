@@ -78,7 +78,9 @@ PAGE = """<!doctype html>
     for (const e of pts) el("circle", {cx: x(e.at), cy: y(e[key]), r: 3, fill: colour, class: cls}); };
   series("roc_auc", "#1565c0", "auc"); series("drift_share", "#6a1b9a", "drift");
   for (const e of d.events) { if (e.at < t0 || e.at > t1 + 1) continue;
-    el("text", {x: x(e.at) - 5, y: e.event === "rollback" ? H - B + 14 : T + 12, "font-size": 12, class: "event " + e.event,
+    const right = x(e.at) > W - R - 80;  // near the right edge: the label ends at the mark
+    el("text", {x: right ? x(e.at) + 5 : x(e.at) - 5, "text-anchor": right ? "end" : "start",
+                y: e.event === "rollback" ? H - B + 14 : T + 12, "font-size": 12, class: "event " + e.event,
                 fill: e.event === "rollback" ? "#c62828" : "#2e7d32"}).textContent = (e.event === "rollback" ? "▼ " : "▲ ") + (e.version || ""); }
   el("text", {x: L, y: H - 6, "font-size": 10}).textContent = iso(t0);
   el("text", {x: W - R - 90, y: H - 6, "font-size": 10}).textContent = iso(t1);
