@@ -109,7 +109,7 @@ def test_failed_requests_give_an_error_rate_graded_apart_from_the_model() -> Non
     assert w3["errors"] == {"count": 75, "by_status": {"400": 40, "500": 35},
                             "by_route": {"/predict": 75}}
     assert w3["error_rate"] == pytest.approx(0.2) and w3["status"] == "AMBER", w3["reasons"]
-    assert w3["reasons"] == ["AMBER: 75 of 375 requests failed (20.0%; 400: 40, 500: 35; "
+    assert w3["reasons"] == ["AMBER: 75 of 375 prediction requests failed (20.0%; 400: 40, 500: 35; "
                              "GREEN ≤ 0.05, RED > 0.2)"]
     # the model in service is fine on its own records: the error rate is the service's
     assert w3["status_by_version"]["v1"]["status"] == "GREEN"
@@ -126,12 +126,41 @@ def test_a_window_where_every_request_failed_is_red_and_few_requests_are_not_gra
     w1, w2, w3 = doc["windows"]
     assert w1["status"] == "NO DATA" and w1["error_rate"] == 1.0  # 5 < min_requests: not graded
     assert w2["status"] == "RED" and w2["records"] == 0 and w2["error_rate"] == 1.0
-    assert w2["reasons"][0].startswith("RED: 30 of 30 requests failed")
+    assert w2["reasons"][0].startswith("RED: 30 of 30 prediction requests failed")
     assert w3["status"] == "GREEN" and w3["errors"]["count"] == 0 and w3["error_rate"] == 0.0
     off = MonitorConfig(window="1d", windows=3, error_rate=None)
     doc = mon.run(log, reference(), numeric=["a", "b"], categorical=["k"], classes=["bad", "good"],
                   positive="bad", target="y", cfg=off, until=UNTIL, errors=errors)
     assert doc["windows"][1]["status"] == "NO DATA" and "error_rate" not in doc["windows"][2]["grades"]
+
+
+def test_failed_feedback_is_counted_but_not_in_the_rate_of_prediction_requests() -> None:
+    log = window(3, 300, noise=0.3, seed=3)
+    errors = pd.concat([errors_at([UNTIL - DAY + i for i in range(60)], 400, "/feedback"),
+                        errors_at([UNTIL - DAY + 100 + i for i in range(3)], 400)])
+    doc = mon.run(log, reference(), numeric=["a", "b"], categorical=["k"], classes=["bad", "good"],
+                  positive="bad", target="y", cfg=MonitorConfig(window="1d", windows=1),
+                  until=UNTIL, errors=errors)
+    w = doc["windows"][0]
+    assert w["errors"]["by_route"] == {"/feedback": 60, "/predict": 3} and w["errors"]["count"] == 63
+    assert w["error_rate"] == pytest.approx(3 / 303) and w["status"] == "GREEN"
+
+
+def test_a_red_error_rate_does_not_stop_the_retraining_an_amber_model_needs(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from loopline.monitoring.actions import retrain
+
+    params = SimpleNamespace(monitor=SimpleNamespace(min_labels=50),
+                             data=SimpleNamespace(id_column="id", order_column=None))
+    window = {"status": "RED", "grades": {"roc_auc": "AMBER", "error_rate": "RED"}}
+    out = retrain(tmp_path, params, window, pd.DataFrame(), "prod", service_url=None, push=None,
+                  audit_path=tmp_path / "audit.jsonl")
+    assert out and out[0]["action"] == "retrain"  # past the status check, to the data's rule
+    assert out[0]["why"].startswith("data.id_column/order_column set")
+    window = {"status": "RED", "grades": {"roc_auc": "RED", "error_rate": "AMBER"}}
+    assert retrain(tmp_path, params, window, pd.DataFrame(), "prod", service_url=None, push=None,
+                   audit_path=tmp_path / "audit.jsonl") == []  # RED model: rollback's business
 
 
 def test_an_amber_error_rate_alone_does_not_retrain(tmp_path: Path) -> None:

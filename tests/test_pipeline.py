@@ -157,6 +157,7 @@ def test_isolated_stage_processes_give_the_same_outputs(built_copy: Path, tmp_pa
                      cwd=isolated).stdout]
     assert ran_stages(runs[0]) == ran_stages(runs[1]) == {"train", "evaluate", "export", "gate",
                                                           "shout"}
+    assert [json.loads(r)["stages_in_process"] for r in runs] == [True, False]
     assert [json.loads(r)["stages"]["train"]["summary"]["best_params"] for r in runs][0] == \
         json.loads(runs[1])["stages"]["train"]["summary"]["best_params"]
     for rel in ("models/model.joblib", "models/model.onnx", "reports/metrics.json",

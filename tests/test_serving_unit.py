@@ -139,7 +139,54 @@ def test_failed_requests_are_written_and_read_back_by_time(tmp_path: Path) -> No
     # a log written before failed requests were recorded has no such table: no errors
     old = tmp_path / "old.sqlite"
     sqlite3.connect(old).execute("CREATE TABLE requests (ts REAL)").connection.commit()
-    assert read_errors(old).empty
+    assert read_errors(old) is None  # unknown, not zero
+
+
+def test_error_log_middleware_records_each_failure_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from loopline.serving import failures
+
+    seen: list[tuple[str, int]] = []
+    monkeypatch.setattr(failures, "SINKS", [lambda ts, route, status: seen.append((route, status))])
+
+    def app_answering(status: int, then: BaseException | None = None):
+        async def app(scope, receive, send):
+            await send({"type": "http.response.start", "status": status, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            if then is not None:
+                raise then
+        return app
+
+    def app_raising(exc: BaseException):
+        async def app(scope, receive, send):
+            raise exc
+        return app
+
+    async def call(app, path: str = "/predict") -> None:
+        async def receive():
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message):
+            pass
+
+        try:
+            await failures.ErrorLog(app)({"type": "http", "path": path}, receive, send)
+        except (RuntimeError, asyncio.CancelledError):
+            pass
+
+    async def scenario() -> None:
+        await call(app_answering(200))
+        await call(app_answering(400), "/predict_batch")
+        await call(app_answering(422), "/admin/reload")  # not an inference route
+        await call(app_answering(400, then=RuntimeError("after the answer")))  # once, not twice
+        await call(app_raising(RuntimeError("bug")), "/feedback")
+        await call(app_raising(asyncio.CancelledError()))  # BentoML's timeout
+        failures.SINKS[:] = [lambda *a: 1 / 0]  # a broken sink never breaks a response
+        await call(app_answering(400))
+
+    asyncio.run(scenario())
+    assert seen == [("/predict_batch", 400), ("/predict", 400), ("/feedback", 500), ("/predict", 504)]
 
 
 def test_inference_log_retries_while_the_file_is_locked(tmp_path: Path) -> None:

@@ -33,8 +33,9 @@ def test_a_stage_in_process_prints_its_summary_and_sees_dvc_variables(
     assert stagerun.run_in_process("train", str(tmp_path), stage_env) == 0
     assert seen == {"name": "train", "cwd": str(tmp_path), "stage": "train"}
     assert os.getcwd() == before and "DVC_STAGE" not in os.environ
-    out = capsys.readouterr().out
-    assert out.startswith(stagerun.SUMMARY_PREFIX) and '"rows": 3' in out
+    mark, summary = capsys.readouterr().out.splitlines()
+    assert mark == stagerun.IN_PROCESS_MARK + "train"
+    assert summary.startswith(stagerun.SUMMARY_PREFIX) and '"rows": 3' in summary
 
 
 def test_a_user_error_in_process_is_one_line_and_its_exit_code(
@@ -65,6 +66,23 @@ def test_a_bug_in_process_shows_its_traceback(
     err = capsys.readouterr().err
     assert "Traceback" in err and "ZeroDivisionError: boom" in err
     assert os.getcwd() == before
+
+
+def test_sys_exit_in_a_stage_is_its_exit_code_not_the_end_of_dvc(
+        tmp_path: Path, stage_env: dict, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture) -> None:
+    codes = iter([3, "cannot go on", None, True])
+
+    def fake(name: str, root: Path) -> dict:
+        raise SystemExit(next(codes))
+
+    monkeypatch.setattr(stagerun, "run_stage", fake)
+    monkeypatch.setattr("loopline.config.find_root", lambda _: tmp_path)
+    assert stagerun.run_in_process("train", str(tmp_path), stage_env) == 3
+    assert stagerun.run_in_process("train", str(tmp_path), stage_env) == 1
+    assert capsys.readouterr().err == "cannot go on\n"
+    assert stagerun.run_in_process("train", str(tmp_path), stage_env) == 0
+    assert stagerun.run_in_process("train", str(tmp_path), stage_env) == 1  # sys.exit(True)
 
 
 def test_install_runs_loopline_stages_here_and_other_commands_in_a_shell(

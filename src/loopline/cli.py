@@ -8,6 +8,7 @@ stderr and a non-zero exit; ``--verbose`` adds the traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -49,7 +50,8 @@ def _main(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:
-    _state["verbose"] = verbose
+    # a stage that `loopline -v run` started as a process inherits the setting
+    _state["verbose"] = verbose or os.environ.get("LOOPLINE_VERBOSE") == "1"
 
 
 def _root(repo: Path | None) -> Path:
@@ -145,6 +147,10 @@ def run(
                 live.stop()
     metrics = _read_report(root, paths.reports, "metrics.json") or {}
     gate_doc = _read_report(root, paths.reports, "gate.json") if result.ok else None
+    ran = any(ev.state in ("done", "failed") for ev in result.stages.values())
+    if ran and not isolated and not result.in_process:
+        _console(stderr=True).print("note: this dvc's stage runner is not the one loopline knows, "
+                                    "so each stage ran as its own process (slower, same outputs)")
     if as_json:
         typer.echo(json.dumps({
             "ok": result.ok and (gate_doc is None or gate_doc.get("verdict") == "pass"),
@@ -152,6 +158,7 @@ def run(
                                                    "failed": gate_doc.get("failed", [])},
             "up_to_date": result.up_to_date, "seconds": round(result.seconds, 2),
             "failed_stage": result.failed_stage, "error": result.error or None,
+            "stages_in_process": result.in_process,
             "stages": {k: {"state": v.state, "seconds": round(v.seconds, 2), "summary": v.summary}
                        for k, v in result.stages.items()},
             "metrics": metrics, "reports": _report_paths(root, paths)}, default=str))

@@ -23,7 +23,7 @@ from loopline.config import (PARAMS_FILE, check_estimator, compose, diff_keys, p
                              validate_params)
 from loopline.errors import LooplineError
 
-from loopline.stagerun import SUMMARY_PREFIX  # re-exported: the tracker and tests use it
+from loopline.stagerun import IN_PROCESS_MARK, SUMMARY_PREFIX
 
 
 @dataclass
@@ -132,6 +132,7 @@ class ReproResult:
     output: list[str]
     failed_stage: str | None = None
     error: str = ""
+    in_process: bool = False  # loopline's stages ran inside dvc's process (loopline.stagerun)
 
 
 def _finish(ev: StageEvent, on_event: Callable[[StageEvent], None] | None) -> None:
@@ -216,11 +217,22 @@ class PendingRepro:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        proc = self._proc
         if not self._let_go:  # still waiting for its order: nothing ran, stop it
-            self._proc.kill()
-            self._proc.wait()
-        # once let go, an interrupt reached dvc too (same process group): it stops on its own
-        for stream in (self._proc.stdin, self._proc.stdout):
+            proc.kill()
+            proc.wait()
+        elif proc.poll() is None:
+            # left while dvc runs (an error here, or Ctrl-C, which reached dvc too: same
+            # process group): let it finish or stop, reading its output so it never blocks
+            if proc.stdin and not proc.stdin.closed:
+                proc.stdin.close()
+            proc.stdin = None
+            try:
+                proc.communicate(timeout=60)
+            except (subprocess.TimeoutExpired, KeyboardInterrupt):
+                proc.kill()
+                proc.wait()
+        for stream in (proc.stdin, proc.stdout):
             if stream and not stream.closed:
                 stream.close()
 
@@ -243,11 +255,13 @@ class PendingRepro:
         except OSError:  # it died while importing: its output says why
             pass
         tracker = _Tracker(on_event)
-        up_to_date = False
+        up_to_date = in_process = False
         for raw in proc.stdout:
             line = raw.rstrip("\n")
             if line == _UP_TO_DATE:
                 up_to_date = True
+            elif line.startswith(IN_PROCESS_MARK):
+                in_process = True
             else:
                 tracker.feed(line)
         code = proc.wait()
@@ -258,7 +272,9 @@ class PendingRepro:
                 if on_event:
                     on_event(ev)
             return ReproResult(True, stages, time.perf_counter() - started, True, [])
-        return _result(tracker, code, time.perf_counter() - started)
+        result = _result(tracker, code, time.perf_counter() - started)
+        result.in_process = in_process
+        return result
 
 
 def repro(root: Path, *, targets: list[str] | None = None, force: bool = False,

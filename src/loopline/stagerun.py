@@ -25,6 +25,7 @@ from pathlib import Path
 
 STAGES = ("ingest", "validate", "prepare", "train", "evaluate", "export", "gate")
 SUMMARY_PREFIX = "loopline-stage-summary: "
+IN_PROCESS_MARK = "loopline: in dvc's process: stage "  # `loopline run` reports what it saw
 _COMMAND = re.compile(r"loopline stage (\w+)")
 
 
@@ -66,20 +67,24 @@ def run_in_process(name: str, cwd: str, env: dict[str, str]) -> int:
     saved_env = {k: os.environ.get(k) for k in added}
     saved_cwd = os.getcwd()
     os.environ.update(added)
+    print(IN_PROCESS_MARK + name, flush=True)
     try:
         os.chdir(cwd)
         summary = run_stage(name, find_root(None))
         print(summary_line(summary), flush=True)
         return 0
     except LooplineError as err:
-        if os.environ.get("LOOPLINE_VERBOSE"):
+        if os.environ.get("LOOPLINE_VERBOSE") == "1":
             traceback.print_exc()
         print(f"error: {err.message}", file=sys.stderr, flush=True)
         if err.details:
             print(err.details, file=sys.stderr, flush=True)
         return err.exit_code
-    except (KeyboardInterrupt, SystemExit):
-        raise
+    except SystemExit as exc:  # what sys.exit in a stage process would have meant, not dvc's end
+        if exc.code is None or isinstance(exc.code, int):
+            return int(exc.code or 0)
+        print(exc.code, file=sys.stderr, flush=True)
+        return 1
     except Exception:  # a bug in a stage: the traceback, as a stage process would print it
         traceback.print_exc()
         return 1

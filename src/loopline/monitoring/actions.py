@@ -136,12 +136,18 @@ def retrain(root: Path, params: Any, window: dict, labelled: Any, stage: str, *,
     import subprocess
     import sys
 
-    if window.get("status") != "AMBER" or labelled is None:
+    from loopline.monitoring.monitor import worst
+
+    # the model's grades decide, not the error rate: that is the service's, and a new model
+    # would not mend it (nor should a RED error rate stop a retraining the model needs)
+    model_status = worst([g for k, g in (window.get("grades") or {}).items() if k != "error_rate"])
+    if model_status != "AMBER" or labelled is None:
+        if window.get("status") == "AMBER" and model_status == "GREEN" and labelled is not None:
+            return [{"action": "retrain", "done": False,
+                     "why": "the window is AMBER for its error rate only: the service's "
+                            "failures, which a new model would not mend"}]
         return []
     entry: dict[str, Any] = {"action": "retrain", "done": False}
-    if not any(g == "AMBER" for k, g in (window.get("grades") or {}).items() if k != "error_rate"):
-        return [{**entry, "why": "the window is AMBER for its error rate only: the service's "
-                                 "failures, which a new model would not mend"}]
     min_labels = params.monitor.min_labels
     from loopline import registry
 

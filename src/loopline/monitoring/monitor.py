@@ -191,10 +191,15 @@ def window_report(df: pd.DataFrame, reference: pd.DataFrame, numeric: list[str],
 
 def _grade_errors(out: dict, errors: pd.DataFrame, served: int, cfg: MonitorConfig,
                   grade: Any) -> None:
-    """Error count, by status and route, and the error rate of the requests in a window."""
-    n = int(len(errors))
+    """Error count, by status and route, and the error rate of the prediction requests.
+
+    Failed /feedback calls are counted by route but left out of the rate: successful ones
+    are not logged as requests, so they have no denominator.
+    """
+    predict = errors[errors["route"] != "/feedback"]
+    n = int(len(predict))
     total = served + n
-    out["errors"] = {"count": n,
+    out["errors"] = {"count": int(len(errors)),
                      "by_status": {str(k): int(v) for k, v in
                                    errors["status"].value_counts().sort_index().items()},
                      "by_route": {str(k): int(v) for k, v in
@@ -202,9 +207,9 @@ def _grade_errors(out: dict, errors: pd.DataFrame, served: int, cfg: MonitorConf
     out["error_rate"] = n / total if total else None
     if cfg.error_rate is None or total < cfg.min_requests:
         return
-    codes = ", ".join(f"{k}: {v}" for k, v in out["errors"]["by_status"].items())
+    codes = ", ".join(f"{k}: {v}" for k, v in predict["status"].value_counts().sort_index().items())
     grade("error_rate", cfg.error_rate.status(out["error_rate"]),
-          f"{n} of {total} requests failed ({out['error_rate']:.1%}; {codes or 'none'}; "
+          f"{n} of {total} prediction requests failed ({out['error_rate']:.1%}; {codes or 'none'}; "
           f"{_bands(cfg.error_rate)})")
 
 

@@ -335,7 +335,7 @@ def read_errors(path: str | Path, *, since: float | None = None,
                 until: float | None = None) -> Any:
     """Failed requests to the inference routes: a DataFrame of ts, route, status, model_version.
 
-    Empty for a log written before errors were recorded.
+    None for a log written before failed requests were recorded (unknown, not zero).
     """
     import pandas as pd
 
@@ -355,7 +355,7 @@ def read_errors(path: str | Path, *, since: float | None = None,
     except sqlite3.OperationalError as err:
         if "no such table" not in str(err):
             raise
-        rows = []
+        return None
     finally:
         conn.close()
     return pd.DataFrame(rows, columns=columns)

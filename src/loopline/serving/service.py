@@ -31,7 +31,6 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -42,7 +41,7 @@ from starlette.responses import Response
 from typing_extensions import NotRequired, Required, TypedDict
 
 from loopline.errors import LooplineError
-from loopline.serving import contract
+from loopline.serving import contract, failures
 from loopline.serving.inference_log import InferenceLog
 from loopline.serving.model import CARD_FILE, MODEL_FILE, IntegrityError, ServedModel
 from loopline.serving.spec import LOG_ENV, read_spec
@@ -177,43 +176,6 @@ class BodyLimit:
         return await self.app(scope, replay, send)
 
 
-# A failed request to these routes goes to the inference log, so `loopline monitor` can report
-# the error rate; the service sets the sink once its log is open.
-_LOGGED_ROUTES = frozenset({"/predict", "/predict_batch", "/feedback"})
-_error_sink: list[Callable[[float, str, int], None]] = []
-
-
-class ErrorLog:
-    """ASGI middleware: an inference route answered 4xx or 5xx is recorded in the log."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope.get("path") not in _LOGGED_ROUTES:
-            return await self.app(scope, receive, send)
-        route = scope["path"]
-
-        async def watch(message: Any) -> None:
-            if message["type"] == "http.response.start" and message["status"] >= 400:
-                _record_error(route, message["status"])
-            await send(message)
-
-        try:
-            return await self.app(scope, receive, watch)
-        except Exception:
-            _record_error(route, 500)
-            raise
-
-
-def _record_error(route: str, status: int) -> None:
-    for sink in _error_sink:
-        try:
-            sink(time.time(), route, status)
-        except Exception:  # recording a failure must never fail the response
-            logger.exception("could not record a failed %s request", route)
-
-
 class _QuietBadRequests(logging.Filter):
     """Drop BentoML's traceback for a request that failed validation (it answers 400 and
     the access log keeps the line): a flood of bad payloads must not flood the log."""
@@ -273,7 +235,7 @@ class LooplineService:
             self.log = InferenceLog(os.environ.get(LOG_ENV) or log["path"],
                                     flush_interval=log["flush_interval"],
                                     flush_rows=log["flush_rows"], shadow=lambda: self.shadow)
-        _error_sink[:] = [lambda ts, route, status: self.log.error(
+        failures.SINKS[:] = [lambda ts, route, status: self.log.error(
             ts, route, status, self.model.version)]
         self._reload_lock = threading.Lock()
         self._control_mtime = self._mtime()
@@ -467,5 +429,5 @@ class LooplineService:
 
 
 # ErrorLog first, so it is the outer one and sees BodyLimit's 413 too
-LooplineService.add_asgi_middleware(ErrorLog)
+LooplineService.add_asgi_middleware(failures.ErrorLog)
 LooplineService.add_asgi_middleware(BodyLimit, max_bytes=SPEC["max_body_bytes"])

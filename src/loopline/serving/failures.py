@@ -1,0 +1,61 @@
+"""Failed requests to the inference routes, for the monitor's error rate.
+
+:class:`ErrorLog` is ASGI middleware around the service: a request to /predict,
+/predict_batch or /feedback answered 4xx or 5xx, including BentoML's 504 on a timeout, is
+passed to the sinks (the service's inference log) with its time, route and status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+logger = logging.getLogger("loopline.serving")
+
+ROUTES = frozenset({"/predict", "/predict_batch", "/feedback"})
+# set by the service once its log is open (one service, so one sink, per worker process)
+SINKS: list[Callable[[float, str, int], None]] = []
+
+
+class ErrorLog:
+    """ASGI middleware: an inference route answered 4xx or 5xx is recorded once."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("path") not in ROUTES:
+            return await self.app(scope, receive, send)
+        route = scope["path"]
+        started = False
+
+        async def watch(message: Any) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                if message["status"] >= 400:
+                    record(route, message["status"])
+            await send(message)
+
+        try:
+            return await self.app(scope, receive, watch)
+        except asyncio.CancelledError:  # BentoML's timeout, outside us, answers 504
+            if not started:
+                record(route, 504)
+            raise
+        except Exception:  # the server answers 500
+            if not started:
+                record(route, 500)
+            raise
+
+
+def record(route: str, status: int) -> None:
+    """Pass a failed request to every sink; a failing sink never fails the response."""
+    for sink in SINKS:
+        try:
+            sink(time.time(), route, status)
+        except Exception:
+            logger.exception("could not record a failed %s request", route)
