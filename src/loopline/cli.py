@@ -50,8 +50,10 @@ def _main(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:
-    # a stage that `loopline -v run` started as a process inherits the setting
-    _state["verbose"] = verbose or os.environ.get("LOOPLINE_VERBOSE") == "1"
+    # the stages that `loopline -v run` starts (in dvc's process or their own) inherit it
+    if verbose:
+        os.environ["LOOPLINE_VERBOSE"] = "1"
+    _state["verbose"] = os.environ.get("LOOPLINE_VERBOSE") == "1"
 
 
 def _root(repo: Path | None) -> Path:
@@ -100,10 +102,9 @@ def stage(
     name: Annotated[str, typer.Argument(help=f"One of: {', '.join(STAGES)}.")],
 ) -> None:
     """Run one pipeline stage (this is what dvc.yaml calls)."""
-    from loopline.stagerun import run_stage, summary_line
+    from loopline.stagerun import check_stage, run_stage, summary_line
 
-    if name not in STAGES:
-        raise LooplineError(f"unknown stage {name!r}: expected one of {', '.join(STAGES)}", exit_code=2)
+    check_stage(name)  # before looking for the repository: the name is the first thing wrong
     typer.echo(summary_line(run_stage(name, _root(None))))
     # the stage's work is done and its outputs are written: spare the exiting interpreter a
     # last collection over every object sklearn, pandas and onnx left behind (~0.3 s a stage)

@@ -181,12 +181,6 @@ sys.exit(main(sys.argv[1:]) if order else 130)
 """
 
 
-def _verbose() -> bool:
-    """``loopline --verbose``: a stage run in dvc's process prints its traceback too."""
-    cli = sys.modules.get("loopline.cli")
-    return bool(cli and cli._state.get("verbose")) or os.environ.get("LOOPLINE_VERBOSE") == "1"
-
-
 class PendingRepro:
     """``dvc repro`` started ahead of time; :meth:`run` lets it go and reports stage events.
 
@@ -203,8 +197,6 @@ class PendingRepro:
         env = dvc_env()
         # `loopline stage NAME` commands run inside that dvc process (loopline.stagerun)
         env["LOOPLINE_STAGES_IN_PROCESS"] = "1" if in_process else "0"
-        if _verbose():
-            env["LOOPLINE_VERBOSE"] = "1"
         try:
             self._proc = subprocess.Popen(cmd, cwd=root, env=env, stdin=subprocess.PIPE,
                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -29,16 +29,22 @@ IN_PROCESS_MARK = "loopline: in dvc's process: stage "  # `loopline run` reports
 _COMMAND = re.compile(r"loopline stage (\w+)")
 
 
-def run_stage(name: str, root: Path) -> dict:
-    """Run stage ``name`` of the instance at ``root``; return its one-line summary."""
-    import importlib
-
-    from loopline.config import load_params
+def check_stage(name: str) -> None:
+    """A LooplineError (exit 2) unless ``name`` is a pipeline stage."""
     from loopline.errors import LooplineError
 
     if name not in STAGES:
         raise LooplineError(f"unknown stage {name!r}: expected one of {', '.join(STAGES)}",
                             exit_code=2)
+
+
+def run_stage(name: str, root: Path) -> dict:
+    """Run stage ``name`` of the instance at ``root``; return its one-line summary."""
+    import importlib
+
+    from loopline.config import load_params
+
+    check_stage(name)
     cfg = load_params(root)
     module = importlib.import_module(f"loopline.stages.{name}")
     started = time.perf_counter()

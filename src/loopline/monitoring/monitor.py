@@ -84,16 +84,8 @@ def window_report(df: pd.DataFrame, reference: pd.DataFrame, numeric: list[str],
     df = df.reset_index(drop=True)  # labels and probabilities are aligned by position
     out: dict[str, Any] = {"requests": int(df["request_id"].nunique()), "records": int(len(df)),
                            "versions": sorted(df["model_version"].unique().tolist())}
-    grades: dict[str, str | None] = {}
-    reasons: list[str] = []
-    model_reasons: list[str] = []  # all but the error rate, which is the service's, not a model's
-
-    def grade(name: str, status: str | None, why: str) -> None:
-        grades[name] = status
-        if status in ("AMBER", "RED"):
-            reasons.append(f"{status}: {why}")
-            if name != "error_rate":
-                model_reasons.append(reasons[-1])
+    grade = _Grades()
+    grades, reasons = grade.grades, grade.reasons
 
     lat = df["latency_ms"].to_numpy(dtype=float)
     out["latency_ms"] = {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99))}
@@ -178,8 +170,7 @@ def window_report(df: pd.DataFrame, reference: pd.DataFrame, numeric: list[str],
         out["status_by_version"] = {}
         for version, part in df.groupby("model_version"):
             if len(out["versions"]) == 1:
-                status = worst([g for k, g in grades.items() if k != "error_rate"])
-                sub = {**out, "status": status, "reasons": model_reasons}
+                sub = {**out, "status": grade.model_status(), "reasons": grade.model_reasons()}
             else:
                 sub = window_report(part, reference, numeric, categorical, classes, positive,
                                     class_balance, cfg, by_version=False)
@@ -189,8 +180,33 @@ def window_report(df: pd.DataFrame, reference: pd.DataFrame, numeric: list[str],
     return out
 
 
+class _Grades:
+    """A window's grade per figure and one reason per grade that is not GREEN.
+
+    The error rate is the service's, not a model's: :meth:`model_status` and
+    :meth:`model_reasons` leave it out.
+    """
+
+    def __init__(self) -> None:
+        self.grades: dict[str, str | None] = {}
+        self.reasons: list[str] = []
+        self._reason_of: dict[str, str] = {}
+
+    def __call__(self, name: str, status: str | None, why: str) -> None:
+        self.grades[name] = status
+        if status in ("AMBER", "RED"):
+            self.reasons.append(f"{status}: {why}")
+            self._reason_of[name] = self.reasons[-1]
+
+    def model_status(self) -> str:
+        return worst([g for k, g in self.grades.items() if k != "error_rate"])
+
+    def model_reasons(self) -> list[str]:
+        return [r for k, r in self._reason_of.items() if k != "error_rate"]
+
+
 def _grade_errors(out: dict, errors: pd.DataFrame, served: int, cfg: MonitorConfig,
-                  grade: Any) -> None:
+                  grade: _Grades) -> None:
     """Error count, by status and route, and the error rate of the prediction requests.
 
     Failed /feedback calls are counted by route but left out of the rate: successful ones
@@ -215,18 +231,12 @@ def _grade_errors(out: dict, errors: pd.DataFrame, served: int, cfg: MonitorConf
 
 def _errors_only(errors: pd.DataFrame, cfg: MonitorConfig) -> dict:
     """A window in which every request failed: nothing to judge but the error rate."""
-    grades: dict[str, str | None] = {}
-    reasons: list[str] = []
-
-    def grade(name: str, status: str | None, why: str) -> None:
-        grades[name] = status
-        if status in ("AMBER", "RED"):
-            reasons.append(f"{status}: {why}")
-
+    grade = _Grades()
     out: dict[str, Any] = {"requests": 0, "records": 0, "labels": 0, "versions": []}
     _grade_errors(out, errors, 0, cfg, grade)
-    judged = [g for g in grades.values() if g]
-    out.update(grades=grades, status=worst(judged) if judged else NO_DATA, reasons=reasons)
+    judged = [g for g in grade.grades.values() if g]
+    out.update(grades=grade.grades, status=worst(judged) if judged else NO_DATA,
+               reasons=grade.reasons)
     return out
 
 

@@ -276,6 +276,18 @@ class InferenceLog:
         atexit.unregister(self.close)
 
 
+def _ts_range(since: float | None, until: float | None) -> tuple[str, list[float]]:
+    """A ``WHERE`` clause (or "") for ``since <= ts < until``, and its arguments."""
+    where, args = [], []
+    if since is not None:
+        where.append("ts >= ?")
+        args.append(since)
+    if until is not None:
+        where.append("ts < ?")
+        args.append(until)
+    return (" WHERE " + " AND ".join(where) if where else ""), args
+
+
 def read_predictions(path: str | Path, *, since: float | None = None,
                      until: float | None = None, with_feedback: bool = True) -> Any:
     """The log as a pandas DataFrame with one row per record, joined to feedback labels.
@@ -286,17 +298,11 @@ def read_predictions(path: str | Path, *, since: float | None = None,
     """
     import pandas as pd
 
+    where, args = _ts_range(since, until)
     conn = connect(path, readonly=True)
     try:
-        where, args = [], []
-        if since is not None:
-            where.append("ts >= ?")
-            args.append(since)
-        if until is not None:
-            where.append("ts < ?")
-            args.append(until)
-        sql = "SELECT * FROM requests" + (" WHERE " + " AND ".join(where) if where else "")
-        requests = conn.execute(sql + " ORDER BY ts, request_id", args).fetchall()
+        requests = conn.execute(f"SELECT * FROM requests{where} ORDER BY ts, request_id",
+                                args).fetchall()
         labels = {}
         if with_feedback:
             labels = {(r, i): (lab, t) for r, i, lab, t in
@@ -340,18 +346,11 @@ def read_errors(path: str | Path, *, since: float | None = None,
     import pandas as pd
 
     columns = ["ts", "route", "status", "model_version"]
+    where, args = _ts_range(since, until)
     conn = connect(path, readonly=True)
     try:
-        where, args = [], []
-        if since is not None:
-            where.append("ts >= ?")
-            args.append(since)
-        if until is not None:
-            where.append("ts < ?")
-            args.append(until)
-        sql = "SELECT ts, route, status, model_version FROM errors"
-        rows = conn.execute(sql + (" WHERE " + " AND ".join(where) if where else "")
-                            + " ORDER BY ts", args).fetchall()
+        rows = conn.execute(f"SELECT {', '.join(columns)} FROM errors{where} ORDER BY ts",
+                            args).fetchall()
     except sqlite3.OperationalError as err:
         if "no such table" not in str(err):
             raise
