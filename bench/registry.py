@@ -48,8 +48,8 @@ ENV.pop("GIT_COMMITTER_DATE", None)
 # The installed `loopline` once cli.py calls add_commands; until then the same entry point
 # with the registry commands added (identical imports).
 SHIM = """\
-from loopline.cli import app, main
-from loopline.registry_cli import add_commands
+from loopline.cli.app import app, main
+from loopline.cli.registry import add_commands
 if "which" not in {c.name for c in app.registered_commands}:
     add_commands(app)
 main()

@@ -33,12 +33,12 @@ from conftest import make_instance  # noqa: E402  (the same copy the tests make)
 BARE = r"""
 import sys, time, yaml
 from pathlib import Path
-from loopline.config import Params
-from loopline.stages import ingest, validate, prepare, train, evaluate, export, gate
+from loopline.config.schema import Params
+from loopline.pipeline.stages import ingest, validate, prepare, train, evaluate, export, gate
 root = Path(sys.argv[1])
 params = Params.model_validate(yaml.safe_load((root / "params.yaml").read_text()))
 t = time.perf_counter()
-from loopline.champion import refresh_champion
+from loopline.registry.champion import refresh_champion
 refresh_champion(root, params.paths.reports, params.gate.champion.stage)
 for stage in (ingest, validate, prepare, train, evaluate, export, gate):
     stage.run(params, root)

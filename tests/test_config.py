@@ -1,4 +1,4 @@
-"""Unit tests of loopline.config: composing conf/, validating params, checking estimators."""
+"""Unit tests of loopline.config.schema: composing conf/, validating params, checking estimators."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from loopline import config as cfg
-from loopline.config import (
+from loopline.config import schema as cfg
+from loopline.config.schema import (
     Distribution,
     ModelConfig,
     Params,
@@ -20,7 +20,7 @@ from loopline.config import (
     find_root,
     validate_params,
 )
-from loopline.errors import LooplineError
+from loopline.core.errors import LooplineError
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,12 @@ import pandas as pd
 import pytest
 from sklearn import metrics as m
 
-from loopline.stages.evaluate import classification_metrics, curves, markdown, slice_metrics
+from loopline.pipeline.stages.evaluate import (
+    classification_metrics,
+    curves,
+    markdown,
+    slice_metrics,
+)
 
 CLASSES = ["bad", "good"]
 

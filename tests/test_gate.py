@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from loopline.config import DriftCheck, GateConfig
-from loopline.stages import gate
+from loopline.config.schema import DriftCheck, GateConfig
+from loopline.pipeline.stages import gate
 
 
 def cfg(**kw) -> GateConfig:

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from conftest import BIN, REPO, loopline, sh
-from loopline import local_ci, report
+from loopline.gitops import ci as local_ci
+from loopline.gitops import report
 
 WORKFLOWS = REPO / ".github" / "workflows"
 
@@ -177,7 +178,7 @@ def test_local_ci_runs_pr_and_main_and_pushes_the_tags(built_copy: Path, tmp_pat
 
 
 def test_scaffold_workflow_templates_match_the_reference() -> None:
-    """`loopline init` copies src/loopline/templates/github/workflows: same bytes as ours."""
-    templates = REPO / "src" / "loopline" / "templates" / "github" / "workflows"
+    """`loopline init` copies src/loopline/gitops/templates/github/workflows: same bytes as ours."""
+    templates = REPO / "src" / "loopline" / "gitops" / "templates" / "github" / "workflows"
     ours = {p.name: p.read_bytes() for p in WORKFLOWS.glob("*.yml")}
     assert ours and ours == {p.name: p.read_bytes() for p in templates.glob("*.yml")}

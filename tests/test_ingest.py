@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from loopline.errors import LooplineError
-from loopline.stages import ingest
-from loopline.stages.ingest import (
+from loopline.core.errors import LooplineError
+from loopline.pipeline.stages import ingest
+from loopline.pipeline.stages.ingest import (
     ROW_ID,
     add_row_id,
     content_row_ids,

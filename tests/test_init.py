@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from conftest import FAST_SEARCH, REPO, loopline, ran_stages, sh
-from loopline import scaffold
-from loopline.errors import LooplineError
+from loopline.core.errors import LooplineError
+from loopline.gitops import scaffold
 
 STAGES = {"ingest", "validate", "prepare", "train", "evaluate", "export", "gate"}
 GENERIC_GROUPS = ("features", "model", "search", "evaluate", "export", "gate", "serve")

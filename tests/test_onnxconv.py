@@ -1,4 +1,4 @@
-"""Unit tests for loopline.features and loopline.onnxconv on a small synthetic frame."""
+"""Unit tests for loopline.model.features and loopline.model.onnx_export on a small synthetic frame."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from loopline.features import (
+from loopline.model.features import (
     CATEGORICAL_IMPUTERS,
     NUMERIC_IMPUTERS,
     StableKNNImputer,
     build_preprocessor,
     to_model_frame,
 )
-from loopline.onnxconv import OnnxModel, convert, make_feeds, parity
+from loopline.model.onnx_export import OnnxModel, convert, make_feeds, parity
 
 NUMERIC = ["age", "income", "score"]
 CATEGORICAL = ["city", "plan"]
@@ -196,7 +196,7 @@ def test_convert_gives_the_same_bytes_whatever_the_hash_seed(frames, tmp_path):
 
     pipe = _fit(frames, "hgb", "median", "most_frequent")
     (tmp_path / "pipe.pkl").write_bytes(pickle.dumps(pipe))
-    script = ("import pickle, sys, hashlib; from loopline.onnxconv import convert; "
+    script = ("import pickle, sys, hashlib; from loopline.model.onnx_export import convert; "
               "p = pickle.load(open(sys.argv[1], 'rb')); "
               f"print(hashlib.sha256(convert(p, {NUMERIC!r}, {CATEGORICAL!r})).hexdigest())")
     digests = {subprocess.run([sys.executable, "-c", script, str(tmp_path / "pipe.pkl")],

@@ -84,9 +84,9 @@ def test_imputation_change_reruns_from_prepare(built_copy: Path) -> None:
 def test_onnx_predicts_like_sklearn(built_instance: Path) -> None:
     import joblib
 
-    from loopline.config import load_params
-    from loopline.frames import xy
-    from loopline.onnxconv import OnnxModel
+    from loopline.config.schema import load_params
+    from loopline.model.onnx_export import OnnxModel
+    from loopline.pipeline.frames import xy
 
     params = load_params(built_instance)
     test = pd.read_parquet(built_instance / "data/prepared/test.parquet")

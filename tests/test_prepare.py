@@ -9,10 +9,17 @@ import pandas as pd
 import pytest
 import yaml
 
-from loopline.config import DataConfig, FeaturesConfig, Schema, Split, compose, validate_params
-from loopline.errors import LooplineError
-from loopline.stages import ingest
-from loopline.stages.prepare import coerce, imputation_plan, prepare, split
+from loopline.config.schema import (
+    DataConfig,
+    FeaturesConfig,
+    Schema,
+    Split,
+    compose,
+    validate_params,
+)
+from loopline.core.errors import LooplineError
+from loopline.pipeline.stages import ingest
+from loopline.pipeline.stages.prepare import coerce, imputation_plan, prepare, split
 
 ROOT = Path(__file__).resolve().parents[1]
 

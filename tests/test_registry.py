@@ -18,9 +18,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from loopline import registry
-from loopline.errors import LooplineError
-from loopline.registry_cli import add_commands
+from loopline.cli.registry import add_commands
+from loopline.core.errors import LooplineError
+from loopline.registry import actions as registry
 
 ART = "credit-risk"
 
@@ -425,8 +425,8 @@ def test_get_fetches_from_the_dvc_remote_when_the_cache_lacks_the_objects(
 def test_which_as_a_whole_command_imports_nothing_heavy(repo: Repo) -> None:
     repo.register("a")
     registry.promote("v0.1.0", "prod", root=repo.path)
-    script = ("import sys\nfrom loopline.cli import app, main\n"
-              "from loopline.registry_cli import add_commands\n"
+    script = ("import sys\nfrom loopline.cli.app import app, main\n"
+              "from loopline.cli.registry import add_commands\n"
               "if 'which' not in {c.name for c in app.registered_commands}:\n"
               "    add_commands(app)\n"
               f"sys.argv = ['loopline', 'which', 'prod', '-C', {str(repo.path)!r}]\n"

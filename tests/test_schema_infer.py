@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from loopline.config import Schema
-from loopline.errors import LooplineError
-from loopline.schema_infer import MAX_CATEGORIES, infer_column, infer_schema, schema_yaml
-from loopline.stages import ingest
-from loopline.stages.validate import check_schema
+from loopline.config.infer import MAX_CATEGORIES, infer_column, infer_schema, schema_yaml
+from loopline.config.schema import Schema
+from loopline.core.errors import LooplineError
+from loopline.pipeline.stages import ingest
+from loopline.pipeline.stages.validate import check_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -124,9 +124,9 @@ def test_boolean_and_float_targets_get_the_labels_validate_compares() -> None:
     """Classes are written as validate and prepare read them (true/1), not as Python prints them."""
     import pandas as pd
 
-    from loopline.config import DataConfig
-    from loopline.schema_infer import infer_schema
-    from loopline.stages.validate import check_target
+    from loopline.config.infer import infer_schema
+    from loopline.config.schema import DataConfig
+    from loopline.pipeline.stages.validate import check_target
 
     for values, want in (([True, False, True], ["false", "true"]), ([1.0, 0.0, 1.0], ["0", "1"])):
         df = pd.DataFrame({"y": values, "x": [1, 2, 3]})

@@ -155,7 +155,7 @@ def test_single_and_batch_predictions_match_onnxruntime(server: Server, two_vers
     got = np.array([[p["probabilities"]["bad"], p["probabilities"]["good"]]
                     for p in batch.json()["predictions"]])
 
-    from loopline.onnxconv import OnnxModel
+    from loopline.model.onnx_export import OnnxModel
 
     loopline("get", "v0.1.0", "-o", str(tmp_path / "v1"), cwd=two_versions)
     want = OnnxModel(tmp_path / "v1" / "model.onnx").predict_proba(test[cols])

@@ -13,10 +13,10 @@ import pytest
 import yaml
 
 from conftest import REPO, loopline, sh
-from loopline.config import Params
-from loopline.simulate import Stream, drift_score, records_of
-from loopline.simulate_cli import _runs
-from loopline.simulate_report import render
+from loopline.cli.simulate import _runs
+from loopline.config.schema import Params
+from loopline.simulate.report import render
+from loopline.simulate.run import Stream, drift_score, records_of
 
 
 def params() -> Params:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from loopline import stagerun
-from loopline.errors import LooplineError
+from loopline.core.errors import LooplineError
+from loopline.pipeline import runner as stagerun
 
 
 @pytest.fixture()
@@ -28,7 +28,7 @@ def test_a_stage_in_process_prints_its_summary_and_sees_dvc_variables(
         return {"rows": 3}
 
     monkeypatch.setattr(stagerun, "run_stage", fake)
-    monkeypatch.setattr("loopline.config.find_root", lambda _: tmp_path)
+    monkeypatch.setattr("loopline.config.schema.find_root", lambda _: tmp_path)
     before = os.getcwd()
     assert stagerun.run_in_process("train", str(tmp_path), stage_env) == 0
     assert seen == {"name": "train", "cwd": str(tmp_path), "stage": "train"}
@@ -46,7 +46,7 @@ def test_a_user_error_in_process_is_one_line_and_its_exit_code(
                             details="  row 3: 7", exit_code=2)
 
     monkeypatch.setattr(stagerun, "run_stage", fake)
-    monkeypatch.setattr("loopline.config.find_root", lambda _: tmp_path)
+    monkeypatch.setattr("loopline.config.schema.find_root", lambda _: tmp_path)
     assert stagerun.run_in_process("validate", str(tmp_path), stage_env) == 2
     err = capsys.readouterr().err
     assert err == "error: column 'Age' [min]: 1 row below the minimum 18\n  row 3: 7\n"
@@ -60,7 +60,7 @@ def test_a_bug_in_process_shows_its_traceback(
         raise ZeroDivisionError("boom")
 
     monkeypatch.setattr(stagerun, "run_stage", fake)
-    monkeypatch.setattr("loopline.config.find_root", lambda _: tmp_path)
+    monkeypatch.setattr("loopline.config.schema.find_root", lambda _: tmp_path)
     before = os.getcwd()
     assert stagerun.run_in_process("train", str(tmp_path), stage_env) == 1
     err = capsys.readouterr().err
@@ -77,7 +77,7 @@ def test_sys_exit_in_a_stage_is_its_exit_code_not_the_end_of_dvc(
         raise SystemExit(next(codes))
 
     monkeypatch.setattr(stagerun, "run_stage", fake)
-    monkeypatch.setattr("loopline.config.find_root", lambda _: tmp_path)
+    monkeypatch.setattr("loopline.config.schema.find_root", lambda _: tmp_path)
     assert stagerun.run_in_process("train", str(tmp_path), stage_env) == 3
     assert stagerun.run_in_process("train", str(tmp_path), stage_env) == 1
     assert capsys.readouterr().err == "cannot go on\n"

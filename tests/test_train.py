@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from loopline.config import Distribution, ModelConfig, Params, SearchConfig, validate_params
-from loopline.errors import LooplineError
-from loopline.stages import train as tr
+from loopline.config.schema import Distribution, ModelConfig, Params, SearchConfig, validate_params
+from loopline.core.errors import LooplineError
+from loopline.pipeline.stages import train as tr
 
 BASE = {
     "artifact": "synthetic-model",
@@ -72,7 +72,7 @@ def synthetic(n: int = 120, seed: int = 0) -> pd.DataFrame:
 
 
 def xy(params: Params, n: int = 120):
-    from loopline.frames import xy as frames_xy
+    from loopline.pipeline.frames import xy as frames_xy
 
     return frames_xy(synthetic(n), params)
 
@@ -288,7 +288,7 @@ def features_module():
     deadline = time.monotonic() + 900
     while True:
         try:
-            return importlib.import_module("loopline.features")
+            return importlib.import_module("loopline.model.features")
         except ModuleNotFoundError:
             if time.monotonic() > deadline:
                 raise
@@ -338,7 +338,7 @@ def test_train_single_class_is_loopline_error(features_module):
 # the unreachable-scheduler test (which mostly waits on its 10 s connect timeout) runs
 # first, so the two overlap.
 _WARM_UP = ("import sklearn.model_selection, sklearn.linear_model, sklearn.compose, "
-            "sklearn.impute, sklearn.preprocessing, sklearn.pipeline, loopline.features")
+            "sklearn.impute, sklearn.preprocessing, sklearn.pipeline, loopline.model.features")
 
 
 @pytest.fixture(scope="class")

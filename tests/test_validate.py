@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from loopline.config import DataConfig, Schema, compose, validate_params
-from loopline.stages import ingest
-from loopline.stages.validate import (
+from loopline.config.schema import DataConfig, Schema, compose, validate_params
+from loopline.pipeline.stages import ingest
+from loopline.pipeline.stages.validate import (
     Violation,
     check_column,
     check_schema,

@@ -1,3 +1,3 @@
-from loopline.cli import main
+from loopline.cli.app import main
 
 main()

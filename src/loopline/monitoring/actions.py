@@ -12,7 +12,7 @@
   promoted. Locally this happens on the current branch; a clean tree is required.
 - **Rollback** (RED on the live performance of the version currently assigned to the stage,
   judged on that version's own labelled records): the stage is rolled back with
-  :func:`loopline.registry.rollback` to the last earlier version that passed its gate (the
+  :func:`loopline.registry.actions.rollback` to the last earlier version that passed its gate (the
   reasons go to the audit log) and, given a service URL and its admin token, the running
   service reloads to it. A version already replaced is never rolled back again.
 """
@@ -24,7 +24,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from loopline.errors import LooplineError
+from loopline.core.errors import LooplineError
 from loopline.monitoring.alerts import audit
 
 
@@ -53,7 +53,7 @@ def imputation(root: Path, reports: str, window: dict, amber: float) -> list[dic
 def rollback(root: Path, stage: str, window: dict, *, service_url: str | None,
              token_env: str, push: str | None = None) -> list[dict]:
     """Roll ``stage`` back when its current version fails live performance (RED)."""
-    from loopline import registry
+    from loopline.registry import actions as registry
 
     failing = {v: p for v, p in (window.get("performance_by_version") or {}).items()
                if p.get("status") == "RED"}
@@ -149,7 +149,7 @@ def retrain(root: Path, params: Any, window: dict, labelled: Any, stage: str, *,
         return []
     entry: dict[str, Any] = {"action": "retrain", "done": False}
     min_labels = params.monitor.min_labels
-    from loopline import registry
+    from loopline.registry import actions as registry
 
     try:
         current = registry.which(stage, root)["version"]
@@ -174,7 +174,7 @@ def retrain(root: Path, params: Any, window: dict, labelled: Any, stage: str, *,
     if dirty:
         return [{**entry, "why": "the work tree has uncommitted changes"}]
     if as_pr:
-        from loopline import github
+        from loopline.gitops import github
 
         try:
             open_prs = github.open_pulls(RETRAIN_BRANCH)
@@ -227,7 +227,7 @@ def _new_rows(root: Path, params: Any, labelled: Any, through: float) -> tuple[A
     """The labelled records as data rows (with their log time in ``_ts``) that the data lacks."""
     import pandas as pd
 
-    from loopline.stages.ingest import content_row_ids
+    from loopline.pipeline.stages.ingest import content_row_ids
 
     data = params.data
     source = root / data.source
@@ -252,7 +252,7 @@ def _restore(root: Path) -> None:
     import subprocess
     import sys
 
-    from loopline import registry
+    from loopline.registry import actions as registry
 
     registry.git(root, "checkout", "--", ".")
     subprocess.run([sys.executable, "-m", "dvc", "checkout", "-q"], cwd=root, capture_output=True)
@@ -265,7 +265,8 @@ def _propose(root: Path, params: Any, entry: dict, window: dict, gate: dict, mes
     import sys
     import time
 
-    from loopline import github, registry
+    from loopline.gitops import github
+    from loopline.registry import actions as registry
 
     back = registry.git(root, "rev-parse", "--abbrev-ref", "HEAD").stdout.strip()
     base_branch = back if back != "HEAD" else (os.environ.get("GITHUB_REF_NAME") or "main")

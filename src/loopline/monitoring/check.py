@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from loopline.errors import LooplineError
+from loopline.core.errors import LooplineError
 
 AUDIT = "reports/monitor_audit.jsonl"
 
@@ -24,7 +24,7 @@ def check(root: Path, params: Any, cfg: Any, *, log_path: Path, until: float | N
     """Run the monitor once (windows ending at ``until``, default now) and return its document."""
     import pandas as pd
 
-    from loopline.artifacts import write_json
+    from loopline.core.files import write_json
     from loopline.monitoring import alerts
     from loopline.monitoring import monitor as mon
     from loopline.serving.inference_log import read_errors, read_predictions

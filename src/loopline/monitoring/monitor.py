@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from loopline.config import MonitorConfig
+from loopline.config.schema import MonitorConfig
 from loopline.monitoring.drift import dataset_drift, jensenshannon
 
 ORDER = {"GREEN": 0, "AMBER": 1, "RED": 2}
@@ -55,8 +55,15 @@ def _ece(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
 
 
 def performance(labels: pd.Series, predicted: pd.Series, p_pos: pd.Series, positive: str) -> dict:
-    from sklearn.metrics import (accuracy_score, brier_score_loss, f1_score, log_loss,
-                                 precision_score, recall_score, roc_auc_score)
+    from sklearn.metrics import (
+        accuracy_score,
+        brier_score_loss,
+        f1_score,
+        log_loss,
+        precision_score,
+        recall_score,
+        roc_auc_score,
+    )
 
     y = (labels.astype(str) == positive).to_numpy().astype(int)
     yhat = (predicted.astype(str) == positive).to_numpy().astype(int)

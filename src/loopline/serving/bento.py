@@ -18,7 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from loopline.errors import LooplineError
+from loopline.core.errors import LooplineError
 from loopline.serving.spec import SPEC_FILE, make_spec, write_spec
 
 SERVING_PACKAGES = ("bentoml", "onnxruntime", "numpy", "pydantic", "orjson", "typing_extensions")

@@ -15,10 +15,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
-from typing_extensions import NotRequired, Required, TypedDict
-
 import numpy as np
 from pydantic import ConfigDict, Field, TypeAdapter, with_config
+from typing_extensions import NotRequired, Required, TypedDict
 
 # A Python identifier is not required of a column name, so records are TypedDicts built
 # with the functional syntax, which takes any string key.

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from loopline.errors import LooplineError
+from loopline.core.errors import LooplineError
 from loopline.serving.contract import column_feeds, feeds
 
 MODEL_FILE = "model.onnx"
@@ -51,7 +51,12 @@ class ServedModel:
         """
         import onnxruntime as ort
 
-        from loopline.ort_runtime import META_CATEGORICAL, META_CLASSES, META_NUMERIC, session_options
+        from loopline.model.runtime import (
+            META_CATEGORICAL,
+            META_CLASSES,
+            META_NUMERIC,
+            session_options,
+        )
 
         bundle = Path(bundle)
         try:
@@ -94,7 +99,7 @@ class ServedModel:
 
     def predict(self, records: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
         """Labels and ``[N, n_classes]`` probabilities for validated records."""
-        from loopline.ort_runtime import LABEL_OUTPUT, PROBA_OUTPUT
+        from loopline.model.runtime import LABEL_OUTPUT, PROBA_OUTPUT
 
         labels, proba = self.session.run([LABEL_OUTPUT, PROBA_OUTPUT],
                                          feeds(records, self.numeric, self.categorical))
@@ -102,7 +107,7 @@ class ServedModel:
 
     def predict_columns(self, columns: Mapping[str, Sequence[Any]], n: int) -> tuple[np.ndarray, np.ndarray]:
         """Labels and probabilities for ``n`` rows given as validated columns."""
-        from loopline.ort_runtime import LABEL_OUTPUT, PROBA_OUTPUT
+        from loopline.model.runtime import LABEL_OUTPUT, PROBA_OUTPUT
 
         labels, proba = self.session.run([LABEL_OUTPUT, PROBA_OUTPUT],
                                          column_feeds(columns, n, self.numeric, self.categorical))

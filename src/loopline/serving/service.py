@@ -40,7 +40,7 @@ from pydantic import Field
 from starlette.responses import Response
 from typing_extensions import NotRequired, Required, TypedDict
 
-from loopline.errors import LooplineError
+from loopline.core.errors import LooplineError
 from loopline.serving import contract, failures
 from loopline.serving.inference_log import InferenceLog
 from loopline.serving.model import CARD_FILE, MODEL_FILE, IntegrityError, ServedModel
@@ -67,7 +67,7 @@ def _bundle(entry: dict[str, Any]) -> Path:
 
 def _check_at_import(entry: dict[str, Any]) -> dict[str, Any]:
     """Refuse to start (before any worker) when the model file is not the registry's."""
-    from loopline.artifacts import read_json, sha256_file
+    from loopline.core.files import read_json, sha256_file
 
     bundle = _bundle(entry)
     path = bundle / MODEL_FILE

@@ -1,7 +1,7 @@
 """What a service runs: which model files, checked against which sha256, with which limits.
 
 The CLI (``loopline serve``, ``loopline build``) resolves a registry version or stage into a
-*bundle* (a directory with model.onnx and card.json fetched by :func:`loopline.registry.get`)
+*bundle* (a directory with model.onnx and card.json fetched by :func:`loopline.registry.actions.get`)
 and writes a *spec* (JSON) that the BentoML service module reads at import time, through the
 ``LOOPLINE_SERVE_SPEC`` environment variable or, inside a Bento, the spec file built into it.
 The expected sha256 comes from the registry's tag metadata, never from the bundle itself.
@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from loopline.errors import LooplineError
+from loopline.core.errors import LooplineError
 
 SPEC_ENV = "LOOPLINE_SERVE_SPEC"
 LOG_ENV = "LOOPLINE_INFERENCE_LOG"
@@ -59,7 +59,7 @@ def resolve_model(root: Path, ref: str | None, *, models: str = "models",
         LooplineError: unknown version or stage, objects not in the DVC cache or remote, or
             (for the local export) no model at all.
     """
-    from loopline import registry
+    from loopline.registry import actions as registry
 
     dest = root / SERVE_DIR / "models"
     if ref is None:
@@ -106,7 +106,7 @@ def make_spec(root: Path | None, serve: Any, artifact: str, model: dict[str, Any
 
 
 def write_spec(path: Path, spec: dict[str, Any]) -> Path:
-    from loopline.artifacts import write_text
+    from loopline.core.files import write_text
 
     return write_text(path, json.dumps(spec, indent=2, sort_keys=True) + "\n")
 

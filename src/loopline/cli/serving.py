@@ -1,0 +1,170 @@
+"""Serving commands of the ``loopline`` CLI: serve, reload, build, containerize.
+
+``add_commands(app)`` adds them to the Typer app. Like the registry commands, this module
+imports only typer at import time; BentoML is imported (or run) when a command needs it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from loopline.cli.registry import JsonOpt, RepoOpt, _Command
+from loopline.core.errors import LooplineError
+
+RefArg = Annotated[str | None, typer.Argument(
+    help="A version (v1.2.0) or stage (prod); default: serve.model, else current prod, "
+         "else the latest local export.")]
+ShadowOpt = Annotated[str | None, typer.Option(
+    "--shadow", help="A second version or stage predicted in shadow (logged, never returned).")]
+
+
+def _context(repo: Path | None):  # noqa: ANN202
+    from loopline.config.schema import find_root, load_params
+
+    root = find_root(repo)
+    return root, load_params(root)
+
+
+def _resolve(root: Path, params, ref: str | None, shadow: str | None) -> tuple[dict, dict | None]:  # noqa: ANN001
+    from loopline.serving.spec import resolve_model
+
+    stage = params.registry.serving_stage
+    models = params.paths.models
+    entry = resolve_model(root, ref or params.serve.model, models=models, default_stage=stage)
+    shadow_ref = shadow or params.serve.shadow
+    shadow_entry = (resolve_model(root, shadow_ref, models=models, default_stage=stage)
+                    if shadow_ref else None)
+    return entry, shadow_entry
+
+
+def serve(
+    ref: RefArg = None,
+    port: Annotated[int | None, typer.Option("--port", "-p", help="Port (default serve.port).")] = None,
+    host: Annotated[str | None, typer.Option("--host", help="Address (default serve.host).")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Server processes.")] = None,
+    shadow: ShadowOpt = None,
+    log: Annotated[str | None, typer.Option(
+        "--log", help="Inference log file (default serve.log.path).")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Resolve and write the spec, print it, do not start.")] = False,
+    repo: RepoOpt = None,
+) -> None:
+    """Run the BentoML service locally on the model of a version or stage."""
+    from loopline.serving.spec import SERVE_DIR, SPEC_ENV, make_spec, write_spec
+
+    root, params = _context(repo)
+    cfg = params.serve.model_copy(update={k: v for k, v in
+                                          (("port", port), ("host", host), ("workers", workers))
+                                          if v is not None})
+    entry, shadow_entry = _resolve(root, params, ref, shadow)
+    run_dir = root / SERVE_DIR / f"run-{cfg.port}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "active.json").unlink(missing_ok=True)
+    log_path = str(Path(log).resolve()) if log else None
+    spec = make_spec(root, cfg, params.artifact, entry, shadow_entry,
+                     ref=ref or params.serve.model, log_path=log_path, run_dir=run_dir,
+                     models=params.paths.models, default_stage=params.registry.serving_stage)
+    spec_path = write_spec(run_dir / "spec.json", spec)
+    if dry_run:
+        typer.echo(json.dumps(spec, indent=2))
+        return
+    typer.echo(f"serving {params.artifact} {entry['version']} ({entry['source']}, sha256 "
+               f"{entry['sha256'][:12]}) on http://{cfg.host}:{cfg.port}; "
+               f"inference log {spec['log']['path']}", err=True)
+    env = {**os.environ, SPEC_ENV: str(spec_path), "BENTOML_DO_NOT_TRACK": "True"}
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    argv = [sys.executable, "-m", "bentoml", "serve", "loopline.serving.service:LooplineService",
+            "--host", cfg.host, "--port", str(cfg.port), "--working-dir", str(run_dir)]
+    os.execve(sys.executable, argv, env)
+
+
+def reload(
+    ref: Annotated[str | None, typer.Argument(
+        help="The stage or version to switch to (default: what the service was started with).")] = None,
+    url: Annotated[str, typer.Option("--url", help="The service.")] = "http://127.0.0.1:3000",
+    token_env: Annotated[str, typer.Option(
+        "--token-env", help="Environment variable holding the admin token.")] = "LOOPLINE_ADMIN_TOKEN",
+    as_json: JsonOpt = False,
+) -> None:
+    """Tell a running service to switch to the version now assigned (after promote/rollback)."""
+    import httpx
+
+    token = os.environ.get(token_env)
+    if not token:
+        raise LooplineError(f"{token_env} is not set: the service's admin token is needed")
+    try:
+        res = httpx.post(f"{url.rstrip('/')}/admin/reload", json={"ref": ref},
+                         headers={"Authorization": f"Bearer {token}"}, timeout=120.0)
+    except httpx.HTTPError as err:
+        raise LooplineError(f"cannot reach {url}: {err}") from err
+    try:
+        body = res.json()
+    except ValueError:
+        body = {"error": res.text[:200]}
+    if res.status_code != 200:
+        raise LooplineError(f"reload refused ({res.status_code}): {body.get('error', body)}")
+    if as_json:
+        typer.echo(json.dumps(body))
+    elif body.get("changed"):
+        typer.echo(f"now serving {body['model_version']} (was {body['previous_version']})")
+    else:
+        typer.echo(f"already serving {body['model_version']}")
+
+
+def build(
+    ref: RefArg = None,
+    shadow: ShadowOpt = None,
+    as_json: JsonOpt = False,
+    repo: RepoOpt = None,
+) -> None:
+    """Build the Bento ARTIFACT-service:VERSION with the model of VERSION pinned in it."""
+    from loopline.serving import bento
+
+    root, params = _context(repo)
+    entry, shadow_entry = _resolve(root, params, ref, shadow)
+    res = bento.build(root, params, entry, shadow_entry)
+    typer.echo(json.dumps(res) if as_json else
+               f"built Bento {res['bento']} (model {res['model']}, sha256 {res['sha256'][:12]})")
+
+
+def containerize(
+    ref: RefArg = None,
+    backend: Annotated[str, typer.Option(
+        "--backend", help="auto (Docker if a daemon answers, else buildah), docker or buildah.")] = "auto",
+    base: Annotated[str | None, typer.Option(
+        "--base", help="Base image for buildah (default serve.image_base).")] = None,
+    opt: Annotated[list[str] | None, typer.Option(
+        "--opt", help="Extra option for the builder, KEY=VALUE (repeatable).")] = None,
+    as_json: JsonOpt = False,
+    repo: RepoOpt = None,
+) -> None:
+    """Build the Bento of VERSION (if needed) and its OCI image ARTIFACT:VERSION."""
+    from loopline.serving import bento
+
+    if backend not in ("auto", "docker", "buildah"):
+        raise LooplineError(f"--backend must be auto, docker or buildah, not {backend!r}", exit_code=2)
+    root, params = _context(repo)
+    entry, shadow_entry = _resolve(root, params, ref, None)
+    built = bento.build(root, params, entry, shadow_entry)
+    image = f"{params.artifact}:{entry['version']}"
+    res = bento.containerize(built["bento"], image, backend=backend,
+                             base=base or params.serve.image_base, opts=opt)
+    res["model_version"] = entry["version"]
+    typer.echo(json.dumps(res) if as_json else
+               f"image {image} built with {res['backend']} from Bento {built['bento']}")
+
+
+COMMANDS = {"serve": serve, "reload": reload, "build": build, "containerize": containerize}
+
+
+def add_commands(app: typer.Typer) -> None:
+    for name, fn in COMMANDS.items():
+        app.command(name, cls=_Command)(fn)

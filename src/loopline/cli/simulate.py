@@ -1,0 +1,103 @@
+"""``loopline simulate``: drive the whole loop against a live local service (see
+:mod:`loopline.simulate.run`). Imports only typer at import time."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from loopline.cli.registry import _Command
+
+
+def simulate(
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the held-back split, the stream "
+                                      "and the faulty extract.")] = 0,
+    workdir: Annotated[Path | None, typer.Option(
+        "--workdir", help="The sandbox repository (default .loopline/simulate/seed-N); "
+                          "replaced when it is an earlier sandbox.")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="A small search (3 candidates, 3 folds) "
+                                        "in the sandbox, so each training takes seconds.")] = False,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="The HTML report (default reports/simulate.html); the timeline "
+                               "goes next to it as simulate.json.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")] = False,
+    repo: Annotated[Path | None, typer.Option("--repo", "-C", help="Repository.")] = None,
+) -> None:
+    """Drift, delayed labels, AMBER, retraining, a forced faulty model, RED and rollback:
+    the whole loop on the default data, against a live local service, in a sandbox copy."""
+    from rich.console import Console
+
+    from loopline.config.schema import find_root, load_params
+    from loopline.core.files import write_json, write_text
+    from loopline.simulate.report import render
+    from loopline.simulate.run import simulate as run
+
+    root = find_root(repo)
+    params = load_params(root)
+    work = (workdir or root / ".loopline" / "simulate" / f"seed-{seed}").resolve()
+    err = Console(stderr=True, highlight=False)
+    out = Console(highlight=False, soft_wrap=True)
+    colors = {"GREEN": "green", "AMBER": "yellow", "RED": "red"}
+
+    def on_phase(msg: str) -> None:
+        if not as_json:
+            err.print(f"[dim]…[/] {msg}", markup=True)
+
+    def on_step(s) -> None:  # noqa: ANN001
+        if as_json:
+            return
+        auc = "  –  " if s.roc_auc is None else f"{s.roc_auc:.3f}"
+        ds = " – " if s.drift_share is None else f"{s.drift_share:>3.0%}"
+        ev = "; ".join(f"{e['event']} {e.get('version') or ''}".strip() for e in s.events)
+        err.print(f"step {s.step:>3}  new regime {s.drift:>4.0%}  served {','.join(s.served):<8} "
+                  f"labels {s.labels:>4}  ROC AUC {auc}  drift {ds}  "
+                  f"[{colors.get(s.status, 'dim')}]{s.status:<7}[/] {ev}", markup=True)
+
+    with err.status("simulating", spinner="dots") if not as_json else _Null():
+        doc = run(root, seed=seed, workdir=work, quick=quick, on_step=on_step, on_phase=on_phase)
+    html_path = output or root / params.paths.reports / "simulate.html"
+    json_path = html_path.with_suffix(".json")
+    write_json(json_path, doc)
+    band = params.monitor.performance.get("roc_auc")
+    write_text(html_path, render(doc, params.artifact,
+                                 {"amber": band.amber, "red": band.red} if band else {}))
+    doc["report"], doc["timeline"] = str(html_path), str(json_path)
+    if as_json:
+        typer.echo(json.dumps(doc, default=str))
+        return
+    out.print(f"\nstatuses: {' → '.join(_runs(doc['statuses']))}")
+    for e in doc["events"]:
+        out.print(f"  step {e['step']:>3}: {e['event']} {e.get('version') or ''} ({e['note']})",
+                  markup=False)
+    out.print("registry (prod), oldest first: " + ", ".join(
+        f"{e['event']}{' (forced)' if e['forced'] else ''} {e['version'] or ''}".strip()
+        for e in doc["registry"]), markup=False)
+    out.print(f"report: {html_path}; timeline: {json_path}; sandbox: {work} "
+              f"(`loopline history -C {work}`)", markup=False)
+
+
+def _runs(statuses: list[str]) -> list[str]:
+    """GREEN GREEN AMBER → GREEN×2, AMBER."""
+    out: list[str] = []
+    for s in statuses:
+        if out and out[-1].split("×")[0] == s:
+            name, _, n = out[-1].partition("×")
+            out[-1] = f"{name}×{int(n or 1) + 1}"
+        else:
+            out.append(s)
+    return out
+
+
+class _Null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def add_commands(app: typer.Typer) -> None:
+    app.command("simulate", cls=_Command)(simulate)

@@ -1,0 +1,134 @@
+"""Running one pipeline stage: in its own process, or inside the ``dvc repro`` that asked.
+
+Each stage of dvc.yaml has the command ``loopline stage NAME``. A plain ``dvc repro`` (a
+data scientist's, or CI's) starts it as a new process, as DVC does for any command. Every
+such process imports pandas and scikit-learn again, and skl2onnx or Evidently, which is
+~0.8 s per stage on a laptop and most of what separates the pipeline from one script.
+
+``loopline run`` drives the same ``dvc repro``: DVC still decides which stages are stale,
+hashes their dependencies and outputs, restores from its run cache and writes dvc.lock. It
+only runs the commands that are exactly ``loopline stage NAME`` inside DVC's own process
+(:func:`install`), where those libraries stay imported from one stage to the next. The
+stage functions are the same, they read the same params.yaml, and they write the same
+files; any other command, or a stage of a user's own, still runs in a shell.
+``loopline run --isolated`` turns this off.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+import traceback
+from pathlib import Path
+
+STAGES = ("ingest", "validate", "prepare", "train", "evaluate", "export", "gate")
+SUMMARY_PREFIX = "loopline-stage-summary: "
+IN_PROCESS_MARK = "loopline: in dvc's process: stage "  # `loopline run` reports what it saw
+_COMMAND = re.compile(r"loopline stage (\w+)")
+
+
+def check_stage(name: str) -> None:
+    """A LooplineError (exit 2) unless ``name`` is a pipeline stage."""
+    from loopline.core.errors import LooplineError
+
+    if name not in STAGES:
+        raise LooplineError(f"unknown stage {name!r}: expected one of {', '.join(STAGES)}",
+                            exit_code=2)
+
+
+def run_stage(name: str, root: Path) -> dict:
+    """Run stage ``name`` of the instance at ``root``; return its one-line summary."""
+    import importlib
+
+    from loopline.config.schema import load_params
+
+    check_stage(name)
+    cfg = load_params(root)
+    module = importlib.import_module(f"loopline.pipeline.stages.{name}")
+    started = time.perf_counter()
+    summary = module.run(cfg, root) or {}
+    summary["seconds"] = round(time.perf_counter() - started, 2)
+    return summary
+
+
+def summary_line(summary: dict) -> str:
+    """The line ``loopline run`` picks out of dvc's output for its stage table."""
+    from loopline.core.files import dumps_json
+
+    return SUMMARY_PREFIX + dumps_json(summary).replace("\n", " ").replace("  ", "")
+
+
+def run_in_process(name: str, cwd: str, env: dict[str, str]) -> int:
+    """Run a stage here as ``loopline stage NAME`` would run in a shell; return its exit code.
+
+    The stage sees the working directory and the DVC_* variables that DVC gives a command;
+    errors print as the command line prints them.
+    """
+    from loopline.config.schema import find_root
+    from loopline.core.errors import LooplineError
+
+    added = {k: v for k, v in env.items() if k.startswith("DVC_") and os.environ.get(k) != v}
+    saved_env = {k: os.environ.get(k) for k in added}
+    saved_cwd = os.getcwd()
+    os.environ.update(added)
+    print(IN_PROCESS_MARK + name, flush=True)
+    try:
+        os.chdir(cwd)
+        summary = run_stage(name, find_root(None))
+        print(summary_line(summary), flush=True)
+        return 0
+    except LooplineError as err:
+        if os.environ.get("LOOPLINE_VERBOSE") == "1":
+            traceback.print_exc()
+        print(f"error: {err.message}", file=sys.stderr, flush=True)
+        if err.details:
+            print(err.details, file=sys.stderr, flush=True)
+        return err.exit_code
+    except SystemExit as exc:  # what sys.exit in a stage process would have meant, not dvc's end
+        if exc.code is None or isinstance(exc.code, int):
+            return int(exc.code or 0)
+        print(exc.code, file=sys.stderr, flush=True)
+        return 1
+    except Exception:  # a bug in a stage: the traceback, as a stage process would print it
+        traceback.print_exc()
+        return 1
+    finally:
+        os.chdir(saved_cwd)
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+
+def install() -> bool:
+    """Make this process's DVC run ``loopline stage NAME`` commands in-process.
+
+    Returns False (and changes nothing) when DVC's runner is not the one this was written
+    against; stages then run as processes, as in a plain ``dvc repro``.
+    """
+    try:
+        from dvc.stage import run as dvc_run
+        from dvc.stage.exceptions import StageCmdFailedError
+    except ImportError:
+        return False
+    shell_run = getattr(dvc_run, "_run", None)
+    if shell_run is None or getattr(shell_run, "loopline", False):
+        return shell_run is not None
+
+    def _run(executable, cmd, **kwargs):  # dvc.stage.run._run(executable, cmd, **kwargs)
+        match = _COMMAND.fullmatch(cmd.strip()) if isinstance(cmd, str) else None
+        if match is None or "cwd" not in kwargs or "env" not in kwargs:
+            return shell_run(executable, cmd, **kwargs)
+        code = run_in_process(match.group(1), kwargs["cwd"], kwargs["env"])
+        if code != 0:
+            raise StageCmdFailedError(cmd, code)
+        return None
+
+    _run.loopline = True  # type: ignore[attr-defined]
+    dvc_run._run = _run
+    return True

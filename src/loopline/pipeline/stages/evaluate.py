@@ -1,0 +1,164 @@
+"""evaluate: held-out metrics, per-slice metrics, permutation importance and DVC plots.
+
+Outputs are small, committed and uncached, so ``dvc metrics diff`` and ``dvc plots diff``
+(and the pull-request report) work without pulling anything:
+reports/metrics.json, reports/slices.json, reports/importance.json, reports/evaluation.md and
+reports/plots/{roc,pr,confusion,importance}.csv.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from loopline.config.schema import Params
+from loopline.core.files import Outputs
+from loopline.pipeline.frames import load_split, xy
+
+
+def _r(x: float) -> float | None:
+    return None if x is None or not np.isfinite(x) else round(float(x), 6)
+
+
+def classification_metrics(y: np.ndarray, proba: np.ndarray, classes: list[str],
+                           positive: str) -> dict:
+    """Headline and per-class metrics. Binary: the positive class; multiclass: macro."""
+    from sklearn import metrics as m
+
+    pred = np.asarray(classes)[proba.argmax(axis=1)]
+    binary = len(classes) == 2
+    out: dict = {"rows": int(len(y)), "accuracy": _r(m.accuracy_score(y, pred))}
+    if binary:
+        pos = classes.index(positive)
+        kw = dict(pos_label=positive, zero_division=0)
+        out["precision"] = _r(m.precision_score(y, pred, **kw))
+        out["recall"] = _r(m.recall_score(y, pred, **kw))
+        out["f1"] = _r(m.f1_score(y, pred, **kw))
+        out["roc_auc"] = _r(m.roc_auc_score(y == positive, proba[:, pos])) if len(set(y)) == 2 else None
+        out["average_precision"] = (_r(m.average_precision_score(y == positive, proba[:, pos]))
+                                    if len(set(y)) == 2 else None)
+    else:
+        kw = dict(average="macro", zero_division=0)
+        out["precision"] = _r(m.precision_score(y, pred, **kw))
+        out["recall"] = _r(m.recall_score(y, pred, **kw))
+        out["f1"] = _r(m.f1_score(y, pred, **kw))
+        try:
+            out["roc_auc"] = _r(m.roc_auc_score(y, proba, multi_class="ovr", labels=classes))
+        except ValueError:
+            out["roc_auc"] = None
+    out["log_loss"] = _r(m.log_loss(y, np.clip(proba, 1e-15, 1), labels=classes))
+    out["brier"] = (_r(m.brier_score_loss(y == positive, proba[:, classes.index(positive)]))
+                    if binary else None)
+    p, r, f, s = m.precision_recall_fscore_support(y, pred, labels=classes, zero_division=0)
+    out["per_class"] = {c: {"precision": _r(p[i]), "recall": _r(r[i]), "f1": _r(f[i]), "support": int(s[i])}
+                        for i, c in enumerate(classes)}
+    return out
+
+
+def slice_metrics(frame: pd.DataFrame, column: str, y: np.ndarray, proba: np.ndarray,
+                  classes: list[str], positive: str, min_size: int) -> dict:
+    """Metrics per value of ``column`` and the largest gap between slices large enough."""
+    values = frame[column].astype(object).where(frame[column].notna(), "<missing>")
+    if pd.api.types.is_numeric_dtype(frame[column]) and frame[column].nunique() > 10:
+        values = pd.qcut(frame[column], 4, duplicates="drop").astype(str).where(frame[column].notna(), "<missing>")
+    slices = {}
+    for value in sorted(values.unique(), key=str):
+        mask = (values == value).to_numpy()
+        stats = classification_metrics(y[mask], proba[mask], classes, positive)
+        stats.pop("per_class")
+        stats["included_in_gap"] = bool(mask.sum() >= min_size)
+        slices[str(value)] = stats
+    gaps = {}
+    for metric in ("accuracy", "recall", "precision", "f1", "roc_auc"):
+        vals = {k: s[metric] for k, s in slices.items() if s["included_in_gap"] and s[metric] is not None}
+        if len(vals) >= 2:
+            lo, hi = min(vals, key=vals.get), max(vals, key=vals.get)
+            gaps[metric] = {"gap": _r(vals[hi] - vals[lo]), "lowest": lo, "highest": hi}
+    return {"column": column, "min_slice_size": min_size, "slices": slices, "max_gap": gaps}
+
+
+def importance(model, X: pd.DataFrame, y: np.ndarray, scoring, n_repeats: int, seed: int) -> list[dict]:
+    """Permutation importance of each raw input column on the held-out split."""
+    from sklearn.inspection import permutation_importance
+
+    res = permutation_importance(model, X, y, scoring=scoring, n_repeats=n_repeats,
+                                 random_state=seed, n_jobs=1)
+    rows = [{"feature": c, "importance": _r(res.importances_mean[i]), "std": _r(res.importances_std[i])}
+            for i, c in enumerate(X.columns)]
+    return sorted(rows, key=lambda r: -(r["importance"] or 0.0))
+
+
+def curves(y: np.ndarray, proba: np.ndarray, classes: list[str], positive: str
+           ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """ROC and precision-recall points for the positive class, and actual/predicted pairs."""
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    pos = classes.index(positive)
+    truth = y == positive
+    fpr, tpr, thr = roc_curve(truth, proba[:, pos], drop_intermediate=True)
+    roc = pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": np.clip(thr, 0, 1)})
+    prec, rec, thr2 = precision_recall_curve(truth, proba[:, pos], drop_intermediate=True)
+    pr = pd.DataFrame({"recall": rec, "precision": prec, "threshold": np.append(thr2, 1.0)})
+    confusion = pd.DataFrame({"actual": y, "predicted": np.asarray(classes)[proba.argmax(axis=1)]})
+    return roc, pr, confusion
+
+
+def markdown(metrics: dict, slices: dict | None, imp: list[dict], positive: str) -> str:
+    lines = ["# Evaluation on the held-out split", "",
+             f"Positive class: `{positive}`; {metrics['rows']} rows.", "",
+             "| metric | value |", "|---|---|"]
+    for k, v in metrics.items():
+        if k not in ("per_class", "rows") and v is not None:
+            lines.append(f"| {k} | {v:.4f} |")
+    lines += ["", "## Per class", "", "| class | precision | recall | f1 | support |", "|---|---|---|---|---|"]
+    for c, s in metrics["per_class"].items():
+        lines.append(f"| {c} | {s['precision']:.4f} | {s['recall']:.4f} | {s['f1']:.4f} | {s['support']} |")
+    if slices:
+        lines += ["", f"## Slices by `{slices['column']}`", "",
+                  "| slice | rows | accuracy | recall | roc_auc |", "|---|---|---|---|---|"]
+        for k, s in slices["slices"].items():
+            auc = "n/a" if s["roc_auc"] is None else f"{s['roc_auc']:.4f}"
+            lines.append(f"| {k} | {s['rows']} | {s['accuracy']:.4f} | {s['recall']:.4f} | {auc} |")
+        for metric, g in slices["max_gap"].items():
+            lines.append(f"\nLargest {metric} gap: {g['gap']:.4f} ({g['lowest']} vs {g['highest']})")
+    lines += ["", "## Permutation importance (held-out)", "", "| feature | importance | std |", "|---|---|---|"]
+    for r in imp:
+        lines.append(f"| {r['feature']} | {r['importance']:.4f} | {r['std']:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def run(params: Params, root: Path) -> dict:
+    import joblib
+
+    from loopline.pipeline.stages.train import MODEL_FILE, scorer
+
+    test = load_split(root, params, "test")
+    X, y = xy(test, params)
+    model = joblib.load(root / params.paths.models / MODEL_FILE)
+    classes = [str(c) for c in model.classes_]
+    positive = params.data.positive_class
+    proba = model.predict_proba(X)
+    metrics = classification_metrics(y, proba, classes, positive)
+    ecfg = params.evaluate
+    slices = (slice_metrics(test, ecfg.slice_column, y, proba, classes, positive, ecfg.min_slice_size)
+              if ecfg.slice_column else None)
+    imp = importance(model, X, y, scorer(ecfg.permutation.scoring, positive, len(classes)),
+                     ecfg.permutation.n_repeats, params.seed)
+    roc, pr, confusion = curves(y, proba, classes, positive) if len(classes) == 2 else (None, None, None)
+    rep = params.paths.reports
+    with Outputs(root) as out:
+        out.json(f"{rep}/metrics.json", metrics)
+        out.json(f"{rep}/slices.json", slices or {"column": None, "slices": {}, "max_gap": {}})
+        out.json(f"{rep}/importance.json", {"scoring": ecfg.permutation.scoring, "features": imp})
+        out.csv(f"{rep}/plots/importance.csv", pd.DataFrame(imp)[["feature", "importance"]])
+        if roc is None:
+            confusion = pd.DataFrame({"actual": y, "predicted": np.asarray(classes)[proba.argmax(1)]})
+            roc = pd.DataFrame(columns=["fpr", "tpr", "threshold"])
+            pr = pd.DataFrame(columns=["recall", "precision", "threshold"])
+        out.csv(f"{rep}/plots/roc.csv", roc)
+        out.csv(f"{rep}/plots/pr.csv", pr)
+        out.csv(f"{rep}/plots/confusion.csv", confusion)
+        out.text(f"{rep}/evaluation.md", markdown(metrics, slices, imp, positive))
+    return {k: metrics[k] for k in ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")}

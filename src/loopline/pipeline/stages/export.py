@@ -1,0 +1,197 @@
+"""export: the whole Pipeline to ONNX, a parity check, and the model card.
+
+The ONNX graph carries imputation, scaling and one-hot encoding, so serving needs nothing
+but onnxruntime. Parity compares ONNX and scikit-learn on every test row: the same class
+everywhere and probabilities within ``export.parity_atol``; otherwise the stage fails and
+shows the worst rows. The model card (JSON and markdown) traces the model to its code,
+data and params: data hashes, params, metrics, git commit and the dvc.lock hashes of the
+stages that produced it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from loopline import __version__
+from loopline.config.schema import Params
+from loopline.core.errors import LooplineError
+from loopline.core.files import Outputs, md5_file, read_json
+from loopline.pipeline.frames import feature_columns, load_split, xy
+
+ONNX_FILE = "model.onnx"
+CARD_JSON = "card.json"
+CARD_MD = "card.md"
+UPSTREAM = ("ingest", "validate", "prepare", "train", "evaluate")
+
+
+def git_info(root: Path) -> dict:
+    """HEAD commit and whether the work tree has uncommitted changes (None outside git)."""
+    def git(*args: str) -> str | None:
+        try:
+            res = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return res.stdout.strip() if res.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def lock_lineage(root: Path) -> dict:
+    """Deps and outs hashes of the upstream stages as recorded in dvc.lock."""
+    import yaml
+
+    path = root / "dvc.lock"
+    if not path.is_file():
+        return {}
+    lock = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    stages = lock.get("stages", {})
+    out = {}
+    for name in UPSTREAM:
+        st = stages.get(name)
+        if st:
+            out[name] = {
+                "deps": {d["path"]: d.get("md5") for d in st.get("deps", [])},
+                "outs": {o["path"]: o.get("md5") for o in st.get("outs", [])},
+            }
+    return out
+
+
+def params_hash(params: Params) -> str:
+    """A hash of the params that determine the model (data, features, model, search)."""
+    used = params.model_dump(mode="json", by_alias=True,
+                             include={"seed", "data", "features", "model", "search"})
+    return hashlib.sha256(json.dumps(used, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def input_spec(params: Params) -> dict:
+    """The serving input contract: every feature with its schema rule, in model order."""
+    numeric, categorical = feature_columns(params)
+    cols = params.data.schema_.columns
+    return {name: {"kind": "numeric" if name in numeric else "categorical",
+                   **cols[name].model_dump(exclude_none=True)}
+            for name in numeric + categorical}
+
+
+def build_card(params: Params, root: Path, onnx_bytes: bytes, classes: list[str],
+               parity_report: dict) -> dict:
+    rep, prepared = root / params.paths.reports, root / params.paths.prepared
+    metrics = read_json(rep / "metrics.json")
+    search = read_json(rep / "search.json")
+    slices = read_json(rep / "slices.json")
+    imp = read_json(rep / "importance.json")
+    return {
+        "artifact": params.artifact,
+        "model": params.model.name,
+        "estimator": params.model.estimator["_target_"],
+        "best_params": search.get("best_params", {}),
+        "target": params.data.target,
+        "classes": classes,
+        "positive_class": params.data.positive_class,
+        "inputs": input_spec(params),
+        "metrics": metrics,
+        "slice_gaps": slices.get("max_gap", {}),
+        "slice_column": slices.get("column"),
+        "importance": imp.get("features", [])[:10],
+        "search": {k: search.get(k) for k in ("method", "scoring", "cv", "n_candidates", "best_score",
+                                               "best_std", "backend")},
+        "parity": {k: parity_report[k] for k in ("passed", "rows", "max_abs_diff", "label_mismatches", "atol")},
+        "data": {
+            "source": params.data.source,
+            "raw_md5": md5_file(root / params.paths.raw),
+            "train_md5": md5_file(prepared / "train.parquet"),
+            "test_md5": md5_file(prepared / "test.parquet"),
+        },
+        "params_hash": params_hash(params),
+        "params": params.model_dump(mode="json", by_alias=True,
+                                    include={"seed", "features", "model", "search", "evaluate", "export"}),
+        "model_files": {
+            "onnx": f"{params.paths.models}/{ONNX_FILE}",
+            "onnx_sha256": hashlib.sha256(onnx_bytes).hexdigest(),
+            "onnx_bytes": len(onnx_bytes),
+        },
+        "lineage": {"git": git_info(root), "dvc_lock": lock_lineage(root)},
+        "created_by": f"loopline {__version__}",
+    }
+
+
+def card_markdown(card: dict) -> str:
+    m = card["metrics"]
+    lines = [f"# Model card: {card['artifact']} ({card['model']})", "",
+             f"- estimator: `{card['estimator']}`",
+             f"- best params: `{json.dumps(card['best_params'], sort_keys=True)}`",
+             f"- target: `{card['target']}`, classes {card['classes']}, positive `{card['positive_class']}`",
+             f"- ONNX sha256: `{card['model_files']['onnx_sha256']}`",
+             f"- data: `{card['data']['source']}` (raw md5 `{card['data']['raw_md5']}`)",
+             f"- params hash: `{card['params_hash']}`",
+             f"- git commit: `{card['lineage']['git']['commit']}`"
+             + (" (uncommitted changes)" if card["lineage"]["git"]["dirty"] else ""),
+             "", "## Held-out metrics", "", "| metric | value |", "|---|---|"]
+    for k in ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "brier"):
+        if m.get(k) is not None:
+            lines.append(f"| {k} | {m[k]:.4f} |")
+    if card["slice_gaps"]:
+        lines += ["", f"## Largest gaps between slices of `{card['slice_column']}`", ""]
+        for metric, g in card["slice_gaps"].items():
+            lines.append(f"- {metric}: {g['gap']:.4f} ({g['lowest']} vs {g['highest']})")
+    lines += ["", "## Most important inputs (permutation, held-out)", ""]
+    for r in card["importance"]:
+        lines.append(f"- {r['feature']}: {r['importance']:.4f} ± {r['std']:.4f}")
+    p = card["parity"]
+    lines += ["", "## ONNX parity", "",
+              f"{p['rows']} test rows, max |Δp| {p['max_abs_diff']:.2e} (tolerance {p['atol']:.0e}), "
+              f"{p['label_mismatches']} label mismatches: {'passed' if p['passed'] else 'FAILED'}.", "",
+              "## Inputs", "", "| column | kind | type | nullable | range / categories |", "|---|---|---|---|---|"]
+    for name, spec in card["inputs"].items():
+        rng = (", ".join(spec["categories"]) if spec.get("categories")
+               else f"{spec.get('min', '-∞')} … {spec.get('max', '∞')}")
+        lines.append(f"| {name} | {spec['kind']} | {spec['type']} | {spec['nullable']} | {rng} |")
+    return "\n".join(lines) + "\n"
+
+
+def format_worst(report: dict, classes: list[str]) -> str:
+    rows = []
+    for w in report.get("worst", []):
+        fmt = lambda ps: "[" + ", ".join(f"{p:.6f}" for p in ps) + "]"  # noqa: E731
+        rows.append(f"  row {w['row']}: sklearn {fmt(w['sklearn'])} onnx {fmt(w['onnx'])} |Δ| {w['diff']:.2e}")
+    return f"  classes {classes}\n" + "\n".join(rows)
+
+
+def run(params: Params, root: Path) -> dict[str, Any]:
+    import joblib
+
+    from loopline.model import onnx_export as onnxconv
+    from loopline.pipeline.stages.train import MODEL_FILE
+
+    model = joblib.load(root / params.paths.models / MODEL_FILE)
+    numeric, categorical = feature_columns(params)
+    test = load_split(root, params, "test")
+    X, _ = xy(test, params)
+    X.index = test["row_id"].to_numpy()
+    try:
+        onnx_bytes = onnxconv.convert(model, numeric, categorical)
+    except Exception as err:  # skl2onnx raises many types; name the model and the reason
+        raise LooplineError(f"cannot convert {params.model.name} to ONNX: "
+                            f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from None
+    report = onnxconv.parity(model, onnx_bytes, X, atol=params.export.parity_atol,
+                             show=params.export.parity_show)
+    classes = [str(c) for c in model.classes_]
+    if not report["passed"]:
+        raise LooplineError(
+            f"ONNX parity failed for {params.model.name}: max |Δp| {report['max_abs_diff']:.3g} > "
+            f"{params.export.parity_atol:g} or {report['label_mismatches']} label mismatch(es) "
+            f"on {report['rows']} test rows",
+            details="worst rows (by row_id):\n" + format_worst(report, classes))
+    card = build_card(params, root, onnx_bytes, classes, report)
+    models, rep = params.paths.models, params.paths.reports
+    with Outputs(root) as out:
+        out.bytes(f"{models}/{ONNX_FILE}", onnx_bytes)
+        out.json(f"{models}/{CARD_JSON}", card)
+        out.text(f"{models}/{CARD_MD}", card_markdown(card))
+        out.json(f"{rep}/parity.json", report)
+    return {"onnx_sha256": card["model_files"]["onnx_sha256"][:12], "max_abs_diff": report["max_abs_diff"]}

@@ -1,0 +1,328 @@
+"""gate: the promotion gate, explicit one-sided checks computed with Evidently.
+
+Evidently (0.7: Report, Dataset, DataDefinition) computes the candidate's classification
+quality on the held-out split, scored by the exported ONNX model (what will be served),
+and per-column data drift between the training split (reference) and the held-out split
+(current). loopline turns those values into explicit checks configured in conf/gate:
+absolute minimums and maximums, candidate ≥ champion − tolerance on the same rows,
+per-slice minimums and the largest gap between slices, the share of drifted features, and
+ONNX parity. Evidently's preset auto-tests (two-sided ±20% heuristics) decide nothing.
+
+Inside ``dvc repro`` a failed verdict is recorded, not raised, so the pull-request report
+can show it; ``loopline gate`` and ``loopline run`` exit 1 on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from loopline.config.schema import GateConfig, Params
+from loopline.core.files import Outputs, read_json, sha256_file
+from loopline.pipeline.frames import feature_columns, load_split
+from loopline.registry.champion import CHAMPION_FILE
+
+GATE_JSON, GATE_MD, GATE_HTML = "gate.json", "gate.md", "gate.html"
+# Evidently metric types -> loopline metric names
+_EV_METRICS = {"Accuracy": "accuracy", "Precision": "precision", "Recall": "recall",
+               "F1Score": "f1", "RocAuc": "roc_auc", "LogLoss": "log_loss"}
+# tests whose value is a p-value (drift when below the threshold); the rest are distances
+_P_VALUE_METHODS = {"ks", "chisquare", "z", "anderson", "cramer_von_mises", "mannw", "t_test",
+                    "epps_singleton", "fisher_exact", "g_test", "empirical_mmd", "energy_dist_p"}
+
+
+@dataclass
+class Check:
+    name: str
+    kind: str  # absolute | champion | slice | fairness | drift | parity
+    value: float | None
+    threshold: float | None
+    op: str  # ">=" or "<="
+    passed: bool
+    reason: str
+    skipped: bool = False
+
+
+def compare(name: str, kind: str, value: float | None, threshold: float, op: str, what: str) -> Check:
+    """One one-sided check with its one-line reason."""
+    if value is None or not np.isfinite(value):
+        return Check(name, kind, None, threshold, op, False, f"{what} could not be computed")
+    ok = value >= threshold if op == ">=" else value <= threshold
+    word = ("at least" if op == ">=" else "at most")
+    verdict = "meets" if ok else "misses"
+    return Check(name, kind, round(float(value), 6), round(float(threshold), 6), op, bool(ok),
+                 f"{what} {value:.4f} {verdict} the bound ({word} {threshold:.4f})")
+
+
+# ------------------------------------------------------------------- evidently
+
+
+def _definition(numeric: list[str], categorical: list[str], target: str | None = None,
+                positive: str | None = None, classes: list[str] | None = None):
+    from evidently import BinaryClassification, DataDefinition, MulticlassClassification
+
+    if target is None:
+        return DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
+    if len(classes or []) == 2:
+        cls = [BinaryClassification(target=target, prediction_labels="prediction",
+                                    prediction_probas="proba", pos_label=positive)]
+    else:
+        cls = [MulticlassClassification(target=target, prediction_labels="prediction",
+                                        prediction_probas=[f"proba_{c}" for c in classes or []])]
+    return DataDefinition(numerical_columns=numeric, categorical_columns=categorical, classification=cls)
+
+
+def scored_frame(y: np.ndarray, proba: np.ndarray, classes: list[str], positive: str, target: str) -> pd.DataFrame:
+    """Target, predicted label and probabilities in the layout Evidently expects."""
+    frame = pd.DataFrame({target: y, "prediction": np.asarray(classes)[proba.argmax(axis=1)]})
+    if len(classes) == 2:
+        frame["proba"] = proba[:, classes.index(positive)]
+    else:
+        for i, c in enumerate(classes):
+            frame[f"proba_{c}"] = proba[:, i]
+    return frame
+
+
+def quality_report(frame: pd.DataFrame, target: str, positive: str, classes: list[str]):
+    """Evidently classification quality of one scored frame; returns (values, snapshot)."""
+    from evidently import Dataset, Report
+    from evidently.presets import ClassificationPreset
+
+    prob_cols = [c for c in frame.columns if c.startswith("proba")]
+    dd = _definition(prob_cols, [target, "prediction"], target, positive, classes)
+    snap = Report([ClassificationPreset()]).run(
+        current_data=Dataset.from_pandas(frame, data_definition=dd), reference_data=None)
+    values: dict[str, float] = {}
+    for m in snap.dict()["metrics"]:
+        kind = m["config"]["type"].rsplit(":", 1)[-1]
+        if kind in _EV_METRICS and isinstance(m["value"], (int, float)):
+            values[_EV_METRICS[kind]] = float(m["value"])
+    return values, snap
+
+
+def drift_report(reference: pd.DataFrame, current: pd.DataFrame, numeric: list[str],
+                 categorical: list[str], cfg) -> tuple[list[dict], Any]:
+    """Per-column Evidently drift tests; returns ([{column, method, threshold, value, drifted}], snapshot)."""
+    from evidently import Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    cols = numeric + categorical
+    kwargs: dict[str, Any] = dict(columns=cols, num_method=cfg.num_method, cat_method=cfg.cat_method,
+                                  per_column_method=dict(cfg.per_column) or None)
+    if cfg.threshold is not None:
+        kwargs.update(num_threshold=cfg.threshold, cat_threshold=cfg.threshold)
+    dd = _definition(numeric, categorical)
+    snap = Report([DataDriftPreset(**kwargs)]).run(
+        current_data=Dataset.from_pandas(current[cols], data_definition=dd),
+        reference_data=Dataset.from_pandas(reference[cols], data_definition=dd))
+    rows = []
+    for m in snap.dict()["metrics"]:
+        conf = m["config"]
+        if conf["type"].endswith(":ValueDrift"):
+            method, thr, value = conf["method"], conf["threshold"], float(m["value"])
+            drifted = value < thr if method in _P_VALUE_METHODS else value >= thr
+            rows.append({"column": conf["column"], "method": method, "threshold": thr,
+                         "value": round(value, 6), "drifted": bool(drifted),
+                         "kind": "p-value" if method in _P_VALUE_METHODS else "distance"})
+    return rows, snap
+
+
+# --------------------------------------------------------------------- checks
+
+
+def absolute_checks(values: dict[str, float], cfg: GateConfig) -> list[Check]:
+    out = [compare(f"min_{k}", "absolute", values.get(k), t, ">=", k) for k, t in cfg.min.items()]
+    out += [compare(f"max_{k}", "absolute", values.get(k), t, "<=", k) for k, t in cfg.max.items()]
+    return out
+
+
+def champion_checks(cand: dict[str, float], champ: dict[str, float] | None, champion: dict,
+                    cfg: GateConfig) -> list[Check]:
+    """candidate ≥ champion − tolerance (≤ champion + tolerance for log_loss)."""
+    ch = cfg.champion
+    out = []
+    for k in ch.metrics:
+        name = f"champion_{k}"
+        if not champion.get("version"):
+            out.append(Check(name, "champion", cand.get(k), None, ">=", True,
+                             f"no champion in {ch.stage} yet: absolute checks only", skipped=True))
+            continue
+        if champ is None or champ.get(k) is None:
+            out.append(Check(name, "champion", cand.get(k), None, ">=", False,
+                             f"champion {champion['version']} could not be scored on the held-out split: "
+                             f"{champion.get('error', 'unknown reason')}"))
+            continue
+        lower_is_better = k == "log_loss"
+        thr = champ[k] + ch.tolerance if lower_is_better else champ[k] - ch.tolerance
+        c = compare(name, "champion", cand.get(k), thr, "<=" if lower_is_better else ">=",
+                    f"{k} vs champion {champion['version']} ({champ[k]:.4f}, tolerance {ch.tolerance:g}):")
+        out.append(c)
+    return out
+
+
+def slice_checks(slices: dict, cfg: GateConfig) -> list[Check]:
+    out = []
+    eligible = {k: s for k, s in slices.get("slices", {}).items() if s.get("included_in_gap")}
+    for metric, bound in cfg.slices.min.items():
+        for name, s in eligible.items():
+            out.append(compare(f"slice_{metric}[{name}]", "slice", s.get(metric), bound, ">=",
+                               f"{metric} on {slices['column']}={name} ({s['rows']} rows)"))
+    for metric, bound in cfg.slices.max_gap.items():
+        gap = slices.get("max_gap", {}).get(metric)
+        if gap is None:
+            out.append(Check(f"slice_gap_{metric}", "fairness", None, bound, "<=", False,
+                             f"fewer than two slices large enough to measure a {metric} gap"))
+            continue
+        out.append(compare(f"slice_gap_{metric}", "fairness", gap["gap"], bound, "<=",
+                           f"{metric} gap {gap['lowest']} vs {gap['highest']}"))
+    return out
+
+
+def drift_check(rows: list[dict], cfg: GateConfig) -> list[Check]:
+    if cfg.drift.max_share is None:
+        return []
+    share = sum(r["drifted"] for r in rows) / len(rows) if rows else 0.0
+    c = compare("drift_share", "drift", share, cfg.drift.max_share, "<=",
+                "share of drifted features")
+    drifted = [r["column"] for r in rows if r["drifted"]]
+    if drifted:
+        c.reason += f"; drifted: {', '.join(drifted)}"
+    return [c]
+
+
+def parity_check(parity: dict, cfg: GateConfig) -> list[Check]:
+    if not cfg.parity:
+        return []
+    ok = bool(parity.get("passed"))
+    return [Check("onnx_parity", "parity", parity.get("max_abs_diff"), parity.get("atol"), "<=", ok,
+                  f"ONNX vs scikit-learn on {parity.get('rows')} rows: max |Δp| "
+                  f"{parity.get('max_abs_diff', float('nan')):.2e}, "
+                  f"{parity.get('label_mismatches')} label mismatches")]
+
+
+def verdict(checks: list[Check]) -> str:
+    return "pass" if all(c.passed for c in checks if not c.skipped) else "fail"
+
+
+# ------------------------------------------------------------------- outputs
+
+
+def markdown(doc: dict) -> str:
+    icon = {True: "✅", False: "❌"}
+    head = "PASS" if doc["verdict"] == "pass" else "FAIL"
+    champ = doc["champion"]
+    lines = [f"## Gate: {head}", "",
+             (f"Champion: `{champ['version']}` ({champ['stage']})" if champ.get("version")
+              else f"No champion in `{champ.get('stage', 'prod')}` yet: absolute checks only."), "",
+             "| check | value | bound | result | reason |", "|---|---|---|---|---|"]
+    for c in doc["checks"]:
+        value = "n/a" if c["value"] is None else f"{c['value']:.4g}"
+        bound = "n/a" if c["threshold"] is None else f"{c['op']} {c['threshold']:.4g}"
+        res = "skipped" if c["skipped"] else icon[c["passed"]]
+        lines.append(f"| {c['name']} | {value} | {bound} | {res} | {c['reason']} |")
+    drifted = [d for d in doc["drift"] if d["drifted"]]
+    lines += ["", f"Drift: {len(drifted)} of {len(doc['drift'])} features drifted"
+              + (f" ({', '.join(d['column'] for d in drifted)})" if drifted else "") + "."]
+    return "\n".join(lines) + "\n"
+
+
+def _score_onnx(path: Path, X: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+    from loopline.model.onnx_export import OnnxModel
+
+    model = OnnxModel(path)
+    return model.predict_proba(X), [str(c) for c in model.classes]
+
+
+def _champion_values(root: Path, champion: dict, X: pd.DataFrame, y: np.ndarray,
+                     target: str, positive: str) -> tuple[dict | None, Any]:
+    """Score the champion's ONNX model on the same held-out rows (None if it cannot)."""
+    if not champion.get("version"):
+        return None, None
+    import tempfile
+
+    from loopline.registry import actions as registry
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="loopline-champion-") as tmp:
+            registry.get(champion["version"], Path(tmp), root)
+            proba, classes = _score_onnx(Path(tmp) / "model.onnx", X)
+        values, snap = quality_report(scored_frame(y, proba, classes, positive, target),
+                                      target, positive, classes)
+        return values, snap
+    except Exception as err:  # a champion that cannot score this data fails its checks
+        champion["error"] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        return None, None
+
+
+def evaluate_gate(root: Path, params: Params) -> tuple[dict, list[Any]]:
+    """Run every check; return the gate document and the Evidently snapshots."""
+    from loopline.pipeline.frames import xy
+
+    cfg = params.gate
+    rep = root / params.paths.reports
+    numeric, categorical = feature_columns(params)
+    train, test = load_split(root, params, "train"), load_split(root, params, "test")
+    X, y = xy(test, params)
+    target, positive = params.data.target, params.data.positive_class
+    onnx_path = root / params.paths.models / "model.onnx"
+    proba, classes = _score_onnx(onnx_path, X)
+    cand, cand_snap = quality_report(scored_frame(y, proba, classes, positive, target), target, positive, classes)
+    drift_rows, drift_snap = drift_report(train, test, numeric, categorical, cfg.drift)
+    champion = read_json(rep / CHAMPION_FILE) if (rep / CHAMPION_FILE).is_file() else {}
+    champion.setdefault("stage", cfg.champion.stage)
+    champ_values, champ_snap = _champion_values(root, champion, X, y, target, positive)
+    checks = (absolute_checks(cand, cfg) + champion_checks(cand, champ_values, champion, cfg)
+              + slice_checks(read_json(rep / "slices.json"), cfg) + drift_check(drift_rows, cfg)
+              + parity_check(read_json(rep / "parity.json"), cfg))
+    doc = {
+        "verdict": verdict(checks),
+        "checks": [asdict(c) for c in checks],
+        "failed": [c.name for c in checks if not c.passed and not c.skipped],
+        "candidate": {"onnx_sha256": sha256_file(onnx_path), "metrics": {k: round(v, 6) for k, v in cand.items()}},
+        "champion": {**champion, "metrics": ({k: round(v, 6) for k, v in champ_values.items()}
+                                             if champ_values else None)},
+        "drift": drift_rows,
+        "rows": {"reference": int(len(train)), "current": int(len(test))},
+    }
+    return doc, [s for s in (cand_snap, drift_snap, champ_snap) if s is not None]
+
+
+def save_html(snapshots: list[Any], path: Path) -> None:
+    """One Evidently HTML page: candidate quality and drift (and the champion's quality)."""
+    snapshots[0].save_html(str(path)) if len(snapshots) == 1 else _merge_html(snapshots, path)
+
+
+def _merge_html(snapshots: list[Any], path: Path) -> None:
+    import tempfile
+
+    parts = []
+    titles = ["Candidate classification quality", "Data drift: training vs held-out",
+              "Champion classification quality (same rows)"]
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, snap in enumerate(snapshots):
+            p = Path(tmp) / f"{i}.html"
+            snap.save_html(str(p))
+            parts.append((titles[i], p.read_text(encoding="utf-8")))
+    import html
+
+    frames = "\n".join(
+        f'<h2>{html.escape(t)}</h2><iframe style="width:100%;height:900px;border:0" '
+        f'srcdoc="{html.escape(body, quote=True)}"></iframe>' for t, body in parts)
+    path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>loopline gate</title>"
+                    f"</head><body style='font-family:sans-serif'><h1>loopline gate</h1>{frames}</body></html>",
+                    encoding="utf-8")
+
+
+def run(params: Params, root: Path) -> dict:
+    doc, snapshots = evaluate_gate(root, params)
+    rep = params.paths.reports
+    with Outputs(root) as out:
+        out.json(f"{rep}/{GATE_JSON}", doc)
+        out.text(f"{rep}/{GATE_MD}", markdown(doc))
+        out.custom(f"{rep}/{GATE_HTML}", lambda p: save_html(snapshots, p))
+    return {"verdict": doc["verdict"], "failed": doc["failed"]}
+
