@@ -33,7 +33,7 @@ from conftest import make_instance  # noqa: E402  (the same copy the tests make)
 BARE = r"""
 import sys, time, yaml
 from pathlib import Path
-from loopline.config.schema import Params
+from loopline.config.params import Params
 from loopline.pipeline.stages import ingest, validate, prepare, train, evaluate, export, gate
 root = Path(sys.argv[1])
 params = Params.model_validate(yaml.safe_load((root / "params.yaml").read_text()))

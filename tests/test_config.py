@@ -1,4 +1,4 @@
-"""Unit tests of loopline.config.schema: composing conf/, validating params, checking estimators."""
+"""Unit tests of loopline.config (pipeline, operations, params, compose): composing conf/, validating params, checking estimators."""
 
 from __future__ import annotations
 
@@ -9,18 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from loopline.config import schema as cfg
-from loopline.config.schema import (
-    Distribution,
-    ModelConfig,
-    Params,
-    check_estimator,
-    compose,
-    diff_keys,
-    find_root,
-    validate_params,
-)
+from loopline.config import params as cfg
+from loopline.config.compose import compose, diff_keys
+from loopline.config.params import Params, validate_params
+from loopline.config.pipeline import Distribution, ModelConfig, check_estimator
 from loopline.core.errors import LooplineError
+from loopline.core.layout import find_root
 
 ROOT = Path(__file__).resolve().parents[1]
 

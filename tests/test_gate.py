@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from loopline.config.schema import DriftCheck, GateConfig
+from loopline.config.pipeline import DriftCheck, GateConfig
 from loopline.pipeline.stages import gate
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from conftest import BIN, sh
-from loopline.config.schema import MonitorConfig
+from loopline.config.operations import MonitorConfig
 from loopline.monitoring import monitor as mon
 
 DAY = 86400

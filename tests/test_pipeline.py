@@ -84,7 +84,7 @@ def test_imputation_change_reruns_from_prepare(built_copy: Path) -> None:
 def test_onnx_predicts_like_sklearn(built_instance: Path) -> None:
     import joblib
 
-    from loopline.config.schema import load_params
+    from loopline.config.params import load_params
     from loopline.model.onnx_export import OnnxModel
     from loopline.pipeline.frames import xy
 

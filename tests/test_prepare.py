@@ -9,14 +9,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from loopline.config.schema import (
-    DataConfig,
-    FeaturesConfig,
-    Schema,
-    Split,
-    compose,
-    validate_params,
-)
+from loopline.config.compose import compose
+from loopline.config.params import validate_params
+from loopline.config.pipeline import DataConfig, FeaturesConfig, Schema, Split
 from loopline.core.errors import LooplineError
 from loopline.pipeline.stages import ingest
 from loopline.pipeline.stages.prepare import coerce, imputation_plan, prepare, split

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from loopline.config.infer import MAX_CATEGORIES, infer_column, infer_schema, schema_yaml
-from loopline.config.schema import Schema
+from loopline.config.pipeline import Schema
 from loopline.core.errors import LooplineError
 from loopline.pipeline.stages import ingest
 from loopline.pipeline.stages.validate import check_schema
@@ -125,7 +125,7 @@ def test_boolean_and_float_targets_get_the_labels_validate_compares() -> None:
     import pandas as pd
 
     from loopline.config.infer import infer_schema
-    from loopline.config.schema import DataConfig
+    from loopline.config.pipeline import DataConfig
     from loopline.pipeline.stages.validate import check_target
 
     for values, want in (([True, False, True], ["false", "true"]), ([1.0, 0.0, 1.0], ["0", "1"])):

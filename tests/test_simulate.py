@@ -14,7 +14,7 @@ import yaml
 
 from conftest import REPO, loopline, sh
 from loopline.cli.simulate import _runs
-from loopline.config.schema import Params
+from loopline.config.params import Params
 from loopline.simulate.report import render
 from loopline.simulate.run import Stream, drift_score, records_of
 

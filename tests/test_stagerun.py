@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from loopline.core.errors import LooplineError
+from loopline.pipeline import dvc_internals
 from loopline.pipeline import runner as stagerun
 
 
@@ -28,7 +29,7 @@ def test_a_stage_in_process_prints_its_summary_and_sees_dvc_variables(
         return {"rows": 3}
 
     monkeypatch.setattr(stagerun, "run_stage", fake)
-    monkeypatch.setattr("loopline.config.schema.find_root", lambda _: tmp_path)
+    monkeypatch.setattr("loopline.core.layout.find_root", lambda _: tmp_path)
     before = os.getcwd()
     assert stagerun.run_in_process("train", str(tmp_path), stage_env) == 0
     assert seen == {"name": "train", "cwd": str(tmp_path), "stage": "train"}
@@ -46,7 +47,7 @@ def test_a_user_error_in_process_is_one_line_and_its_exit_code(
                             details="  row 3: 7", exit_code=2)
 
     monkeypatch.setattr(stagerun, "run_stage", fake)
-    monkeypatch.setattr("loopline.config.schema.find_root", lambda _: tmp_path)
+    monkeypatch.setattr("loopline.core.layout.find_root", lambda _: tmp_path)
     assert stagerun.run_in_process("validate", str(tmp_path), stage_env) == 2
     err = capsys.readouterr().err
     assert err == "error: column 'Age' [min]: 1 row below the minimum 18\n  row 3: 7\n"
@@ -60,7 +61,7 @@ def test_a_bug_in_process_shows_its_traceback(
         raise ZeroDivisionError("boom")
 
     monkeypatch.setattr(stagerun, "run_stage", fake)
-    monkeypatch.setattr("loopline.config.schema.find_root", lambda _: tmp_path)
+    monkeypatch.setattr("loopline.core.layout.find_root", lambda _: tmp_path)
     before = os.getcwd()
     assert stagerun.run_in_process("train", str(tmp_path), stage_env) == 1
     err = capsys.readouterr().err
@@ -77,7 +78,7 @@ def test_sys_exit_in_a_stage_is_its_exit_code_not_the_end_of_dvc(
         raise SystemExit(next(codes))
 
     monkeypatch.setattr(stagerun, "run_stage", fake)
-    monkeypatch.setattr("loopline.config.schema.find_root", lambda _: tmp_path)
+    monkeypatch.setattr("loopline.core.layout.find_root", lambda _: tmp_path)
     assert stagerun.run_in_process("train", str(tmp_path), stage_env) == 3
     assert stagerun.run_in_process("train", str(tmp_path), stage_env) == 1
     assert capsys.readouterr().err == "cannot go on\n"
@@ -94,7 +95,7 @@ def test_install_runs_loopline_stages_here_and_other_commands_in_a_shell(
     calls = []
     monkeypatch.setattr(stagerun, "run_in_process",
                         lambda name, cwd, env: calls.append(name) or (0 if name == "train" else 1))
-    assert stagerun.install() and stagerun.install()  # a second install changes nothing
+    assert dvc_internals.install() and dvc_internals.install()  # a second install changes nothing
     kwargs = {"cwd": str(tmp_path), "env": dict(os.environ), "close_fds": True}
     dvc_run._run("/bin/sh", "loopline stage train", **kwargs)
     with pytest.raises(StageCmdFailedError):
@@ -107,3 +108,8 @@ def test_install_runs_loopline_stages_here_and_other_commands_in_a_shell(
     assert calls == ["train", "gate"]
     with pytest.raises(StageCmdFailedError):
         dvc_run._run("/bin/sh", "exit 3", **kwargs)
+
+
+def test_the_installed_dvc_keeps_the_internals_loopline_relies_on() -> None:
+    """Fails loudly when a DVC upgrade moves a log line, _run's signature or a module."""
+    assert dvc_internals.contract() == []

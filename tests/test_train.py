@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from loopline.config.schema import Distribution, ModelConfig, Params, SearchConfig, validate_params
+from loopline.config.params import Params, validate_params
+from loopline.config.pipeline import Distribution, ModelConfig, SearchConfig
 from loopline.core.errors import LooplineError
 from loopline.pipeline.stages import train as tr
 

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 import yaml
 
-from loopline.config.schema import DataConfig, Schema, compose, validate_params
+from loopline.config.compose import compose
+from loopline.config.params import validate_params
+from loopline.config.pipeline import DataConfig, Schema
 from loopline.pipeline.stages import ingest
 from loopline.pipeline.stages.validate import (
     Violation,

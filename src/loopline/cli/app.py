@@ -57,7 +57,7 @@ def _main(
 
 
 def _root(repo: Path | None) -> Path:
-    from loopline.config.schema import find_root
+    from loopline.core.layout import find_root
 
     return find_root(repo)
 
@@ -76,7 +76,7 @@ def params(
     repo: RepoOpt = None,
 ) -> None:
     """Compose conf/ (with overrides) into params.yaml, or --check that they agree."""
-    from loopline.pipeline.repro import compose_params
+    from loopline.config.compose import compose_params
 
     root = _root(repo)
     res = compose_params(root, overrides or [], write=not check)
@@ -125,36 +125,34 @@ def run(
     repo: RepoOpt = None,
 ) -> None:
     """Compose params, then `dvc repro` the pipeline with a progress display."""
-    from loopline.config.schema import load_params
-    from loopline.pipeline.repro import PendingRepro, compose_params, stage_names
+    from loopline.pipeline.repro import run_pipeline
 
     root = _root(repo)
-    # dvc starts importing now, on the other core, and reproduces once params.yaml and the
-    # champion file are ready
-    with PendingRepro(root, force=force, in_process=not isolated) as pending:
-        res = compose_params(root, overrides or [])
-        params = load_params(root)
-        _refresh_champion(root, params)
-        paths = params.paths
-        names = stage_names(root)
-        err = _console(stderr=True)
-        live = None if as_json else _StageDisplay(err, names)
-        if live and res.changed:
-            err.print(f"params.yaml updated: {', '.join(res.changed_keys[:6]) or 'created'}")
-        try:
-            result = pending.run(live.update if live else None, changed_params=res.changed_keys)
-        finally:
-            if live:
-                live.stop()
-    metrics = _read_report(root, paths.reports, "metrics.json") or {}
-    gate_doc = _read_report(root, paths.reports, "gate.json") if result.ok else None
+    err = _console(stderr=True)
+    display: list[_StageDisplay] = []
+
+    def started(names: list[str], changed: list[str]) -> None:
+        if as_json:
+            return
+        display.append(_StageDisplay(err, names))
+        if changed:
+            err.print(f"params.yaml updated: {', '.join(changed[:6]) or 'created'}")
+
+    try:
+        outcome = run_pipeline(root, overrides or [], force=force, in_process=not isolated,
+                               on_start=started,
+                               on_event=lambda ev: display and display[0].update(ev))
+    finally:
+        if display:
+            display[0].stop()
+    result, metrics, gate_doc = outcome.repro, outcome.metrics, outcome.gate
     ran = any(ev.state in ("done", "failed") for ev in result.stages.values())
     if ran and not isolated and not result.in_process:
-        _console(stderr=True).print("note: this dvc's stage runner is not the one loopline knows, "
-                                    "so each stage ran as its own process (slower, same outputs)")
+        err.print("note: this dvc's stage runner is not the one loopline knows, "
+                  "so each stage ran as its own process (slower, same outputs)")
     if as_json:
         typer.echo(json.dumps({
-            "ok": result.ok and (gate_doc is None or gate_doc.get("verdict") == "pass"),
+            "ok": outcome.ok,
             "gate": None if gate_doc is None else {"verdict": gate_doc.get("verdict"),
                                                    "failed": gate_doc.get("failed", [])},
             "up_to_date": result.up_to_date, "seconds": round(result.seconds, 2),
@@ -162,7 +160,7 @@ def run(
             "stages_in_process": result.in_process,
             "stages": {k: {"state": v.state, "seconds": round(v.seconds, 2), "summary": v.summary}
                        for k, v in result.stages.items()},
-            "metrics": metrics, "reports": _report_paths(root, paths)}, default=str))
+            "metrics": metrics, "reports": outcome.report_paths()}, default=str))
     if not result.ok:
         if not as_json:
             where = f"stage {result.failed_stage!r}" if result.failed_stage else "dvc repro"
@@ -181,24 +179,9 @@ def run(
         _print_metrics(out, metrics)
         if gate_doc is not None:
             _print_gate(out, gate_doc)
-        out.print("Reports: " + ", ".join(_report_paths(root, paths)))
-    if gate_doc is not None and gate_doc.get("verdict") != "pass":
+        out.print("Reports: " + ", ".join(outcome.report_paths()))
+    if outcome.gate_failed:
         raise typer.Exit(1)
-
-
-def _refresh_champion(root: Path, params) -> None:
-    """Resolve the registry's champion into the file the gate stage depends on."""
-    from loopline.registry.champion import refresh_champion
-
-    refresh_champion(root, params.paths.reports, params.gate.champion.stage)
-
-
-def _read_report(root: Path, reports: str, name: str) -> dict | None:
-    """A JSON report under the reports directory, or None when absent or unreadable."""
-    try:
-        return json.loads((root / reports / name).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def _print_gate(out, doc: dict) -> None:
@@ -228,33 +211,21 @@ def gate(as_json: JsonOpt = False, repo: RepoOpt = None) -> None:
     Uses params.yaml as it is (it does not recompose conf/), so it gates what the last
     `loopline run` or `dvc exp run` built.
     """
-    from loopline.config.schema import load_params
-    from loopline.pipeline.repro import repro
+    from loopline.pipeline.repro import run_pipeline
 
-    root = _root(repo)
-    params = load_params(root)
-    _refresh_champion(root, params)
-    result = repro(root, targets=["gate"])
+    outcome = run_pipeline(_root(repo), targets=["gate"], recompose=False)
+    result, doc = outcome.repro, outcome.gate
     if not result.ok:
         where = f"stage {result.failed_stage!r}" if result.failed_stage else "dvc repro"
         raise LooplineError(f"{where} failed before the gate could decide", details=result.error)
-    doc = _read_report(root, params.paths.reports, "gate.json")
     if doc is None:
-        raise LooplineError("the gate stage wrote no reports/gate.json")
+        raise LooplineError("the gate stage wrote no gate report")
     if as_json:
         typer.echo(json.dumps(doc))
     else:
         _print_gate(_console(), doc)
     if doc.get("verdict") != "pass":
         raise typer.Exit(1)
-
-
-def _report_paths(root: Path, p) -> list[str]:
-    """The reports and model files that exist, for the closing summary."""
-    cands = [f"{p.reports}/evaluation.md", f"{p.reports}/gate.md", f"{p.reports}/gate.html",
-             f"{p.reports}/metrics.json", f"{p.reports}/validate.json",
-             f"{p.models}/card.md", f"{p.models}/model.onnx", f"{p.reports}/plots/"]
-    return [c for c in cands if (root / c).exists()]
 
 
 def _print_metrics(out, metrics: dict) -> None:
@@ -265,7 +236,9 @@ def _print_metrics(out, metrics: dict) -> None:
     table = Table(title="held-out metrics", show_header=True, header_style="bold")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for k in ("accuracy", "precision", "recall", "f1", "roc_auc", "average_precision", "log_loss", "brier"):
+    from loopline.core.names import METRICS
+
+    for k in METRICS:
         if metrics.get(k) is not None:
             table.add_row(k, f"{metrics[k]:.4f}")
     out.print(table)
@@ -320,10 +293,12 @@ class _StageDisplay:
 @app.command()
 def metrics(as_json: JsonOpt = False, repo: RepoOpt = None) -> None:
     """Show the held-out metrics of the current workspace."""
-    from loopline.config.schema import load_params
+    from loopline.config.params import load_params
+    from loopline.core.files import json_or_none
+    from loopline.core.layout import METRICS_JSON, Layout
 
     root = _root(repo)
-    m = _read_report(root, load_params(root).paths.reports, "metrics.json")
+    m = json_or_none(Layout.of(root, load_params(root).paths).report(METRICS_JSON))
     if not m:
         raise LooplineError("no metrics yet: run `loopline run` first")
     if as_json:

@@ -28,7 +28,7 @@ def report(
     repo: RepoOpt = None,
 ) -> None:
     """Markdown review of the change against a base: params, metrics, gate, drift, slices."""
-    from loopline.config.schema import find_root
+    from loopline.core.layout import find_root
     from loopline.gitops import report as rep
 
     root = find_root(repo)
@@ -54,7 +54,7 @@ def ci(
     repo: RepoOpt = None,
 ) -> None:
     """Run a workflow's `run:` steps on this checkout, as CI would, and say how they went."""
-    from loopline.config.schema import find_root
+    from loopline.core.layout import find_root
     from loopline.gitops import ci as local_ci
 
     root = find_root(repo)
@@ -86,14 +86,14 @@ def _dvc_remote(root: Path, verb: str) -> None:
 
 def pull(repo: RepoOpt = None) -> None:
     """`dvc pull` the outputs that the remote has, when a DVC remote is configured."""
-    from loopline.config.schema import find_root
+    from loopline.core.layout import find_root
 
     _dvc_remote(find_root(repo), "pull")
 
 
 def push(repo: RepoOpt = None) -> None:
     """`dvc push` the outputs, when a DVC remote is configured."""
-    from loopline.config.schema import find_root
+    from loopline.core.layout import find_root
 
     _dvc_remote(find_root(repo), "push")
 

@@ -44,7 +44,8 @@ def monitor(
 
     Exit status: 0 GREEN (or no data), 3 AMBER, 4 RED (1 and 2 stay errors).
     """
-    from loopline.config.schema import find_root, load_params
+    from loopline.config.params import load_params
+    from loopline.core.layout import find_root
     from loopline.monitoring.check import check
 
     root = find_root(repo)
@@ -106,8 +107,9 @@ def dashboard(
 ) -> None:
     """One HTML page: current status and reasons, status history with promotions and rollbacks,
     the latest windows, links to the reports."""
-    from loopline.config.schema import find_root, load_params
+    from loopline.config.params import load_params
     from loopline.core.files import write_text
+    from loopline.core.layout import find_root
     from loopline.monitoring.dashboard import events_of, render
     from loopline.registry import actions as registry
 

@@ -25,7 +25,8 @@ ShadowOpt = Annotated[str | None, typer.Option(
 
 
 def _context(repo: Path | None):  # noqa: ANN202
-    from loopline.config.schema import find_root, load_params
+    from loopline.config.params import load_params
+    from loopline.core.layout import find_root
 
     root = find_root(repo)
     return root, load_params(root)

@@ -30,8 +30,9 @@ def simulate(
     the whole loop on the default data, against a live local service, in a sandbox copy."""
     from rich.console import Console
 
-    from loopline.config.schema import find_root, load_params
+    from loopline.config.params import load_params
     from loopline.core.files import write_json, write_text
+    from loopline.core.layout import find_root
     from loopline.simulate.report import render
     from loopline.simulate.run import simulate as run
 

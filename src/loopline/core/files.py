@@ -12,8 +12,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,8 +79,44 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
+    """A JSON file as written by loopline (errors are the caller's: a stage's own output)."""
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
+
+
+def load_json(path: str | os.PathLike[str], what: str) -> dict:
+    """A JSON object a user or another command provides; a clear error names ``what``.
+
+    Raises:
+        LooplineError: the file is missing, unreadable, not JSON, or not an object.
+    """
+    from loopline.core.errors import LooplineError
+
+    try:
+        doc = read_json(path)
+    except FileNotFoundError:
+        raise LooplineError(f"{what} is missing: {path}") from None
+    except (OSError, ValueError) as err:
+        raise LooplineError(f"{what} {path} is not valid JSON: {err}") from None
+    if not isinstance(doc, dict):
+        raise LooplineError(f"{what} {path} is not a JSON object")
+    return doc
+
+
+def json_or_none(path: str | os.PathLike[str]) -> Any | None:
+    """A JSON file's content, or None when it is absent or unreadable (optional reports)."""
+    try:
+        return read_json(path)
+    except (OSError, ValueError):
+        return None
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> list[Any]:
+    """The records of a JSON-lines file ([] when it does not exist)."""
+    p = Path(path)
+    if not p.is_file():
+        return []
+    return [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 class Outputs:
@@ -126,14 +161,3 @@ class Outputs:
         if exc_type is not None:
             for p in self.written:
                 p.unlink(missing_ok=True)
-
-
-@contextmanager
-def removed_on_failure(*paths: Path) -> Iterator[None]:
-    """Remove ``paths`` if the body raises (for outputs written by other libraries)."""
-    try:
-        yield
-    except BaseException:
-        for p in paths:
-            p.unlink(missing_ok=True)
-        raise

@@ -112,7 +112,7 @@ def slices_diff(base: dict | None, head: dict | None, metric: str = "roc_auc") -
 
 def build(root: Path, base: str | None = None, artifacts_url: str | None = None) -> dict:
     """Everything the report shows, as a JSON-able dict."""
-    from loopline.config.schema import load_params
+    from loopline.config.params import load_params
 
     params = load_params(root)
     reports = params.paths.reports

@@ -420,7 +420,7 @@ def instance_files(plan: Plan, tmpl: dict[str, bytes], workflows: dict[str, byte
 
 def _cmd(what: str, args: list[str], cwd: Path) -> str:
     """Run git or dvc in ``cwd``; a failure is a LooplineError with the tool's message."""
-    from loopline.pipeline.repro import dvc_env
+    from loopline.core.dvc import dvc_env
 
     try:
         res = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=dvc_env())
@@ -446,8 +446,8 @@ def _write(dest: Path, plan: Plan) -> list[str]:
 
 def _repo(dest: Path, plan: Plan) -> str:
     """params.yaml, champion.json, git and DVC, and the first commit; return its sha."""
-    from loopline.config.schema import load_params
-    from loopline.pipeline.repro import compose_params
+    from loopline.config.compose import compose_params
+    from loopline.config.params import load_params
     from loopline.registry.champion import refresh_champion
 
     compose_params(dest, [], write=True)  # what `loopline params` does

@@ -196,17 +196,15 @@ def retrain(root: Path, params: Any, window: dict, labelled: Any, stage: str, *,
     else:
         rows.drop(columns="_ts").to_csv(source, mode="a", header=False, index=False)
     entry.update(appended=True, through=float(rows["_ts"].max()))
-    run = subprocess.run([sys.executable, "-m", "loopline", "run", "--json"], cwd=root,
-                         capture_output=True, text=True)
-    gate = {}
-    gate_path = root / params.paths.reports / "gate.json"
-    if gate_path.is_file():
-        gate = json.loads(gate_path.read_text(encoding="utf-8"))
-    if run.returncode != 0 or gate.get("verdict") != "pass":
+    from loopline.pipeline.repro import run_pipeline
+
+    try:
+        outcome = run_pipeline(root)
+        gate, why = outcome.gate or {}, outcome.error_line()
+    except LooplineError as err:
+        gate, why = {}, f"`loopline run` failed: {err.message}"
+    if why or gate.get("verdict") != "pass":
         _restore(root)
-        last = ((run.stderr or run.stdout).strip().splitlines() or ["no output"])[-1]
-        why = (f"gate failed: {', '.join(gate.get('failed', []))}" if gate.get("verdict") == "fail"
-               else f"`loopline run` failed: {last}")
         return [{**entry, "appended": False,
                  "why": f"retrained model not promoted ({why}); work tree restored"}]
     message = f"Retrain on {len(rows)} labelled records from the monitor (status AMBER)"

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from loopline.config.schema import AlertConfig
+from loopline.config.operations import AlertConfig
 
 ICONS = {"GREEN": ":large_green_circle:", "AMBER": ":large_orange_circle:", "RED": ":red_circle:"}
 

@@ -23,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
-DEFAULT_THRESHOLDS = {"wasserstein": 0.1, "jensenshannon": 0.1, "ks": 0.05, "chisquare": 0.05,
-                      "z": 0.05, "psi": 0.1}
-P_VALUE_METHODS = {"ks", "chisquare", "z"}
+from loopline.monitoring.methods import METHODS
+
+DEFAULT_THRESHOLDS = {name: m.threshold for name, m in METHODS.items()}
+P_VALUE_METHODS = {name for name, m in METHODS.items() if m.p_value}
 
 
 @dataclass

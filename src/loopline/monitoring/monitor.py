@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from loopline.config.schema import MonitorConfig
+from loopline.config.operations import MonitorConfig
 from loopline.monitoring.drift import dataset_drift, jensenshannon
 
 ORDER = {"GREEN": 0, "AMBER": 1, "RED": 2}

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from loopline.config.schema import Params
+from loopline.config.params import Params
 
 
 def feature_columns(params: Params) -> tuple[list[str], list[str]]:

@@ -1,4 +1,4 @@
-"""Compose params and drive ``dvc repro``: what ``loopline params`` and ``loopline run`` do.
+"""Drive ``dvc repro``: what ``loopline run`` does (:func:`run_pipeline`).
 
 ``dvc repro`` runs as a subprocess (it is the tool users run themselves, and the one CI
 runs); loopline reads its output line by line to show which stage is running, skipped or
@@ -8,8 +8,6 @@ params.yaml is composed, so DVC's start-up overlaps loopline's own (see PendingR
 
 from __future__ import annotations
 
-import os
-import re
 import subprocess
 import sys
 import time
@@ -19,102 +17,21 @@ from pathlib import Path
 
 import yaml
 
-from loopline.config.schema import (
-    PARAMS_FILE,
-    check_estimator,
-    compose,
-    diff_keys,
-    parse_yaml,
-    validate_params,
-)
+from loopline.core.dvc import dvc_env, load_yaml, read_lock
 from loopline.core.errors import LooplineError
+from loopline.core.files import json_or_none
+from loopline.core.layout import (CARD_MD, DVC_YAML, EVALUATION_MD, GATE_HTML, GATE_JSON, GATE_MD,
+                                  METRICS_JSON, MODEL_ONNX, PLOTS_DIR, VALIDATE_JSON, Layout)
+from loopline.pipeline.dvc_internals import CACHED, FAILED, RUNNING, SKIPPED, UP_TO_DATE, WARM_DVC
 from loopline.pipeline.runner import IN_PROCESS_MARK, SUMMARY_PREFIX
-
-
-@dataclass
-class ParamsResult:
-    path: Path
-    changed: bool
-    changed_keys: list[str]
-    text: str
-
-
-_CACHE = Path(".dvc") / "tmp" / "loopline-params.json"
-
-
-def _fingerprint(root: Path, overrides: list[str]) -> str:
-    """A hash of everything composition reads: conf/ files, overrides, loopline version."""
-    import hashlib
-
-    from loopline import __version__
-
-    h = hashlib.sha256(f"{__version__}\0{chr(0).join(overrides)}\0".encode())
-    for path in sorted((root / "conf").rglob("*")):
-        if path.is_file():
-            h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
-    return h.hexdigest()
-
-
-def _params_sha(path: Path) -> str | None:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
-
-
-def compose_params(root: Path, overrides: list[str], *, write: bool = True,
-                   full_check: bool = True) -> ParamsResult:
-    """Compose conf/ (+ overrides), validate it, and write params.yaml when it changed.
-
-    Composition is skipped when neither conf/, the overrides nor params.yaml changed since
-    the last successful run (a fingerprint in .dvc/tmp), which keeps a no-op run fast.
-    """
-    import json
-
-    path = root / PARAMS_FILE
-    cache = root / _CACHE
-    fingerprint = _fingerprint(root, overrides)
-    if cache.parent.is_dir() and cache.is_file():
-        try:
-            seen = json.loads(cache.read_text(encoding="utf-8"))
-        except ValueError:
-            seen = {}
-        if seen.get("fingerprint") == fingerprint and seen.get("params_sha") == _params_sha(path):
-            return ParamsResult(path, False, [], path.read_text(encoding="utf-8"))
-    result = _compose_params(root, overrides, write=write, full_check=full_check)
-    if cache.parent.is_dir() and (write or not result.changed):
-        from loopline.core.files import write_text
-
-        write_text(cache, json.dumps({"fingerprint": fingerprint, "params_sha": _params_sha(path)}))
-    return result
-
-
-def _compose_params(root: Path, overrides: list[str], *, write: bool,
-                    full_check: bool) -> ParamsResult:
-    text = compose(root, overrides)
-    data = parse_yaml(text, "the composed config")
-    params = validate_params(data, f"conf/ (composed{' with ' + ' '.join(overrides) if overrides else ''})")
-    path = root / PARAMS_FILE
-    old_text = path.read_text(encoding="utf-8") if path.is_file() else None
-    changed = old_text != text
-    if changed and full_check:
-        check_estimator(params.model)
-    keys: list[str] = []
-    if changed:
-        old = yaml.safe_load(old_text) if old_text else {}
-        keys = diff_keys(old if isinstance(old, dict) else {}, data)
-        if write:
-            from loopline.core.files import write_text
-
-            write_text(path, text)
-    return ParamsResult(path, changed, keys, text)
 
 
 def stage_names(root: Path) -> list[str]:
     """Stage names of dvc.yaml in file order (which is the pipeline order)."""
     try:
-        doc = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise LooplineError(f"dvc.yaml is not valid YAML: {str(err).splitlines()[0]}") from None
+        doc = load_yaml((root / DVC_YAML).read_text(encoding="utf-8"), DVC_YAML) or {}
+    except OSError as err:
+        raise LooplineError(f"cannot read {DVC_YAML}: {err.strerror}") from None
     return list((doc.get("stages") or {}).keys())
 
 
@@ -147,45 +64,6 @@ def _finish(ev: StageEvent, on_event: Callable[[StageEvent], None] | None) -> No
         on_event(ev)
 
 
-_RUNNING = re.compile(r"^Running stage '([^']+)'")
-_SKIPPED = re.compile(r"^Stage '([^']+)' didn't change, skipping")
-_CACHED = re.compile(r"^Stage '([^']+)' is cached - skipping run, checking out outputs")
-_FAILED = re.compile(r"^ERROR: failed to reproduce '([^']+)'")
-
-
-def dvc_env() -> dict[str, str]:
-    """Environment for dvc: the venv's bin first (stage commands call ``loopline``)."""
-    env = dict(os.environ)
-    bindir = str(Path(sys.executable).parent)
-    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
-    env.setdefault("DVC_NO_ANALYTICS", "1")
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-# `dvc repro` through DVC's own entry point (dvc.cli.main), in a process started before it
-# is needed: it imports DVC (~0.3 s) on the other core while loopline composes params.yaml
-# and resolves the champion, then reads one order on stdin: "repro", "check" (`dvc status`
-# first, and repro only if it finds a change), or nothing at all when the caller failed or
-# was killed, in which case it exits having touched nothing.
-_UP_TO_DATE = "loopline: pipeline up to date"
-_WARM_DVC = f"""\
-import gc, os, sys
-from dvc.cli import main, parse_args
-import dvc.repo.reproduce, dvc.repo.index, dvc.stage.cache, dvc.dependency.param  # needed next
-parse_args(sys.argv[1:])
-if os.environ.get("LOOPLINE_STAGES_IN_PROCESS") == "1":
-    from loopline.pipeline.runner import install
-    install()
-gc.freeze()  # DVC's modules live as long as the process: keep the collector off them
-order = sys.stdin.readline().strip()
-if order == "check" and main(["status", "--quiet", "--with-deps", *sys.argv[2:]]) == 0:
-    print({_UP_TO_DATE!r})
-    sys.exit(0)
-sys.exit(main(sys.argv[1:]) if order else 130)
-"""
-
-
 class PendingRepro:
     """``dvc repro`` started ahead of time; :meth:`run` lets it go and reports stage events.
 
@@ -196,7 +74,7 @@ class PendingRepro:
     def __init__(self, root: Path, *, targets: list[str] | None = None,
                  force: bool = False, in_process: bool = True) -> None:
         self.root, self.targets, self.force = root, targets, force
-        cmd = [sys.executable, "-c", _WARM_DVC, "repro", *(targets or [])]
+        cmd = [sys.executable, "-c", WARM_DVC, "repro", *(targets or [])]
         if force:
             cmd.append("--force")
         env = dvc_env()
@@ -255,7 +133,7 @@ class PendingRepro:
         up_to_date = in_process = False
         for raw in proc.stdout:
             line = raw.rstrip("\n")
-            if line == _UP_TO_DATE:
+            if line == UP_TO_DATE:
                 up_to_date = True
             elif line.startswith(IN_PROCESS_MARK):
                 in_process = True
@@ -282,10 +160,6 @@ def repro(root: Path, *, targets: list[str] | None = None, force: bool = False,
         return pending.run(on_event)
 
 
-# libyaml where PyYAML has it: dvc.lock grows with the pipeline
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
 def must_run(root: Path, targets: list[str] | None, changed_params: list[str]) -> bool:
     """True when ``dvc repro`` will surely run a stage, so asking ``dvc status`` first is waste.
 
@@ -295,11 +169,9 @@ def must_run(root: Path, targets: list[str] | None, changed_params: list[str]) -
     if targets:
         return False
     try:
-        stages = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
-        lock_path = root / "dvc.lock"
-        locked = (yaml.load(lock_path.read_text(encoding="utf-8"), Loader=_YAML_LOADER) or {}
-                  ).get("stages", {}) if lock_path.is_file() else {}
-    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+        stages = yaml.safe_load((root / DVC_YAML).read_text(encoding="utf-8"))["stages"]
+        locked = read_lock(root)
+    except (OSError, yaml.YAMLError, LooplineError, KeyError, TypeError, AttributeError):
         return False
     if any(name not in locked for name in stages):
         return True
@@ -344,13 +216,13 @@ class _Tracker:
         import json
 
         self.lines.append(line)
-        if m := _RUNNING.match(line):
+        if m := RUNNING.match(line):
             self.close()
             self.current = StageEvent(m.group(1), "running", started=time.perf_counter())
             self.stages[self.current.stage] = self.current
             self._emit(self.current)
-        elif (m := _SKIPPED.match(line)) or (m := _CACHED.match(line)):
-            ev = StageEvent(m.group(1), "skipped" if _SKIPPED.match(line) else "restored")
+        elif (m := SKIPPED.match(line)) or (m := CACHED.match(line)):
+            ev = StageEvent(m.group(1), "skipped" if SKIPPED.match(line) else "restored")
             self.stages[ev.stage] = ev
             self._emit(ev)
         elif line.startswith(SUMMARY_PREFIX) and self.current is not None:
@@ -360,7 +232,7 @@ class _Tracker:
                 pass
         elif line.startswith(("error: ", "  - ", "  row ")):
             self.error_lines.append(line)
-        elif m := _FAILED.match(line):
+        elif m := FAILED.match(line):
             name = m.group(1)
             ev = self.stages.get(name) or StageEvent(name, "running", started=time.perf_counter())
             ev.state, ev.error = "failed", "\n".join(self.error_lines) or line
@@ -371,3 +243,87 @@ class _Tracker:
     def close(self) -> None:
         if self.current and self.current.state == "running":
             _finish(self.current, self.on_event)
+
+
+# ------------------------------------------------------------------ the whole run
+
+
+@dataclass
+class PipelineRun:
+    """What one ``loopline run`` did: the repro, what params changed, metrics and gate."""
+
+    repro: ReproResult
+    changed_params: list[str]
+    metrics: dict
+    gate: dict | None  # reports/gate.json when the repro succeeded
+    layout: Layout
+
+    @property
+    def ok(self) -> bool:
+        """The pipeline ran and the gate (if it decided) passed."""
+        return self.repro.ok and (self.gate is None or self.gate.get("verdict") == "pass")
+
+    @property
+    def gate_failed(self) -> bool:
+        return self.gate is not None and self.gate.get("verdict") != "pass"
+
+    def report_paths(self) -> list[str]:
+        """The reports and model files that exist, for the closing summary."""
+        lay = self.layout
+        cands = [lay.report(EVALUATION_MD), lay.report(GATE_MD), lay.report(GATE_HTML),
+                 lay.report(METRICS_JSON), lay.report(VALIDATE_JSON), lay.model(CARD_MD),
+                 lay.model(MODEL_ONNX), lay.report(PLOTS_DIR)]
+        return [lay.rel(c) + ("/" if c.is_dir() else "") for c in cands if c.exists()]
+
+    def error_line(self) -> str:
+        """One line saying where the run stopped and why ("" when it succeeded)."""
+        r = self.repro
+        if r.ok and not self.gate_failed:
+            return ""
+        if r.ok:
+            return "gate failed: " + ", ".join(self.gate.get("failed", []))  # type: ignore[union-attr]
+        where = f"stage {r.failed_stage!r}" if r.failed_stage else "dvc repro"
+        last = (r.error or "").strip().splitlines()
+        return f"{where} failed" + (f": {last[-1]}" if last else "")
+
+
+def run_pipeline(root: Path, overrides: list[str] | tuple[str, ...] = (), *, force: bool = False,
+                 in_process: bool = True, targets: list[str] | None = None,
+                 recompose: bool = True,
+                 on_start: Callable[[list[str], list[str]], None] | None = None,
+                 on_event: Callable[[StageEvent], None] | None = None) -> PipelineRun:
+    """Compose params.yaml, resolve the champion, ``dvc repro``; report metrics and the gate.
+
+    This is ``loopline run`` without the display: the CLI, the monitor's retraining and the
+    simulation call it. ``dvc repro`` starts importing at once, on the other core, and
+    reproduces once params.yaml and the champion file are ready.
+
+    Args:
+        root: The instance.
+        overrides: Hydra overrides for the composition.
+        force: Rerun every stage.
+        in_process: Run ``loopline stage`` commands inside dvc's process.
+        targets: Reproduce only up to these stages (e.g. ``["gate"]``).
+        recompose: Compose conf/ into params.yaml first (``loopline gate`` uses it as it is).
+        on_start: Called with (stage names, changed params keys) before dvc starts.
+        on_event: Called with every stage event.
+
+    Raises:
+        LooplineError: conf/ does not compose or validate, or the registry cannot be read.
+    """
+    from loopline.config.compose import compose_params
+    from loopline.config.params import load_params
+    from loopline.registry.champion import refresh_champion
+
+    with PendingRepro(root, targets=targets, force=force, in_process=in_process) as pending:
+        changed = compose_params(root, list(overrides)).changed_keys if recompose else []
+        params = load_params(root)
+        refresh_champion(root, params.paths.reports, params.gate.champion.stage)
+        if on_start:
+            on_start(stage_names(root), changed)
+        result = pending.run(on_event, changed_params=changed)
+    layout = Layout.of(root, params.paths)
+    metrics = json_or_none(layout.report(METRICS_JSON)) or {}
+    gate = json_or_none(layout.report(GATE_JSON)) if result.ok else None
+    return PipelineRun(result, changed, metrics if isinstance(metrics, dict) else {},
+                       gate if isinstance(gate, dict) else None, layout)

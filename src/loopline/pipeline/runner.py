@@ -11,13 +11,13 @@ only runs the commands that are exactly ``loopline stage NAME`` inside DVC's own
 (:func:`install`), where those libraries stay imported from one stage to the next. The
 stage functions are the same, they read the same params.yaml, and they write the same
 files; any other command, or a stage of a user's own, still runs in a shell.
-``loopline run --isolated`` turns this off.
+``loopline run --isolated`` turns this off. How DVC is made to do that lives in
+:mod:`loopline.pipeline.dvc_internals`.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import sys
 import time
 import traceback
@@ -26,7 +26,6 @@ from pathlib import Path
 STAGES = ("ingest", "validate", "prepare", "train", "evaluate", "export", "gate")
 SUMMARY_PREFIX = "loopline-stage-summary: "
 IN_PROCESS_MARK = "loopline: in dvc's process: stage "  # `loopline run` reports what it saw
-_COMMAND = re.compile(r"loopline stage (\w+)")
 
 
 def check_stage(name: str) -> None:
@@ -42,7 +41,7 @@ def run_stage(name: str, root: Path) -> dict:
     """Run stage ``name`` of the instance at ``root``; return its one-line summary."""
     import importlib
 
-    from loopline.config.schema import load_params
+    from loopline.config.params import load_params
 
     check_stage(name)
     cfg = load_params(root)
@@ -66,8 +65,8 @@ def run_in_process(name: str, cwd: str, env: dict[str, str]) -> int:
     The stage sees the working directory and the DVC_* variables that DVC gives a command;
     errors print as the command line prints them.
     """
-    from loopline.config.schema import find_root
     from loopline.core.errors import LooplineError
+    from loopline.core.layout import find_root
 
     added = {k: v for k, v in env.items() if k.startswith("DVC_") and os.environ.get(k) != v}
     saved_env = {k: os.environ.get(k) for k in added}
@@ -103,32 +102,3 @@ def run_in_process(name: str, cwd: str, env: dict[str, str]) -> int:
                 os.environ[key] = value
         sys.stdout.flush()
         sys.stderr.flush()
-
-
-def install() -> bool:
-    """Make this process's DVC run ``loopline stage NAME`` commands in-process.
-
-    Returns False (and changes nothing) when DVC's runner is not the one this was written
-    against; stages then run as processes, as in a plain ``dvc repro``.
-    """
-    try:
-        from dvc.stage import run as dvc_run
-        from dvc.stage.exceptions import StageCmdFailedError
-    except ImportError:
-        return False
-    shell_run = getattr(dvc_run, "_run", None)
-    if shell_run is None or getattr(shell_run, "loopline", False):
-        return shell_run is not None
-
-    def _run(executable, cmd, **kwargs):  # dvc.stage.run._run(executable, cmd, **kwargs)
-        match = _COMMAND.fullmatch(cmd.strip()) if isinstance(cmd, str) else None
-        if match is None or "cwd" not in kwargs or "env" not in kwargs:
-            return shell_run(executable, cmd, **kwargs)
-        code = run_in_process(match.group(1), kwargs["cwd"], kwargs["env"])
-        if code != 0:
-            raise StageCmdFailedError(cmd, code)
-        return None
-
-    _run.loopline = True  # type: ignore[attr-defined]
-    dvc_run._run = _run
-    return True

@@ -385,7 +385,7 @@ def simulate(root: Path, *, seed: int, workdir: Path, quick: bool = False,
              on_step: Callable[[Step], None] | None = None,
              on_phase: Callable[[str], None] | None = None) -> dict:
     """Run the simulation; its document (timeline, events, registry history)."""
-    from loopline.config.schema import load_params
+    from loopline.config.params import load_params
     from loopline.monitoring.check import check
     from loopline.registry import actions as registry
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from loopline.config.schema import Params
+from loopline.config.params import Params
 from loopline.core.files import Outputs
 from loopline.pipeline.frames import load_split, xy
 

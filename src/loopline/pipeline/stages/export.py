@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from loopline import __version__
-from loopline.config.schema import Params
+from loopline.config.params import Params
 from loopline.core.errors import LooplineError
 from loopline.core.files import Outputs, md5_file, read_json
 from loopline.pipeline.frames import feature_columns, load_split, xy

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from loopline.config.schema import GateConfig, Params
+from loopline.config.params import Params
+from loopline.config.pipeline import GateConfig
 from loopline.core.files import Outputs, read_json, sha256_file
 from loopline.pipeline.frames import feature_columns, load_split
 from loopline.registry.champion import CHAMPION_FILE

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from loopline.config.schema import Params
+from loopline.config.params import Params
 from loopline.core.errors import LooplineError
 from loopline.core.files import Outputs
 

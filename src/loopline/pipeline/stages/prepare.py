@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from loopline.config.schema import DataConfig, FeaturesConfig, Params, Schema, Split
+from loopline.config.params import Params
+from loopline.config.pipeline import DataConfig, FeaturesConfig, Schema, Split
 from loopline.core.errors import LooplineError
 from loopline.core.files import Outputs
 from loopline.pipeline.stages.ingest import ROW_ID, as_text

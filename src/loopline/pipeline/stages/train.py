@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from loopline.config.schema import Distribution, ModelConfig, Params, SearchConfig, check_estimator
+from loopline.config.params import Params
+from loopline.config.pipeline import Distribution, ModelConfig, SearchConfig, check_estimator
 from loopline.core.errors import LooplineError
 from loopline.core.files import Outputs
 from loopline.pipeline.frames import feature_columns, load_split, xy

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from loopline.config.schema import ColumnRule, DataConfig, Params, Schema
+from loopline.config.params import Params
+from loopline.config.pipeline import ColumnRule, DataConfig, Schema
 from loopline.core.errors import LooplineError
 from loopline.core.files import Outputs, md5_file
 from loopline.pipeline.stages.ingest import ROW_ID, as_text
