@@ -133,9 +133,6 @@ def retrain(root: Path, params: Any, window: dict, labelled: Any, stage: str, *,
     API, ``GITHUB_TOKEN``); the checkout goes back to its branch, and registering and
     promoting follow the merge (main.yml). While such a pull request is open, no other is made.
     """
-    import subprocess
-    import sys
-
     from loopline.monitoring.monitor import worst
 
     # the model's grades decide, not the error rate: that is the service's, and a new model
@@ -149,6 +146,7 @@ def retrain(root: Path, params: Any, window: dict, labelled: Any, stage: str, *,
         return []
     entry: dict[str, Any] = {"action": "retrain", "done": False}
     min_labels = params.monitor.min_labels
+    from loopline.core.git import git
     from loopline.registry import actions as registry
 
     try:
@@ -170,7 +168,7 @@ def retrain(root: Path, params: Any, window: dict, labelled: Any, stage: str, *,
                                  "from the source system, not from the log"}]
     if as_pr and not push:
         return [{**entry, "why": "a retraining pull request needs --push REMOTE for its branch"}]
-    dirty = registry.git(root, "status", "--porcelain", "--untracked-files=no").stdout.strip()
+    dirty = git(root, "status", "--porcelain", "--untracked-files=no").stdout.strip()
     if dirty:
         return [{**entry, "why": "the work tree has uncommitted changes"}]
     if as_pr:
@@ -210,8 +208,8 @@ def retrain(root: Path, params: Any, window: dict, labelled: Any, stage: str, *,
     message = f"Retrain on {len(rows)} labelled records from the monitor (status AMBER)"
     if as_pr:
         return [_propose(root, params, entry, window, gate, message, push)]
-    registry.git(root, "add", "-u")  # the data and what the pipeline changed, not the monitor's files
-    registry.git(root, "commit", "-q", "-m", message)
+    git(root, "add", "-u")  # the data and what the pipeline changed, not the monitor's files
+    git(root, "commit", "-q", "-m", message)
     reg = registry.register(root, push=push)
     promoted = registry.promote(reg["version"], stage, root=root, push=push)
     out = [{**entry, "done": True, "version": reg["version"], "commit": reg["commit"],
@@ -250,9 +248,9 @@ def _restore(root: Path) -> None:
     import subprocess
     import sys
 
-    from loopline.registry import actions as registry
+    from loopline.core.git import git
 
-    registry.git(root, "checkout", "--", ".")
+    git(root, "checkout", "--", ".")
     subprocess.run([sys.executable, "-m", "dvc", "checkout", "-q"], cwd=root, capture_output=True)
 
 
@@ -263,20 +261,20 @@ def _propose(root: Path, params: Any, entry: dict, window: dict, gate: dict, mes
     import sys
     import time
 
+    from loopline.core.git import git
     from loopline.gitops import github
-    from loopline.registry import actions as registry
 
-    back = registry.git(root, "rev-parse", "--abbrev-ref", "HEAD").stdout.strip()
+    back = git(root, "rev-parse", "--abbrev-ref", "HEAD").stdout.strip()
     base_branch = back if back != "HEAD" else (os.environ.get("GITHUB_REF_NAME") or "main")
     branch = RETRAIN_BRANCH + time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    registry.git(root, "checkout", "-q", "-b", branch)
+    git(root, "checkout", "-q", "-b", branch)
     try:
-        registry.git(root, "add", "-u")
-        registry.git(root, "commit", "-q", "-m", message)
-        commit = registry.git(root, "rev-parse", "HEAD").stdout.strip()
-        pushed = registry.git(root, "push", "-q", remote, f"HEAD:refs/heads/{branch}", check=False)
+        git(root, "add", "-u")
+        git(root, "commit", "-q", "-m", message)
+        commit = git(root, "rev-parse", "HEAD").stdout.strip()
+        pushed = git(root, "push", "-q", remote, f"HEAD:refs/heads/{branch}", check=False)
     finally:
-        registry.git(root, "checkout", "-q", back if back != "HEAD" else "-")
+        git(root, "checkout", "-q", back if back != "HEAD" else "-")
         subprocess.run([sys.executable, "-m", "dvc", "checkout", "-q"], cwd=root, capture_output=True)
     out = {**entry, "branch": branch, "commit": commit}
     if pushed.returncode != 0:

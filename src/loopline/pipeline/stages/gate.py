@@ -245,11 +245,11 @@ def _champion_values(root: Path, champion: dict, X: pd.DataFrame, y: np.ndarray,
         return None, None
     import tempfile
 
-    from loopline.registry import actions as registry
+    from loopline.registry import fetch
 
     try:
         with tempfile.TemporaryDirectory(prefix="loopline-champion-") as tmp:
-            registry.get(champion["version"], Path(tmp), root)
+            fetch.get(champion["version"], Path(tmp), root)
             proba, classes = _score_onnx(Path(tmp) / "model.onnx", X)
         values, snap = quality_report(scored_frame(y, proba, classes, positive, target),
                                       target, positive, classes)
