@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from loopline import __version__
 from loopline.config.params import Params
 from loopline.core.errors import LooplineError
 from loopline.core.files import Outputs, md5_file, read_json
+from loopline.core.git import git_out
 from loopline.pipeline.frames import feature_columns, load_split, xy
 
 ONNX_FILE = "model.onnx"
@@ -30,15 +30,8 @@ UPSTREAM = ("ingest", "validate", "prepare", "train", "evaluate")
 
 def git_info(root: Path) -> dict:
     """HEAD commit and whether the work tree has uncommitted changes (None outside git)."""
-    def git(*args: str) -> str | None:
-        try:
-            res = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return res.stdout.strip() if res.returncode == 0 else None
-
-    commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no")
+    commit = git_out(root, "rev-parse", "HEAD")
+    status = git_out(root, "status", "--porcelain", "--untracked-files=no")
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 
