@@ -1,4 +1,4 @@
-"""Unit tests for loopline.model.features and loopline.model.onnx_export on a small synthetic frame."""
+"""Unit tests for loopline.model: features, ONNX export, parity, runtime and feeds."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from loopline.model import feeds as onnx_feeds
 from loopline.model.features import (
     CATEGORICAL_IMPUTERS,
     NUMERIC_IMPUTERS,
@@ -19,7 +20,9 @@ from loopline.model.features import (
     build_preprocessor,
     to_model_frame,
 )
-from loopline.model.onnx_export import OnnxModel, convert, make_feeds, parity
+from loopline.model.onnx.convert import convert
+from loopline.model.parity import parity
+from loopline.model.runtime import OnnxModel
 
 NUMERIC = ["age", "income", "score"]
 CATEGORICAL = ["city", "plan"]
@@ -196,7 +199,7 @@ def test_convert_gives_the_same_bytes_whatever_the_hash_seed(frames, tmp_path):
 
     pipe = _fit(frames, "hgb", "median", "most_frequent")
     (tmp_path / "pipe.pkl").write_bytes(pickle.dumps(pipe))
-    script = ("import pickle, sys, hashlib; from loopline.model.onnx_export import convert; "
+    script = ("import pickle, sys, hashlib; from loopline.model.onnx.convert import convert; "
               "p = pickle.load(open(sys.argv[1], 'rb')); "
               f"print(hashlib.sha256(convert(p, {NUMERIC!r}, {CATEGORICAL!r})).hexdigest())")
     digests = {subprocess.run([sys.executable, "-c", script, str(tmp_path / "pipe.pkl")],
@@ -206,12 +209,12 @@ def test_convert_gives_the_same_bytes_whatever_the_hash_seed(frames, tmp_path):
     assert len(digests) == 1
 
 
-def test_make_feeds_shapes_and_string_dtype(frames):
+def test_frame_feeds_shapes_and_string_dtype(frames):
     X = frames["test"].copy()
     X["city"] = X["city"].replace("", None).astype("str")  # pandas str dtype, NaN gaps
     X["plan"] = pd.Series([None, np.nan] + X["plan"].tolist()[2:], index=X.index, dtype=object)
     X["age"] = X["age"].astype("Float64")  # nullable float with pd.NA
-    feeds = make_feeds(X, NUMERIC, CATEGORICAL)
+    feeds = onnx_feeds.from_frame(X, NUMERIC, CATEGORICAL)
     assert feeds["plan"][:2].ravel().tolist() == ["", ""]
     assert np.array_equal(feeds["age"].ravel(), frames["test"]["age"].to_numpy(), equal_nan=True)
     assert list(feeds) == NUMERIC + CATEGORICAL
@@ -220,7 +223,7 @@ def test_make_feeds_shapes_and_string_dtype(frames):
     assert all(isinstance(v, str) for c in CATEGORICAL for v in feeds[c].ravel())
     assert (feeds["city"].ravel() == frames["test"]["city"].to_numpy()).all()
     with pytest.raises(ValueError, match="plan"):
-        make_feeds(X.drop(columns="plan"), NUMERIC, CATEGORICAL)
+        onnx_feeds.from_frame(X.drop(columns="plan"), NUMERIC, CATEGORICAL)
 
 
 def test_convert_rejects_unlisted_column(frames):
