@@ -25,12 +25,12 @@ def numbers(values: Any, n: int) -> np.ndarray:
     ``values`` is None (the column is absent: all missing), a list with None for
     missing, a numpy array, or a pandas ExtensionArray (``pd.NA`` for missing).
     """
+    if isinstance(values, list):  # first: the serving path
+        return np.array(values, dtype=np.float64).reshape(n, 1)
     if values is None:
         return np.full((n, 1), np.nan)
     if isinstance(values, np.ndarray):
         return values.astype(np.float64, copy=False).reshape(n, 1)
-    if isinstance(values, list):
-        return np.array(values, dtype=np.float64).reshape(n, 1)
     return values.to_numpy(dtype=np.float64, na_value=np.nan).reshape(n, 1)
 
 
@@ -41,13 +41,13 @@ def strings(values: Any, n: int) -> np.ndarray:
     category, not an imputed one), so missing values are mapped here. ``values`` as for
     :func:`numbers`; a list (validated input) marks missing with None only.
     """
+    if isinstance(values, list):  # first: the serving path
+        out = np.empty((n, 1), dtype=object)
+        out[:, 0] = [v or "" for v in values]
+        return out
     if values is None:
         out = np.empty((n, 1), dtype=object)
         out[:, 0] = ""
-        return out
-    if isinstance(values, list):
-        out = np.empty((n, 1), dtype=object)
-        out[:, 0] = [v or "" for v in values]
         return out
     if isinstance(values, np.ndarray):
         import pandas as pd

@@ -4,7 +4,7 @@
 :func:`loopline.model.onnx.convert.convert` exported; the gate, the parity check and the
 service all use it, with the feeds of :mod:`loopline.model.feeds`. The export side
 (scikit-learn, skl2onnx) is never imported here, so a service or a container image does
-not pull in the training stack.
+not pull in the training stack; onnxruntime itself is imported when a model is loaded.
 """
 
 from __future__ import annotations
@@ -14,13 +14,15 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnxruntime as ort
 
 from loopline.core.errors import LooplineError
 from loopline.model import feeds
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 LABEL_OUTPUT = "label"
 PROBA_OUTPUT = "probabilities"
@@ -45,6 +47,8 @@ def session_options(threads: int = 1) -> ort.SessionOptions:
     forests (RF(200) 50 -> 33 ms per 1,000 rows); pass ``threads=2`` for batch
     scoring. Full graph optimisation is cheap at load time.
     """
+    import onnxruntime as ort
+
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
@@ -103,6 +107,8 @@ class OnnxModel:
         except OSError as err:
             raise LooplineError(f"cannot read {label} from {source}: {err}") from err
         self.sha256 = check_sha256(data, expected or {}, label=label, path=source)
+        import onnxruntime as ort
+
         try:
             self.session = ort.InferenceSession(data, sess_options=session_options(threads),
                                                 providers=["CPUExecutionProvider"])
