@@ -226,6 +226,50 @@ def test_frame_feeds_shapes_and_string_dtype(frames):
         onnx_feeds.from_frame(X.drop(columns="plan"), NUMERIC, CATEGORICAL)
 
 
+def test_frames_records_and_columns_give_the_same_feeds(frames):
+    """The gate (frames), /predict (records) and /predict_batch (columns) feed alike."""
+    X = frames["test"].iloc[:12]
+    records = [{k: v for k, v in row.items() if not (v == "" or (isinstance(v, float) and
+                                                                 np.isnan(v)))}
+               for row in X.to_dict("records")]  # validated input: missing = left out
+    columns = {c: [r.get(c) for r in records] for c in NUMERIC + CATEGORICAL}
+    del columns["plan"]  # an absent nullable column is all missing
+    want = onnx_feeds.from_frame(X.assign(plan=""), NUMERIC, CATEGORICAL)
+    for got in (onnx_feeds.from_records([{k: v for k, v in r.items() if k != "plan"}
+                                         for r in records], NUMERIC, CATEGORICAL),
+                onnx_feeds.from_columns(columns, len(X), NUMERIC, CATEGORICAL)):
+        assert list(got) == list(want)
+        for c in NUMERIC:
+            assert got[c].dtype == np.float64 and got[c].shape == (len(X), 1)
+            assert np.array_equal(got[c], want[c], equal_nan=True), c
+        for c in CATEGORICAL:
+            assert got[c].dtype == object and got[c].tolist() == want[c].tolist(), c
+
+
+def test_onnx_model_checks_the_recorded_sha256_and_the_metadata(frames):
+    import hashlib
+
+    from onnx import TensorProto, helper
+
+    from loopline.core.errors import LooplineError
+    from loopline.model.runtime import IntegrityError
+
+    onx = convert(_fit(frames, "logreg", "mean", "missing"), NUMERIC, CATEGORICAL)
+    sha = hashlib.sha256(onx).hexdigest()
+    assert OnnxModel(onx, expected={"the registry": sha, "its card": None}).sha256 == sha
+    with pytest.raises(IntegrityError, match=f"but the registry records {'0' * 16}"):
+        OnnxModel(onx, expected={"the registry": "0" * 64}, label="model v9")
+    x = helper.make_tensor_value_info("x", TensorProto.DOUBLE, [None, 1])
+    y = helper.make_tensor_value_info("y", TensorProto.DOUBLE, [None, 1])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
+    foreign = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    foreign.ir_version = 8
+    with pytest.raises(LooplineError, match="not exported by loopline"):
+        OnnxModel(foreign.SerializeToString())
+    with pytest.raises(LooplineError, match="onnxruntime cannot load it"):
+        OnnxModel(b"not a model")
+
+
 def test_convert_rejects_unlisted_column(frames):
     pipe = _fit(frames, "logreg", "mean", "missing")
     with pytest.raises(ValueError, match="plan"):

@@ -362,18 +362,18 @@ def test_reload_switches_one_worker_and_the_others_follow(
         assert one.handle("Bearer nope", "v2")[0] == 401
         status, body = one.handle("Bearer s3cret", "v2")
         assert (status, body["model_version"], body["previous_version"]) == (200, "v2", "v1")
-        assert body["changed"] is True and one.model.version == "v2"
+        assert body["changed"] is True and one.served.version == "v2"
         deadline = time.monotonic() + 10
-        while other.model.version != "v2" and time.monotonic() < deadline:
+        while other.served.version != "v2" and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert other.model.version == "v2" and counted == ["followed"]
+        assert other.served.version == "v2" and counted == ["followed"]
         # a worker started after the reload begins with the version the others serve
-        assert Reloader(spec, _fake_version, counted.append).model.version == "v2"
+        assert Reloader(spec, _fake_version, counted.append).served.version == "v2"
         assert one.handle("Bearer s3cret", "v2")[1]["changed"] is False
         status, body = one.handle("Bearer s3cret", "v-other")  # other inputs: restart needed
         assert status == 400 and "restart the service" in body["error"]
         assert one.handle("Bearer s3cret", "tampered")[0] == 409
-        assert one.model.version == "v2"
+        assert one.served.version == "v2"
     finally:
         other.stop()
     monkeypatch.delenv("TOKEN")

@@ -60,7 +60,7 @@ class Reloader:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         # a worker (re)started after a reload serves what the others were switched to
-        self.model = load(self._followed() or spec["model"])
+        self.served = load(self._followed() or spec["model"])
 
     def _followed(self) -> dict[str, Any] | None:
         try:
@@ -94,7 +94,7 @@ class Reloader:
             entry = resolve_model(Path(root), ref if ref is not None else self.spec.get("ref"),
                                   models=self.spec.get("models", MODELS_DEFAULT),
                                   default_stage=self.spec.get("default_stage", "prod"))
-            previous = self.model
+            previous = self.served
             new = self._swap(entry)
             if self.control is not None:
                 write_spec(self.control, entry)
@@ -102,13 +102,13 @@ class Reloader:
                 "sha256": new.sha256, "changed": new.version != previous.version}
 
     def _swap(self, entry: dict[str, Any]) -> ServedVersion:
-        if entry["version"] == self.model.version and entry["sha256"] == self.model.sha256:
-            return self.model
-        new, old = self._load(entry), self.model
+        if entry["version"] == self.served.version and entry["sha256"] == self.served.sha256:
+            return self.served
+        new, old = self._load(entry), self.served
         if not new.same_contract(old):
             raise LooplineError(f"{new.version} takes different inputs or classes than "
                                 f"{old.version}; restart the service to switch to it")
-        self.model = new
+        self.served = new
         logger.info("reloaded: now serving %s (was %s)", new.version, old.version)
         return new
 
@@ -128,15 +128,15 @@ class Reloader:
             with self._lock:
                 try:  # the file is tiny: compare its content, not its mtime
                     entry = json.loads(self.control.read_text(encoding="utf-8"))
-                    if (entry.get("version"), entry.get("sha256")) == (self.model.version,
-                                                                       self.model.sha256):
+                    if (entry.get("version"), entry.get("sha256")) == (self.served.version,
+                                                                       self.served.sha256):
                         continue
                     self._swap(entry)
                     self._count("followed")
                 except (OSError, ValueError, LooplineError) as err:
                     self._count("failed")
                     logger.error("reload from %s failed, still serving %s: %s",
-                                 self.control, self.model.version, err)
+                                 self.control, self.served.version, err)
 
 
 # ---------------------------------------------------------------------------- client

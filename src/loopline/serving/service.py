@@ -73,9 +73,9 @@ class LooplineService:
                                     flush_interval=log["flush_interval"],
                                     flush_rows=log["flush_rows"], shadow=lambda: self.shadow)
         request_errors.SINKS[:] = [lambda ts, route, status: self.log.request_error(
-            ts, route, status, self.reloader.model.version)]
+            ts, route, status, self.reloader.served.version)]
         self.reloader.start()
-        served = self.reloader.model
+        served = self.reloader.served
         logger.info("serving %s %s (sha256 %s)%s", SPEC["artifact"], served.version,
                     served.sha256[:12], f", shadow {self.shadow.version}" if self.shadow else "")
 
@@ -83,7 +83,7 @@ class LooplineService:
     async def predict(self, records: Records) -> contract.Prediction:  # type: ignore[valid-type]
         """Class and probabilities for each record (1 to max_batch records)."""
         start = time.perf_counter()
-        served = self.reloader.model  # one reference per request: a reload never splits it
+        served = self.reloader.served  # one reference per request: a reload never splits it
         labels, proba = served.model.run_records(records)
         elapsed = time.perf_counter() - start
         rid = uuid.uuid4().hex
@@ -108,7 +108,7 @@ class LooplineService:
         if bad:
             return _json({"error": f"{len(bad)} column(s) of the wrong length", "detail": bad}, 400)
         start = time.perf_counter()
-        served = self.reloader.model
+        served = self.reloader.served
         labels, proba = served.model.run_columns(columns, n)
         elapsed = time.perf_counter() - start
         rid = uuid.uuid4().hex
@@ -133,7 +133,7 @@ class LooplineService:
     @bentoml.api(route="/model")
     async def model_info(self) -> dict:
         """The served version, its sha256, classes and input contract."""
-        m = self.reloader.model
+        m = self.reloader.served
         return _json({"artifact": SPEC["artifact"], "model_version": m.version,
                       "sha256": m.sha256, "classes": m.classes,
                       "positive_class": m.positive_class, "inputs": m.inputs,
