@@ -215,12 +215,12 @@ def main() -> None:
     # in-process onnxruntime on the same 1,000 rows (default session: all cores)
     import onnxruntime as ort
 
-    from loopline.serving.contract import feeds
+    from loopline.model.feeds import from_records
 
     sess = ort.InferenceSession(str(ROOT / "models/model.onnx"), providers=["CPUExecutionProvider"])
     numeric = [i.name for i in sess.get_inputs() if i.type != "tensor(string)"]
     categorical = [i.name for i in sess.get_inputs() if i.type == "tensor(string)"]
-    f = feeds(batch_records, numeric, categorical)
+    f = from_records(batch_records, numeric, categorical)
     n, start = 0, time.perf_counter()
     while time.perf_counter() - start < args.duration:
         sess.run(None, f)

@@ -1,4 +1,4 @@
-"""Unit tests for loopline.model.features and loopline.model.onnx_export on a small synthetic frame."""
+"""Unit tests for loopline.model: features, ONNX export, parity, runtime and feeds."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from loopline.model import feeds as onnx_feeds
 from loopline.model.features import (
     CATEGORICAL_IMPUTERS,
     NUMERIC_IMPUTERS,
@@ -19,7 +20,9 @@ from loopline.model.features import (
     build_preprocessor,
     to_model_frame,
 )
-from loopline.model.onnx_export import OnnxModel, convert, make_feeds, parity
+from loopline.model.onnx.convert import convert
+from loopline.model.parity import parity
+from loopline.model.runtime import OnnxModel
 
 NUMERIC = ["age", "income", "score"]
 CATEGORICAL = ["city", "plan"]
@@ -196,7 +199,7 @@ def test_convert_gives_the_same_bytes_whatever_the_hash_seed(frames, tmp_path):
 
     pipe = _fit(frames, "hgb", "median", "most_frequent")
     (tmp_path / "pipe.pkl").write_bytes(pickle.dumps(pipe))
-    script = ("import pickle, sys, hashlib; from loopline.model.onnx_export import convert; "
+    script = ("import pickle, sys, hashlib; from loopline.model.onnx.convert import convert; "
               "p = pickle.load(open(sys.argv[1], 'rb')); "
               f"print(hashlib.sha256(convert(p, {NUMERIC!r}, {CATEGORICAL!r})).hexdigest())")
     digests = {subprocess.run([sys.executable, "-c", script, str(tmp_path / "pipe.pkl")],
@@ -206,12 +209,12 @@ def test_convert_gives_the_same_bytes_whatever_the_hash_seed(frames, tmp_path):
     assert len(digests) == 1
 
 
-def test_make_feeds_shapes_and_string_dtype(frames):
+def test_frame_feeds_shapes_and_string_dtype(frames):
     X = frames["test"].copy()
     X["city"] = X["city"].replace("", None).astype("str")  # pandas str dtype, NaN gaps
     X["plan"] = pd.Series([None, np.nan] + X["plan"].tolist()[2:], index=X.index, dtype=object)
     X["age"] = X["age"].astype("Float64")  # nullable float with pd.NA
-    feeds = make_feeds(X, NUMERIC, CATEGORICAL)
+    feeds = onnx_feeds.from_frame(X, NUMERIC, CATEGORICAL)
     assert feeds["plan"][:2].ravel().tolist() == ["", ""]
     assert np.array_equal(feeds["age"].ravel(), frames["test"]["age"].to_numpy(), equal_nan=True)
     assert list(feeds) == NUMERIC + CATEGORICAL
@@ -220,7 +223,51 @@ def test_make_feeds_shapes_and_string_dtype(frames):
     assert all(isinstance(v, str) for c in CATEGORICAL for v in feeds[c].ravel())
     assert (feeds["city"].ravel() == frames["test"]["city"].to_numpy()).all()
     with pytest.raises(ValueError, match="plan"):
-        make_feeds(X.drop(columns="plan"), NUMERIC, CATEGORICAL)
+        onnx_feeds.from_frame(X.drop(columns="plan"), NUMERIC, CATEGORICAL)
+
+
+def test_frames_records_and_columns_give_the_same_feeds(frames):
+    """The gate (frames), /predict (records) and /predict_batch (columns) feed alike."""
+    X = frames["test"].iloc[:12]
+    records = [{k: v for k, v in row.items() if not (v == "" or (isinstance(v, float) and
+                                                                 np.isnan(v)))}
+               for row in X.to_dict("records")]  # validated input: missing = left out
+    columns = {c: [r.get(c) for r in records] for c in NUMERIC + CATEGORICAL}
+    del columns["plan"]  # an absent nullable column is all missing
+    want = onnx_feeds.from_frame(X.assign(plan=""), NUMERIC, CATEGORICAL)
+    for got in (onnx_feeds.from_records([{k: v for k, v in r.items() if k != "plan"}
+                                         for r in records], NUMERIC, CATEGORICAL),
+                onnx_feeds.from_columns(columns, len(X), NUMERIC, CATEGORICAL)):
+        assert list(got) == list(want)
+        for c in NUMERIC:
+            assert got[c].dtype == np.float64 and got[c].shape == (len(X), 1)
+            assert np.array_equal(got[c], want[c], equal_nan=True), c
+        for c in CATEGORICAL:
+            assert got[c].dtype == object and got[c].tolist() == want[c].tolist(), c
+
+
+def test_onnx_model_checks_the_recorded_sha256_and_the_metadata(frames):
+    import hashlib
+
+    from onnx import TensorProto, helper
+
+    from loopline.core.errors import LooplineError
+    from loopline.model.runtime import IntegrityError
+
+    onx = convert(_fit(frames, "logreg", "mean", "missing"), NUMERIC, CATEGORICAL)
+    sha = hashlib.sha256(onx).hexdigest()
+    assert OnnxModel(onx, expected={"the registry": sha, "its card": None}).sha256 == sha
+    with pytest.raises(IntegrityError, match=f"but the registry records {'0' * 16}"):
+        OnnxModel(onx, expected={"the registry": "0" * 64}, label="model v9")
+    x = helper.make_tensor_value_info("x", TensorProto.DOUBLE, [None, 1])
+    y = helper.make_tensor_value_info("y", TensorProto.DOUBLE, [None, 1])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
+    foreign = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    foreign.ir_version = 8
+    with pytest.raises(LooplineError, match="not exported by loopline"):
+        OnnxModel(foreign.SerializeToString())
+    with pytest.raises(LooplineError, match="onnxruntime cannot load it"):
+        OnnxModel(b"not a model")
 
 
 def test_convert_rejects_unlisted_column(frames):

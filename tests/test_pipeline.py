@@ -85,7 +85,7 @@ def test_onnx_predicts_like_sklearn(built_instance: Path) -> None:
     import joblib
 
     from loopline.config.params import load_params
-    from loopline.model.onnx_export import OnnxModel
+    from loopline.model.runtime import OnnxModel
     from loopline.pipeline.frames import xy
 
     params = load_params(built_instance)

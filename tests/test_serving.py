@@ -155,7 +155,7 @@ def test_single_and_batch_predictions_match_onnxruntime(server: Server, two_vers
     got = np.array([[p["probabilities"]["bad"], p["probabilities"]["good"]]
                     for p in batch.json()["predictions"]])
 
-    from loopline.model.onnx_export import OnnxModel
+    from loopline.model.runtime import OnnxModel
 
     loopline("get", "v0.1.0", "-o", str(tmp_path / "v1"), cwd=two_versions)
     want = OnnxModel(tmp_path / "v1" / "model.onnx").predict_proba(test[cols])
@@ -224,8 +224,8 @@ def test_malformed_and_oversized_bodies_get_4xx(server: Server) -> None:
     assert server.predict([RECORD]).status_code == 200  # still serving
 
 
-def test_failed_requests_are_logged_for_the_error_rate(server: Server) -> None:
-    from loopline.serving.inference_log import read_errors
+def test_request_errors_are_logged_for_the_error_rate(server: Server) -> None:
+    from loopline.serving.inference_log import read_request_errors
 
     since = time.time()
     headers = {"content-type": "application/json"}
@@ -238,7 +238,7 @@ def test_failed_requests_are_logged_for_the_error_rate(server: Server) -> None:
     assert post("/predict", content=huge, headers=headers).status_code == 413
     assert server.predict([RECORD]).status_code == 200  # a success is not an error
     deadline = time.monotonic() + 10
-    while len(errors := read_errors(server.log_path, since=since)) < 5 and time.monotonic() < deadline:
+    while len(errors := read_request_errors(server.log_path, since=since)) < 5 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert sorted(errors["status"].tolist()) == [400, 400, 400, 400, 413]
     assert errors["route"].value_counts().to_dict() == {"/predict": 3, "/predict_batch": 1,

@@ -1,4 +1,5 @@
-"""Serving parts without a server: input contract, feeds, inference log, model integrity."""
+"""Serving parts without a server: input contract, feeds, inference log, request errors,
+model integrity, reload."""
 
 from __future__ import annotations
 
@@ -12,11 +13,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
+from loopline.model import feeds as onnx_feeds
+from loopline.model.runtime import IntegrityError
+from loopline.serving import bundle as bundles
 from loopline.serving import contract
-from loopline.serving.inference_log import InferenceLog, features, read_errors, read_predictions
-from loopline.serving.model import IntegrityError, ServedModel
+from loopline.serving.inference_log import (
+    InferenceLog,
+    features,
+    read_predictions,
+    read_request_errors,
+)
 
 INPUTS = {
     "Age": {"kind": "numeric", "type": "integer", "nullable": False, "min": 18.0, "max": 100.0},
@@ -29,9 +37,14 @@ INPUTS = {
 GOOD = {"Age": 30, "Income": 120.5, "Home": "rent", "Records": "no"}
 
 
+def validator(inputs: dict, max_batch: int) -> TypeAdapter:
+    """Validation of a /predict payload's records, as BentoML does it in the service."""
+    return TypeAdapter(contract.records_type(contract.record_type(inputs), max_batch))
+
+
 @pytest.fixture(scope="module")
 def adapter():
-    return contract.validator(INPUTS, max_batch=3)
+    return validator(INPUTS, max_batch=3)
 
 
 def errors(adapter, payload) -> list[tuple]:
@@ -64,7 +77,7 @@ def test_contract_rejects_with_field_level_errors(adapter, bad, loc, kind) -> No
 
 
 def test_integers_beyond_float64_precision_are_rejected(adapter) -> None:
-    unbounded = contract.validator({"n": {"kind": "numeric", "type": "integer", "nullable": False}}, 2)
+    unbounded = validator({"n": {"kind": "numeric", "type": "integer", "nullable": False}}, 2)
     assert unbounded.validate_python([{"n": 2**53}]) == [{"n": 2**53}]
     with pytest.raises(ValidationError):
         unbounded.validate_python([{"n": 10**20}])
@@ -86,22 +99,26 @@ def test_contract_bounds_the_batch(adapter) -> None:
 
 
 def test_feeds_mark_missing_values_for_the_imputers() -> None:
-    feeds = contract.feeds([GOOD, {"Age": 40, "Records": "yes"}], ["Age", "Income"], ["Home"])
+    feeds = onnx_feeds.from_records([GOOD, {"Age": 40, "Records": "yes"}], ["Age", "Income"],
+                                    ["Home"])
     assert feeds["Age"].dtype == np.float64 and feeds["Age"].shape == (2, 1)
     assert np.isnan(feeds["Income"][1, 0]) and feeds["Income"][0, 0] == 120.5
     assert feeds["Home"].tolist() == [["rent"], [""]]
 
 
-class FakeModel:
-    version = "v9"
-    classes = ["bad", "good"]
-
-    def predict(self, records):
+class FakeRuntime:
+    def run_records(self, records):
         n = len(records)
         return np.array(["bad"] * n, dtype=object), np.tile([0.75, 0.25], (n, 1))
 
-    def predict_columns(self, columns, n):
-        return self.predict(range(n))
+    def run_columns(self, columns, n):
+        return self.run_records(range(n))
+
+
+class FakeVersion:
+    version = "v9"
+    classes = ["bad", "good"]
+    model = FakeRuntime()
 
 
 def _queue(log: InferenceLog, rid: str, records: list[dict]) -> None:
@@ -125,30 +142,31 @@ def test_inference_log_close_writes_everything_queued(tmp_path: Path) -> None:
     assert row["prediction"] == "good" and row["model_version"] == "v1"
 
 
-def test_failed_requests_are_written_and_read_back_by_time(tmp_path: Path) -> None:
+def test_request_errors_are_written_and_read_back_by_time(tmp_path: Path) -> None:
     path = tmp_path / "log.sqlite"
     log = InferenceLog(path, flush_interval=30.0)
-    log.error(100.0, "/predict", 400, "v1")
-    log.error(200.0, "/feedback", 413)
-    log.error(300.0, "/predict_batch", 500, "v2")
+    log.request_error(100.0, "/predict", 400, "v1")
+    log.request_error(200.0, "/feedback", 413)
+    log.request_error(300.0, "/predict_batch", 500, "v2")
     log.close()
-    df = read_errors(path, since=150.0, until=300.0)
+    df = read_request_errors(path, since=150.0, until=300.0)
     assert df.to_dict("records") == [{"ts": 200.0, "route": "/feedback", "status": 413,
                                       "model_version": None}]
-    assert read_errors(path)["status"].tolist() == [400, 413, 500]
-    # a log written before failed requests were recorded has no such table: no errors
+    assert read_request_errors(path)["status"].tolist() == [400, 413, 500]
+    # a log written before request errors were recorded has no such table: unknown
     old = tmp_path / "old.sqlite"
     sqlite3.connect(old).execute("CREATE TABLE requests (ts REAL)").connection.commit()
-    assert read_errors(old) is None  # unknown, not zero
+    assert read_request_errors(old) is None  # unknown, not zero
 
 
-def test_error_log_middleware_records_each_failure_once(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_request_errors_middleware_records_each_once(monkeypatch: pytest.MonkeyPatch) -> None:
     import asyncio
 
-    from loopline.serving import failures
+    from loopline.serving import request_errors
 
     seen: list[tuple[str, int]] = []
-    monkeypatch.setattr(failures, "SINKS", [lambda ts, route, status: seen.append((route, status))])
+    monkeypatch.setattr(request_errors, "SINKS",
+                        [lambda ts, route, status: seen.append((route, status))])
 
     def app_answering(status: int, then: BaseException | None = None):
         async def app(scope, receive, send):
@@ -171,7 +189,7 @@ def test_error_log_middleware_records_each_failure_once(monkeypatch: pytest.Monk
             pass
 
         try:
-            await failures.ErrorLog(app)({"type": "http", "path": path}, receive, send)
+            await request_errors.RequestErrors(app)({"type": "http", "path": path}, receive, send)
         except (RuntimeError, asyncio.CancelledError):
             pass
 
@@ -182,7 +200,7 @@ def test_error_log_middleware_records_each_failure_once(monkeypatch: pytest.Monk
         await call(app_answering(400, then=RuntimeError("after the answer")))  # once, not twice
         await call(app_raising(RuntimeError("bug")), "/feedback")
         await call(app_raising(asyncio.CancelledError()))  # BentoML's timeout
-        failures.SINKS[:] = [lambda *a: 1 / 0]  # a broken sink never breaks a response
+        request_errors.SINKS[:] = [lambda *a: 1 / 0]  # a broken sink never breaks a response
         await call(app_answering(400))
 
     asyncio.run(scenario())
@@ -197,7 +215,7 @@ def test_inference_log_retries_while_the_file_is_locked(tmp_path: Path) -> None:
     log._conn.execute("PRAGMA busy_timeout=50")  # fail fast while locked, then retry
     _queue(log, "locked", [GOOD])
     time.sleep(0.5)
-    assert log.written == 0 and log.failures > 0
+    assert log.written == 0 and log.write_failures > 0
     blocker.rollback()
     blocker.close()
     assert log.flush(10.0)
@@ -207,7 +225,7 @@ def test_inference_log_retries_while_the_file_is_locked(tmp_path: Path) -> None:
 
 def test_inference_log_scores_the_shadow_off_the_response_path(tmp_path: Path) -> None:
     path = tmp_path / "log.sqlite"
-    shadow = FakeModel()
+    shadow = FakeVersion()
     log = InferenceLog(path, flush_interval=0.05, shadow=lambda: shadow)
     _queue(log, "a", [GOOD])
     _queue(log, "b", [GOOD, GOOD])
@@ -220,7 +238,7 @@ def test_inference_log_scores_the_shadow_off_the_response_path(tmp_path: Path) -
 
 def test_inference_log_reads_column_batches_back_as_records(tmp_path: Path) -> None:
     path = tmp_path / "log.sqlite"
-    shadow = FakeModel()
+    shadow = FakeVersion()
     log = InferenceLog(path, flush_interval=0.05, shadow=lambda: shadow)
     columns = {"Age": [30, 41, 52], "Home": ["rent", None, "owner"]}
     log.predictions("cols", time.time(), "v1", contract.ColumnRecords(columns, 3),
@@ -252,7 +270,7 @@ def test_columns_contract_and_lengths() -> None:
     assert contract.column_length(ok) == (2, [])
     n, bad = contract.column_length({"Age": [1, 2, 3], "Records": ["no"], "Home": [None] * 3})
     assert n == 3 and [b["loc"] for b in bad] == [["columns", "Records"]]
-    feeds = contract.column_feeds(ok, 2, ["Age", "Income"], ["Home"])
+    feeds = onnx_feeds.from_columns(ok, 2, ["Age", "Income"], ["Home"])
     assert np.isnan(feeds["Income"]).all() and feeds["Home"].tolist() == [[""], ["rent"]]
 
 
@@ -288,12 +306,12 @@ def bundle(built_instance: Path, tmp_path: Path) -> Path:
 def test_served_model_predicts_like_the_card_says(bundle: Path) -> None:
     card = json.loads((bundle / "card.json").read_text())
     sha = hashlib.sha256((bundle / "model.onnx").read_bytes()).hexdigest()
-    model = ServedModel.load(bundle, version="v1", sha256=sha)
-    assert model.classes == card["classes"] and set(model.inputs) == set(card["inputs"])
+    served = bundles.load(bundle, version="v1", sha256=sha)
+    assert served.classes == card["classes"] and set(served.inputs) == set(card["inputs"])
     record = {"Seniority": 9, "Home": "rent", "Time": 60, "Age": 30, "Marital": "married",
               "Records": "no", "Job": "freelance", "Expenses": 73, "Income": 129.0,
               "Assets": 0.0, "Debt": 0.0, "Amount": 800, "Price": 846}
-    labels, proba = model.predict([record, {**record, "Income": None, "Job": None}])
+    labels, proba = served.model.run_records([record, {**record, "Income": None, "Job": None}])
     assert labels.shape == (2,) and proba.shape == (2, 2)
     assert np.allclose(proba.sum(axis=1), 1.0)
 
@@ -305,6 +323,120 @@ def test_served_model_refuses_a_tampered_file(bundle: Path) -> None:
     data[-10] ^= 0xFF
     (bundle / "model.onnx").write_bytes(bytes(data))
     with pytest.raises(IntegrityError, match="refusing to serve"):
-        ServedModel.load(bundle, version="v1", sha256=sha)
+        bundles.load(bundle, version="v1", sha256=sha)
     with pytest.raises(IntegrityError, match="its model card records"):
-        ServedModel.load(bundle, version="v1", sha256=None)
+        bundles.load(bundle, version="v1", sha256=None)
+
+
+# ------------------------------------------------------------------------------ reload
+
+
+def _fake_version(entry: dict) -> bundles.ServedVersion:
+    """A version without a session: what the reloader compares and swaps."""
+    from types import SimpleNamespace
+
+    if entry["version"] == "tampered":
+        raise IntegrityError("model tampered: refusing to serve it")
+    inputs = {"Age": {"kind": "numeric"}} if entry["version"] != "v-other" else {"Zip": {}}
+    return bundles.ServedVersion(version=entry["version"],
+                                 model=SimpleNamespace(sha256=entry["sha256"]),
+                                 classes=["bad", "good"], inputs=inputs, positive_class="good")
+
+
+def test_reload_switches_one_worker_and_the_others_follow(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from loopline.serving import spec as spec_module
+    from loopline.serving.reload import Reloader
+
+    monkeypatch.setenv("TOKEN", "s3cret")
+    monkeypatch.setattr(spec_module, "resolve_model",
+                        lambda root, ref, **kw: {"version": ref or "v1", "sha256": f"sha-{ref}"})
+    spec = {"root": str(tmp_path), "ref": None, "model": {"version": "v1", "sha256": "sha-v1"},
+            "control": str(tmp_path / "active.json"), "reload_poll": 0.02,
+            "admin_token_env": "TOKEN"}
+    counted: list[str] = []
+    one, other = (Reloader(spec, _fake_version, counted.append) for _ in range(2))
+    other.start()
+    try:
+        assert one.handle("", "v2")[0] == 401
+        assert one.handle("Bearer nope", "v2")[0] == 401
+        status, body = one.handle("Bearer s3cret", "v2")
+        assert (status, body["model_version"], body["previous_version"]) == (200, "v2", "v1")
+        assert body["changed"] is True and one.served.version == "v2"
+        deadline = time.monotonic() + 10
+        while other.served.version != "v2" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert other.served.version == "v2" and counted == ["followed"]
+        # a worker started after the reload begins with the version the others serve
+        assert Reloader(spec, _fake_version, counted.append).served.version == "v2"
+        assert one.handle("Bearer s3cret", "v2")[1]["changed"] is False
+        status, body = one.handle("Bearer s3cret", "v-other")  # other inputs: restart needed
+        assert status == 400 and "restart the service" in body["error"]
+        assert one.handle("Bearer s3cret", "tampered")[0] == 409
+        assert one.served.version == "v2"
+    finally:
+        other.stop()
+    monkeypatch.delenv("TOKEN")
+    assert one.handle("Bearer s3cret", "v2")[0] == 403  # no token: reload is disabled
+
+
+def test_reload_without_a_registry_is_refused_with_409(monkeypatch: pytest.MonkeyPatch) -> None:
+    from loopline.serving.reload import Reloader
+
+    monkeypatch.setenv("TOKEN", "t")
+    spec = {"root": None, "model": {"version": "v1", "sha256": "a"}, "control": None,
+            "reload_poll": 1.0, "admin_token_env": "TOKEN"}
+    status, body = Reloader(spec, _fake_version, lambda _: None).handle("Bearer t", "prod")
+    assert status == 409 and "no registry in this deployment" in body["error"]
+
+
+def test_reload_client_reports_every_outcome(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`loopline reload` and the monitor's rollback share this client: one answer each way."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from loopline.serving.reload import request_reload
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers["content-length"])
+            ref = json.loads(self.rfile.read(length))["ref"]
+            if self.headers.get("authorization") != "Bearer tok":
+                status, body = 401, b'{"error": "missing or wrong bearer token"}'
+            elif ref == "html":
+                status, body = 502, b"<html>bad gateway</html>"
+            else:
+                status, body = 200, json.dumps({"model_version": ref, "previous_version": "v1",
+                                                "changed": ref != "v1"}).encode()
+            self.send_response(status)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    try:
+        res = request_reload(url, "x", "NO_SUCH_TOKEN_VAR")
+        assert not res.done and "NO_SUCH_TOKEN_VAR is not set" in res.message
+        assert res.action() == {"action": "reload", "done": False,
+                                "why": "NO_SUCH_TOKEN_VAR not set"}
+        monkeypatch.setenv("TOKEN", "tok")
+        res = request_reload(url, "v2", "TOKEN")
+        assert res.done and res.message == "now serving v2 (was v1)"
+        assert res.action() == {"action": "reload", "done": True, "status_code": 200,
+                                "model_version": "v2", "why": None}
+        assert request_reload(url, "v1", "TOKEN").message == "already serving v1"
+        res = request_reload(url, "html", "TOKEN")
+        assert not res.done and res.message.startswith("reload refused (502): <html>")
+        monkeypatch.setenv("TOKEN", "wrong")
+        res = request_reload(url, "v2", "TOKEN")
+        assert res.action() == {"action": "reload", "done": False, "status_code": 401,
+                                "model_version": None, "why": "missing or wrong bearer token"}
+    finally:
+        server.shutdown()
+        server.server_close()
+    res = request_reload(url, "v2", "TOKEN")  # nobody listens any more
+    assert not res.done and res.message.startswith("cannot reach") and res.why == "ConnectError"

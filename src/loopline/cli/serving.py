@@ -96,28 +96,12 @@ def reload(
     as_json: JsonOpt = False,
 ) -> None:
     """Tell a running service to switch to the version now assigned (after promote/rollback)."""
-    import httpx
+    from loopline.serving.reload import request_reload
 
-    token = os.environ.get(token_env)
-    if not token:
-        raise LooplineError(f"{token_env} is not set: the service's admin token is needed")
-    try:
-        res = httpx.post(f"{url.rstrip('/')}/admin/reload", json={"ref": ref},
-                         headers={"Authorization": f"Bearer {token}"}, timeout=120.0)
-    except httpx.HTTPError as err:
-        raise LooplineError(f"cannot reach {url}: {err}") from err
-    try:
-        body = res.json()
-    except ValueError:
-        body = {"error": res.text[:200]}
-    if res.status_code != 200:
-        raise LooplineError(f"reload refused ({res.status_code}): {body.get('error', body)}")
-    if as_json:
-        typer.echo(json.dumps(body))
-    elif body.get("changed"):
-        typer.echo(f"now serving {body['model_version']} (was {body['previous_version']})")
-    else:
-        typer.echo(f"already serving {body['model_version']}")
+    res = request_reload(url, ref, token_env)
+    if not res.done:
+        raise LooplineError(res.message)
+    typer.echo(json.dumps(res.body) if as_json else res.message)
 
 
 def build(

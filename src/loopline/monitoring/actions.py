@@ -85,19 +85,9 @@ def rollback(root: Path, stage: str, window: dict, *, service_url: str | None,
 
 
 def reload_service(url: str, stage: str, token_env: str) -> dict:
-    import httpx
+    from loopline.serving.reload import request_reload
 
-    token = os.environ.get(token_env)
-    if not token:
-        return {"action": "reload", "done": False, "why": f"{token_env} not set"}
-    try:
-        res = httpx.post(f"{url.rstrip('/')}/admin/reload", json={"ref": stage},
-                         headers={"Authorization": f"Bearer {token}"}, timeout=120.0)
-    except httpx.HTTPError as err:
-        return {"action": "reload", "done": False, "why": type(err).__name__}
-    body = res.json() if res.headers.get("content-type", "").startswith("application/json") else {}
-    return {"action": "reload", "done": res.status_code == 200, "status_code": res.status_code,
-            "model_version": body.get("model_version"), "why": body.get("error")}
+    return request_reload(url, stage, token_env).action()
 
 
 def _trained_through(audit_path: Path) -> float:

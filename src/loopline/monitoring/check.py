@@ -27,7 +27,7 @@ def check(root: Path, params: Any, cfg: Any, *, log_path: Path, until: float | N
     from loopline.core.files import write_json
     from loopline.monitoring import alerts
     from loopline.monitoring import monitor as mon
-    from loopline.serving.inference_log import read_errors, read_predictions
+    from loopline.serving.inference_log import read_predictions, read_request_errors
 
     if not Path(log_path).is_file():
         raise LooplineError(f"no inference log at {log_path}: serve the model first (`loopline serve`)")
@@ -41,7 +41,7 @@ def check(root: Path, params: Any, cfg: Any, *, log_path: Path, until: float | N
     end = time.time() if until is None else until
     span = cfg.windows * (cfg.window_seconds if size is None else size)
     frame = read_predictions(log_path, since=end - span, until=end)
-    errors = read_errors(log_path, since=end - span, until=end)
+    errors = read_request_errors(log_path, since=end - span, until=end)
     doc = mon.run(frame, reference, numeric=numeric, categorical=categorical, classes=classes,
                   positive=params.data.positive_class, target=target, cfg=cfg, until=end, size=size,
                   errors=errors)

@@ -86,7 +86,7 @@ def window_report(df: pd.DataFrame, reference: pd.DataFrame, numeric: list[str],
 
     With ``by_version``, ``status_by_version`` grades each model version on its own records
     too (status, records, labels, reasons). ``errors`` are the window's failed requests
-    (:func:`loopline.serving.inference_log.read_errors`), graded by ``cfg.error_rate``.
+    (:func:`loopline.serving.inference_log.read_request_errors`), graded by ``cfg.error_rate``.
     """
     df = df.reset_index(drop=True)  # labels and probabilities are aligned by position
     out: dict[str, Any] = {"requests": int(df["request_id"].nunique()), "records": int(len(df)),

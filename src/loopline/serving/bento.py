@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from loopline.core.errors import LooplineError
-from loopline.serving.spec import SPEC_FILE, make_spec, write_spec
+from loopline.core.layout import CARD_JSON, MODEL_ONNX, SERVE_SPEC
+from loopline.serving.spec import SPEC_ENV, make_spec, write_spec
 
 SERVING_PACKAGES = ("bentoml", "onnxruntime", "numpy", "pydantic", "orjson", "typing_extensions")
 
@@ -66,7 +67,7 @@ def import_model(artifact: str, entry: dict[str, Any]) -> str:
     labels = {"artifact": artifact, "version": entry["version"]}
     meta = {k: entry[k] for k in ("sha256", "tag", "commit", "source") if entry.get(k) is not None}
     with bentoml.models.create(tag, labels=labels, metadata=meta) as model:
-        for name in ("model.onnx", "card.json"):
+        for name in (MODEL_ONNX, CARD_JSON):
             shutil.copyfile(Path(entry["bundle"]) / name, Path(model.path) / name)
     return tag
 
@@ -89,7 +90,7 @@ def write_context(ctx: Path, spec: dict[str, Any], *, labels: dict[str, str]) ->
         shutil.rmtree(ctx)
     ctx.mkdir(parents=True)
     (ctx / "service.py").write_text(SERVICE_STUB, encoding="utf-8")
-    write_spec(ctx / SPEC_FILE, spec)
+    write_spec(ctx / SERVE_SPEC, spec)
     package = Path(__file__).resolve().parents[1]
     shutil.copytree(package, ctx / "loopline",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "stages"))
@@ -97,10 +98,10 @@ def write_context(ctx: Path, spec: dict[str, Any], *, labels: dict[str, str]) ->
         "service": "service:LooplineService",
         "name": bento_name(spec["artifact"]),
         "labels": labels,
-        "include": ["service.py", SPEC_FILE, "loopline/**/*.py"],
+        "include": ["service.py", SERVE_SPEC, "loopline/**/*.py"],
         "python": {"packages": _pinned(SERVING_PACKAGES)},
         "docker": {"distro": "debian", "python_version": "3.11"},
-        "envs": [{"name": "LOOPLINE_SERVE_SPEC", "value": f"/home/bentoml/bento/src/{SPEC_FILE}"},
+        "envs": [{"name": SPEC_ENV, "value": f"/home/bentoml/bento/src/{SERVE_SPEC}"},
                  {"name": "OMP_WAIT_POLICY", "value": "PASSIVE"}],
     }
     (ctx / "bentofile.yaml").write_text(yaml.safe_dump(bentofile, sort_keys=False), encoding="utf-8")
@@ -134,7 +135,7 @@ def build(root: Path, params: Any, entry: dict[str, Any], shadow: dict[str, Any]
     # BentoML refuses build contexts under hidden directories, so not .loopline/
     with tempfile.TemporaryDirectory(prefix="loopline-bento-") as tmp:
         ctx = write_context(Path(tmp) / "ctx", spec, labels=labels)
-        env = {**os.environ, "LOOPLINE_SERVE_SPEC": str(ctx / SPEC_FILE),
+        env = {**os.environ, SPEC_ENV: str(ctx / SERVE_SPEC),
                "BENTOML_DO_NOT_TRACK": "True"}
         _bentoml("build", ".", "--version", version, "-o", "tag", env=env, cwd=ctx)
     bento = bentoml.bentos.get(tag)

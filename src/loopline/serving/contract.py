@@ -3,7 +3,8 @@
 The export stage writes, for every model input, its kind (numeric or categorical), type,
 nullability, range and allowed categories, taken from the training schema. This module
 turns that into a ``TypedDict`` that pydantic validates in Rust (records stay plain dicts,
-no model objects per row), and turns validated records into onnxruntime feeds.
+no model objects per row); :mod:`loopline.model.feeds` turns validated records or columns
+into onnxruntime feeds. The feedback and response types of the service are here too.
 
 Numbers are strict: ``"30"`` or ``true`` for a number is an error, not a coercion; an
 integer column takes only whole numbers. Nullable columns (those the imputation handles)
@@ -15,8 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
-import numpy as np
-from pydantic import ConfigDict, Field, TypeAdapter, with_config
+from pydantic import ConfigDict, Field, with_config
 from typing_extensions import NotRequired, Required, TypedDict
 
 # A Python identifier is not required of a column name, so records are TypedDicts built
@@ -95,7 +95,7 @@ def column_length(columns: Mapping[str, Sequence[Any]]) -> tuple[int, list[dict]
 
 
 class ColumnRecords(Sequence):
-    """Columns seen as records (built on demand, e.g. by the inference log's writer)."""
+    """Columns seen as a sequence of records (the inference log stores the columns as such)."""
 
     def __init__(self, columns: Mapping[str, Sequence[Any]], n: int) -> None:
         self.columns, self.n = columns, n
@@ -109,40 +109,20 @@ class ColumnRecords(Sequence):
         return {k: v[i] for k, v in self.columns.items()}
 
 
-def validator(inputs: Mapping[str, Mapping[str, Any]], max_batch: int) -> TypeAdapter:
-    """A TypeAdapter for a batch of records (used where BentoML does not validate)."""
-    return TypeAdapter(records_type(record_type(inputs), max_batch))
+def feedback_type(classes: Sequence[str]) -> Any:
+    """A non-empty list of feedback items ``{request_id, label, index}`` (labels of ``classes``)."""
+    item = TypedDict("FeedbackItem", {  # type: ignore[misc]
+        "request_id": Required[Annotated[str, Field(min_length=1, max_length=128)]],
+        "label": Required[Literal[tuple(str(c) for c in classes)]],
+        "index": NotRequired[Annotated[int, Field(ge=0, le=10_000_000)]],
+    })
+    items = list[item]  # type: ignore[valid-type]
+    return Annotated[items, Field(min_length=1, max_length=100_000)]
 
 
-def column_feeds(columns: Mapping[str, Sequence[Any]], n: int, numeric: Sequence[str],
-                 categorical: Sequence[str]) -> dict[str, np.ndarray]:
-    """onnxruntime feeds from validated columns (an absent column is all missing)."""
-    out: dict[str, np.ndarray] = {}
-    for col in numeric:
-        values = columns.get(col)
-        out[col] = (np.full((n, 1), np.nan) if values is None
-                    else np.array(values, dtype=np.float64).reshape(n, 1))
-    for col in categorical:
-        values = columns.get(col)
-        arr = np.empty((n, 1), dtype=object)
-        arr[:, 0] = "" if values is None else [v or "" for v in values]
-        out[col] = arr
-    return out
+class Prediction(TypedDict):
+    """One ``/predict`` answer (documents the response; the body is written with orjson)."""
 
-
-def feeds(records: Sequence[Mapping[str, Any]], numeric: Sequence[str],
-          categorical: Sequence[str]) -> dict[str, np.ndarray]:
-    """onnxruntime feeds from validated records: one ``[N, 1]`` array per input.
-
-    Missing numbers become NaN (the model's imputers handle them), missing categories
-    ``""`` (what the exported imputers treat as missing).
-    """
-    n = len(records)
-    out: dict[str, np.ndarray] = {}
-    for col in numeric:
-        out[col] = np.array([r.get(col) for r in records], dtype=np.float64).reshape(n, 1)
-    for col in categorical:
-        arr = np.empty((n, 1), dtype=object)
-        arr[:, 0] = [r.get(col) or "" for r in records]
-        out[col] = arr
-    return out
+    request_id: str
+    model_version: str
+    predictions: list[dict[str, Any]]

@@ -19,9 +19,10 @@ turns it into one row per record. Tables:
   per record in the order of ``classes``.
 - ``feedback(request_id, idx, label, ts)``: delayed ground truth for record ``idx`` of a
   request; the latest label wins.
-- ``errors(ts, route, status, model_version)``: a request to an inference route that was
-  answered 4xx or 5xx (a payload that failed the input contract, a body over the limit, a
-  bug), so the monitor can report the error rate beside the request count.
+- ``errors(ts, route, status, model_version)``: the request errors, requests to an
+  inference route answered 4xx or 5xx (a payload that failed the input contract, a body over
+  the limit, a bug; :mod:`loopline.serving.request_errors`), so the monitor can report the
+  error rate beside the request count.
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ class InferenceLog:
         path: the SQLite file.
         flush_interval: seconds between writes.
         flush_rows: write sooner once this many records wait.
-        shadow: returns the shadow model (or None) at write time.
+        shadow: returns the shadow version (a ``ServedVersion``, or None) at write time.
     """
 
     def __init__(self, path: str | Path, *, flush_interval: float = 0.2, flush_rows: int = 2000,
@@ -134,15 +135,16 @@ class InferenceLog:
         self._shadow = shadow or (lambda: None)
         self._predictions: deque = deque()
         self._feedback: deque = deque()
-        self._errors: deque = deque()
+        self._request_errors: deque = deque()
         self._waiting = 0
         self._inflight = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._conn = connect(self.path)
         self.written = 0
-        self.failures = 0
-        self._thread = threading.Thread(target=self._run, name="loopline-inference-log", daemon=True)
+        self.write_failures = 0
+        self._thread = threading.Thread(target=self._run, name="loopline-inference-log",
+                                        daemon=True)
         self._thread.start()
         atexit.register(self.close)
 
@@ -161,16 +163,17 @@ class InferenceLog:
         self._feedback.extend((rid, idx, label, ts) for rid, idx, label in items)
         self._wake.set()
 
-    def error(self, ts: float, route: str, status: int, version: str | None = None) -> None:
-        """Queue a failed request to an inference route (written with the next batch)."""
-        self._errors.append((ts, route, int(status), version))
+    def request_error(self, ts: float, route: str, status: int,
+                      version: str | None = None) -> None:
+        """Queue a request error (written with the next batch)."""
+        self._request_errors.append((ts, route, int(status), version))
 
     # ------------------------------------------------------------------ the writer
 
     @property
     def pending(self) -> int:
-        """Requests and feedback rows not yet written."""
-        return len(self._predictions) + len(self._feedback) + len(self._errors)
+        """Requests, feedback rows and request errors not yet written."""
+        return len(self._predictions) + len(self._feedback) + len(self._request_errors)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -196,13 +199,13 @@ class InferenceLog:
     def _flush(self) -> None:
         batch = self._drain(self._predictions)
         feedback = self._drain(self._feedback)
-        errors = self._drain(self._errors)
+        errors = self._drain(self._request_errors)
         if not batch and not feedback and not errors:
             return
         self._inflight = len(batch) + len(feedback) + len(errors)
         self._waiting = max(0, self._waiting - sum(len(item[3]) for item in batch))
         rows = self._rows(batch)
-        delay, failures = 0.05, 0
+        delay, attempts = 0.05, 0
         while True:
             try:
                 with self._conn:
@@ -216,11 +219,11 @@ class InferenceLog:
                 self._inflight = 0
                 return
             except sqlite3.Error as err:  # locked, disk full, ...: keep the rows and retry
-                self.failures += 1
-                failures += 1
+                self.write_failures += 1
+                attempts += 1
                 logger.error("inference log %s: write failed (%s); retrying in %.2fs",
                              self.path, err, delay)
-                if self._stop.is_set() and failures > 50:
+                if self._stop.is_set() and attempts > 50:
                     logger.error("inference log %s: giving up on %d rows at shutdown",
                                  self.path, len(rows) + len(feedback) + len(errors))
                     self._inflight = 0
@@ -238,20 +241,21 @@ class InferenceLog:
         return rows
 
     def _score_shadow(self, records: Any) -> tuple:
-        """The shadow model's version, predictions and probabilities (JSON) for a request."""
-        model = self._shadow()
-        if model is None:
+        """The shadow version, its predictions and probabilities (JSON) for a request."""
+        shadow = self._shadow()
+        if shadow is None:
             return (None, None, None)
         try:
             if hasattr(records, "columns"):
-                labels, proba = model.predict_columns(records.columns, len(records))
+                labels, proba = shadow.model.run_columns(records.columns, len(records))
             else:
-                labels, proba = model.predict(records)
+                labels, proba = shadow.model.run_records(records)
         except Exception as err:  # a shadow must never cost the champion a log row
-            logger.error("shadow model %s failed on %d records: %s", model.version, len(records), err)
-            return (model.version, None, None)
-        return (model.version, _dumps(labels.tolist()),
-                _dumps({"classes": model.classes, "p": proba}))
+            logger.error("shadow model %s failed on %d records: %s", shadow.version,
+                         len(records), err)
+            return (shadow.version, None, None)
+        return (shadow.version, _dumps(labels.tolist()),
+                _dumps({"classes": shadow.classes, "p": proba}))
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything queued so far is committed; False on timeout."""
@@ -337,11 +341,11 @@ def read_predictions(path: str | Path, *, since: float | None = None,
     return pd.DataFrame(out, columns=columns)
 
 
-def read_errors(path: str | Path, *, since: float | None = None,
-                until: float | None = None) -> Any:
-    """Failed requests to the inference routes: a DataFrame of ts, route, status, model_version.
+def read_request_errors(path: str | Path, *, since: float | None = None,
+                        until: float | None = None) -> Any:
+    """The request errors: a DataFrame of ts, route, status, model_version.
 
-    None for a log written before failed requests were recorded (unknown, not zero).
+    None for a log written before request errors were recorded (unknown, not zero).
     """
     import pandas as pd
 

@@ -16,37 +16,34 @@ from pathlib import Path
 from typing import Any
 
 from loopline.core.errors import LooplineError
+from loopline.core.files import load_json
+from loopline.core.layout import CARD_JSON, MODEL_ONNX, MODELS_DEFAULT, SERVE_DIR, SERVE_SPEC
 
 SPEC_ENV = "LOOPLINE_SERVE_SPEC"
 LOG_ENV = "LOOPLINE_INFERENCE_LOG"
-SPEC_FILE = "loopline_serve.json"
-SERVE_DIR = ".loopline/serve"
 LOCAL = "local"
 
 
 def _local_export(root: Path, models: str, dest: Path) -> dict[str, Any]:
     """The working tree's latest export (models/model.onnx and card.json), copied aside."""
-    src_model, src_card = root / models / "model.onnx", root / models / "card.json"
+    src_model, src_card = root / models / MODEL_ONNX, root / models / CARD_JSON
     if not src_model.is_file() or not src_card.is_file():
         raise LooplineError(f"no model to serve: no version is assigned to prod and there is no "
                             f"local export ({src_model.relative_to(root)}); run `loopline run` or "
                             "name a registered version")
-    try:
-        card = json.loads(src_card.read_text(encoding="utf-8"))
-    except ValueError as err:
-        raise LooplineError(f"{src_card}: not valid JSON ({err})") from err
+    card = load_json(src_card, "the model card")
     sha = (card.get("model_files") or {}).get("onnx_sha256")
     if not sha:
         raise LooplineError(f"{src_card} records no onnx_sha256; re-run the export stage")
     bundle = dest / f"{LOCAL}-{sha[:12]}"
     bundle.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src_model, bundle / "model.onnx")
-    shutil.copyfile(src_card, bundle / "card.json")
+    shutil.copyfile(src_model, bundle / MODEL_ONNX)
+    shutil.copyfile(src_card, bundle / CARD_JSON)
     return {"version": f"{LOCAL}-{sha[:12]}", "sha256": sha, "bundle": str(bundle),
             "tag": None, "commit": None, "source": "local export"}
 
 
-def resolve_model(root: Path, ref: str | None, *, models: str = "models",
+def resolve_model(root: Path, ref: str | None, *, models: str = MODELS_DEFAULT,
                   default_stage: str = "prod") -> dict[str, Any]:
     """Fetch the model of ``ref`` (version, tag or stage) into a bundle under .loopline/serve.
 
@@ -82,7 +79,7 @@ def resolve_model(root: Path, ref: str | None, *, models: str = "models",
 
 def make_spec(root: Path | None, serve: Any, artifact: str, model: dict[str, Any],
               shadow: dict[str, Any] | None, *, ref: str | None, log_path: str | None = None,
-              run_dir: Path | None = None, models: str = "models",
+              run_dir: Path | None = None, models: str = MODELS_DEFAULT,
               default_stage: str = "prod") -> dict[str, Any]:
     """The JSON spec the service module reads (``serve`` is a ``ServeConfig``)."""
     log = serve.log
@@ -96,7 +93,8 @@ def make_spec(root: Path | None, serve: Any, artifact: str, model: dict[str, Any
         "model": model,
         "shadow": shadow,
         "control": str(run_dir / "active.json") if run_dir is not None else None,
-        "log": {"enabled": log.enabled, "path": path, "flush_interval": log.flush_interval, "flush_rows": log.flush_rows},
+        "log": {"enabled": log.enabled, "path": path, "flush_interval": log.flush_interval,
+                "flush_rows": log.flush_rows},
         "workers": serve.workers,
         "threads": serve.threads,
         "max_batch": serve.max_batch,
@@ -114,7 +112,7 @@ def write_spec(path: Path, spec: dict[str, Any]) -> Path:
 
 
 def read_spec(path: str | os.PathLike[str] | None = None) -> tuple[dict[str, Any], Path]:
-    """The spec named by ``LOOPLINE_SERVE_SPEC``, else ``loopline_serve.json`` here.
+    """The spec named by ``LOOPLINE_SERVE_SPEC``, else the spec file here (in a Bento).
 
     Raises:
         LooplineError: no spec, or not valid JSON.
@@ -122,12 +120,9 @@ def read_spec(path: str | os.PathLike[str] | None = None) -> tuple[dict[str, Any
     candidates = [Path(path)] if path else []
     if not candidates and os.environ.get(SPEC_ENV):
         candidates.append(Path(os.environ[SPEC_ENV]))
-    candidates += [Path.cwd() / SPEC_FILE, Path(__file__).resolve().parents[2] / SPEC_FILE]
+    candidates += [Path.cwd() / SERVE_SPEC, Path(__file__).resolve().parents[2] / SERVE_SPEC]
     for p in candidates:
         if p.is_file():
-            try:
-                return json.loads(p.read_text(encoding="utf-8")), p
-            except ValueError as err:
-                raise LooplineError(f"{p}: not valid JSON ({err})") from err
+            return load_json(p, "the service spec"), p
     raise LooplineError(f"no service spec: set {SPEC_ENV} or start it with `loopline serve` "
                         f"(looked in {', '.join(map(str, candidates))})")

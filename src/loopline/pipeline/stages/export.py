@@ -158,7 +158,8 @@ def format_worst(report: dict, classes: list[str]) -> str:
 def run(params: Params, root: Path) -> dict[str, Any]:
     import joblib
 
-    from loopline.model import onnx_export as onnxconv
+    from loopline.model.onnx.convert import convert
+    from loopline.model.parity import parity
     from loopline.pipeline.stages.train import MODEL_FILE
 
     model = joblib.load(root / params.paths.models / MODEL_FILE)
@@ -167,12 +168,12 @@ def run(params: Params, root: Path) -> dict[str, Any]:
     X, _ = xy(test, params)
     X.index = test["row_id"].to_numpy()
     try:
-        onnx_bytes = onnxconv.convert(model, numeric, categorical)
+        onnx_bytes = convert(model, numeric, categorical)
     except Exception as err:  # skl2onnx raises many types; name the model and the reason
         raise LooplineError(f"cannot convert {params.model.name} to ONNX: "
                             f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from None
-    report = onnxconv.parity(model, onnx_bytes, X, atol=params.export.parity_atol,
-                             show=params.export.parity_show)
+    report = parity(model, onnx_bytes, X, atol=params.export.parity_atol,
+                    show=params.export.parity_show)
     classes = [str(c) for c in model.classes_]
     if not report["passed"]:
         raise LooplineError(

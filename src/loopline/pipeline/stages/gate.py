@@ -232,7 +232,7 @@ def markdown(doc: dict) -> str:
 
 
 def _score_onnx(path: Path, X: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
-    from loopline.model.onnx_export import OnnxModel
+    from loopline.model.runtime import OnnxModel
 
     model = OnnxModel(path)
     return model.predict_proba(X), [str(c) for c in model.classes]

@@ -1,8 +1,9 @@
-"""Failed requests to the inference routes, for the monitor's error rate.
+"""Request errors: requests to the inference routes answered 4xx or 5xx.
 
-:class:`ErrorLog` is ASGI middleware around the service: a request to /predict,
+:class:`RequestErrors` is ASGI middleware around the service: a request to /predict,
 /predict_batch or /feedback answered 4xx or 5xx, including BentoML's 504 on a timeout, is
-passed to the sinks (the service's inference log) with its time, route and status.
+passed once to the sinks (the service's inference log, table ``errors``) with its time,
+route and status, for the monitor's error rate.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ ROUTES = frozenset({"/predict", "/predict_batch", "/feedback"})
 SINKS: list[Callable[[float, str, int], None]] = []
 
 
-class ErrorLog:
+class RequestErrors:
     """ASGI middleware: an inference route answered 4xx or 5xx is recorded once."""
 
     def __init__(self, app: Any) -> None:
@@ -53,9 +54,9 @@ class ErrorLog:
 
 
 def record(route: str, status: int) -> None:
-    """Pass a failed request to every sink; a failing sink never fails the response."""
+    """Pass a request error to every sink; a failing sink never fails the response."""
     for sink in SINKS:
         try:
             sink(time.time(), route, status)
         except Exception:
-            logger.exception("could not record a failed %s request", route)
+            logger.exception("could not record a request error on %s", route)
