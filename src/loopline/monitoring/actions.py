@@ -133,8 +133,6 @@ def retrain(root: Path, params: Any, window: dict, labelled: Any, stage: str, *,
     API, ``GITHUB_TOKEN``); the checkout goes back to its branch, and registering and
     promoting follow the merge (main.yml). While such a pull request is open, no other is made.
     """
-    import subprocess
-    import sys
 
     from loopline.monitoring.monitor import worst
 
@@ -225,7 +223,7 @@ def _new_rows(root: Path, params: Any, labelled: Any, through: float) -> tuple[A
     """The labelled records as data rows (with their log time in ``_ts``) that the data lacks."""
     import pandas as pd
 
-    from loopline.pipeline.stages.ingest import content_row_ids
+    from loopline.pipeline.tabular import content_row_ids
 
     data = params.data
     source = root / data.source
