@@ -23,6 +23,7 @@ import pandas as pd
 
 from loopline.config.params import Params
 from loopline.config.pipeline import GateConfig
+from loopline.core.errors import LooplineError
 from loopline.core.files import Outputs, read_json, sha256_file
 from loopline.core.layout import (
     CHAMPION_JSON,
@@ -247,19 +248,30 @@ def _score_onnx(path: Path, X: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
     return model.predict_proba(X), [str(c) for c in model.classes]
 
 
-def _champion_values(root: Path, champion: dict, X: pd.DataFrame, y: np.ndarray,
-                     target: str, positive: str) -> tuple[dict | None, Any]:
+def champion_model(root: Path, champion: dict, rel: str | None) -> Path:
+    """The champion's model as ``loopline run`` fetched it, checked against the registry's sha256.
+
+    Raises:
+        LooplineError: it was not fetched, is missing, or is not the registered model.
+    """
+    if not rel:
+        raise LooplineError("its model was not fetched: `loopline run` fetches it")
+    path = root / rel
+    if not path.is_file():
+        raise LooplineError(f"{rel} is missing: `loopline run` fetches the champion's model")
+    want, got = champion.get("onnx_sha256"), sha256_file(path)
+    if want and got != want:
+        raise LooplineError(f"{rel} has sha256 {got[:12]}, not the registered {want[:12]}")
+    return path
+
+
+def _champion_values(root: Path, champion: dict, model: str | None, X: pd.DataFrame,
+                     y: np.ndarray, target: str, positive: str) -> tuple[dict | None, Any]:
     """Score the champion's ONNX model on the same held-out rows (None if it cannot)."""
-    if not champion.get("version"):
+    if not champion.get("version") or champion.get("error"):  # none, or it could not be fetched
         return None, None
-    import tempfile
-
-    from loopline.registry import actions as registry
-
     try:
-        with tempfile.TemporaryDirectory(prefix="loopline-champion-") as tmp:
-            registry.get(champion["version"], Path(tmp), root)
-            proba, classes = _score_onnx(Path(tmp) / MODEL_ONNX, X)
+        proba, classes = _score_onnx(champion_model(root, champion, model), X)
         values, snap = quality_report(scored_frame(y, proba, classes, positive, target),
                                       target, positive, classes)
         return values, snap
@@ -283,7 +295,8 @@ def evaluate_gate(root: Path, params: Params) -> tuple[dict, list[Any]]:
     champion_path = lay.report(CHAMPION_JSON)
     champion = read_json(champion_path) if champion_path.is_file() else {}
     champion.setdefault("stage", cfg.champion.stage)
-    champ_values, champ_snap = _champion_values(root, champion, X, y, target, positive)
+    model = champion.pop("onnx_path", None)  # where it is, not what it is: not in the report
+    champ_values, champ_snap = _champion_values(root, champion, model, X, y, target, positive)
     checks = (absolute_checks(cand, cfg) + champion_checks(cand, champ_values, champion, cfg)
               + slice_checks(read_json(lay.report(SLICES_JSON)), cfg) + drift_check(drift_rows, cfg)
               + parity_check(read_json(lay.report(PARITY_JSON)), cfg))
