@@ -24,7 +24,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from loopline.core.dvc import dvc
 from loopline.core.errors import LooplineError
+from loopline.core.files import json_or_none
+from loopline.core.git import git
+from loopline.core.layout import METRICS_JSON, PREPARE_JSON, Layout
 from loopline.monitoring.alerts import audit
 
 
@@ -37,8 +41,8 @@ def imputation(root: Path, reports: str, window: dict, amber: float) -> list[dic
     """The imputation each alarming feature (missing rate above ``amber``) gets in the model."""
     if (window.get("grades") or {}).get("missing_rate") not in ("AMBER", "RED"):
         return []
-    plan_path = root / reports / "prepare.json"
-    plan = json.loads(plan_path.read_text()).get("imputation", {}) if plan_path.is_file() else {}
+    plan = (json_or_none(Layout(root, reports=reports).report(PREPARE_JSON)) or {}).get(
+        "imputation", {})
     out = []
     for col, rate in sorted((window.get("missing_rate") or {}).items(), key=lambda kv: -kv[1]):
         if rate <= amber or col not in plan:
@@ -133,7 +137,6 @@ def retrain(root: Path, params: Any, window: dict, labelled: Any, stage: str, *,
     API, ``GITHUB_TOKEN``); the checkout goes back to its branch, and registering and
     promoting follow the merge (main.yml). While such a pull request is open, no other is made.
     """
-
     from loopline.monitoring.monitor import worst
 
     # the model's grades decide, not the error rate: that is the service's, and a new model
@@ -168,7 +171,7 @@ def retrain(root: Path, params: Any, window: dict, labelled: Any, stage: str, *,
                                  "from the source system, not from the log"}]
     if as_pr and not push:
         return [{**entry, "why": "a retraining pull request needs --push REMOTE for its branch"}]
-    dirty = registry.git(root, "status", "--porcelain", "--untracked-files=no").stdout.strip()
+    dirty = git(root, "status", "--porcelain", "--untracked-files=no").stdout.strip()
     if dirty:
         return [{**entry, "why": "the work tree has uncommitted changes"}]
     if as_pr:
@@ -208,8 +211,8 @@ def retrain(root: Path, params: Any, window: dict, labelled: Any, stage: str, *,
     message = f"Retrain on {len(rows)} labelled records from the monitor (status AMBER)"
     if as_pr:
         return [_propose(root, params, entry, window, gate, message, push)]
-    registry.git(root, "add", "-u")  # the data and what the pipeline changed, not the monitor's files
-    registry.git(root, "commit", "-q", "-m", message)
+    git(root, "add", "-u")  # the data and what the pipeline changed, not the monitor's files
+    git(root, "commit", "-q", "-m", message)
     reg = registry.register(root, push=push)
     promoted = registry.promote(reg["version"], stage, root=root, push=push)
     out = [{**entry, "done": True, "version": reg["version"], "commit": reg["commit"],
@@ -245,42 +248,34 @@ def _new_rows(root: Path, params: Any, labelled: Any, through: float) -> tuple[A
 
 
 def _restore(root: Path) -> None:
-    import subprocess
-    import sys
-
-    from loopline.registry import actions as registry
-
-    registry.git(root, "checkout", "--", ".")
-    subprocess.run([sys.executable, "-m", "dvc", "checkout", "-q"], cwd=root, capture_output=True)
+    git(root, "checkout", "--", ".")
+    dvc(root, "checkout", "-q", check=False)
 
 
 def _propose(root: Path, params: Any, entry: dict, window: dict, gate: dict, message: str,
              remote: str) -> dict:
     """Commit the retraining on a new branch, push it, open its pull request, come back."""
-    import subprocess
-    import sys
     import time
 
     from loopline.gitops import github
-    from loopline.registry import actions as registry
 
-    back = registry.git(root, "rev-parse", "--abbrev-ref", "HEAD").stdout.strip()
+    back = git(root, "rev-parse", "--abbrev-ref", "HEAD").stdout.strip()
     base_branch = back if back != "HEAD" else (os.environ.get("GITHUB_REF_NAME") or "main")
     branch = RETRAIN_BRANCH + time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    registry.git(root, "checkout", "-q", "-b", branch)
+    git(root, "checkout", "-q", "-b", branch)
     try:
-        registry.git(root, "add", "-u")
-        registry.git(root, "commit", "-q", "-m", message)
-        commit = registry.git(root, "rev-parse", "HEAD").stdout.strip()
-        pushed = registry.git(root, "push", "-q", remote, f"HEAD:refs/heads/{branch}", check=False)
+        git(root, "add", "-u")
+        git(root, "commit", "-q", "-m", message)
+        commit = git(root, "rev-parse", "HEAD").stdout.strip()
+        pushed = git(root, "push", "-q", remote, f"HEAD:refs/heads/{branch}", check=False)
     finally:
-        registry.git(root, "checkout", "-q", back if back != "HEAD" else "-")
-        subprocess.run([sys.executable, "-m", "dvc", "checkout", "-q"], cwd=root, capture_output=True)
+        git(root, "checkout", "-q", back if back != "HEAD" else "-")
+        dvc(root, "checkout", "-q", check=False)
     out = {**entry, "branch": branch, "commit": commit}
     if pushed.returncode != 0:
         return {**out, "why": f"git push {remote} {branch} failed: "
                               f"{(pushed.stderr.strip().splitlines() or ['?'])[-1]}"}
-    metrics = _read(root / params.paths.reports / "metrics.json")
+    metrics = json_or_none(Layout.of(root, params.paths).report(METRICS_JSON)) or {}
     lines = [f"The monitor graded the live model **AMBER** and retrained it on "
              f"{entry['records']} new labelled records from the inference log.", "",
              "Reasons:", *[f"- {r}" for r in window.get("reasons", [])], "",
@@ -295,13 +290,6 @@ def _propose(root: Path, params: Any, entry: dict, window: dict, gate: dict, mes
     except LooplineError as err:
         return {**out, "why": f"branch pushed, pull request not opened: {err}"}
     return {**out, "done": True, "pull_request": pr["number"], "url": pr["url"]}
-
-
-def _read(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
 
 
 def act(root: Path, params: Any, doc: dict, *, service_url: str | None, audit_path: Path,
