@@ -93,6 +93,9 @@ def fast_import_stream(n_versions: int, n_assign: int) -> bytes:
         out += f"committer {IDENT} {BASE_TIME + i} +0000\n".encode() + _data(f"model {i}")
         if i == 1:
             out += b"M 100644 inline params.yaml\n" + _data(f"artifact: {ART}\nseed: 42\n")
+            # dvc.yaml and conf/config.yaml: what makes a directory a loopline repo
+            out += b"M 100644 inline dvc.yaml\n" + _data("stages: {}\n")
+            out += b"M 100644 inline conf/config.yaml\n" + _data("defaults: []\n")
         out += b"M 100644 inline dvc.lock\n" + _data(f"schema: '2.0'\n# model {i}\n")
     times = []
     for i in range(1, n_versions + 1):  # registrations, interleaved in time with assignments

@@ -117,7 +117,7 @@ def test_a_changed_template_fails_loudly() -> None:
 
 
 @pytest.mark.parametrize(("dirname", "artifact"), [
-    ("My Project", "my-project"), ("churn_2024", "churn-2024"), ("x", "x-model"),
+    ("My Project", "my-project"), ("churn_2024", "churn-2024"), ("x", "x"),
     ("123", "model"), ("9Lives", "lives"), ("credit-risk", "credit-risk")])
 def test_default_artifact_name(tmp_path: Path, dirname: str, artifact: str) -> None:
     assert scaffold.artifact_name(tmp_path / dirname) == artifact

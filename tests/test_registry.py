@@ -1,8 +1,9 @@
 """The model registry on Git tags: register, promote, rollback, which, history, get, push.
 
 Every test works on real git repositories in tmp_path (with a bare "origin"), made by
-hand: a commit with params.yaml, a dvc.lock naming models/model.onnx and models/card.json,
-those files, reports/gate.json, and the objects in .dvc/cache in DVC 3's layout.
+hand: a commit with params.yaml, dvc.yaml and conf/config.yaml (what makes a loopline repo),
+a dvc.lock naming models/model.onnx and models/card.json, those files, reports/gate.json, and
+the objects in .dvc/cache in DVC 3's layout.
 """
 
 from __future__ import annotations
@@ -16,13 +17,19 @@ from pathlib import Path
 
 import pytest
 import typer
+import yaml
 from typer.testing import CliRunner
 
 from loopline.cli.registry import add_commands
 from loopline.core.errors import LooplineError
 from loopline.registry import actions as registry
+from loopline.registry import write
+from loopline.registry.fetch import get
+from loopline.registry.tags import open_registry
 
 ART = "credit-risk"
+DVC_YAML = ("stages:\n  export:\n    cmd: loopline stage export\n    outs:\n"
+            "    - models/card.json\n    - models/model.onnx\n")
 
 
 @pytest.fixture(autouse=True)
@@ -55,6 +62,9 @@ class Repo:
         if stages:
             params += "registry:\n  stages: [" + ", ".join(stages) + "]\n"
         (path / "params.yaml").write_text(params)
+        (path / "dvc.yaml").write_text(DVC_YAML)
+        (path / "conf").mkdir()
+        (path / "conf" / "config.yaml").write_text("defaults: []\n")
         (path / ".dvc").mkdir()
         (path / ".dvc" / ".gitignore").write_text("/cache\n/tmp\n")
         (path / "models").mkdir()
@@ -236,7 +246,7 @@ def test_rollback_picks_the_last_gate_passed_version_and_skips_failed_ones(repo:
     assert res["forced"] and registry.which("prod", root=repo.path)["version"] == "v0.3.0"
     # the forced v0.3.0 is skipped: back to the last passed version below it
     assert registry.rollback("prod", root=repo.path)["version"] == "v0.2.0"
-    prod = registry.open_registry(repo.path).stage_assignments("prod")
+    prod = open_registry(repo.path).stage_assignments("prod")
     assert [a.n for a in prod] == [1, 2, 3, 4, 5, 6, 7]
 
 
@@ -302,7 +312,7 @@ def test_versions_and_events_made_in_the_same_second_are_ordered(
         repo.register(label)
     for v in ("v0.3.0", "v0.1.0", "v0.2.0"):
         registry.promote(v, "prod", root=repo.path)
-    reg = registry.open_registry(repo.path)
+    reg = open_registry(repo.path)
     assert {t.time for t in reg.versions.values()} == {1700000000}
     assert [v.version for v in reg.sorted_versions()] == ["v0.1.0", "v0.2.0", "v0.3.0"]
     assert registry.which("prod", root=repo.path)["version"] == "v0.2.0"
@@ -330,7 +340,7 @@ def test_push_conflict_when_the_remote_moved_fails_clearly_and_leaves_no_local_t
         registry.promote("v0.2.0", "prod", root=repo.path, push="origin")
     assert f"{ART}#prod#1" not in repo.tags()
     # the race: the colleague pushes between our check and our push
-    monkeypatch.setattr(registry, "remote_tags", lambda *a: {})
+    monkeypatch.setattr(write, "remote_tags", lambda *a: {})
     with pytest.raises(LooplineError, match=r"remote origin moved: credit-risk#prod#1 already "
                                             r"exists there; fetch tags .* "
                                             r"\(local tag credit-risk#prod#1 removed\)"):
@@ -355,20 +365,65 @@ def test_get_writes_the_right_bytes_and_fails_clearly(repo: Repo, tmp_path: Path
     assert json.loads(res.stdout)["source"] == {"model.onnx": "cache", "card.json": "cache"}
     for name in ("model.onnx", "card.json"):
         assert (tmp_path / "out2" / name).read_bytes() == repo.files[second][name]
-    registry.get("prod", tmp_path / "out1", root=repo.path)
+    get("prod", tmp_path / "out1", root=repo.path)
     assert (tmp_path / "out1" / "model.onnx").read_bytes() == repo.files[first]["model.onnx"]
     with pytest.raises(LooplineError, match=r"unknown version 'v9\.9\.9' of credit-risk"):
-        registry.get("v9.9.9", tmp_path / "out3", root=repo.path)
+        get("v9.9.9", tmp_path / "out3", root=repo.path)
     with pytest.raises(LooplineError, match="no version assigned to staging"):
-        registry.get("staging", tmp_path / "out3", root=repo.path)
+        get("staging", tmp_path / "out3", root=repo.path)
     onnx_md5 = md5(repo.files[first]["model.onnx"])
     cached = repo.path / ".dvc" / "cache" / "files" / "md5" / onnx_md5[:2] / onnx_md5[2:]
     cached.write_bytes(b"rot")
     with pytest.raises(LooplineError, match=rf"models/model\.onnx of credit-risk@v0\.1\.0 "
                                             rf"\(md5 {onnx_md5}\) is not in the DVC cache and "
                                             "cannot be fetched"):
-        registry.get("v0.1.0", tmp_path / "out4", root=repo.path)
+        get("v0.1.0", tmp_path / "out4", root=repo.path)
     assert not (tmp_path / "out4" / "model.onnx").exists()
+
+
+# --------------------------------------------------------------- the name rule
+
+
+@pytest.mark.parametrize(("name", "valid"), [
+    ("credit-risk", True), ("a", True), ("churn2", True), ("a--b", True),
+    ("Credit-Risk", False), ("credit_risk", False), ("a/b", False), ("2fast", False),
+    ("ab-", False), ("-ab", False), ("é", False),
+])
+def test_config_init_and_the_registry_follow_one_name_rule(
+        tmp_path: Path, name: str, valid: bool) -> None:
+    """An artifact or stage name is accepted or refused alike by the config schema,
+    ``loopline init --name`` and the registry's own params reader (core.names)."""
+    from loopline.config.operations import RegistryConfig
+    from loopline.config.params import Params
+    from loopline.gitops.scaffold import artifact_name
+    from loopline.registry.settings import load_settings
+
+    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    root = tmp_path / "repo"
+    (root / "conf").mkdir(parents=True)
+    (root / "conf" / "config.yaml").write_text("defaults: []\n")
+    (root / "dvc.yaml").write_text(DVC_YAML)
+
+    def registry_reads(params: str) -> None:
+        (root / "params.yaml").write_text(params)
+        load_settings(root)
+
+    checks = {
+        "config artifact": lambda: Params.model_validate({**raw, "artifact": name}),
+        "config registry.stages": lambda: RegistryConfig(stages=[name]),
+        "init --name": lambda: artifact_name(tmp_path / "new", name),
+        "registry artifact": lambda: registry_reads(f"artifact: {name}\n"),
+        "registry stages": lambda: registry_reads(
+            f"artifact: {ART}\nregistry:\n  stages: [{json.dumps(name)}]\n"),
+    }
+    verdicts = {}
+    for what, check in checks.items():
+        try:
+            check()
+            verdicts[what] = True
+        except (LooplineError, ValueError):  # pydantic's ValidationError is a ValueError
+            verdicts[what] = False
+    assert verdicts == dict.fromkeys(checks, valid)
 
 
 # --------------------------------------------------------------------- gto
@@ -411,12 +466,9 @@ def test_get_fetches_from_the_dvc_remote_when_the_cache_lacks_the_objects(
     store = tmp_path / "dvc-store"
     (repo.path / ".dvc" / "config").write_text(
         f"[core]\n    remote = store\n['remote \"store\"']\n    url = {store}\n")
-    (repo.path / "dvc.yaml").write_text(
-        "stages:\n  export:\n    cmd: loopline stage export\n    outs:\n"
-        "    - models/card.json\n    - models/model.onnx\n")
     commit = repo.register("a")["commit"]
     (repo.path / ".dvc" / "cache").rename(store)  # "dvc push", then a clean cache
-    res = registry.get("v0.1.0", tmp_path / "out", root=repo.path)
+    res = get("v0.1.0", tmp_path / "out", root=repo.path)
     assert res["source"] == {"model.onnx": "remote", "card.json": "remote"}
     for name in ("model.onnx", "card.json"):
         assert (tmp_path / "out" / name).read_bytes() == repo.files[commit][name]

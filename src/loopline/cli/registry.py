@@ -1,7 +1,7 @@
 """Registry commands of the ``loopline`` CLI: register, promote, rollback, which, history, get.
 
 ``add_commands(app)`` adds them to a Typer app. This module imports only typer and the
-standard library at import time; :mod:`loopline.registry.actions` (itself light) is imported when
+standard library at import time; :mod:`loopline.registry` (itself light) is imported when
 a command runs, and rich only for the history table. User errors are
 :class:`~loopline.core.errors.LooplineError` one-liners that name the bad ref.
 """
@@ -157,9 +157,9 @@ def get(
     repo: RepoOpt = None,
 ) -> None:
     """Write DIR/model.onnx and DIR/card.json of a version, from the DVC cache or remote."""
-    from loopline.registry import actions as registry
+    from loopline.registry import fetch
 
-    res = registry.get(version, output, root=repo)
+    res = fetch.get(version, output, root=repo)
     src = "/".join(sorted(set(res["source"].values())))
     _emit(res, as_json, f"wrote {res['files']['model.onnx']} and {res['files']['card.json']} "
                         f"({res['tag']}, from {src})")

@@ -43,7 +43,7 @@ def load_workflow(root: Path, name: str) -> dict:
 
 
 def _git(root: Path, *args: str) -> str:
-    from loopline.registry.actions import git
+    from loopline.core.git import git
 
     res = git(root, *args, check=False)
     return res.stdout.strip() if res.returncode == 0 else ""

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from loopline.core.errors import LooplineError
-from loopline.registry.actions import git
+from loopline.core.git import git
 
 # Metrics where lower is better; every other metric is better when higher.
 LOWER_IS_BETTER = {"log_loss", "brier"}

@@ -34,8 +34,8 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from loopline.core.errors import LooplineError
+from loopline.core.names import NAME_HINT, NAME_RE
 
-ARTIFACT_RE = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$")  # as config.Params.artifact
 TEMPLATE_SUFFIX = ".tmpl"  # dvc.yaml is shipped as dvc.yaml.tmpl: DVC collects every dvc.yaml
 WORKFLOWS_DIR = "github/workflows"  # optional: copied to the instance's .github/workflows/
 
@@ -96,12 +96,12 @@ def slug(text: str) -> str:
 def artifact_name(dest: Path, name: str | None = None) -> str:
     """The registry artifact: ``--name`` (checked), else DIR's base name made valid."""
     if name is not None:
-        if not ARTIFACT_RE.match(name):
-            raise LooplineError(f"--name {name!r} is not a valid artifact name: use lower-case "
-                                "letters, digits and '-', starting with a letter (e.g. churn)")
+        if not NAME_RE.match(name):
+            raise LooplineError(f"--name {name!r} is not a valid artifact name: use {NAME_HINT} "
+                                "(e.g. churn)")
         return name
     base = slug(dest.resolve().name) or "model"
-    return base if ARTIFACT_RE.match(base) else f"{base}-model"
+    return base if NAME_RE.match(base) else f"{base}-model"
 
 
 def check_dest(dest: Path) -> None:

@@ -16,6 +16,7 @@ from loopline.core.errors import LooplineError
 from loopline.core.files import dumps_json, sha256_file, write_text
 from loopline.core.layout import CHAMPION_DIR, CHAMPION_JSON, MODEL_ONNX
 from loopline.registry import actions as registry
+from loopline.registry.fetch import get
 
 
 def refresh_champion(root: Path, reports: str, stage: str) -> dict:
@@ -49,7 +50,7 @@ def fetch_model(root: Path, version: str, sha256: str | None) -> dict:
     model = dest / MODEL_ONNX
     if not (sha256 and model.is_file() and sha256_file(model) == sha256):
         try:
-            registry.get(version, dest, root)
+            get(version, dest, root)
         except Exception as err:  # any failure: the gate reports it as the champion's error
             text = str(err)
             return {"error": f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"}

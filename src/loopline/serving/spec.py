@@ -1,7 +1,7 @@
 """What a service runs: which model files, checked against which sha256, with which limits.
 
 The CLI (``loopline serve``, ``loopline build``) resolves a registry version or stage into a
-*bundle* (a directory with model.onnx and card.json fetched by :func:`loopline.registry.actions.get`)
+*bundle* (a directory with model.onnx and card.json fetched by :func:`loopline.registry.fetch.get`)
 and writes a *spec* (JSON) that the BentoML service module reads at import time, through the
 ``LOOPLINE_SERVE_SPEC`` environment variable or, inside a Bento, the spec file built into it.
 The expected sha256 comes from the registry's tag metadata, never from the bundle itself.
@@ -59,21 +59,23 @@ def resolve_model(root: Path, ref: str | None, *, models: str = "models",
         LooplineError: unknown version or stage, objects not in the DVC cache or remote, or
             (for the local export) no model at all.
     """
-    from loopline.registry import actions as registry
+    from loopline.registry.actions import which
+    from loopline.registry.fetch import get
+    from loopline.registry.tags import open_registry
 
     dest = root / SERVE_DIR / "models"
     if ref is None:
         try:
-            ref = registry.which(default_stage, root)["version"]
+            ref = which(default_stage, root)["version"]
         except LooplineError:
             return _local_export(root, models, dest)
-    reg = registry.open_registry(root)
+    reg = open_registry(root)
     v = reg.resolve(ref)
     sha = ((v.meta.get("model") or {}).get("onnx_sha256"))
     if not sha:
         raise LooplineError(f"{v.tag} records no model sha256 in its tag; re-register it")
     bundle = dest / v.version
-    got = registry.get(v.version, bundle, root)
+    got = get(v.version, bundle, root)
     return {"version": v.version, "sha256": sha, "bundle": str(bundle), "tag": v.tag,
             "commit": v.commit, "source": "registry", "ref": ref, "fetched_from": got["source"]}
 
