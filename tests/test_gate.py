@@ -118,3 +118,42 @@ def test_evidently_quality_matches_sklearn() -> None:
     assert values["roc_auc"] == pytest.approx(roc_auc_score(y == "bad", p_bad), abs=1e-9)
     assert values["recall"] == pytest.approx(recall_score(y, pred, pos_label="bad"), abs=1e-9)
     assert values["accuracy"] == pytest.approx(accuracy_score(y, pred), abs=1e-9)
+
+
+# ------------------------------------------------------------ the champion's model
+
+
+def test_champion_model_is_the_fetched_file_with_the_registered_sha(tmp_path) -> None:
+    import hashlib
+
+    from loopline.core.errors import LooplineError
+
+    rel = ".loopline/champion/model.onnx"
+    (tmp_path / rel).parent.mkdir(parents=True)
+    (tmp_path / rel).write_bytes(b"onnx bytes")
+    sha = hashlib.sha256(b"onnx bytes").hexdigest()
+    assert gate.champion_model(tmp_path, {"onnx_sha256": sha}, rel) == tmp_path / rel
+    with pytest.raises(LooplineError, match=r"sha256 [0-9a-f]{12}, not the registered 000000000000"):
+        gate.champion_model(tmp_path, {"onnx_sha256": "0" * 64}, rel)
+    with pytest.raises(LooplineError, match="is missing"):
+        gate.champion_model(tmp_path, {"onnx_sha256": sha}, ".loopline/champion/other.onnx")
+    with pytest.raises(LooplineError, match="not fetched"):
+        gate.champion_model(tmp_path, {"onnx_sha256": sha}, None)
+
+
+def test_a_champion_that_could_not_be_fetched_fails_with_that_reason(tmp_path) -> None:
+    champion = {"stage": "prod", "version": "v0.1.0", "error": "LooplineError: not in the cache"}
+    values, snap = gate._champion_values(tmp_path, champion, None, None, None, "Status", "bad")
+    assert values is None and snap is None
+    checks = gate.champion_checks({"roc_auc": 0.9}, values, champion,
+                                  cfg(champion={"metrics": ["roc_auc"]}))
+    assert not checks[0].passed and "LooplineError: not in the cache" in checks[0].reason
+
+
+def test_a_tampered_champion_model_fails_its_checks(tmp_path) -> None:
+    rel = ".loopline/champion/model.onnx"
+    (tmp_path / rel).parent.mkdir(parents=True)
+    (tmp_path / rel).write_bytes(b"not the registered model")
+    champion = {"stage": "prod", "version": "v0.1.0", "onnx_sha256": "0" * 64}
+    values, _ = gate._champion_values(tmp_path, champion, rel, None, None, "Status", "bad")
+    assert values is None and "not the registered" in champion["error"]

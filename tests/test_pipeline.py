@@ -86,7 +86,7 @@ def test_onnx_predicts_like_sklearn(built_instance: Path) -> None:
 
     from loopline.config.params import load_params
     from loopline.model.runtime import OnnxModel
-    from loopline.pipeline.frames import xy
+    from loopline.pipeline.tabular import xy
 
     params = load_params(built_instance)
     test = pd.read_parquet(built_instance / "data/prepared/test.parquet")

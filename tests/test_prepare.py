@@ -15,6 +15,7 @@ from loopline.config.pipeline import DataConfig, FeaturesConfig, Schema, Split
 from loopline.core.errors import LooplineError
 from loopline.pipeline.stages import ingest
 from loopline.pipeline.stages.prepare import coerce, imputation_plan, prepare, split
+from loopline.pipeline.tabular import read_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -199,7 +200,7 @@ def test_prepare_drops_rows_without_target_and_reports():
 
 def test_prepare_real_credit_data_keeps_class_balance():
     params = validate_params(yaml.safe_load(compose(ROOT)))
-    raw = ingest.ingest(ingest.read_table(ROOT / params.data.source), None, None)
+    raw = ingest.ingest(read_table(ROOT / params.data.source), None, None)
     train, test, report = prepare(raw, params.data, params.features)
     assert (len(train), len(test)) == (3563, 891)
     overall = (raw["Status"] == "bad").mean()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -43,6 +44,15 @@ def test_champion_flow_and_degraded_candidate(built_copy: Path) -> None:
     rel = [c for c in gate["checks"] if c["kind"] == "champion"]
     assert rel and not any(c["skipped"] for c in rel) and all(c["passed"] for c in rel)
     assert loopline("run", "--json", cwd=root).stdout.count('"state": "done"') == 0  # no-op stays no-op
+    # the gate scored the champion's model fetched by `loopline run`, checked by its sha256;
+    # where it lies is not part of the gate's report
+    champ = json.loads((root / "reports/champion.json").read_text())
+    assert champ["version"] == "v0.1.0" and champ["onnx_path"] == ".loopline/champion/model.onnx"
+    assert hashlib.sha256((root / champ["onnx_path"]).read_bytes()).hexdigest() == champ["onnx_sha256"]
+    assert set(gate["champion"]) == {"stage", "version", "tag", "commit", "onnx_sha256", "metrics"}
+    (root / champ["onnx_path"]).write_bytes(b"damaged")  # fetched again, and nothing reruns
+    assert loopline("run", "--json", cwd=root).stdout.count('"state": "done"') == 0
+    assert hashlib.sha256((root / champ["onnx_path"]).read_bytes()).hexdigest() == champ["onnx_sha256"]
     commit(root, "gate against v0.1.0")
 
     # a deliberately weak model fails the relative checks; run exits 1, register refuses it

@@ -14,6 +14,7 @@ from loopline.config.pipeline import Schema
 from loopline.core.errors import LooplineError
 from loopline.pipeline.stages import ingest
 from loopline.pipeline.stages.validate import check_schema
+from loopline.pipeline.tabular import read_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -108,7 +109,7 @@ def test_schema_yaml_quotes_yaml_special_words():
 
 
 def test_inferred_schema_accepts_the_data_it_came_from():
-    raw = ingest.ingest(ingest.read_table(ROOT / "data" / "credit_data.csv"), None, None)
+    raw = ingest.ingest(read_table(ROOT / "data" / "credit_data.csv"), None, None)
     inferred = infer_schema(raw, "Status")
     cols = inferred["columns"]
     assert cols["Status"] == {"type": "category", "categories": ["bad", "good"], "nullable": False}

@@ -16,7 +16,8 @@ from conftest import REPO, loopline, sh
 from loopline.cli.simulate import _runs
 from loopline.config.params import Params
 from loopline.simulate.report import render
-from loopline.simulate.run import Stream, drift_score, records_of
+from loopline.simulate.run import drift_score
+from loopline.simulate.stream import Stream, records_of
 
 
 def params() -> Params:

@@ -73,7 +73,7 @@ def synthetic(n: int = 120, seed: int = 0) -> pd.DataFrame:
 
 
 def xy(params: Params, n: int = 120):
-    from loopline.pipeline.frames import xy as frames_xy
+    from loopline.pipeline.tabular import xy as frames_xy
 
     return frames_xy(synthetic(n), params)
 
@@ -180,61 +180,6 @@ def test_build_search_halving_grid_or_random():
 def test_build_search_multiclass_roc_auc():
     s = tr.build_search(plain_pipeline(), make_params(), 3)
     assert s.scoring == "roc_auc_ovr"
-
-
-# ------------------------------------------------------------------------ scorer
-
-
-@pytest.fixture(scope="module")
-def fitted_string_classifier():
-    from sklearn.linear_model import LogisticRegression
-
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(200, 2))
-    y = np.where(X[:, 0] + rng.normal(scale=1.0, size=200) > 0.8, "bad", "good")
-    clf = LogisticRegression().fit(X, y)
-    return clf, X, y
-
-
-def test_scorer_precision_uses_positive_class(fitted_string_classifier):
-    from sklearn.metrics import precision_score
-
-    clf, X, y = fitted_string_classifier
-    pred = clf.predict(X)
-    s = tr.scorer("precision", "bad", 2)
-    assert s(clf, X, y) == pytest.approx(precision_score(y, pred, pos_label="bad"))
-    assert precision_score(y, pred, pos_label="bad") != pytest.approx(
-        precision_score(y, pred, pos_label="good"))
-
-
-def test_scorer_recall_and_f1_use_positive_class(fitted_string_classifier):
-    from sklearn.metrics import f1_score, recall_score
-
-    clf, X, y = fitted_string_classifier
-    pred = clf.predict(X)
-    expected_recall = recall_score(y, pred, pos_label="bad")
-    assert tr.scorer("recall", "bad", 2)(clf, X, y) == pytest.approx(expected_recall)
-    expected_f1 = f1_score(y, pred, pos_label="good")
-    assert tr.scorer("f1", "good", 2)(clf, X, y) == pytest.approx(expected_f1)
-
-
-def test_scorer_average_precision_uses_positive_class_probability(fitted_string_classifier):
-    from sklearn.metrics import average_precision_score
-
-    clf, X, y = fitted_string_classifier
-    pos = list(clf.classes_).index("bad")
-    expected = average_precision_score(y == "bad", clf.predict_proba(X)[:, pos])
-    assert tr.scorer("average_precision", "bad", 2)(clf, X, y) == pytest.approx(expected)
-    other = average_precision_score(y == "good", clf.predict_proba(X)[:, 1 - pos])
-    assert expected != pytest.approx(other)
-
-
-def test_scorer_names():
-    assert tr.scorer("roc_auc", "bad", 2) == "roc_auc"
-    assert tr.scorer("roc_auc", "bad", 3) == "roc_auc_ovr"
-    assert tr.scorer("accuracy", "bad", 2) == "accuracy"
-    with pytest.raises(LooplineError, match=r"unknown scoring 'roc_aucc'"):
-        tr.scorer("roc_aucc", "bad", 2)
 
 
 # --------------------------------------------------------------------- summarise

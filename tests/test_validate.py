@@ -18,9 +18,9 @@ from loopline.pipeline.stages.validate import (
     check_schema,
     check_target,
     missing_report,
-    parse_numeric,
     validate,
 )
+from loopline.pipeline.tabular import read_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -119,21 +119,6 @@ def test_word_yes_in_integer_text_column_is_not_a_number():
     s = schema(n={"type": "integer"})
     v = only(check_schema(frame(n=["5", "yes", "7"]), s), "type")
     assert v.examples == [{"row_id": "r1", "value": "yes"}]
-
-
-def test_parse_numeric_text_zero_and_one():
-    parsed, bad = parse_numeric(pd.Series(["0", "1", "2"], dtype=object))
-    assert parsed.tolist() == [0.0, 1.0, 2.0]
-    assert not bad.any()
-
-
-def test_parse_numeric_text_and_numbers():
-    parsed, bad = parse_numeric(pd.Series(["3", " 4.5 ", "x", None], dtype=object))
-    assert parsed.iloc[:2].tolist() == [3.0, 4.5]
-    assert parsed.iloc[2:].isna().all()
-    assert bad.tolist() == [False, False, True, False]
-    parsed, bad = parse_numeric(pd.Series([1, 2, 3]))
-    assert parsed.dtype == np.float64 and not bad.any()
 
 
 # ------------------------------------------------------------ nullable, ranges
@@ -262,7 +247,7 @@ def test_validate_report_shape():
 
 def test_real_credit_data_passes_its_schema():
     params = validate_params(yaml.safe_load(compose(ROOT)))
-    raw = ingest.ingest(ingest.read_table(ROOT / params.data.source), params.data.id_column,
+    raw = ingest.ingest(read_table(ROOT / params.data.source), params.data.id_column,
                         params.data.order_column)
     numeric, categorical = params.data.feature_columns(params.features.drop)
     report = validate(raw, params.data, numeric + categorical)
@@ -278,7 +263,7 @@ def test_real_credit_data_passes_its_schema():
 
 def test_real_credit_data_with_corruption_fails():
     params = validate_params(yaml.safe_load(compose(ROOT)))
-    df = ingest.read_table(ROOT / params.data.source)
+    df = read_table(ROOT / params.data.source)
     df["Age"] = df["Age"].astype(object)
     df.loc[3, "Age"] = "old"
     df.loc[5, "Home"] = "castle"

@@ -315,7 +315,7 @@ def schema(
 ) -> None:
     """Infer a schema (types, ranges, categories) from a data file, as conf/data YAML."""
     from loopline.config.infer import infer_schema, schema_yaml
-    from loopline.pipeline.stages.ingest import read_table
+    from loopline.pipeline.tabular import read_table
 
     df = read_table(data)
     text = schema_yaml(infer_schema(df, target))

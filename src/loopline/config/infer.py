@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from loopline.core.errors import LooplineError
-from loopline.pipeline.stages.ingest import as_text
+from loopline.pipeline.tabular import as_text
 
 MAX_CATEGORIES = 50
 

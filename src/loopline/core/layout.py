@@ -46,6 +46,10 @@ SLICES_JSON = "slices.json"
 IMPORTANCE_JSON = "importance.json"
 EVALUATION_MD = "evaluation.md"
 PLOTS_DIR = "plots"
+ROC_CSV = "roc.csv"               # paths.reports/plots
+PR_CSV = "pr.csv"
+CONFUSION_CSV = "confusion.csv"
+IMPORTANCE_CSV = "importance.csv"
 PARITY_JSON = "parity.json"
 CHAMPION_JSON = "champion.json"
 GATE_JSON = "gate.json"
@@ -60,6 +64,7 @@ SIMULATE_HTML = "simulate.html"
 REVIEW_MD = "review.md"
 
 # ---------------------------------------------------------------------- serving
+CHAMPION_DIR = f"{STATE_DIR}/champion"  # the champion's model, fetched for the gate
 SERVE_DIR = f"{STATE_DIR}/serve"  # what `loopline serve` prepares (spec, fetched bundles)
 SERVE_SPEC = "loopline_serve.json"
 INFERENCE_LOG_DEFAULT = "logs/inference.sqlite"

@@ -115,8 +115,9 @@ def check_dest(dest: Path) -> None:
 def read_data(path: Path):  # noqa: ANN201 (pandas is imported lazily)
     """The data as the ingest stage will see it (text normalised, ``row_id`` added)."""
     from loopline.pipeline.stages import ingest
+    from loopline.pipeline.tabular import read_table
 
-    return ingest.ingest(ingest.read_table(path), None, None)
+    return ingest.ingest(read_table(path), None, None)
 
 
 def target_classes(df, target: str) -> dict[str, int]:  # noqa: ANN001
@@ -148,10 +149,10 @@ def _check_label_text(col, target: str) -> None:  # noqa: ANN001
     """Refuse labels whose plain text is not their canonical text (True, 1.0, "01").
 
     The schema names classes by ``str(value)`` while validate and prepare compare labels
-    by their canonical text (:func:`loopline.pipeline.stages.ingest.as_text`); the two agree for
+    by their canonical text (:func:`loopline.pipeline.tabular.as_text`); the two agree for
     words and integers only, so any other target would fail validation at the first run.
     """
-    from loopline.pipeline.stages.ingest import as_text
+    from loopline.pipeline.tabular import as_text
 
     values = col.dropna()
     plain, canonical = values.astype(str), as_text(values)

@@ -9,8 +9,8 @@ Every stage feeds scikit-learn (and the exported ONNX graph) a *model frame*:
 
 :func:`to_model_frame` produces that frame from whatever a loader or a serving
 request gives us, and :func:`build_preprocessor` builds the ``"prep"`` step of the
-``Pipeline([("prep", ...), ("model", ...)])`` that :mod:`loopline.model.onnx_export` exports.
-Everything built here is convertible by :func:`loopline.model.onnx_export.convert`, and
+``Pipeline([("prep", ...), ("model", ...)])`` that :mod:`loopline.model.onnx.convert` exports.
+Everything built here is convertible by :func:`loopline.model.onnx.convert.convert`, and
 parity-exact: the ``"knn"`` policy uses :class:`StableKNNImputer` (KNNImputer with
 ties between equally distant donors broken by training row) because sklearn's own
 tie order cannot be reproduced in ONNX.

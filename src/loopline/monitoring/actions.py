@@ -24,7 +24,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from loopline.core.dvc import dvc
 from loopline.core.errors import LooplineError
+from loopline.core.files import json_or_none
+from loopline.core.git import git
+from loopline.core.layout import METRICS_JSON, PREPARE_JSON, Layout
 from loopline.monitoring.alerts import audit
 
 
@@ -37,8 +41,8 @@ def imputation(root: Path, reports: str, window: dict, amber: float) -> list[dic
     """The imputation each alarming feature (missing rate above ``amber``) gets in the model."""
     if (window.get("grades") or {}).get("missing_rate") not in ("AMBER", "RED"):
         return []
-    plan_path = root / reports / "prepare.json"
-    plan = json.loads(plan_path.read_text()).get("imputation", {}) if plan_path.is_file() else {}
+    plan = (json_or_none(Layout(root, reports=reports).report(PREPARE_JSON)) or {}).get(
+        "imputation", {})
     out = []
     for col, rate in sorted((window.get("missing_rate") or {}).items(), key=lambda kv: -kv[1]):
         if rate <= amber or col not in plan:
@@ -136,7 +140,6 @@ def retrain(root: Path, params: Any, window: dict, labelled: Any, stage: str, *,
         return []
     entry: dict[str, Any] = {"action": "retrain", "done": False}
     min_labels = params.monitor.min_labels
-    from loopline.core.git import git
     from loopline.registry import actions as registry
 
     try:
@@ -213,7 +216,7 @@ def _new_rows(root: Path, params: Any, labelled: Any, through: float) -> tuple[A
     """The labelled records as data rows (with their log time in ``_ts``) that the data lacks."""
     import pandas as pd
 
-    from loopline.pipeline.stages.ingest import content_row_ids
+    from loopline.pipeline.tabular import content_row_ids
 
     data = params.data
     source = root / data.source
@@ -235,23 +238,15 @@ def _new_rows(root: Path, params: Any, labelled: Any, through: float) -> tuple[A
 
 
 def _restore(root: Path) -> None:
-    import subprocess
-    import sys
-
-    from loopline.core.git import git
-
     git(root, "checkout", "--", ".")
-    subprocess.run([sys.executable, "-m", "dvc", "checkout", "-q"], cwd=root, capture_output=True)
+    dvc(root, "checkout", "-q", check=False)
 
 
 def _propose(root: Path, params: Any, entry: dict, window: dict, gate: dict, message: str,
              remote: str) -> dict:
     """Commit the retraining on a new branch, push it, open its pull request, come back."""
-    import subprocess
-    import sys
     import time
 
-    from loopline.core.git import git
     from loopline.gitops import github
 
     back = git(root, "rev-parse", "--abbrev-ref", "HEAD").stdout.strip()
@@ -265,12 +260,12 @@ def _propose(root: Path, params: Any, entry: dict, window: dict, gate: dict, mes
         pushed = git(root, "push", "-q", remote, f"HEAD:refs/heads/{branch}", check=False)
     finally:
         git(root, "checkout", "-q", back if back != "HEAD" else "-")
-        subprocess.run([sys.executable, "-m", "dvc", "checkout", "-q"], cwd=root, capture_output=True)
+        dvc(root, "checkout", "-q", check=False)
     out = {**entry, "branch": branch, "commit": commit}
     if pushed.returncode != 0:
         return {**out, "why": f"git push {remote} {branch} failed: "
                               f"{(pushed.stderr.strip().splitlines() or ['?'])[-1]}"}
-    metrics = _read(root / params.paths.reports / "metrics.json")
+    metrics = json_or_none(Layout.of(root, params.paths).report(METRICS_JSON)) or {}
     lines = [f"The monitor graded the live model **AMBER** and retrained it on "
              f"{entry['records']} new labelled records from the inference log.", "",
              "Reasons:", *[f"- {r}" for r in window.get("reasons", [])], "",
@@ -285,13 +280,6 @@ def _propose(root: Path, params: Any, entry: dict, window: dict, gate: dict, mes
     except LooplineError as err:
         return {**out, "why": f"branch pushed, pull request not opened: {err}"}
     return {**out, "done": True, "pull_request": pr["number"], "url": pr["url"]}
-
-
-def _read(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
 
 
 def act(root: Path, params: Any, doc: dict, *, service_url: str | None, audit_path: Path,

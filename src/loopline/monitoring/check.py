@@ -3,7 +3,8 @@
 Reads the inference log and the training reference, computes the windows
 (:mod:`loopline.monitoring.monitor`), appends the status to the history, writes the Evidently
 HTML report of the latest window, delivers alerts and, when asked, acts on the status
-(:mod:`loopline.monitoring.actions`). The document is written to ``reports/monitor.json``.
+(:mod:`loopline.monitoring.actions`). The document is written to ``reports/monitor.json``
+and every action to the audit log ``reports/monitor_audit.jsonl``.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from loopline.core.errors import LooplineError
-
-AUDIT = "reports/monitor_audit.jsonl"
+from loopline.core.layout import MONITOR_AUDIT, MONITOR_HTML, MONITOR_JSON, Layout
 
 
 def check(root: Path, params: Any, cfg: Any, *, log_path: Path, until: float | None = None,
@@ -31,7 +31,8 @@ def check(root: Path, params: Any, cfg: Any, *, log_path: Path, until: float | N
 
     if not Path(log_path).is_file():
         raise LooplineError(f"no inference log at {log_path}: serve the model first (`loopline serve`)")
-    train = root / params.paths.prepared / "train.parquet"
+    lay = Layout.of(root, params.paths)
+    train = lay.split("train")
     if not train.is_file():
         raise LooplineError(f"no training reference at {train}: run `loopline run` (or `loopline pull`)")
     numeric, categorical = params.data.feature_columns(params.features.drop)
@@ -45,26 +46,26 @@ def check(root: Path, params: Any, cfg: Any, *, log_path: Path, until: float | N
     doc = mon.run(frame, reference, numeric=numeric, categorical=categorical, classes=classes,
                   positive=params.data.positive_class, target=target, cfg=cfg, until=end, size=size,
                   errors=errors)
-    reports = root / params.paths.reports
-    links = [f"{params.paths.reports}/monitor.json"]
+    links = [f"{params.paths.reports}/{MONITOR_JSON}"]
     latest = None
     if doc["latest_window"]:
         w = doc["latest_window"]
         latest = frame[(frame["ts"] >= w["start"]) & (frame["ts"] < w["end"])]
     if html and latest is not None and len(latest):
-        evidently_html(reports / "monitor.html", reference, latest, numeric, categorical,
+        evidently_html(lay.report(MONITOR_HTML), reference, latest, numeric, categorical,
                        cfg.html_max_rows)
-        links.append(f"{params.paths.reports}/monitor.html")
+        links.append(f"{params.paths.reports}/{MONITOR_HTML}")
     doc["history"] = mon.append_history(root / cfg.history, doc)[-50:]
-    doc["alerts"] = alerts.deliver(root, cfg.alerts, params.artifact, doc, links, root / AUDIT)
+    audit_path = lay.report(MONITOR_AUDIT)
+    doc["alerts"] = alerts.deliver(root, cfg.alerts, params.artifact, doc, links, audit_path)
     if act:
         from loopline.monitoring.actions import act as run_actions
 
         labelled = frame[frame["label"].notna()]  # the monitored span, not only the latest window
         doc["actions"] = run_actions(root, params, doc, service_url=service_url,
-                                     audit_path=root / AUDIT, push=push, labelled=labelled,
+                                     audit_path=audit_path, push=push, labelled=labelled,
                                      retrain_pr=retrain_pr)
-    write_json(reports / "monitor.json", doc)
+    write_json(lay.report(MONITOR_JSON), doc)
     return doc
 
 

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from loopline.config.operations import MonitorConfig
+from loopline.core.files import read_jsonl
 from loopline.monitoring.drift import dataset_drift, jensenshannon
 
 ORDER = {"GREEN": 0, "AMBER": 1, "RED": 2}
@@ -302,7 +303,7 @@ def append_history(path: Path, doc: dict) -> list[dict]:
              "versions": latest.get("versions", [])}
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(entry, default=_json_default) + "\n")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return read_jsonl(path)
 
 
 def _json_default(v: Any) -> Any:

@@ -15,13 +15,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from loopline.core.dvc import dvc_env, load_yaml, read_lock
 from loopline.core.errors import LooplineError
 from loopline.core.files import json_or_none
-from loopline.core.layout import (CARD_MD, DVC_YAML, EVALUATION_MD, GATE_HTML, GATE_JSON, GATE_MD,
-                                  METRICS_JSON, MODEL_ONNX, PLOTS_DIR, VALIDATE_JSON, Layout)
+from loopline.core.layout import (
+    CARD_MD,
+    DVC_YAML,
+    EVALUATION_MD,
+    GATE_HTML,
+    GATE_JSON,
+    GATE_MD,
+    METRICS_JSON,
+    MODEL_ONNX,
+    PLOTS_DIR,
+    VALIDATE_JSON,
+    Layout,
+)
 from loopline.pipeline.dvc_internals import CACHED, FAILED, RUNNING, SKIPPED, UP_TO_DATE, WARM_DVC
 from loopline.pipeline.runner import IN_PROCESS_MARK, SUMMARY_PREFIX
 
@@ -169,9 +178,9 @@ def must_run(root: Path, targets: list[str] | None, changed_params: list[str]) -
     if targets:
         return False
     try:
-        stages = yaml.safe_load((root / DVC_YAML).read_text(encoding="utf-8"))["stages"]
+        stages = load_yaml((root / DVC_YAML).read_text(encoding="utf-8"), DVC_YAML)["stages"]
         locked = read_lock(root)
-    except (OSError, yaml.YAMLError, LooplineError, KeyError, TypeError, AttributeError):
+    except (OSError, LooplineError, KeyError, TypeError, AttributeError):
         return False
     if any(name not in locked for name in stages):
         return True

@@ -22,37 +22,27 @@ rest. Then ``loopline serve`` starts on 127.0.0.1 and, step by step:
 The stream, the models and so every decision depend only on the seed and the
 configuration; wall-clock times and latencies do not enter any decision. The timeline goes to
 ``reports/simulate.json`` and an HTML report with plots to ``reports/simulate.html``.
+
+This module drives the steps; the traffic is :mod:`loopline.simulate.stream`, the sandbox
+(with the pipeline and registry calls) :mod:`loopline.simulate.sandbox`, the service
+process :mod:`loopline.simulate.service`, the HTML report :mod:`loopline.simulate.report`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
-import shutil
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from loopline.core.errors import LooplineError
+from loopline.simulate.sandbox import faulty_model, first_version, make_sandbox
+from loopline.simulate.service import Service, wait_logged
+from loopline.simulate.stream import Stream, auto_drift, records_of
 
-MARKER = ".loopline-simulate"
-BRANCH = "faulty-extract"
 WEBHOOK_ENV = "LOOPLINE_SIMULATE_WEBHOOK"  # alerts of the simulation go here, never to prod's
-QUICK = {"search": {"n_iter": 3, "cv": 3, "n_jobs": 1},  # --quick: trainings take seconds
-         "evaluate": {"permutation": {"n_repeats": 2}}}
-
-
-def _merge(a: dict, b: dict) -> dict:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 @dataclass
@@ -77,310 +67,6 @@ class Step:
     events: list[dict] = field(default_factory=list)
 
 
-# ----------------------------------------------------------------------- stream
-
-
-class Stream:
-    """Seeded traffic from the held-back rows, drifting as ``simulate`` describes."""
-
-    def __init__(self, pool: Any, params: Any, shift: dict[str, float], concept: Any,
-                 seed: int) -> None:
-        import numpy as np
-
-        self.pool = pool.reset_index(drop=True)
-        self.params = params
-        self.cfg = params.simulate
-        self.shift = shift
-        self.concept = concept
-        self.rng = np.random.default_rng(seed)
-
-    def share(self, step: int) -> float:
-        d = self.cfg.drift
-        if step < d.start:
-            return 0.0
-        return round(min(d.max, d.step * (step - d.start + 1)), 6)
-
-    def draw(self, step: int) -> tuple[Any, Any]:
-        """(records as a frame of feature columns, labels) of a step."""
-        import numpy as np
-
-        cfg, data = self.cfg, self.params.data
-        n = cfg.records_per_step
-        rows = self.pool.iloc[self.rng.integers(0, len(self.pool), n)].reset_index(drop=True)
-        new = self.rng.random(n) < self.share(step)
-        flip = self.rng.random(n) < cfg.label_noise
-        schema = data.schema_.columns
-        for col, factor in self.shift.items():
-            scaled = rows.loc[new, col].astype(float) * factor
-            spec = schema[col]
-            if spec.max is not None:
-                scaled = scaled.clip(upper=spec.max)
-            if spec.type == "integer":
-                scaled = scaled.round()
-            rows[col] = rows[col].astype(float)
-            rows.loc[new, col] = scaled
-        labels = rows[data.target].astype(str).to_numpy(copy=True)
-        classes = [str(c) for c in schema[data.target].categories or []]
-        positive = data.positive_class
-        negative = next(c for c in classes if c != positive)
-        if self.concept is not None:
-            col, above = self.concept
-            regime = np.where(rows[col].to_numpy(dtype=float) > above, positive, negative)
-            labels = np.where(new, regime, labels)
-            labels = np.where(new & flip, np.where(labels == positive, negative, positive), labels)
-        numeric, categorical = data.feature_columns(self.params.features.drop)
-        return rows[numeric + categorical], labels
-
-
-def records_of(frame: Any, params: Any) -> list[dict]:
-    """JSON records as the service's contract takes them (ints for integer columns, null for NaN)."""
-    import math
-
-    schema = params.data.schema_.columns
-    ints = {c for c in frame.columns if schema[c].type == "integer"}
-    out = []
-    for row in frame.to_dict(orient="records"):
-        rec = {}
-        for k, v in row.items():
-            if v is None or (isinstance(v, float) and math.isnan(v)):
-                rec[k] = None
-            elif k in ints:
-                rec[k] = int(v)
-            elif isinstance(v, float | int) and not isinstance(v, bool):
-                rec[k] = float(v)
-            else:
-                rec[k] = str(v)
-        out.append(rec)
-    return out
-
-
-# ---------------------------------------------------------------------- sandbox
-
-
-def _run(cmd: list[str], cwd: Path, what: str, env: dict | None = None,
-         ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess:
-    res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
-    if res.returncode not in ok:
-        tail = (res.stderr or res.stdout).strip().splitlines()[-5:]
-        raise LooplineError(f"{what} failed (exit {res.returncode}): " + " | ".join(tail))
-    return res
-
-
-def _loopline(*args: str, cwd: Path, what: str, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess:
-    return _run([sys.executable, "-m", "loopline", *args], cwd, what, ok=ok)
-
-
-def _git(cwd: Path, *args: str) -> str:
-    return _run(["git", *args], cwd, f"git {args[0]}").stdout.strip()
-
-
-def _read_table(path: Path, fmt: str) -> Any:
-    import pandas as pd
-
-    if fmt == "parquet" or (fmt == "auto" and path.suffix == ".parquet"):
-        return pd.read_parquet(path)
-    return pd.read_csv(path)
-
-
-def _write_table(df: Any, path: Path, fmt: str) -> None:
-    if fmt == "parquet" or (fmt == "auto" and path.suffix == ".parquet"):
-        df.to_parquet(path, index=False)
-    else:
-        df.to_csv(path, index=False)
-
-
-def make_sandbox(root: Path, params: Any, workdir: Path, *, seed: int, quick: bool) -> Any:
-    """Copy the instance's tracked files into ``workdir``, hold back the traffic; the pool."""
-    import numpy as np
-
-    data = params.data
-    if data.id_column or data.order_column:
-        raise LooplineError("loopline simulate appends the monitored records to the data, which "
-                            "needs data without data.id_column/order_column")
-    if workdir.exists():
-        if any(workdir.iterdir()) and not (workdir / MARKER).is_file():
-            raise LooplineError(f"{workdir} exists and is not a simulation sandbox: choose another "
-                                "--workdir")
-        shutil.rmtree(workdir)
-    workdir.mkdir(parents=True)
-    (workdir / MARKER).write_text("made by loopline simulate; removed by the next run\n")
-    tracked = _git(root, "ls-files", "-z").split("\0")
-    for rel in filter(None, tracked):
-        src = root / rel
-        if rel.startswith(("reports/", "logs/")) or not src.is_file():
-            continue  # the sandbox's reports are its own
-        dest = workdir / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, dest)
-    source = root / data.source
-    if not source.is_file():
-        raise LooplineError(f"data.source {data.source} is missing: `loopline pull` it first")
-    df = _read_table(source, data.format)
-    df = df[df[data.target].notna()].reset_index(drop=True)
-    order = np.random.default_rng(seed).permutation(len(df))
-    cut = int(round(len(df) * (1 - params.simulate.holdout)))
-    base, pool = df.iloc[order[:cut]], df.iloc[order[cut:]]
-    (workdir / f"{data.source}.dvc").unlink(missing_ok=True)  # the sandbox's Git holds its data
-    (workdir / data.source).parent.mkdir(parents=True, exist_ok=True)
-    _write_table(base.reset_index(drop=True), workdir / data.source, data.format)
-    overrides = dict(params.simulate.overrides)
-    if quick:
-        overrides = _merge(overrides, QUICK)
-    if overrides:  # values in conf/config.yaml itself win over its groups (`_self_` comes last)
-        import yaml
-
-        conf = workdir / "conf" / "config.yaml"
-        conf.write_text(conf.read_text(encoding="utf-8") + "\n# loopline simulate: the sandbox's "
-                        "overrides\n" + yaml.safe_dump(overrides, sort_keys=False), encoding="utf-8")
-    ignore = workdir / ".gitignore"
-    ignore.write_text((ignore.read_text() if ignore.is_file() else "")
-                      + f"\n/{MARKER}\n/logs/\n/.loopline/\n/reports/monitor*\n/reports/alerts.jsonl\n")
-    _run(["git", "init", "-q", "-b", "main"], workdir, "git init")
-    _git(workdir, "config", "user.name", "loopline simulate")
-    _git(workdir, "config", "user.email", "simulate@loopline.invalid")
-    if not (workdir / ".dvc").is_dir():
-        _run([sys.executable, "-m", "dvc", "init", "-q"], workdir, "dvc init")
-    _run([sys.executable, "-m", "dvc", "config", "--local", "core.analytics", "false"], workdir,
-         "dvc config")
-    _git(workdir, "add", "-A")
-    _git(workdir, "commit", "-q", "-m", f"Simulation sandbox (seed {seed}): "
-         f"{len(pool)} of {len(df)} rows held back as future traffic")
-    return pool
-
-
-def first_version(work: Path) -> dict:
-    """Train, register and promote the first version (its gate must pass)."""
-    res = _loopline("run", "--json", cwd=work, what="the first `loopline run`", ok=(0, 1))
-    doc = json.loads(res.stdout or "{}")
-    if not doc.get("ok"):
-        why = doc.get("error") or ", ".join((doc.get("gate") or {}).get("failed", [])) or res.stderr
-        raise LooplineError(f"the first model of the simulation did not pass its gate: {why}")
-    _git(work, "add", "-A")
-    _git(work, "commit", "-q", "-m", "First model")
-    reg = json.loads(_loopline("register", "--json", cwd=work, what="register").stdout)
-    _loopline("promote", reg["version"], "--to", "prod", cwd=work, what="promote")
-    return reg
-
-
-def faulty_model(work: Path, params: Any, seed: int) -> str:
-    """Train on a faulty extract (labels shuffled) on a branch; register and force it to prod."""
-    import numpy as np
-
-    data = params.data
-    _git(work, "checkout", "-q", "-b", BRANCH)
-    source = work / data.source
-    df = _read_table(source, data.format)
-    df[data.target] = np.random.default_rng(seed + 1).permutation(df[data.target].to_numpy())
-    _write_table(df, source, data.format)
-    _git(work, "commit", "-q", "-am", "Faulty extract: the labels are shuffled")
-    _loopline("run", "--json", cwd=work, what="`loopline run` on the faulty extract", ok=(0, 1))
-    _git(work, "add", "-u")
-    _git(work, "commit", "-q", "-m", "Train on the faulty extract")
-    reason = "simulated: an operator overrides the failed gate of a faulty extract's model"
-    reg = json.loads(_loopline("register", "--force", "--reason", reason, "--json", cwd=work,
-                               what="register --force").stdout)
-    _loopline("promote", reg["version"], "--to", "prod", "--force", "--reason", reason, cwd=work,
-              what="promote --force")
-    _git(work, "checkout", "-q", "main")
-    _run([sys.executable, "-m", "dvc", "checkout", "-q"], work, "dvc checkout")
-    return reg["version"]
-
-
-# ---------------------------------------------------------------------- service
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Service:
-    """``loopline serve prod`` of the sandbox on 127.0.0.1, one worker."""
-
-    def __init__(self, work: Path, token_env: str) -> None:
-        self.work = work
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.token_env = token_env
-        self.proc: subprocess.Popen | None = None
-        self.log = work / ".loopline" / "simulate-serve.log"
-
-    def start(self, timeout: float = 180.0) -> None:
-        import httpx
-
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "BENTOML_DO_NOT_TRACK": "True"}
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "loopline", "serve", "prod", "--port", str(self.port),
-                 "--workers", "1"], cwd=self.work, stdout=out, stderr=subprocess.STDOUT, env=env,
-                start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                tail = self.log.read_text(errors="replace").strip().splitlines()[-5:]
-                raise LooplineError("the simulated service exited: " + " | ".join(tail))
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise LooplineError(f"the simulated service did not become ready in {timeout:.0f} s")
-
-    def stop(self) -> None:
-        import signal
-
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-
-
-def _wait_logged(log: Path, since: float, requests: int, labels: int, timeout: float = 30.0) -> None:
-    """Until the service's log holds the step's requests and labels (it writes in the background)."""
-    from loopline.serving.inference_log import connect
-
-    deadline = time.monotonic() + timeout
-    while True:
-        conn = connect(log, readonly=True)
-        try:
-            got = conn.execute("SELECT COUNT(*) FROM requests WHERE ts >= ?", (since,)).fetchone()[0]
-            fb = conn.execute("SELECT COUNT(*) FROM feedback").fetchone()[0]
-        finally:
-            conn.close()
-        if got >= requests and fb >= labels:
-            return
-        if time.monotonic() > deadline:
-            raise LooplineError(f"the inference log holds {got} of {requests} requests and {fb} of "
-                                f"{labels} labels after {timeout:.0f} s")
-        time.sleep(0.1)
-
-
-# -------------------------------------------------------------------------- run
-
-
-def _auto_drift(work: Path, params: Any, pool: Any) -> tuple[dict[str, float], tuple[str, float] | None]:
-    """``simulate.shift`` and ``concept``, or the default choice (see :class:`SimulateConfig`)."""
-    sim = params.simulate
-    concept = (sim.concept.column, sim.concept.above) if sim.concept else None
-    if sim.shift or concept:
-        return dict(sim.shift), concept
-    numeric, _ = params.data.feature_columns(params.features.drop)
-    imp_path = work / params.paths.reports / "importance.json"
-    ranked = [f["feature"] for f in json.loads(imp_path.read_text())["features"]] \
-        if imp_path.is_file() else []
-    top = [c for c in ranked if c in numeric][:3] or numeric[:3]
-    shift = dict.fromkeys(top, 1.3)
-    col = top[0]
-    return shift, (col, float((pool[col].astype(float) * 1.3).quantile(0.7)))
-
-
 def simulate(root: Path, *, seed: int, workdir: Path, quick: bool = False,
              on_step: Callable[[Step], None] | None = None,
              on_phase: Callable[[str], None] | None = None) -> dict:
@@ -399,7 +85,7 @@ def simulate(root: Path, *, seed: int, workdir: Path, quick: bool = False,
     phase("training, registering and promoting the first model")
     params = load_params(work)
     first = first_version(work)
-    shift, concept = _auto_drift(work, params, pool)
+    shift, concept = auto_drift(work, params, pool)
     stream = Stream(pool, params, shift, concept, seed)
     token_env = params.serve.admin_token_env
     os.environ[token_env] = os.environ.get(token_env) or secrets.token_hex(16)
@@ -423,7 +109,7 @@ def simulate(root: Path, *, seed: int, workdir: Path, quick: bool = False,
             if faulty is None and retrained_at is not None and k == retrained_at + sim.bad_model_after:
                 phase(f"step {k}: a faulty extract trains a model; it is forced into prod")
                 faulty = faulty_model(work, params, seed)
-                _reload(client, token_env)
+                service.reload()
                 forced = {"event": "forced", "version": faulty,
                           "note": "faulty extract (labels shuffled); gate failed; promoted with force"}
             else:
@@ -453,7 +139,7 @@ def simulate(root: Path, *, seed: int, workdir: Path, quick: bool = False,
                     raise LooplineError(f"step {k}: /feedback answered {res.status_code}: "
                                         f"{res.text[:300]}")
             labels_total += len(due)
-            _wait_logged(log_path, started, requests_total, labels_total)
+            wait_logged(log_path, started, requests_total, labels_total)
             end = time.time()
             bounds[k] = (start, end)
             if k < 1:  # warm-up traffic: it fills the first window, it is not judged
@@ -497,13 +183,6 @@ def simulate(root: Path, *, seed: int, workdir: Path, quick: bool = False,
             "events": [{"step": s.step, **e} for s in steps for e in s.events],
             "registry": [{"event": e["event"], "version": e["version"], "forced": e["forced"]}
                          for e in reversed(history)]}
-
-
-def _reload(client: Any, token_env: str) -> None:
-    res = client.post("/admin/reload", json={"ref": "prod"},
-                      headers={"Authorization": f"Bearer {os.environ[token_env]}"}, timeout=120.0)
-    if res.status_code != 200:
-        raise LooplineError(f"/admin/reload answered {res.status_code}: {res.text[:300]}")
 
 
 def drift_score(d: dict) -> float:

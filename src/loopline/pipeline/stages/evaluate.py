@@ -15,46 +15,21 @@ import pandas as pd
 
 from loopline.config.params import Params
 from loopline.core.files import Outputs
-from loopline.pipeline.frames import load_split, xy
-
-
-def _r(x: float) -> float | None:
-    return None if x is None or not np.isfinite(x) else round(float(x), 6)
-
-
-def classification_metrics(y: np.ndarray, proba: np.ndarray, classes: list[str],
-                           positive: str) -> dict:
-    """Headline and per-class metrics. Binary: the positive class; multiclass: macro."""
-    from sklearn import metrics as m
-
-    pred = np.asarray(classes)[proba.argmax(axis=1)]
-    binary = len(classes) == 2
-    out: dict = {"rows": int(len(y)), "accuracy": _r(m.accuracy_score(y, pred))}
-    if binary:
-        pos = classes.index(positive)
-        kw = dict(pos_label=positive, zero_division=0)
-        out["precision"] = _r(m.precision_score(y, pred, **kw))
-        out["recall"] = _r(m.recall_score(y, pred, **kw))
-        out["f1"] = _r(m.f1_score(y, pred, **kw))
-        out["roc_auc"] = _r(m.roc_auc_score(y == positive, proba[:, pos])) if len(set(y)) == 2 else None
-        out["average_precision"] = (_r(m.average_precision_score(y == positive, proba[:, pos]))
-                                    if len(set(y)) == 2 else None)
-    else:
-        kw = dict(average="macro", zero_division=0)
-        out["precision"] = _r(m.precision_score(y, pred, **kw))
-        out["recall"] = _r(m.recall_score(y, pred, **kw))
-        out["f1"] = _r(m.f1_score(y, pred, **kw))
-        try:
-            out["roc_auc"] = _r(m.roc_auc_score(y, proba, multi_class="ovr", labels=classes))
-        except ValueError:
-            out["roc_auc"] = None
-    out["log_loss"] = _r(m.log_loss(y, np.clip(proba, 1e-15, 1), labels=classes))
-    out["brier"] = (_r(m.brier_score_loss(y == positive, proba[:, classes.index(positive)]))
-                    if binary else None)
-    p, r, f, s = m.precision_recall_fscore_support(y, pred, labels=classes, zero_division=0)
-    out["per_class"] = {c: {"precision": _r(p[i]), "recall": _r(r[i]), "f1": _r(f[i]), "support": int(s[i])}
-                        for i, c in enumerate(classes)}
-    return out
+from loopline.core.layout import (
+    CONFUSION_CSV,
+    EVALUATION_MD,
+    IMPORTANCE_CSV,
+    IMPORTANCE_JSON,
+    METRICS_JSON,
+    MODEL_JOBLIB,
+    PLOTS_DIR,
+    PR_CSV,
+    ROC_CSV,
+    SLICES_JSON,
+    Layout,
+)
+from loopline.model.metrics import classification_metrics, rounded, scorer
+from loopline.pipeline.tabular import load_split, xy
 
 
 def slice_metrics(frame: pd.DataFrame, column: str, y: np.ndarray, proba: np.ndarray,
@@ -75,7 +50,7 @@ def slice_metrics(frame: pd.DataFrame, column: str, y: np.ndarray, proba: np.nda
         vals = {k: s[metric] for k, s in slices.items() if s["included_in_gap"] and s[metric] is not None}
         if len(vals) >= 2:
             lo, hi = min(vals, key=vals.get), max(vals, key=vals.get)
-            gaps[metric] = {"gap": _r(vals[hi] - vals[lo]), "lowest": lo, "highest": hi}
+            gaps[metric] = {"gap": rounded(vals[hi] - vals[lo]), "lowest": lo, "highest": hi}
     return {"column": column, "min_slice_size": min_size, "slices": slices, "max_gap": gaps}
 
 
@@ -85,7 +60,7 @@ def importance(model, X: pd.DataFrame, y: np.ndarray, scoring, n_repeats: int, s
 
     res = permutation_importance(model, X, y, scoring=scoring, n_repeats=n_repeats,
                                  random_state=seed, n_jobs=1)
-    rows = [{"feature": c, "importance": _r(res.importances_mean[i]), "std": _r(res.importances_std[i])}
+    rows = [{"feature": c, "importance": rounded(res.importances_mean[i]), "std": rounded(res.importances_std[i])}
             for i, c in enumerate(X.columns)]
     return sorted(rows, key=lambda r: -(r["importance"] or 0.0))
 
@@ -132,11 +107,10 @@ def markdown(metrics: dict, slices: dict | None, imp: list[dict], positive: str)
 def run(params: Params, root: Path) -> dict:
     import joblib
 
-    from loopline.pipeline.stages.train import MODEL_FILE, scorer
-
+    lay = Layout.of(root, params.paths)
     test = load_split(root, params, "test")
     X, y = xy(test, params)
-    model = joblib.load(root / params.paths.models / MODEL_FILE)
+    model = joblib.load(lay.model(MODEL_JOBLIB))
     classes = [str(c) for c in model.classes_]
     positive = params.data.positive_class
     proba = model.predict_proba(X)
@@ -147,18 +121,18 @@ def run(params: Params, root: Path) -> dict:
     imp = importance(model, X, y, scorer(ecfg.permutation.scoring, positive, len(classes)),
                      ecfg.permutation.n_repeats, params.seed)
     roc, pr, confusion = curves(y, proba, classes, positive) if len(classes) == 2 else (None, None, None)
-    rep = params.paths.reports
+    plots = lay.report(PLOTS_DIR)
     with Outputs(root) as out:
-        out.json(f"{rep}/metrics.json", metrics)
-        out.json(f"{rep}/slices.json", slices or {"column": None, "slices": {}, "max_gap": {}})
-        out.json(f"{rep}/importance.json", {"scoring": ecfg.permutation.scoring, "features": imp})
-        out.csv(f"{rep}/plots/importance.csv", pd.DataFrame(imp)[["feature", "importance"]])
+        out.json(lay.report(METRICS_JSON), metrics)
+        out.json(lay.report(SLICES_JSON), slices or {"column": None, "slices": {}, "max_gap": {}})
+        out.json(lay.report(IMPORTANCE_JSON), {"scoring": ecfg.permutation.scoring, "features": imp})
+        out.csv(plots / IMPORTANCE_CSV, pd.DataFrame(imp)[["feature", "importance"]])
         if roc is None:
             confusion = pd.DataFrame({"actual": y, "predicted": np.asarray(classes)[proba.argmax(1)]})
             roc = pd.DataFrame(columns=["fpr", "tpr", "threshold"])
             pr = pd.DataFrame(columns=["recall", "precision", "threshold"])
-        out.csv(f"{rep}/plots/roc.csv", roc)
-        out.csv(f"{rep}/plots/pr.csv", pr)
-        out.csv(f"{rep}/plots/confusion.csv", confusion)
-        out.text(f"{rep}/evaluation.md", markdown(metrics, slices, imp, positive))
+        out.csv(plots / ROC_CSV, roc)
+        out.csv(plots / PR_CSV, pr)
+        out.csv(plots / CONFUSION_CSV, confusion)
+        out.text(lay.report(EVALUATION_MD), markdown(metrics, slices, imp, positive))
     return {k: metrics[k] for k in ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")}

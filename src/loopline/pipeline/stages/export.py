@@ -17,14 +17,24 @@ from typing import Any
 
 from loopline import __version__
 from loopline.config.params import Params
+from loopline.core.dvc import read_lock
 from loopline.core.errors import LooplineError
 from loopline.core.files import Outputs, md5_file, read_json
 from loopline.core.git import git_out
-from loopline.pipeline.frames import feature_columns, load_split, xy
+from loopline.core.layout import (
+    CARD_JSON,
+    CARD_MD,
+    IMPORTANCE_JSON,
+    METRICS_JSON,
+    MODEL_JOBLIB,
+    MODEL_ONNX,
+    PARITY_JSON,
+    SEARCH_JSON,
+    SLICES_JSON,
+    Layout,
+)
+from loopline.pipeline.tabular import ROW_ID, feature_columns, load_split, xy
 
-ONNX_FILE = "model.onnx"
-CARD_JSON = "card.json"
-CARD_MD = "card.md"
 UPSTREAM = ("ingest", "validate", "prepare", "train", "evaluate")
 
 
@@ -37,13 +47,7 @@ def git_info(root: Path) -> dict:
 
 def lock_lineage(root: Path) -> dict:
     """Deps and outs hashes of the upstream stages as recorded in dvc.lock."""
-    import yaml
-
-    path = root / "dvc.lock"
-    if not path.is_file():
-        return {}
-    lock = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    stages = lock.get("stages", {})
+    stages = read_lock(root)
     out = {}
     for name in UPSTREAM:
         st = stages.get(name)
@@ -73,11 +77,11 @@ def input_spec(params: Params) -> dict:
 
 def build_card(params: Params, root: Path, onnx_bytes: bytes, classes: list[str],
                parity_report: dict) -> dict:
-    rep, prepared = root / params.paths.reports, root / params.paths.prepared
-    metrics = read_json(rep / "metrics.json")
-    search = read_json(rep / "search.json")
-    slices = read_json(rep / "slices.json")
-    imp = read_json(rep / "importance.json")
+    lay = Layout.of(root, params.paths)
+    metrics = read_json(lay.report(METRICS_JSON))
+    search = read_json(lay.report(SEARCH_JSON))
+    slices = read_json(lay.report(SLICES_JSON))
+    imp = read_json(lay.report(IMPORTANCE_JSON))
     return {
         "artifact": params.artifact,
         "model": params.model.name,
@@ -97,14 +101,14 @@ def build_card(params: Params, root: Path, onnx_bytes: bytes, classes: list[str]
         "data": {
             "source": params.data.source,
             "raw_md5": md5_file(root / params.paths.raw),
-            "train_md5": md5_file(prepared / "train.parquet"),
-            "test_md5": md5_file(prepared / "test.parquet"),
+            "train_md5": md5_file(lay.split("train")),
+            "test_md5": md5_file(lay.split("test")),
         },
         "params_hash": params_hash(params),
         "params": params.model_dump(mode="json", by_alias=True,
                                     include={"seed", "features", "model", "search", "evaluate", "export"}),
         "model_files": {
-            "onnx": f"{params.paths.models}/{ONNX_FILE}",
+            "onnx": f"{params.paths.models}/{MODEL_ONNX}",
             "onnx_sha256": hashlib.sha256(onnx_bytes).hexdigest(),
             "onnx_bytes": len(onnx_bytes),
         },
@@ -160,13 +164,13 @@ def run(params: Params, root: Path) -> dict[str, Any]:
 
     from loopline.model.onnx.convert import convert
     from loopline.model.parity import parity
-    from loopline.pipeline.stages.train import MODEL_FILE
 
-    model = joblib.load(root / params.paths.models / MODEL_FILE)
+    lay = Layout.of(root, params.paths)
+    model = joblib.load(lay.model(MODEL_JOBLIB))
     numeric, categorical = feature_columns(params)
     test = load_split(root, params, "test")
     X, _ = xy(test, params)
-    X.index = test["row_id"].to_numpy()
+    X.index = test[ROW_ID].to_numpy()
     try:
         onnx_bytes = convert(model, numeric, categorical)
     except Exception as err:  # skl2onnx raises many types; name the model and the reason
@@ -182,10 +186,9 @@ def run(params: Params, root: Path) -> dict[str, Any]:
             f"on {report['rows']} test rows",
             details="worst rows (by row_id):\n" + format_worst(report, classes))
     card = build_card(params, root, onnx_bytes, classes, report)
-    models, rep = params.paths.models, params.paths.reports
     with Outputs(root) as out:
-        out.bytes(f"{models}/{ONNX_FILE}", onnx_bytes)
-        out.json(f"{models}/{CARD_JSON}", card)
-        out.text(f"{models}/{CARD_MD}", card_markdown(card))
-        out.json(f"{rep}/parity.json", report)
+        out.bytes(lay.model(MODEL_ONNX), onnx_bytes)
+        out.json(lay.model(CARD_JSON), card)
+        out.text(lay.model(CARD_MD), card_markdown(card))
+        out.json(lay.report(PARITY_JSON), report)
     return {"onnx_sha256": card["model_files"]["onnx_sha256"][:12], "max_abs_diff": report["max_abs_diff"]}

@@ -23,11 +23,21 @@ import pandas as pd
 
 from loopline.config.params import Params
 from loopline.config.pipeline import GateConfig
+from loopline.core.errors import LooplineError
 from loopline.core.files import Outputs, read_json, sha256_file
-from loopline.pipeline.frames import feature_columns, load_split
-from loopline.registry.champion import CHAMPION_FILE
+from loopline.core.layout import (
+    CHAMPION_JSON,
+    GATE_HTML,
+    GATE_JSON,
+    GATE_MD,
+    MODEL_ONNX,
+    PARITY_JSON,
+    SLICES_JSON,
+    Layout,
+)
+from loopline.core.names import higher_is_better
+from loopline.pipeline.tabular import feature_columns, load_split, xy
 
-GATE_JSON, GATE_MD, GATE_HTML = "gate.json", "gate.md", "gate.html"
 # Evidently metric types -> loopline metric names
 _EV_METRICS = {"Accuracy": "accuracy", "Precision": "precision", "Recall": "recall",
                "F1Score": "f1", "RocAuc": "roc_auc", "LogLoss": "log_loss"}
@@ -157,7 +167,7 @@ def champion_checks(cand: dict[str, float], champ: dict[str, float] | None, cham
                              f"champion {champion['version']} could not be scored on the held-out split: "
                              f"{champion.get('error', 'unknown reason')}"))
             continue
-        lower_is_better = k == "log_loss"
+        lower_is_better = not higher_is_better(k)
         thr = champ[k] + ch.tolerance if lower_is_better else champ[k] - ch.tolerance
         c = compare(name, "champion", cand.get(k), thr, "<=" if lower_is_better else ">=",
                     f"{k} vs champion {champion['version']} ({champ[k]:.4f}, tolerance {ch.tolerance:g}):")
@@ -238,19 +248,30 @@ def _score_onnx(path: Path, X: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
     return model.predict_proba(X), [str(c) for c in model.classes]
 
 
-def _champion_values(root: Path, champion: dict, X: pd.DataFrame, y: np.ndarray,
-                     target: str, positive: str) -> tuple[dict | None, Any]:
+def champion_model(root: Path, champion: dict, rel: str | None) -> Path:
+    """The champion's model as ``loopline run`` fetched it, checked against the registry's sha256.
+
+    Raises:
+        LooplineError: it was not fetched, is missing, or is not the registered model.
+    """
+    if not rel:
+        raise LooplineError("its model was not fetched: `loopline run` fetches it")
+    path = root / rel
+    if not path.is_file():
+        raise LooplineError(f"{rel} is missing: `loopline run` fetches the champion's model")
+    want, got = champion.get("onnx_sha256"), sha256_file(path)
+    if want and got != want:
+        raise LooplineError(f"{rel} has sha256 {got[:12]}, not the registered {want[:12]}")
+    return path
+
+
+def _champion_values(root: Path, champion: dict, model: str | None, X: pd.DataFrame,
+                     y: np.ndarray, target: str, positive: str) -> tuple[dict | None, Any]:
     """Score the champion's ONNX model on the same held-out rows (None if it cannot)."""
-    if not champion.get("version"):
+    if not champion.get("version") or champion.get("error"):  # none, or it could not be fetched
         return None, None
-    import tempfile
-
-    from loopline.registry import fetch
-
     try:
-        with tempfile.TemporaryDirectory(prefix="loopline-champion-") as tmp:
-            fetch.get(champion["version"], Path(tmp), root)
-            proba, classes = _score_onnx(Path(tmp) / "model.onnx", X)
+        proba, classes = _score_onnx(champion_model(root, champion, model), X)
         values, snap = quality_report(scored_frame(y, proba, classes, positive, target),
                                       target, positive, classes)
         return values, snap
@@ -261,24 +282,24 @@ def _champion_values(root: Path, champion: dict, X: pd.DataFrame, y: np.ndarray,
 
 def evaluate_gate(root: Path, params: Params) -> tuple[dict, list[Any]]:
     """Run every check; return the gate document and the Evidently snapshots."""
-    from loopline.pipeline.frames import xy
-
     cfg = params.gate
-    rep = root / params.paths.reports
+    lay = Layout.of(root, params.paths)
     numeric, categorical = feature_columns(params)
     train, test = load_split(root, params, "train"), load_split(root, params, "test")
     X, y = xy(test, params)
     target, positive = params.data.target, params.data.positive_class
-    onnx_path = root / params.paths.models / "model.onnx"
+    onnx_path = lay.model(MODEL_ONNX)
     proba, classes = _score_onnx(onnx_path, X)
     cand, cand_snap = quality_report(scored_frame(y, proba, classes, positive, target), target, positive, classes)
     drift_rows, drift_snap = drift_report(train, test, numeric, categorical, cfg.drift)
-    champion = read_json(rep / CHAMPION_FILE) if (rep / CHAMPION_FILE).is_file() else {}
+    champion_path = lay.report(CHAMPION_JSON)
+    champion = read_json(champion_path) if champion_path.is_file() else {}
     champion.setdefault("stage", cfg.champion.stage)
-    champ_values, champ_snap = _champion_values(root, champion, X, y, target, positive)
+    model = champion.pop("onnx_path", None)  # where it is, not what it is: not in the report
+    champ_values, champ_snap = _champion_values(root, champion, model, X, y, target, positive)
     checks = (absolute_checks(cand, cfg) + champion_checks(cand, champ_values, champion, cfg)
-              + slice_checks(read_json(rep / "slices.json"), cfg) + drift_check(drift_rows, cfg)
-              + parity_check(read_json(rep / "parity.json"), cfg))
+              + slice_checks(read_json(lay.report(SLICES_JSON)), cfg) + drift_check(drift_rows, cfg)
+              + parity_check(read_json(lay.report(PARITY_JSON)), cfg))
     doc = {
         "verdict": verdict(checks),
         "checks": [asdict(c) for c in checks],
@@ -320,10 +341,10 @@ def _merge_html(snapshots: list[Any], path: Path) -> None:
 
 def run(params: Params, root: Path) -> dict:
     doc, snapshots = evaluate_gate(root, params)
-    rep = params.paths.reports
+    lay = Layout.of(root, params.paths)
     with Outputs(root) as out:
-        out.json(f"{rep}/{GATE_JSON}", doc)
-        out.text(f"{rep}/{GATE_MD}", markdown(doc))
-        out.custom(f"{rep}/{GATE_HTML}", lambda p: save_html(snapshots, p))
+        out.json(lay.report(GATE_JSON), doc)
+        out.text(lay.report(GATE_MD), markdown(doc))
+        out.custom(lay.report(GATE_HTML), lambda p: save_html(snapshots, p))
     return {"verdict": doc["verdict"], "failed": doc["failed"]}
 

@@ -17,9 +17,9 @@ import pandas as pd
 from loopline.config.params import Params
 from loopline.config.pipeline import DataConfig, FeaturesConfig, Schema, Split
 from loopline.core.errors import LooplineError
-from loopline.core.files import Outputs
-from loopline.pipeline.stages.ingest import ROW_ID, as_text
-from loopline.pipeline.stages.validate import parse_boolean, parse_numeric
+from loopline.core.files import Outputs, md5_file, read_json
+from loopline.core.layout import PREPARE_JSON, VALIDATE_JSON, Layout
+from loopline.pipeline.tabular import ROW_ID, as_text, parse_boolean, parse_numeric
 
 
 def coerce(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
@@ -139,9 +139,7 @@ def prepare(raw: pd.DataFrame, data: DataConfig, features: FeaturesConfig
 
 def check_validated(root: Path, params: Params) -> None:
     """Refuse data/raw unless validate passed on exactly these bytes."""
-    from loopline.core.files import md5_file, read_json
-
-    report_path = root / params.paths.reports / "validate.json"
+    report_path = Layout.of(root, params.paths).report(VALIDATE_JSON)
     if not report_path.is_file():
         raise LooplineError(f"{params.paths.raw} has not been validated: run `dvc repro validate` first")
     report = read_json(report_path)
@@ -155,9 +153,9 @@ def run(params: Params, root: Path) -> dict:
     check_validated(root, params)
     raw = pd.read_parquet(root / params.paths.raw)
     train, test, report = prepare(raw, params.data, params.features)
-    prepared = params.paths.prepared
+    lay = Layout.of(root, params.paths)
     with Outputs(root) as out:
-        out.parquet(f"{prepared}/train.parquet", train)
-        out.parquet(f"{prepared}/test.parquet", test)
-        out.json(f"{params.paths.reports}/prepare.json", report)
+        out.parquet(lay.split("train"), train)
+        out.parquet(lay.split("test"), test)
+        out.json(lay.report(PREPARE_JSON), report)
     return {"train_rows": report["train_rows"], "test_rows": report["test_rows"]}

@@ -21,10 +21,9 @@ from loopline.config.params import Params
 from loopline.config.pipeline import Distribution, ModelConfig, SearchConfig, check_estimator
 from loopline.core.errors import LooplineError
 from loopline.core.files import Outputs
-from loopline.pipeline.frames import feature_columns, load_split, xy
-
-MODEL_FILE = "model.joblib"
-_POSITIVE_SCORERS = {"precision", "recall", "f1", "average_precision", "balanced_accuracy"}
+from loopline.core.layout import MODEL_JOBLIB, SEARCH_JSON, Layout
+from loopline.model.metrics import scorer
+from loopline.pipeline.tabular import feature_columns, load_split, xy
 
 
 def build_pipeline(params: Params):
@@ -62,31 +61,6 @@ def to_distribution(value: list | Distribution) -> Any:
 
 def search_space(model: ModelConfig) -> dict[str, Any]:
     return {f"model__{k}": to_distribution(v) for k, v in model.search_space.items()}
-
-
-def scorer(name: str, positive: str, n_classes: int) -> Any:
-    """A scorer name that works with string labels and the configured positive class."""
-    from sklearn.metrics import (
-        average_precision_score,
-        f1_score,
-        get_scorer,
-        get_scorer_names,
-        make_scorer,
-        precision_score,
-        recall_score,
-    )
-
-    if n_classes > 2 and name == "roc_auc":
-        return "roc_auc_ovr"
-    if n_classes == 2 and name in ("precision", "recall", "f1"):
-        fn = {"precision": precision_score, "recall": recall_score, "f1": f1_score}[name]
-        return make_scorer(fn, pos_label=positive, zero_division=0)
-    if n_classes == 2 and name == "average_precision":
-        return make_scorer(average_precision_score, pos_label=positive, response_method="predict_proba")
-    if name not in get_scorer_names():
-        raise LooplineError(f"unknown scoring {name!r} in search.scoring or evaluate.permutation.scoring")
-    get_scorer(name)
-    return name
 
 
 def build_search(pipeline, params: Params, n_classes: int):
@@ -194,8 +168,9 @@ def run(params: Params, root: Path) -> dict:
     X, y = xy(load_split(root, params, "train"), params)
     model, summary = train(X, y, params)
     summary = {"model": params.model.name, "estimator": params.model.estimator["_target_"], **summary}
+    lay = Layout.of(root, params.paths)
     with Outputs(root) as out:
-        out.custom(f"{params.paths.models}/{MODEL_FILE}", lambda p: joblib.dump(model, p, compress=3))
-        out.json(f"{params.paths.reports}/search.json", summary)
+        out.custom(lay.model(MODEL_JOBLIB), lambda p: joblib.dump(model, p, compress=3))
+        out.json(lay.report(SEARCH_JSON), summary)
     return {"best_score": summary["best_score"], "best_params": summary["best_params"],
             "fit_seconds": summary["fit_seconds"], "backend": summary["backend"]}

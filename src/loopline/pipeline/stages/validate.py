@@ -19,10 +19,8 @@ from loopline.config.params import Params
 from loopline.config.pipeline import ColumnRule, DataConfig, Schema
 from loopline.core.errors import LooplineError
 from loopline.core.files import Outputs, md5_file
-from loopline.pipeline.stages.ingest import ROW_ID, as_text
-
-_TRUE = {"true", "1", "yes", "y", "t"}
-_FALSE = {"false", "0", "no", "n", "f"}
+from loopline.core.layout import VALIDATE_JSON, Layout
+from loopline.pipeline.tabular import ROW_ID, as_text, feature_columns, parse_boolean, parse_numeric
 
 
 @dataclass
@@ -46,23 +44,6 @@ def _examples(df: pd.DataFrame, mask: pd.Series, column: str, n: int) -> list[di
         value = None if pd.isna(value) else (value.item() if hasattr(value, "item") else value)
         out.append({"row_id": str(rid), "value": value})
     return out
-
-
-def parse_boolean(values: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Parse true/false words (and 1/0) as 1.0/0.0; return (parsed, mask of present-but-unparseable)."""
-    text = as_text(values).str.strip().str.lower()
-    parsed = pd.Series(np.where(text.isin(_TRUE), 1.0, np.where(text.isin(_FALSE), 0.0, np.nan)),
-                       index=values.index)
-    return parsed, values.notna() & parsed.isna()
-
-
-def parse_numeric(values: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Parse values as numbers; return (parsed floats, mask of present-but-unparseable)."""
-    if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
-        return values.astype("float64"), pd.Series(False, index=values.index)
-    text = values.astype(object).where(values.isna(), values.astype(str).str.strip())
-    parsed = pd.to_numeric(text, errors="coerce").astype("float64")
-    return parsed, values.notna() & parsed.isna()
 
 
 def check_column(df: pd.DataFrame, name: str, rule: ColumnRule, n: int) -> list[Violation]:
@@ -180,7 +161,7 @@ def run(params: Params, root: Path) -> dict:
     cfg = params.data
     raw_path = root / params.paths.raw
     df = pd.read_parquet(raw_path)
-    numeric, categorical = cfg.feature_columns(params.features.drop)
+    numeric, categorical = feature_columns(params)
     report = validate(df, cfg, numeric + categorical)
     report["data_md5"] = md5_file(raw_path)
     if not report["passed"]:
@@ -192,5 +173,5 @@ def run(params: Params, root: Path) -> dict:
         raise LooplineError(f"validate failed on {cfg.source}: {head}{more}",
                             details="\n".join(f"  - {line}" for line in lines))
     with Outputs(root) as out:
-        out.json(f"{params.paths.reports}/validate.json", report)
+        out.json(Layout.of(root, params.paths).report(VALIDATE_JSON), report)
     return {"rows": report["rows"], "alarms": [a["message"] for a in report["alarms"]]}

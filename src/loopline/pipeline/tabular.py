@@ -1,0 +1,170 @@
+"""Tabular helpers shared by the stages, the monitor, schema inference and ``loopline init``.
+
+Reading a data file, the canonical text of a value, the content-based row id, parsing
+validated columns, and turning a prepared split into what the model sees. No stage imports
+another stage: what two stages (or a stage and another layer) share lives here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from loopline.core.errors import LooplineError
+from loopline.core.layout import Layout
+
+if TYPE_CHECKING:
+    from loopline.config.params import Params
+
+ROW_ID = "row_id"
+
+_TRUE = {"true", "1", "yes", "y", "t"}
+_FALSE = {"false", "0", "no", "n", "f"}
+
+
+# ------------------------------------------------------------------ reading data
+
+
+def read_table(path: Path, fmt: str = "auto", *, shown_as: str | None = None) -> pd.DataFrame:
+    """Read a CSV or Parquet file; raise a one-line error naming the file on any problem."""
+    name = shown_as or str(path)
+    if not path.is_file():
+        raise LooplineError(f"data file not found: {name}")
+    if fmt == "auto":
+        suffix = "".join(path.suffixes[-2:]).lower()
+        if suffix.endswith(".parquet") or suffix.endswith(".pq"):
+            fmt = "parquet"
+        elif suffix.endswith((".csv", ".csv.gz", ".tsv")):
+            fmt = "csv"
+        else:
+            raise LooplineError(
+                f"cannot tell the format of {name}: use a .csv or .parquet file, "
+                "or set data.format"
+            )
+    try:
+        if fmt == "parquet":
+            df = pd.read_parquet(path)
+        else:
+            sep = "\t" if path.suffix.lower() == ".tsv" else ","
+            with warnings.catch_warnings():
+                # rows longer than the header: pandas would drop fields with only a warning
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                df = pd.read_csv(path, sep=sep, skipinitialspace=True, on_bad_lines="error",
+                                 index_col=False)
+    except pd.errors.ParserWarning as warn:
+        raise LooplineError(f"malformed CSV {name}: {str(warn).split('.')[0]}") from None
+    except pd.errors.EmptyDataError:
+        raise LooplineError(f"data file is empty: {name}") from None
+    except pd.errors.ParserError as err:
+        first = str(err).strip().splitlines()[0]
+        raise LooplineError(f"malformed CSV {name}: {first}") from None
+    except UnicodeDecodeError as err:
+        raise LooplineError(
+            f"malformed CSV {name}: not UTF-8 text (byte {err.start}: {err.reason})"
+        ) from None
+    except (OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise LooplineError(f"cannot read {fmt} file {name}: {first}") from None
+    if df.empty:
+        raise LooplineError(f"data file has a header but no rows: {name}")
+    unnamed = [c for c in df.columns if str(c).startswith("Unnamed: ")]
+    if unnamed:
+        raise LooplineError(f"malformed CSV {name}: {len(unnamed)} column(s) without a header name")
+    return df
+
+
+def normalise_objects(df: pd.DataFrame) -> pd.DataFrame:
+    """Make text columns uniformly ``str`` (NaN kept), so Parquet can store mixed input.
+
+    A numeric column with a stray word in it arrives as mixed objects; keeping it as text
+    lets validate report the offending values instead of Parquet refusing the file.
+    """
+    out = df.copy()
+    for col in out.columns:
+        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col].dtype):
+            values = out[col].astype(object)
+            out[col] = values.where(values.isna(), values.astype(str).str.strip()).astype(object)
+    return out
+
+
+# ------------------------------------------------------------ values and row ids
+
+
+def as_text(col: pd.Series) -> pd.Series:
+    """Canonical text of each value, None where missing: ``1``, ``1.0`` and ``"1"`` agree.
+
+    Whole numbers print without a decimal point whatever the column's dtype, so a gap that
+    turns an int column into floats (or a CSV re-exported as Parquet) changes nothing.
+    """
+    missing = col.isna()
+    if pd.api.types.is_bool_dtype(col):
+        text = col.astype(object).map(lambda v: str(v).lower())
+    elif pd.api.types.is_numeric_dtype(col):
+        values = col.astype("float64")
+        whole = values.notna() & np.isfinite(values) & (values == np.round(values)) & (values.abs() < 2**53)
+        text = values.map(repr).astype(object)
+        text[whole] = values[whole].astype("int64").astype(str)
+    else:
+        text = col.astype(object).map(str)
+        numeric = pd.to_numeric(text.where(~missing), errors="coerce")
+        whole = numeric.notna() & np.isfinite(numeric) & (numeric == np.round(numeric)) & (numeric.abs() < 2**53)
+        text[whole] = numeric[whole].astype("int64").astype(str)
+    return text.where(~missing, None)
+
+
+def content_row_ids(df: pd.DataFrame) -> pd.Series:
+    """A 16-hex-digit id from each row's content; duplicates get ``-1``, ``-2``… suffixes.
+
+    Independent of column order, row order and int/float/text representation of numbers.
+    """
+    cols = sorted(df.columns, key=str)
+    canon = pd.DataFrame({c: as_text(df[c]).fillna("\x00") for c in cols})
+    hashed = pd.util.hash_pandas_object(canon, index=False)
+    base = hashed.map(lambda v: hashlib.blake2b(int(v).to_bytes(8, "little"), digest_size=8).hexdigest())
+    dup = base.groupby(base).cumcount()
+    return base.where(dup == 0, base + "-" + dup.astype(str))
+
+
+def parse_boolean(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Parse true/false words (and 1/0) as 1.0/0.0; return (parsed, mask of present-but-unparseable)."""
+    text = as_text(values).str.strip().str.lower()
+    parsed = pd.Series(np.where(text.isin(_TRUE), 1.0, np.where(text.isin(_FALSE), 0.0, np.nan)),
+                       index=values.index)
+    return parsed, values.notna() & parsed.isna()
+
+
+def parse_numeric(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Parse values as numbers; return (parsed floats, mask of present-but-unparseable)."""
+    if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
+        return values.astype("float64"), pd.Series(False, index=values.index)
+    text = values.astype(object).where(values.isna(), values.astype(str).str.strip())
+    parsed = pd.to_numeric(text, errors="coerce").astype("float64")
+    return parsed, values.notna() & parsed.isna()
+
+
+# ------------------------------------------------------- prepared splits, model frame
+
+
+def feature_columns(params: Params) -> tuple[list[str], list[str]]:
+    """Numeric and categorical feature columns, in schema order."""
+    return params.data.feature_columns(params.features.drop)
+
+
+def xy(df: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, np.ndarray]:
+    """Model frame and string labels of a prepared split."""
+    from loopline.model.features import to_model_frame
+
+    numeric, categorical = feature_columns(params)
+    X = to_model_frame(df, numeric, categorical)
+    y = df[params.data.target].astype(str).to_numpy()
+    return X, y
+
+
+def load_split(root: Path, params: Params, name: str) -> pd.DataFrame:
+    """A prepared split (``train`` or ``test``) as written by the prepare stage."""
+    return pd.read_parquet(Layout.of(root, params.paths).split(name))
