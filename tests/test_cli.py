@@ -6,6 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from conftest import REPO, loopline
 
 
@@ -23,9 +25,13 @@ def test_not_a_repo_is_one_clear_line(tmp_path: Path) -> None:
     assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
 
 
-def test_verbose_shows_the_traceback(tmp_path: Path) -> None:
-    res = loopline("--verbose", "params", cwd=tmp_path, check=False)
+@pytest.mark.parametrize("args", [("--verbose", "params"), ("run", "--verbose"), ("-v", "run"),
+                                  ("params", "-v")])
+def test_verbose_before_or_after_the_command_shows_the_traceback(tmp_path: Path,
+                                                                 args: tuple[str, str]) -> None:
+    res = loopline(*args, cwd=tmp_path, check=False)
     assert res.returncode == 1 and "Traceback" in res.stderr
+    assert res.stderr.rstrip().splitlines()[-1].startswith("error: not a loopline repo")
 
 
 def test_bad_config_value_names_the_key_and_writes_nothing(instance: Path) -> None:
