@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, loopline
+from conftest import REPO, default_text, loopline, shadow_default
 
 
 def test_help_and_version() -> None:
@@ -75,8 +75,8 @@ def test_missing_data_file(instance: Path) -> None:
 
 def test_params_check_detects_drift(instance: Path) -> None:
     assert loopline("params", "--check", cwd=instance).returncode == 0
-    conf = instance / "conf/features/default.yaml"
-    conf.write_text(conf.read_text().replace("numeric_imputer: median", "numeric_imputer: knn"))
+    shadow_default(instance, "features/default.yaml", default_text("features/default.yaml")
+                   .replace("numeric_imputer: median", "numeric_imputer: knn"))
     res = loopline("params", "--check", cwd=instance, check=False)
     assert res.returncode == 1 and "features.numeric_imputer" in res.stderr
     doc = json.loads(loopline("params", "--check", "--json", cwd=instance, check=False).stdout)
