@@ -58,6 +58,14 @@ def shadow_default(root: Path, rel: str, text: str) -> Path:
     return path
 
 
+def fast_settings(root: Path) -> None:
+    """FAST_SEARCH and 2 permutation repeats, as options in an instance's conf/ that shadow
+    loopline's packaged defaults of the same name."""
+    shadow_default(root, "search/random.yaml", FAST_SEARCH)
+    shadow_default(root, "evaluate/default.yaml", default_text("evaluate/default.yaml")
+                   .replace("n_repeats: 5", "n_repeats: 2"))
+
+
 def sh(*args: str, cwd: Path, check: bool = True, env: dict | None = None,
        timeout: float = 600) -> subprocess.CompletedProcess:
     """Run a command, returning its completed process (text output)."""
@@ -87,10 +95,8 @@ def make_instance(dest: Path, *, fast: bool = True) -> Path:
     sh(str(BIN / "dvc"), "init", "-q", cwd=dest)
     shutil.copy2(REPO / ".dvc" / "config", dest / ".dvc" / "config")
     (dest / ".gitignore").write_text("__pycache__/\n")
-    if fast:  # options in conf/ shadow loopline's packaged defaults of the same name
-        shadow_default(dest, "search/random.yaml", FAST_SEARCH)
-        shadow_default(dest, "evaluate/default.yaml", default_text("evaluate/default.yaml")
-                       .replace("n_repeats: 5", "n_repeats: 2"))
+    if fast:
+        fast_settings(dest)
         loopline("params", cwd=dest)
     sh("git", "add", "-A", cwd=dest)
     sh("git", "commit", "-q", "-m", "instance", cwd=dest)

@@ -16,7 +16,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import BIN, FAST_SEARCH, REPO, default_text, loopline, ran_stages, sh, shadow_default
+from conftest import BIN, REPO, fast_settings, loopline, ran_stages, sh
 from loopline.core.errors import LooplineError
 from loopline.core.names import NAME_RE
 from loopline.gitops import scaffold
@@ -288,9 +288,7 @@ def test_the_scaffold_runs_end_to_end(tmp_path: Path) -> None:
     loopline("init", "churn", "--data", "churn.csv", "--target", "churn", cwd=tmp_path)
     repo = tmp_path / "churn"
     loopline("params", "--check", cwd=repo)
-    shadow_default(repo, "search/random.yaml", FAST_SEARCH)
-    shadow_default(repo, "evaluate/default.yaml", default_text("evaluate/default.yaml")
-                   .replace("n_repeats: 5", "n_repeats: 2"))
+    fast_settings(repo)
     loopline("params", cwd=repo)
     sh("git", "add", "conf", cwd=repo)
     sh("git", "commit", "-q", "-am", "fast search", cwd=repo)
