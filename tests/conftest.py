@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from loopline.config import defaults
+
 REPO = Path(__file__).resolve().parents[1]
+DEFAULTS = defaults.DIR
 BIN = Path(sys.executable).parent
 
 # Tests make real commits; give git an identity that does not depend on the machine.
@@ -40,6 +43,27 @@ halving_factor: 3
 backend: local
 dask_scheduler: null
 """
+
+
+def default_text(rel: str) -> str:
+    """A file of loopline's packaged defaults (the generic conf groups), e.g. gate/default.yaml."""
+    return (DEFAULTS / rel).read_text(encoding="utf-8")
+
+
+def shadow_default(root: Path, rel: str, text: str) -> Path:
+    """Write conf/REL in an instance, where it shadows the packaged default of the same name."""
+    path = root / "conf" / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def fast_settings(root: Path) -> None:
+    """FAST_SEARCH and 2 permutation repeats, as options in an instance's conf/ that shadow
+    loopline's packaged defaults of the same name."""
+    shadow_default(root, "search/random.yaml", FAST_SEARCH)
+    shadow_default(root, "evaluate/default.yaml", default_text("evaluate/default.yaml")
+                   .replace("n_repeats: 5", "n_repeats: 2"))
 
 
 def sh(*args: str, cwd: Path, check: bool = True, env: dict | None = None,
@@ -72,9 +96,7 @@ def make_instance(dest: Path, *, fast: bool = True) -> Path:
     shutil.copy2(REPO / ".dvc" / "config", dest / ".dvc" / "config")
     (dest / ".gitignore").write_text("__pycache__/\n")
     if fast:
-        (dest / "conf" / "search" / "random.yaml").write_text(FAST_SEARCH)
-        ev = dest / "conf" / "evaluate" / "default.yaml"
-        ev.write_text(ev.read_text().replace("n_repeats: 5", "n_repeats: 2"))
+        fast_settings(dest)
         loopline("params", cwd=dest)
     sh("git", "add", "-A", cwd=dest)
     sh("git", "commit", "-q", "-m", "instance", cwd=dest)

@@ -6,7 +6,9 @@ import json
 import shutil
 from pathlib import Path
 
-from conftest import REPO, loopline
+import pytest
+
+from conftest import REPO, default_text, loopline, shadow_default
 
 
 def test_help_and_version() -> None:
@@ -23,9 +25,13 @@ def test_not_a_repo_is_one_clear_line(tmp_path: Path) -> None:
     assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
 
 
-def test_verbose_shows_the_traceback(tmp_path: Path) -> None:
-    res = loopline("--verbose", "params", cwd=tmp_path, check=False)
+@pytest.mark.parametrize("args", [("--verbose", "params"), ("run", "--verbose"), ("-v", "run"),
+                                  ("params", "-v")])
+def test_verbose_before_or_after_the_command_shows_the_traceback(tmp_path: Path,
+                                                                 args: tuple[str, str]) -> None:
+    res = loopline(*args, cwd=tmp_path, check=False)
     assert res.returncode == 1 and "Traceback" in res.stderr
+    assert res.stderr.rstrip().splitlines()[-1].startswith("error: not a loopline repo")
 
 
 def test_bad_config_value_names_the_key_and_writes_nothing(instance: Path) -> None:
@@ -69,8 +75,8 @@ def test_missing_data_file(instance: Path) -> None:
 
 def test_params_check_detects_drift(instance: Path) -> None:
     assert loopline("params", "--check", cwd=instance).returncode == 0
-    conf = instance / "conf/features/default.yaml"
-    conf.write_text(conf.read_text().replace("numeric_imputer: median", "numeric_imputer: knn"))
+    shadow_default(instance, "features/default.yaml", default_text("features/default.yaml")
+                   .replace("numeric_imputer: median", "numeric_imputer: knn"))
     res = loopline("params", "--check", cwd=instance, check=False)
     assert res.returncode == 1 and "features.numeric_imputer" in res.stderr
     doc = json.loads(loopline("params", "--check", "--json", cwd=instance, check=False).stdout)

@@ -126,6 +126,66 @@ def test_compose_equals_dvc_hydra_dump_byte_for_byte(tmp_path, overrides):
     assert ours == dvc_bytes
 
 
+# ------------------------------------------------- packaged defaults, one copy
+
+GENERIC_GROUPS = ("features", "model", "search", "evaluate", "export", "gate", "serve", "monitor")
+
+
+def _leaves(data: object, prefix: str = "") -> dict[str, object]:
+    if isinstance(data, dict) and data:
+        return {k: v for key, val in data.items() for k, v in _leaves(val, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): data}
+
+
+def test_generic_groups_live_only_in_the_package():
+    from loopline.config import defaults
+
+    assert sorted(p.name for p in defaults.DIR.iterdir() if p.is_dir() and p.name != "__pycache__"
+                  ) == sorted(GENERIC_GROUPS)
+    own = sorted(str(p.relative_to(ROOT / "conf")) for p in (ROOT / "conf").rglob("*.yaml"))
+    assert own == ["config.yaml", "data/credit.yaml", "evaluate/credit.yaml", "gate/credit.yaml",
+                   "simulate/credit.yaml"]
+    shadowed = [rel for rel in own if (defaults.DIR / rel).is_file()]
+    assert not shadowed, f"conf/ copies packaged defaults: {shadowed}"
+    conf = yaml.safe_load((ROOT / "conf" / "config.yaml").read_text())
+    assert conf["hydra"]["searchpath"] == [defaults.SEARCHPATH]
+
+
+@pytest.mark.parametrize("rel", ["evaluate/credit.yaml", "gate/credit.yaml"])
+def test_a_reference_option_holds_only_what_differs_from_the_default(rel):
+    """conf/<group>/credit.yaml starts from the packaged default and sets only other values."""
+    from loopline.config import defaults
+
+    own = yaml.safe_load((ROOT / "conf" / rel).read_text())
+    assert own.pop("defaults") == ["default", "_self_"]
+    generic = _leaves(yaml.safe_load((defaults.DIR / rel.split("/")[0] / "default.yaml").read_text()))
+    same = [k for k, v in _leaves(own).items() if k in generic and generic[k] == v]
+    assert own and not same, f"conf/{rel} repeats default values: {same}"
+
+
+def test_the_reference_differs_from_the_generic_defaults_only_by_its_slices():
+    keys = diff_keys(composed(["evaluate=default", "gate=default"]), composed())
+    assert keys == ["evaluate.slice_column", "gate.slices.max_gap.roc_auc", "gate.slices.min.roc_auc"]
+    assert composed(["evaluate=default"])["evaluate"]["slice_column"] is None
+
+
+def test_editing_a_packaged_default_recomposes(tmp_path, monkeypatch):
+    """The fingerprint that lets a no-op `loopline run` skip composing covers the defaults."""
+    import shutil
+
+    from loopline.config import compose as composing
+    from loopline.config import defaults
+
+    copy_dir = tmp_path / "defaults"
+    shutil.copytree(defaults.DIR, copy_dir)
+    monkeypatch.setattr(defaults, "DIR", copy_dir)
+    before = composing._fingerprint(ROOT, [])
+    assert composing._fingerprint(ROOT, []) == before
+    gate = copy_dir / "gate" / "default.yaml"
+    gate.write_text(gate.read_text().replace("roc_auc: 0.80", "roc_auc: 0.81"))
+    assert composing._fingerprint(ROOT, []) != before
+
+
 # --------------------------------------------------------------- validation
 
 

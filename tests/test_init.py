@@ -1,22 +1,30 @@
-"""`loopline init`: package templates equal the reference, refusals, and a scaffold that runs."""
+"""`loopline init`: one copy of the shared files, refusals, and a scaffold that runs (also
+from a built wheel)."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
-from conftest import FAST_SEARCH, REPO, loopline, ran_stages, sh
+from conftest import BIN, REPO, fast_settings, loopline, ran_stages, sh
 from loopline.core.errors import LooplineError
+from loopline.core.names import NAME_RE
 from loopline.gitops import scaffold
+from loopline.gitops.scaffold import plan, render, sources, write
+from loopline.gitops.scaffold.plan import Plan
 
 STAGES = {"ingest", "validate", "prepare", "train", "evaluate", "export", "gate"}
-GENERIC_GROUPS = ("features", "model", "search", "evaluate", "export", "gate", "serve")
+GENERIC_GROUPS = ("features", "model", "search", "export", "serve", "monitor")
 
 
 def churn_frame(n: int = 2000, seed: int = 7) -> pd.DataFrame:
@@ -53,24 +61,32 @@ def churn_csv(tmp_path: Path) -> Path:
     return path
 
 
-# ------------------------------------------------------------------ templates (fast)
+# ------------------------------------------------- the shared files, one copy (fast)
 
 
-def test_templates_are_byte_identical_to_the_reference() -> None:
-    templates = scaffold.instance_templates()
-    assert "dvc.yaml" in templates and "conf/config.yaml" in templates
-    differ = [rel for rel, raw in templates.items()
-              if not (REPO / rel).is_file() or (REPO / rel).read_bytes() != raw]
-    assert not differ, f"package templates differ from the reference instance: {differ} " \
-                       "(copy the root files into src/loopline/templates/)"
+def test_shared_files_are_read_where_they_are_in_a_checkout() -> None:
+    """dvc.yaml, conf/config.yaml and the workflows exist once: the reference's, at the root."""
+    root, names = sources.locate()
+    assert Path(root) == REPO and names == {rel: rel for rel in sources.SHIPPED}
+    shared = sources.shared_files()
+    assert {"dvc.yaml", "conf/config.yaml", ".github/workflows/pr.yml"} <= set(shared)
+    assert shared == {rel: (REPO / rel).read_bytes() for rel in shared}
 
 
-def test_every_reference_file_has_a_template() -> None:
-    reference = {"dvc.yaml", "conf/config.yaml"} | {
-        str(p.relative_to(REPO)) for g in GENERIC_GROUPS for p in (REPO / "conf" / g).rglob("*")
-        if p.is_file()}
-    missing = sorted(reference - set(scaffold.instance_templates()))
-    assert not missing, f"reference files without a package template: {missing}"
+def test_no_copies_of_them_in_the_package_source() -> None:
+    """The wheel's copies are made by the build (force-include), never committed."""
+    tracked = sh("git", "ls-files", "src/loopline/gitops", cwd=REPO).stdout.split()
+    assert not [f for f in tracked if not f.endswith(".py")], tracked
+
+
+def test_the_wheel_build_copies_exactly_the_shared_files() -> None:
+    """pyproject.toml's force-include is the map that sources.locate reads a wheel by."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    forced = project["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]
+    assert forced == {rel: f"loopline/gitops/{sources.TEMPLATES}/{name}"
+                      for rel, name in sources.SHIPPED.items()}
 
 
 def test_no_dvc_yaml_inside_the_package() -> None:
@@ -78,64 +94,76 @@ def test_no_dvc_yaml_inside_the_package() -> None:
     assert not list((REPO / "src").rglob("dvc.yaml"))
 
 
-def _tmpl(rel: str) -> str:
-    return scaffold.instance_templates()[rel].decode()
+def _shared(rel: str) -> str:
+    return sources.shared_files()[rel].decode()
 
 
 def test_dvc_yaml_loses_only_the_framework_sources() -> None:
-    before, after = yaml.safe_load(_tmpl("dvc.yaml")), yaml.safe_load(
-        scaffold.render_dvc_yaml(_tmpl("dvc.yaml")))
+    before, after = yaml.safe_load(_shared("dvc.yaml")), yaml.safe_load(
+        render.render_dvc_yaml(_shared("dvc.yaml")))
     for name, stage in before["stages"].items():
         kept = [d for d in stage["deps"] if not d.startswith("src/loopline/")]
         assert after["stages"][name] == {**stage, "deps": kept}
     assert after["plots"] == before["plots"]
 
 
-def test_gate_and_evaluate_lose_the_slices_only() -> None:
-    gate = yaml.safe_load(_tmpl("conf/gate/default.yaml"))
-    assert yaml.safe_load(scaffold.render_gate(_tmpl("conf/gate/default.yaml"))) == {
-        **gate, "slices": {"min": {}, "max_gap": {}}}
-    ev = yaml.safe_load(_tmpl("conf/evaluate/default.yaml"))
-    assert yaml.safe_load(scaffold.render_evaluate(_tmpl("conf/evaluate/default.yaml"))) == {
-        **ev, "slice_column": None}
+PLAN = Plan(dest=Path("x"), data_file=Path("d.csv"), data_name="churn", artifact="churn-model",
+            target="y", positive_class="1", classes={"0": 2, "1": 1}, rows=3, schema={},
+            example={})
 
 
-def test_config_gets_the_data_option_and_artifact() -> None:
-    plan = scaffold.Plan(dest=Path("x"), data_file=Path("d.csv"), data_name="churn",
-                         artifact="churn-model", target="y", positive_class="1",
-                         classes={"0": 2, "1": 1}, rows=3, schema={}, example={})
-    before = yaml.safe_load(_tmpl("conf/config.yaml"))
-    after = yaml.safe_load(scaffold.render_config(_tmpl("conf/config.yaml"), plan))
-    defaults = [{"data": "churn"} if isinstance(d, dict) and "data" in d else d
+def test_config_gets_the_data_option_artifact_and_the_generic_defaults() -> None:
+    """The reference's own options (evaluate: credit, gate: credit) give way to loopline's."""
+    before = yaml.safe_load(_shared("conf/config.yaml"))
+    after = yaml.safe_load(render.render_config(_shared("conf/config.yaml"), PLAN))
+    assert render.own_options(_shared("conf/config.yaml")) == [("evaluate", "credit"),
+                                                               ("gate", "credit")]
+    new = {"data": "churn", "evaluate": "default", "gate": "default"}
+    defaults = [{k: new.get(k, v) for k, v in d.items()} if isinstance(d, dict) else d
                 for d in before["defaults"]]
     assert after == {**before, "defaults": defaults, "artifact": "churn-model"}
+    assert render.own_options(render.render_config(_shared("conf/config.yaml"), PLAN)) == []
 
 
 def test_a_changed_template_fails_loudly() -> None:
-    with pytest.raises(RuntimeError, match="conf/gate slices"):
-        scaffold.render_gate("min: {roc_auc: 0.8}\n")
+    with pytest.raises(RuntimeError, match="conf/config.yaml artifact"):
+        render.render_config("# header\ndefaults:\n  - data: credit\n", PLAN)
+    with pytest.raises(RuntimeError, match="no src/loopline dependencies"):
+        render.render_dvc_yaml("stages: {}\n")
 
 
 @pytest.mark.parametrize(("dirname", "artifact"), [
     ("My Project", "my-project"), ("churn_2024", "churn-2024"), ("x", "x"),
     ("123", "model"), ("9Lives", "lives"), ("credit-risk", "credit-risk")])
 def test_default_artifact_name(tmp_path: Path, dirname: str, artifact: str) -> None:
-    assert scaffold.artifact_name(tmp_path / dirname) == artifact
+    assert plan.artifact_name(tmp_path / dirname) == artifact
+
+
+@given(st.text())
+def test_a_slug_follows_the_name_rule(text: str) -> None:
+    s = plan.slug(text)
+    assert s == "" or NAME_RE.match(s)
 
 
 def test_positive_class_defaults_to_the_minority() -> None:
-    assert scaffold.positive_class({"no": 7, "yes": 3}, "y", None) == "yes"
-    assert scaffold.positive_class({"b": 5, "a": 5}, "y", None) == "a"  # ties: by name
-    assert scaffold.positive_class({"no": 7, "yes": 3}, "y", "no") == "no"
+    assert plan.positive_class({"no": 7, "yes": 3}, "y", None) == "yes"
+    assert plan.positive_class({"b": 5, "a": 5}, "y", None) == "a"  # ties: by name
+    assert plan.positive_class({"no": 7, "yes": 3}, "y", "no") == "no"
 
 
-def test_workflow_templates_are_optional(tmp_path: Path) -> None:
-    assert scaffold.workflow_templates(tmp_path) == {}
-    (tmp_path / "github" / "workflows").mkdir(parents=True)
-    assert scaffold.workflow_templates(tmp_path) == {}
-    (tmp_path / "github" / "workflows" / "pr.yml").write_text("on: pull_request\n")
-    assert scaffold.workflow_templates(tmp_path) == {
-        ".github/workflows/pr.yml": b"on: pull_request\n"}
+def test_workflows_are_optional(tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    for rel in sources.REQUIRED:
+        (tmp_path / rel).write_text("x: 1\n")
+    where = (tmp_path, {rel: rel for rel in sources.SHIPPED})
+    assert set(sources.shared_files(where)) == set(sources.REQUIRED)
+    (tmp_path / ".github" / "workflows").mkdir(parents=True)
+    assert set(sources.shared_files(where)) == set(sources.REQUIRED)
+    (tmp_path / ".github" / "workflows" / "pr.yml").write_text("on: pull_request\n")
+    assert sources.shared_files(where)[".github/workflows/pr.yml"] == b"on: pull_request\n"
+    (tmp_path / "dvc.yaml").unlink()
+    with pytest.raises(LooplineError, match="dvc.yaml is missing"):
+        sources.shared_files(where)
 
 
 # ----------------------------------------------------------------------- refusals
@@ -194,14 +222,14 @@ def test_refuses_labels_the_pipeline_would_misread(tmp_path: Path) -> None:
 
 def test_a_failure_after_writing_removes_everything(tmp_path: Path, churn_csv: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    real = scaffold._cmd
+    real = write.git
 
-    def failing(what: str, args: list[str], cwd: Path) -> str:
-        if what == "git commit":
+    def failing(root: Path, *args: str, **kwargs):  # noqa: ANN003, ANN202
+        if args[0] == "commit":
             raise LooplineError("git commit failed: no identity")
-        return real(what, args, cwd)
+        return real(root, *args, **kwargs)
 
-    monkeypatch.setattr(scaffold, "_cmd", failing)
+    monkeypatch.setattr(write, "git", failing)
     with pytest.raises(LooplineError, match="git commit failed"):
         scaffold.run(tmp_path / "new" / "inst", churn_csv, "churn")
     assert not (tmp_path / "new").exists()
@@ -230,17 +258,23 @@ def test_init_makes_a_committed_instance(tmp_path: Path, churn_csv: Path) -> Non
     data = yaml.safe_load((repo / "conf" / "data" / "churn.yaml").read_text())
     assert data["source"] == "data/churn.csv" and data["positive_class"] == "yes"
     assert data["schema"]["columns"]["plan"]["nullable"] is True
-    for rel in ("conf/features/default.yaml", "conf/model/hgb.yaml", "conf/search/halving.yaml",
-                "conf/export/default.yaml", "conf/serve/default.yaml"):
-        assert (repo / rel).read_bytes() == (REPO / rel).read_bytes(), rel
+    assert sorted(str(p.relative_to(repo / "conf")) for p in (repo / "conf").rglob("*")
+                  if p.is_file()) == ["config.yaml", "data/churn.yaml"]  # the rest: loopline's
+    ours, ref = (yaml.safe_load((r / "params.yaml").read_text()) for r in (repo, REPO))
+    for group in GENERIC_GROUPS:
+        assert ours[group] == ref[group], group
+    assert ours["evaluate"] == {**ref["evaluate"], "slice_column": None}  # no slices yet
+    assert ours["gate"] == {**ref["gate"], "slices": {"min": {}, "max_gap": {}}}
     assert json.loads((repo / "reports" / "champion.json").read_text()) == {
         "stage": "prod", "version": None}
-    assert (repo / ".dvc" / "config").read_text() == scaffold.DVC_CONFIG
+    assert (repo / ".dvc" / "config").read_text() == write.DVC_CONFIG
     reference = (REPO / ".dvc" / "config").read_text().splitlines()
-    assert all(line in reference for line in scaffold.DVC_CONFIG.splitlines())
+    assert all(line in reference for line in write.DVC_CONFIG.splitlines())
     assert (repo / ".gitignore").read_text().splitlines() == [
         "/.loopline/", "/logs/", "__pycache__/", ".venv/"]
-    workflows = scaffold.workflow_templates()
+    workflows = {rel: raw for rel, raw in sources.shared_files().items()
+                 if rel.startswith(".github/")}
+    assert workflows
     for rel, raw in workflows.items():
         assert (repo / rel).read_bytes() == raw
     assert doc["workflows"] == sorted(workflows)
@@ -254,10 +288,9 @@ def test_the_scaffold_runs_end_to_end(tmp_path: Path) -> None:
     loopline("init", "churn", "--data", "churn.csv", "--target", "churn", cwd=tmp_path)
     repo = tmp_path / "churn"
     loopline("params", "--check", cwd=repo)
-    (repo / "conf" / "search" / "random.yaml").write_text(FAST_SEARCH)
-    ev = repo / "conf" / "evaluate" / "default.yaml"
-    ev.write_text(ev.read_text().replace("n_repeats: 5", "n_repeats: 2"))
+    fast_settings(repo)
     loopline("params", cwd=repo)
+    sh("git", "add", "conf", cwd=repo)
     sh("git", "commit", "-q", "-am", "fast search", cwd=repo)
 
     doc = json.loads(loopline("run", "--json", cwd=repo).stdout)
@@ -275,3 +308,38 @@ def test_the_scaffold_runs_end_to_end(tmp_path: Path) -> None:
     assert "reports/metrics.json" in untracked
     assert all(p.startswith("reports/") for p in untracked), status
     assert len(staged) + len(untracked) == len(status), status  # no committed file changed
+
+
+@pytest.mark.slow
+def test_init_from_a_built_wheel(tmp_path: Path, churn_csv: Path) -> None:
+    """A wheel carries the shared files (and the packaged defaults): `loopline init` from a
+    fresh venv makes an instance with dvc.yaml and the workflows, whose conf/ composes."""
+    uv = str(BIN / "uv")
+    sh(uv, "build", "--wheel", "-q", "-o", str(tmp_path / "dist"), cwd=REPO)
+    wheel = next((tmp_path / "dist").glob("loopline-*.whl"))
+    req = tmp_path / "requirements.txt"
+    sh(uv, "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project", "-q", "-o",
+       str(req), cwd=REPO)
+    venv = tmp_path / "venv"
+    sh(uv, "venv", "-q", str(venv), "--python", sys.executable, cwd=tmp_path)
+    sh(uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python"), "-r", str(req),
+       str(wheel), cwd=tmp_path)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env['PATH']}"
+    where = sh(str(venv / "bin" / "python"), "-c", "from loopline.gitops.scaffold import sources;"
+               " print(sources.locate()[0])", cwd=tmp_path, env=env).stdout.strip()
+    assert where.startswith(str(venv)) and where.endswith("loopline/gitops/templates")
+
+    doc = json.loads(sh(str(venv / "bin" / "loopline"), "init", "inst", "--data", str(churn_csv),
+                        "--target", "churn", "--json", cwd=tmp_path, env=env).stdout)
+    repo = tmp_path / "inst"
+    assert (repo / "dvc.yaml").read_text() == render.render_dvc_yaml(_shared("dvc.yaml"))
+    assert doc["workflows"] == sorted(f".github/workflows/{p.name}"
+                                      for p in (REPO / ".github" / "workflows").glob("*.yml"))
+    for rel in doc["workflows"]:
+        assert (repo / rel).read_bytes() == (REPO / rel).read_bytes(), rel
+    sh(str(venv / "bin" / "loopline"), "params", "--check", cwd=repo, env=env)
+    editable = tmp_path / "editable"
+    loopline("init", str(editable), "--data", str(churn_csv), "--target", "churn", "--name", "inst",
+             cwd=tmp_path)
+    assert (repo / "params.yaml").read_bytes() == (editable / "params.yaml").read_bytes()

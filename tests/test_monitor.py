@@ -298,12 +298,12 @@ def test_act_rolls_back_a_failing_prod_version_and_records_the_imputation(built_
 
 def watch_closely(root: Path) -> None:
     """Bands in conf/ (so a retraining's `loopline run` keeps them): AMBER below ROC AUC 0.99."""
-    from conftest import loopline
+    from conftest import default_text, loopline, shadow_default
 
-    conf = root / "conf/monitor/default.yaml"
-    conf.write_text(conf.read_text().replace("roc_auc: {amber: 0.80, red: 0.70}",
-                                             "roc_auc: {amber: 0.99, red: 0.50}"))
+    shadow_default(root, "monitor/default.yaml", default_text("monitor/default.yaml").replace(
+        "roc_auc: {amber: 0.80, red: 0.70}", "roc_auc: {amber: 0.99, red: 0.50}"))
     loopline("params", cwd=root)
+    sh("git", "add", "conf", cwd=root)
     sh("git", "commit", "-qam", "watch closely: AMBER below 0.99", cwd=root)
 
 

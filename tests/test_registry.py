@@ -395,7 +395,7 @@ def test_config_init_and_the_registry_follow_one_name_rule(
     ``loopline init --name`` and the registry's own params reader (core.names)."""
     from loopline.config.operations import RegistryConfig
     from loopline.config.params import Params
-    from loopline.gitops.scaffold import artifact_name
+    from loopline.gitops.scaffold.plan import artifact_name
     from loopline.registry.settings import load_settings
 
     raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())

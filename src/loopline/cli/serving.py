@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from loopline.cli.registry import JsonOpt, RepoOpt, _Command
+from loopline.cli.options import Command, JsonOpt, RepoOpt
 from loopline.core.errors import LooplineError
 
 RefArg = Annotated[str | None, typer.Argument(
@@ -152,4 +152,4 @@ COMMANDS = {"serve": serve, "reload": reload, "build": build, "containerize": co
 
 def add_commands(app: typer.Typer) -> None:
     for name, fn in COMMANDS.items():
-        app.command(name, cls=_Command)(fn)
+        app.command(name, cls=Command)(fn)

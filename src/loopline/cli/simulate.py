@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
-import json
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from loopline.cli.registry import _Command
+from loopline.cli.options import Command, JsonOpt, RepoOpt
+from loopline.cli.tables import RAG_COLORS, console, print_json
 
 
 def simulate(
@@ -23,25 +24,23 @@ def simulate(
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="The HTML report (default reports/simulate.html); the timeline "
                                "goes next to it as simulate.json.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")] = False,
-    repo: Annotated[Path | None, typer.Option("--repo", "-C", help="Repository.")] = None,
+    as_json: JsonOpt = False,
+    repo: RepoOpt = None,
 ) -> None:
     """Drift, delayed labels, AMBER, retraining, a forced faulty model, RED and rollback:
     the whole loop on the default data, against a live local service, in a sandbox copy."""
     from rich.console import Console
 
     from loopline.config.params import load_params
-    from loopline.core.files import write_json, write_text
-    from loopline.core.layout import find_root
-    from loopline.simulate.report import render
+    from loopline.core.layout import STATE_DIR, find_root
+    from loopline.simulate import report
     from loopline.simulate.run import simulate as run
 
     root = find_root(repo)
     params = load_params(root)
-    work = (workdir or root / ".loopline" / "simulate" / f"seed-{seed}").resolve()
+    work = (workdir or root / STATE_DIR / "simulate" / f"seed-{seed}").resolve()
     err = Console(stderr=True, highlight=False)
-    out = Console(highlight=False, soft_wrap=True)
-    colors = {"GREEN": "green", "AMBER": "yellow", "RED": "red"}
+    out = console()
 
     def on_phase(msg: str) -> None:
         if not as_json:
@@ -55,19 +54,14 @@ def simulate(
         ev = "; ".join(f"{e['event']} {e.get('version') or ''}".strip() for e in s.events)
         err.print(f"step {s.step:>3}  new regime {s.drift:>4.0%}  served {','.join(s.served):<8} "
                   f"labels {s.labels:>4}  ROC AUC {auc}  drift {ds}  "
-                  f"[{colors.get(s.status, 'dim')}]{s.status:<7}[/] {ev}", markup=True)
+                  f"[{RAG_COLORS.get(s.status, 'dim')}]{s.status:<7}[/] {ev}", markup=True)
 
-    with err.status("simulating", spinner="dots") if not as_json else _Null():
+    with err.status("simulating", spinner="dots") if not as_json else nullcontext():
         doc = run(root, seed=seed, workdir=work, quick=quick, on_step=on_step, on_phase=on_phase)
-    html_path = output or root / params.paths.reports / "simulate.html"
-    json_path = html_path.with_suffix(".json")
-    write_json(json_path, doc)
-    band = params.monitor.performance.get("roc_auc")
-    write_text(html_path, render(doc, params.artifact,
-                                 {"amber": band.amber, "red": band.red} if band else {}))
+    html_path, json_path = report.write(root, params, doc, output)
     doc["report"], doc["timeline"] = str(html_path), str(json_path)
     if as_json:
-        typer.echo(json.dumps(doc, default=str))
+        print_json(doc)
         return
     out.print(f"\nstatuses: {' → '.join(_runs(doc['statuses']))}")
     for e in doc["events"]:
@@ -92,13 +86,6 @@ def _runs(statuses: list[str]) -> list[str]:
     return out
 
 
-class _Null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
 def add_commands(app: typer.Typer) -> None:
-    app.command("simulate", cls=_Command)(simulate)
+    """Add ``simulate`` to ``app`` (the ``loopline`` Typer app)."""
+    app.command("simulate", cls=Command)(simulate)

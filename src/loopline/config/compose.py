@@ -1,9 +1,11 @@
 """Composing conf/ with Hydra into params.yaml (``loopline params``, ``loopline run``).
 
 conf/ is the source of truth; params.yaml is its composed result, committed, and the file
-DVC tracks. DVC composes Hydra only on ``dvc exp run``, so loopline composes it itself and
-writes exactly what DVC's Hydra integration writes (``OmegaConf.to_yaml`` of the resolved
-config), so ``loopline params model=rf`` and ``dvc exp run -S model=rf`` agree byte for byte.
+DVC tracks. conf/config.yaml puts loopline's packaged defaults (the generic groups,
+:mod:`loopline.config.defaults`) on Hydra's search path, after conf/ itself. DVC composes
+Hydra only on ``dvc exp run``, so loopline composes it itself and writes exactly what DVC's
+Hydra integration writes (``OmegaConf.to_yaml`` of the resolved config), so ``loopline params
+model=rf`` and ``dvc exp run -S model=rf`` agree byte for byte.
 """
 
 from __future__ import annotations
@@ -65,15 +67,18 @@ class ParamsResult:
 
 
 def _fingerprint(root: Path, overrides: list[str]) -> str:
-    """A hash of everything composition reads: conf/ files, overrides, loopline version."""
+    """A hash of everything composition reads: conf/ files, the packaged defaults that
+    conf/config.yaml's search path reaches, overrides, loopline version."""
     import hashlib
 
     from loopline import __version__
+    from loopline.config import defaults
 
     h = hashlib.sha256(f"{__version__}\0{chr(0).join(overrides)}\0".encode())
-    for path in sorted((root / CONF_DIR).rglob("*")):
-        if path.is_file():
-            h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    files = [(root, p) for p in sorted((root / CONF_DIR).rglob("*")) if p.is_file()]
+    files += [(defaults.DIR.parent, p) for p in sorted(defaults.DIR.rglob("*.yaml"))]
+    for base, path in files:
+        h.update(str(path.relative_to(base)).encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()
 
 

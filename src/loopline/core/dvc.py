@@ -103,3 +103,20 @@ def dvc(root: Path, *args: str, check: bool = True, capture: bool = True):  # no
 
     return run(dvc_command(*args), cwd=root, what=f"dvc {args[0]}", env=dvc_env(), check=check,
                capture=capture)
+
+
+def sync_remote(root: Path, verb: str) -> bool:
+    """``dvc pull`` (what the remote has) or ``dvc push``, when a DVC remote is configured.
+
+    dvc's own progress goes to the terminal. Returns False when there is no remote.
+
+    Raises:
+        LooplineError: ``dvc remote list`` or the transfer failed.
+    """
+    if not dvc(root, "remote", "list").stdout.strip():
+        return False
+    res = dvc(root, verb, *(["--allow-missing"] if verb == "pull" else []), check=False,
+              capture=False)
+    if res.returncode != 0:
+        raise LooplineError(f"dvc {verb} failed (exit {res.returncode})")
+    return True

@@ -11,7 +11,19 @@ from __future__ import annotations
 
 import html
 import json
+from pathlib import Path
 from typing import Any
+
+from loopline.core.layout import (
+    DASHBOARD_HTML,
+    EVALUATION_MD,
+    GATE_HTML,
+    GATE_MD,
+    MONITOR_HTML,
+    MONITOR_JSON,
+    SIMULATE_HTML,
+    Layout,
+)
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -113,3 +125,34 @@ def events_of(history: list[dict], stage: str) -> list[dict[str, Any]]:
             at = datetime.fromisoformat(str(e["time"]).replace("Z", "+00:00")).timestamp()
             out.append({"at": at, "event": e["event"], "version": e.get("version")})
     return out
+
+
+LINKED_REPORTS = (MONITOR_HTML, MONITOR_JSON, SIMULATE_HTML, GATE_HTML, GATE_MD, EVALUATION_MD)
+
+
+def write(root: Path, params: Any, output: Path | None = None) -> tuple[Path, str | None]:
+    """Write the page of an instance: its monitor report and history, registry events, links.
+
+    Returns the page's path (default ``reports/dashboard.html``) and the current status
+    (None before the first ``loopline monitor``).
+    """
+    import os
+
+    from loopline.core.errors import LooplineError
+    from loopline.core.files import read_json, read_jsonl, write_text
+    from loopline.registry import actions as registry
+
+    lay = Layout.of(root, params.paths)
+    mon_path = lay.report(MONITOR_JSON)
+    doc = read_json(mon_path) if mon_path.is_file() else None
+    history = read_jsonl(root / params.monitor.history)
+    stage = params.registry.serving_stage
+    try:
+        events = events_of(registry.history(root, stage), stage)
+    except LooplineError:
+        events = []
+    out = output or lay.report(DASHBOARD_HTML)
+    links = [{"label": name, "href": os.path.relpath(lay.report(name), out.resolve().parent)}
+             for name in LINKED_REPORTS if lay.report(name).is_file()]
+    write_text(out, render(params.artifact, doc, history, events, links))
+    return out, doc["status"] if doc else None

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import html
+from pathlib import Path
 from typing import Any
 
 COLORS = {"GREEN": "#2e7d32", "AMBER": "#f9a825", "RED": "#c62828", "NO DATA": "#9e9e9e"}
@@ -175,3 +176,20 @@ labels arrive {doc["config"]["label_delay"]} step(s) late; the monitor judges th
 {"".join(rows)}</table>
 </body></html>
 """
+
+
+def write(root: Path, params: Any, doc: dict, output: Path | None = None) -> tuple[Path, Path]:
+    """Write the report (default ``reports/simulate.html``) and the timeline next to it.
+
+    Returns the paths of the HTML report and of the timeline (the same name, ``.json``).
+    """
+    from loopline.core.files import write_json, write_text
+    from loopline.core.layout import SIMULATE_HTML, Layout
+
+    html_path = output or Layout.of(root, params.paths).report(SIMULATE_HTML)
+    json_path = html_path.with_suffix(".json")
+    write_json(json_path, doc)
+    band = params.monitor.performance.get("roc_auc")
+    write_text(html_path, render(doc, params.artifact,
+                                 {"amber": band.amber, "red": band.red} if band else {}))
+    return html_path, json_path

@@ -1,0 +1,183 @@
+"""What the ``loopline`` commands print: each table and display built once, here.
+
+rich is imported when something is printed, never at start-up. ``--json`` output goes
+through :func:`emit`; everything else is for people (a terminal, or a CI log).
+"""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+RAG_COLORS = {"GREEN": "green", "AMBER": "yellow", "RED": "red"}
+
+
+def console(stderr: bool = False):  # noqa: ANN201 (rich is imported lazily)
+    """A rich console for people: no syntax highlighting, long lines kept whole."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def print_json(doc: dict | list) -> None:
+    """``--json`` output: ``doc`` as one line of JSON on stdout."""
+    typer.echo(json.dumps(doc, default=str))
+
+
+def emit(doc: dict | list, as_json: bool, text: str) -> None:
+    """``doc`` as JSON with ``--json``, else ``text`` for people."""
+    if as_json:
+        print_json(doc)
+    else:
+        typer.echo(text)
+
+
+def print_gate(out, doc: dict) -> None:  # noqa: ANN001
+    """The gate's checks (reports/gate.json) with its verdict and champion as the title."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    verdict = doc.get("verdict", "?")
+    color = "green" if verdict == "pass" else "red"
+    champ = doc.get("champion") or {}
+    title = f"gate: [{color}]{verdict.upper()}[/]" + (
+        f" (champion {champ['version']})" if champ.get("version")
+        else " (no champion yet: absolute checks only)")
+    table = Table(title=title, show_header=True, header_style="bold")
+    for col in ("check", "value", "bound", "result", "reason"):
+        table.add_column(col, justify="right" if col in ("value", "bound") else "left")
+    for c in doc.get("checks", []):
+        value = "n/a" if c["value"] is None else f"{c['value']:.4g}"
+        bound = "n/a" if c["threshold"] is None else f"{c['op']} {c['threshold']:.4g}"
+        res = ("[dim]skipped[/]" if c.get("skipped")
+               else ("[green]pass[/]" if c["passed"] else "[red]FAIL[/]"))
+        table.add_row(escape(c["name"]), value, bound, res, escape(c["reason"]))
+    out.print(table)
+
+
+def print_metrics(out, metrics: dict) -> None:  # noqa: ANN001
+    """The held-out metrics, in the display order of :data:`loopline.core.names.METRICS`."""
+    if not metrics:
+        return
+    from rich.table import Table
+
+    from loopline.core.names import METRICS
+
+    table = Table(title="held-out metrics", show_header=True, header_style="bold")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k in METRICS:
+        if metrics.get(k) is not None:
+            table.add_row(k, f"{metrics[k]:.4f}")
+    out.print(table)
+
+
+def print_history(events: list[dict]) -> None:
+    """The registry's audit timeline, newest first; forced and deleted events in red."""
+    from rich.console import Console
+    from rich.table import Table
+
+    out = Console(highlight=False)
+    if not out.is_terminal:  # a log or a pipe: one line per event, never wrapped
+        out = Console(highlight=False, width=240)
+    if not events:
+        out.print("no registry events yet (run `loopline register`)")
+        return
+    table = Table(show_header=True, header_style="bold")
+    for col in ("when (UTC)", "event", "version", "stage", "tag", "gate", "who"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("note")
+    for e in events:
+        event = e["event"] + (" (forced)" if e["forced"] else "")
+        style = "red" if e["forced"] or e["event"] == "deleted" else None
+        table.add_row((e["time"] or "-").replace("T", " ").rstrip("Z"), event, e["version"] or "-",
+                      e["stage"] or "-", e["tag"], e["gate"] or "-", e["who"] or "-",
+                      e["reason"] or "", style=style)
+    out.print(table)
+
+
+def _fmt(value: float | None, fmt: str = "{:.3f}") -> str:
+    return "–" if value is None else fmt.format(value)
+
+
+def print_monitor(doc: dict) -> None:
+    """``loopline monitor``: one row per window, then the reasons, alerts and actions."""
+    from datetime import datetime, timezone
+
+    from rich.table import Table
+
+    out = console()
+    table = Table(title=f"monitor: [{RAG_COLORS.get(doc['status'], 'dim')}]{doc['status']}[/] "
+                        f"(windows of {doc['window']})")
+    for col in ("window end (UTC)", "records", "labels", "roc_auc", "accuracy", "drift share",
+                "worst missing", "p99 ms", "errors", "status"):
+        table.add_column(col, justify="right" if col not in ("status",) else "left")
+    for w in doc["windows"]:
+        perf = w.get("performance") or {}
+        miss = w.get("missing_rate") or {}
+        end = datetime.fromtimestamp(w["end"], tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
+        table.add_row(end, str(w.get("records", 0)), str(w.get("labels", 0)),
+                      _fmt(perf.get("roc_auc")), _fmt(perf.get("accuracy")),
+                      _fmt(w.get("drift_share"), "{:.0%}"),
+                      _fmt(max(miss.values()) if miss else None, "{:.0%}"),
+                      _fmt((w.get("latency_ms") or {}).get("p99"), "{:.2f}"),
+                      _fmt(w.get("error_rate"), "{:.1%}"),
+                      f"[{RAG_COLORS.get(w['status'], 'dim')}]{w['status']}[/]")
+    out.print(table)
+    for r in doc["reasons"]:
+        out.print(f"  {r}", markup=False)
+    for a in doc.get("alerts") or []:
+        state = "sent" if a["delivered"] else f"not sent ({a.get('error')})"
+        out.print(f"  alert via {a['channel']}: {state}", markup=False)
+    for a in doc.get("actions") or []:
+        detail = {k: v for k, v in a.items() if k != "action"}
+        out.print(f"  action {a['action']}: {json.dumps(detail, default=str)}", markup=False)
+
+
+class StageDisplay:
+    """``loopline run``'s progress: live per-stage rows on a terminal, plain lines elsewhere."""
+
+    MARKS = {"done": "[green]✓[/]", "skipped": "[dim]=[/]", "restored": "[cyan]↺[/]",
+             "failed": "[red]✗[/]"}
+
+    def __init__(self, out, names: list[str]) -> None:  # noqa: ANN001
+        self.console = out
+        self.names = names
+        self.states: dict[str, str] = {}
+        self.live = None
+        if out.is_terminal:
+            from rich.live import Live
+
+            self.live = Live(self._render(), console=out, refresh_per_second=8, transient=False)
+            self.live.start()
+
+    def _render(self):  # noqa: ANN202
+        from rich.spinner import Spinner
+        from rich.table import Table
+
+        table = Table.grid(padding=(0, 1))
+        for i, name in enumerate(self.names, 1):
+            state = self.states.get(name, "")
+            label = f"[{i}/{len(self.names)}] {name}"
+            if state == "running":
+                table.add_row(Spinner("dots"), label, "[yellow]running[/]")
+            else:
+                table.add_row(self.MARKS.get(state) or " ", label, state or "[dim]waiting[/]")
+        return table
+
+    def update(self, ev) -> None:  # noqa: ANN001 (a loopline.pipeline.repro stage event)
+        self.states[ev.stage] = ev.state
+        if self.live is not None:
+            self.live.update(self._render())
+            return
+        detail = f" ({ev.seconds:.1f} s)" if ev.state in ("done", "failed") else ""
+        extra = ""
+        if ev.summary:
+            extra = " " + json.dumps({k: v for k, v in ev.summary.items() if k != "seconds"},
+                                     default=str)
+        self.console.print(f"{ev.stage}: {ev.state}{detail}{extra}", markup=False)
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live.stop()

@@ -1,0 +1,121 @@
+"""Writing a new instance: its files, params.yaml, Git and DVC, the first commit.
+
+If a step fails after the first file is written, what was created is removed again, so a
+refusal leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from loopline.core.dvc import dvc
+from loopline.core.git import git
+from loopline.core.layout import WORKFLOWS_DIR
+from loopline.gitops.scaffold.plan import Plan, make_plan
+from loopline.gitops.scaffold.render import instance_files
+from loopline.gitops.scaffold.sources import shared_files
+
+# The reference's .dvc/config: stage what DVC changes, and compose conf/ on `dvc exp run`.
+DVC_CONFIG = """\
+[core]
+    autostage = true
+[hydra]
+    enabled = true
+    config_dir = conf
+    config_name = config
+"""
+
+
+def _write(dest: Path, plan: Plan) -> list[str]:
+    """Write the instance's files and the data into ``dest``; return the paths written."""
+    written = instance_files(plan, shared_files())
+    for rel, raw in written.items():
+        path = dest / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(raw)
+    (dest / "data").mkdir(exist_ok=True)
+    shutil.copyfile(plan.data_file, dest / plan.source)
+    return sorted(written)
+
+
+def _repo(dest: Path, plan: Plan) -> str:
+    """params.yaml, champion.json, git and DVC, and the first commit; return its sha."""
+    from loopline.config.compose import compose_params
+    from loopline.config.params import load_params
+    from loopline.registry.champion import refresh_champion
+
+    compose_params(dest, [], write=True)  # what `loopline params` does
+    params = load_params(dest)
+    git(dest, "init", "-q", "-b", "main")
+    dvc(dest, "init", "-q")
+    (dest / ".dvc" / "config").write_text(DVC_CONFIG, encoding="utf-8")
+    refresh_champion(dest, params.paths.reports, params.gate.champion.stage)
+    git(dest, "add", "-A")
+    git(dest, "commit", "-q", "-m",
+        f"loopline init: {plan.artifact}, {plan.target!r} from {plan.source}")
+    return git(dest, "rev-parse", "HEAD").stdout.strip()
+
+
+def _missing_top(path: Path) -> Path | None:
+    """The outermost of ``path`` and its parents that does not exist yet (None if it exists)."""
+    top = None
+    for p in (path, *path.parents):
+        if p.exists():
+            break
+        top = p
+    return top
+
+
+def _undo(dest: Path, created: Path | None) -> None:
+    """Remove what init made: the directories it created, or the contents of an empty DIR."""
+    if created is not None:
+        shutil.rmtree(created, ignore_errors=True)
+        return
+    for child in dest.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
+def run(dest: Path, data: Path, target: str, *, positive: str | None = None,
+        name: str | None = None) -> dict:
+    """Scaffold, commit and describe a new instance in ``dest``.
+
+    See :mod:`loopline.gitops.scaffold`.
+    """
+    dest = Path(dest).absolute()
+    plan = make_plan(dest, Path(data), target, positive=positive, name=name)
+    created = _missing_top(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        files_written = _write(dest, plan)
+        commit = _repo(dest, plan)
+    except BaseException:
+        _undo(dest, created)
+        raise
+    return {"path": str(dest), "artifact": plan.artifact, "target": plan.target,
+            "positive_class": plan.positive_class, "classes": plan.classes,
+            "columns": list(plan.schema["columns"]), "rows": plan.rows, "data": plan.source,
+            "data_config": f"conf/data/{plan.data_name}.yaml", "commit": commit,
+            "workflows": [f for f in files_written if f.startswith(f"{WORKFLOWS_DIR}/")]}
+
+
+def summary(res: dict) -> str:
+    """The human summary of :func:`run`'s result: what was created and what to do next."""
+    classes = ", ".join(res["classes"])
+    workflows = (f"\n  workflows {', '.join(res['workflows'])}" if res["workflows"] else "")
+    return f"""\
+Created loopline instance {res['path']} (artifact {res['artifact']}, commit {res['commit'][:12]})
+  data      {res['data']}: {res['rows']:,} rows, {len(res['columns'])} columns
+  target    {res['target']} ({classes}); positive class {res['positive_class']!r}
+  config    conf/config.yaml, {res['data_config']} (inferred schema: review it), params.yaml
+  pipeline  dvc.yaml, .dvc/config (autostage, Hydra), reports/champion.json, README.md\
+{workflows}
+Next steps:
+  cd {res['path']}
+  loopline run                          # train, evaluate, export and gate
+  git add -A && git commit -m "First model"
+  loopline register && loopline promote v0.1.0 --to prod
+  loopline serve prod"""
