@@ -128,11 +128,12 @@ def get(
     repo: RepoOpt = None,
 ) -> None:
     """Write DIR/model.onnx and DIR/card.json of a version, from the DVC cache or remote."""
+    from loopline.core.layout import CARD_JSON, MODEL_ONNX
     from loopline.registry import fetch
 
     res = fetch.get(version, output, root=repo)
     src = "/".join(sorted(set(res["source"].values())))
-    emit(res, as_json, f"wrote {res['files']['model.onnx']} and {res['files']['card.json']} "
+    emit(res, as_json, f"wrote {res['files'][MODEL_ONNX]} and {res['files'][CARD_JSON]} "
                        f"({res['tag']}, from {src})")
 
 

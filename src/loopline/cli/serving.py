@@ -32,18 +32,6 @@ def _context(repo: Path | None):  # noqa: ANN202
     return root, load_params(root)
 
 
-def _resolve(root: Path, params, ref: str | None, shadow: str | None) -> tuple[dict, dict | None]:  # noqa: ANN001
-    from loopline.serving.spec import resolve_model
-
-    stage = params.registry.serving_stage
-    models = params.paths.models
-    entry = resolve_model(root, ref or params.serve.model, models=models, default_stage=stage)
-    shadow_ref = shadow or params.serve.shadow
-    shadow_entry = (resolve_model(root, shadow_ref, models=models, default_stage=stage)
-                    if shadow_ref else None)
-    return entry, shadow_entry
-
-
 def serve(
     ref: RefArg = None,
     port: Annotated[int | None, typer.Option("--port", "-p", help="Port (default serve.port).")] = None,
@@ -57,34 +45,21 @@ def serve(
     repo: RepoOpt = None,
 ) -> None:
     """Run the BentoML service locally on the model of a version or stage."""
-    from loopline.serving.spec import SERVE_DIR, SPEC_ENV, make_spec, write_spec
+    from loopline.serving.spec import prepare_run
 
     root, params = _context(repo)
-    cfg = params.serve.model_copy(update={k: v for k, v in
-                                          (("port", port), ("host", host), ("workers", workers))
-                                          if v is not None})
-    entry, shadow_entry = _resolve(root, params, ref, shadow)
-    run_dir = root / SERVE_DIR / f"run-{cfg.port}"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "active.json").unlink(missing_ok=True)
-    log_path = str(Path(log).resolve()) if log else None
-    spec = make_spec(root, cfg, params.artifact, entry, shadow_entry,
-                     ref=ref or params.serve.model, log_path=log_path, run_dir=run_dir,
-                     models=params.paths.models, default_stage=params.registry.serving_stage)
-    spec_path = write_spec(run_dir / "spec.json", spec)
+    run = prepare_run(root, params, ref, shadow=shadow, port=port, host=host, workers=workers,
+                      log_path=str(Path(log).resolve()) if log else None)
     if dry_run:
-        typer.echo(json.dumps(spec, indent=2))
+        typer.echo(json.dumps(run.spec, indent=2))
         return
+    entry = run.spec["model"]
     typer.echo(f"serving {params.artifact} {entry['version']} ({entry['source']}, sha256 "
-               f"{entry['sha256'][:12]}) on http://{cfg.host}:{cfg.port}; "
-               f"inference log {spec['log']['path']}", err=True)
-    env = {**os.environ, SPEC_ENV: str(spec_path), "BENTOML_DO_NOT_TRACK": "True"}
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+               f"{entry['sha256'][:12]}) on {run.url}; inference log {run.spec['log']['path']}",
+               err=True)
     sys.stdout.flush()
     sys.stderr.flush()
-    argv = [sys.executable, "-m", "bentoml", "serve", "loopline.serving.service:LooplineService",
-            "--host", cfg.host, "--port", str(cfg.port), "--working-dir", str(run_dir)]
-    os.execve(sys.executable, argv, env)
+    os.execve(sys.executable, run.argv, run.env)
 
 
 def reload(
@@ -112,9 +87,10 @@ def build(
 ) -> None:
     """Build the Bento ARTIFACT-service:VERSION with the model of VERSION pinned in it."""
     from loopline.serving import bento
+    from loopline.serving.spec import resolve_models
 
     root, params = _context(repo)
-    entry, shadow_entry = _resolve(root, params, ref, shadow)
+    entry, shadow_entry = resolve_models(root, params, ref, shadow)
     res = bento.build(root, params, entry, shadow_entry)
     typer.echo(json.dumps(res) if as_json else
                f"built Bento {res['bento']} (model {res['model']}, sha256 {res['sha256'][:12]})")
@@ -133,11 +109,12 @@ def containerize(
 ) -> None:
     """Build the Bento of VERSION (if needed) and its OCI image ARTIFACT:VERSION."""
     from loopline.serving import bento
+    from loopline.serving.spec import resolve_models
 
     if backend not in ("auto", "docker", "buildah"):
         raise LooplineError(f"--backend must be auto, docker or buildah, not {backend!r}", exit_code=2)
     root, params = _context(repo)
-    entry, shadow_entry = _resolve(root, params, ref, None)
+    entry, shadow_entry = resolve_models(root, params, ref, None)
     built = bento.build(root, params, entry, shadow_entry)
     image = f"{params.artifact}:{entry['version']}"
     res = bento.containerize(built["bento"], image, backend=backend,

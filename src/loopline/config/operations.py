@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from loopline.config.pipeline import Strict
-from loopline.core.layout import INFERENCE_LOG_DEFAULT
+from loopline.core.layout import ALERTS_DEFAULT, INFERENCE_LOG_DEFAULT, MONITOR_HISTORY_DEFAULT
 from loopline.core.names import LIVE_METRICS, check_known, check_name
 
 
@@ -90,7 +90,7 @@ class Band(Strict):
 
 class AlertConfig(Strict):
     statuses: list[Literal["AMBER", "RED"]] = ["AMBER", "RED"]
-    file: str | None = "reports/alerts.jsonl"
+    file: str | None = ALERTS_DEFAULT
     webhook_env: str = Field("LOOPLINE_ALERT_WEBHOOK", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     retries: int = Field(3, ge=0, le=20)
     timeout: float = Field(5.0, gt=0.0, le=120.0)
@@ -112,7 +112,7 @@ class MonitorConfig(Strict):
     error_rate: Band | None = Band(amber=0.05, red=0.20)
     min_requests: int = Field(20, ge=1)
     constant_share: float = Field(0.99, gt=0.5, le=1.0)
-    history: str = "reports/monitor_history.jsonl"
+    history: str = MONITOR_HISTORY_DEFAULT
     html_max_rows: int = Field(20_000, ge=100)
     alerts: AlertConfig = AlertConfig()
 

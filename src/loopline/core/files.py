@@ -1,8 +1,10 @@
-"""Writing stage outputs so that a failed stage leaves nothing half-written.
+"""Files as loopline reads and writes them: atomic writes, digests, JSON.
 
 Every file is written to a temporary sibling and renamed into place (atomic on POSIX).
 :class:`Outputs` records what a stage wrote and removes all of it if the stage fails, so
-DVC never sees partial outputs and nothing downstream runs on them.
+DVC never sees partial outputs and nothing downstream runs on them. Reading JSON goes
+through :func:`read_json` (loopline's own outputs), :func:`load_json` (a file a user or
+another command provides: a clear error) or :func:`json_or_none` (optional reports).
 """
 
 from __future__ import annotations
@@ -17,21 +19,20 @@ from pathlib import Path
 from typing import Any
 
 
+def file_digest(path: str | os.PathLike[str], algorithm: str) -> str:
+    """The hex digest of a file's bytes, read in 1 MiB chunks."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, algorithm).hexdigest()
+
+
 def md5_file(path: str | os.PathLike[str]) -> str:
     """The MD5 DVC records for a file (for files DVC hashes the raw bytes)."""
-    h = hashlib.md5()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_digest(path, "md5")
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """The sha256 the registry records for a model file."""
+    return file_digest(path, "sha256")
 
 
 def _clean(obj: Any) -> Any:

@@ -66,8 +66,14 @@ REVIEW_MD = "review.md"
 # ---------------------------------------------------------------------- serving
 CHAMPION_DIR = f"{STATE_DIR}/champion"  # the champion's model, fetched for the gate
 SERVE_DIR = f"{STATE_DIR}/serve"  # what `loopline serve` prepares (spec, fetched bundles)
-SERVE_SPEC = "loopline_serve.json"
+SERVE_SPEC = "loopline_serve.json"  # the spec built into a Bento
+RUN_SPEC = "spec.json"              # the spec of one `loopline serve` run (SERVE_DIR/run-PORT/)
+RELOAD_CONTROL = "active.json"      # the version a running service's workers follow
+BENTOFILE = "bentofile.yaml"
 INFERENCE_LOG_DEFAULT = "logs/inference.sqlite"
+ALERTS_DEFAULT = "reports/alerts.jsonl"
+MONITOR_HISTORY_DEFAULT = "reports/monitor_history.jsonl"
+INSTANCE_README = "README.md"
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,17 @@ import yaml
 
 from loopline.core.errors import LooplineError
 from loopline.core.git import git
+from loopline.core.layout import (
+    CARD_MD,
+    EVALUATION_MD,
+    GATE_HTML,
+    GATE_JSON,
+    METRICS_JSON,
+    PARAMS_FILE,
+    SLICES_JSON,
+)
+from loopline.core.names import METRICS, higher_is_better
 
-# Metrics where lower is better; every other metric is better when higher.
-LOWER_IS_BETTER = {"log_loss", "brier"}
-METRIC_ORDER = ("roc_auc", "average_precision", "accuracy", "precision", "recall", "f1",
-                "log_loss", "brier")
 MARKER = "<!-- loopline-report -->"  # lets CI find and update its own sticky comment
 EPS = 5e-7
 
@@ -81,13 +87,13 @@ def direction(metric: str, delta: float | None) -> str:
         return "new"
     if abs(delta) < EPS:
         return "same"
-    better = delta < 0 if metric in LOWER_IS_BETTER else delta > 0
+    better = delta > 0 if higher_is_better(metric) else delta < 0
     return "better" if better else "worse"
 
 
 def metrics_diff(base: dict | None, head: dict | None) -> list[dict]:
     base, head = base or {}, head or {}
-    names = [m for m in METRIC_ORDER if m in head or m in base]
+    names = [m for m in METRICS if m in head or m in base]
     rows = []
     for m in names:
         b, h = base.get(m), head.get(m)
@@ -120,20 +126,20 @@ def build(root: Path, base: str | None = None, artifacts_url: str | None = None)
     base_sha = git(root, "rev-parse", "--verify", f"{base}^{{commit}}").stdout.strip()
     head_sha = git(root, "rev-parse", "HEAD").stdout.strip()
     dirty = bool(git(root, "status", "--porcelain", "--untracked-files=no").stdout.strip())
-    base_params = yaml.safe_load(_at(root, base_sha, "params.yaml") or "{}")
-    head_params = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
-    gate = _json_at(root, None, f"{reports}/gate.json")
-    html = [f"{reports}/gate.html", f"{reports}/evaluation.md", f"{params.paths.models}/card.md"]
+    base_params = yaml.safe_load(_at(root, base_sha, PARAMS_FILE) or "{}")
+    head_params = yaml.safe_load((root / PARAMS_FILE).read_text(encoding="utf-8"))
+    gate = _json_at(root, None, f"{reports}/{GATE_JSON}")
+    html = [f"{reports}/{GATE_HTML}", f"{reports}/{EVALUATION_MD}", f"{params.paths.models}/{CARD_MD}"]
     return {
         "artifact": params.artifact,
         "base": {"rev": base, "commit": base_sha},
         "head": {"commit": head_sha, "dirty": dirty},
         "params": params_diff(base_params, head_params),
-        "metrics": metrics_diff(_json_at(root, base_sha, f"{reports}/metrics.json"),
-                                _json_at(root, None, f"{reports}/metrics.json")),
+        "metrics": metrics_diff(_json_at(root, base_sha, f"{reports}/{METRICS_JSON}"),
+                                _json_at(root, None, f"{reports}/{METRICS_JSON}")),
         "gate": gate,
-        "slices": slices_diff(_json_at(root, base_sha, f"{reports}/slices.json"),
-                              _json_at(root, None, f"{reports}/slices.json")),
+        "slices": slices_diff(_json_at(root, base_sha, f"{reports}/{SLICES_JSON}"),
+                              _json_at(root, None, f"{reports}/{SLICES_JSON}")),
         "reports": [p for p in html if (root / p).is_file()],
         "artifacts_url": artifacts_url if (artifacts_url or "").startswith("http") else None,
     }
@@ -188,7 +194,7 @@ def markdown(doc: dict) -> str:
                      f"{_signed(m['delta'])} | {ICON[m['direction']]} |")
     lines += ["", "```text"]
     for m in doc["metrics"]:
-        if m["metric"] in LOWER_IS_BETTER:
+        if not higher_is_better(m["metric"]):
             continue
         lines.append(f"{m['metric']:<18} base {bar(m['base'])} {_fmt(m['base'])}")
         lines.append(f"{'':<18} head {bar(m['head'])} {_fmt(m['head'])}")

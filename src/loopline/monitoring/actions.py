@@ -216,14 +216,15 @@ def _new_rows(root: Path, params: Any, labelled: Any, through: float) -> tuple[A
     """The labelled records as data rows (with their log time in ``_ts``) that the data lacks."""
     import pandas as pd
 
-    from loopline.pipeline.tabular import content_row_ids
+    from loopline.pipeline.tabular import content_row_ids, table_format
+    from loopline.serving.inference_log import features
 
     data = params.data
     source = root / data.source
-    parquet = data.format == "parquet" or (data.format == "auto" and source.suffix == ".parquet")
+    parquet = table_format(source, data.format) == "parquet"
     old = pd.read_parquet(source) if parquet else pd.read_csv(source)
     labelled = labelled[labelled["ts"] > through]
-    rows = pd.DataFrame(list(labelled["inputs"]))
+    rows = features(labelled).reset_index(drop=True)
     rows[data.target] = labelled["label"].astype(str).to_numpy()
     rows = rows.reindex(columns=old.columns)
     if len(rows):

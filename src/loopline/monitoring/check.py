@@ -72,11 +72,12 @@ def check(root: Path, params: Any, cfg: Any, *, log_path: Path, until: float | N
 def evidently_html(path: Path, reference: Any, part: Any, numeric: list[str],
                    categorical: list[str], max_rows: int) -> None:
     """Evidently's drift and data summary report of ``part`` against the reference."""
-    import pandas as pd
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset, DataSummaryPreset
 
-    cur = pd.DataFrame(list(part["inputs"])).reindex(columns=numeric + categorical)
+    from loopline.serving.inference_log import features
+
+    cur = features(part, numeric + categorical).reset_index(drop=True)
     cur = cur.sample(min(len(cur), max_rows), random_state=0) if len(cur) > max_rows else cur
     ref = reference[numeric + categorical]
     ref = ref.sample(min(len(ref), max_rows), random_state=0) if len(ref) > max_rows else ref

@@ -33,6 +33,7 @@ import pandas as pd
 from loopline.config.operations import MonitorConfig
 from loopline.core.files import read_jsonl
 from loopline.monitoring.drift import dataset_drift, jensenshannon
+from loopline.serving.inference_log import features
 
 ORDER = {"GREEN": 0, "AMBER": 1, "RED": 2}
 NO_DATA = "NO DATA"
@@ -100,7 +101,7 @@ def window_report(df: pd.DataFrame, reference: pd.DataFrame, numeric: list[str],
     if errors is not None:
         _grade_errors(out, errors, out["requests"], cfg, grade)
 
-    X = pd.DataFrame(list(df["inputs"]), index=df.index).reindex(columns=numeric + categorical)
+    X = features(df, numeric + categorical)
     missing = {c: float(X[c].isna().mean()) for c in X.columns}
     out["missing_rate"] = missing
     worst_col = max(missing, key=missing.get) if missing else None

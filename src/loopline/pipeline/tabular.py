@@ -30,22 +30,36 @@ _FALSE = {"false", "0", "no", "n", "f"}
 # ------------------------------------------------------------------ reading data
 
 
+def table_format(path: Path, fmt: str = "auto", *, shown_as: str | None = None) -> str:
+    """``csv`` or ``parquet``: ``fmt`` when given, else told by the file's suffix."""
+    if fmt != "auto":
+        return fmt
+    suffix = "".join(path.suffixes[-2:]).lower()
+    if suffix.endswith(".parquet") or suffix.endswith(".pq"):
+        return "parquet"
+    if suffix.endswith((".csv", ".csv.gz", ".tsv")):
+        return "csv"
+    raise LooplineError(f"cannot tell the format of {shown_as or path}: use a .csv or .parquet "
+                        "file, or set data.format")
+
+
+def write_table(df: pd.DataFrame, path: Path, fmt: str = "auto") -> None:
+    """Write ``df`` as the CSV or Parquet file ``path`` is (atomically; no index column)."""
+    from loopline.core.files import write_atomic
+
+    if table_format(path, fmt) == "parquet":
+        write_atomic(path, lambda p: df.to_parquet(p, index=False))
+    else:
+        sep = "\t" if path.suffix.lower() == ".tsv" else ","
+        write_atomic(path, lambda p: df.to_csv(p, index=False, sep=sep))
+
+
 def read_table(path: Path, fmt: str = "auto", *, shown_as: str | None = None) -> pd.DataFrame:
     """Read a CSV or Parquet file; raise a one-line error naming the file on any problem."""
     name = shown_as or str(path)
     if not path.is_file():
         raise LooplineError(f"data file not found: {name}")
-    if fmt == "auto":
-        suffix = "".join(path.suffixes[-2:]).lower()
-        if suffix.endswith(".parquet") or suffix.endswith(".pq"):
-            fmt = "parquet"
-        elif suffix.endswith((".csv", ".csv.gz", ".tsv")):
-            fmt = "csv"
-        else:
-            raise LooplineError(
-                f"cannot tell the format of {name}: use a .csv or .parquet file, "
-                "or set data.format"
-            )
+    fmt = table_format(path, fmt, shown_as=name)
     try:
         if fmt == "parquet":
             df = pd.read_parquet(path)

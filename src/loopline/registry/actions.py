@@ -17,8 +17,16 @@ from loopline.core.layout import CARD_JSON, MODEL_ONNX
 from loopline.registry.checks import check_clean, check_force, check_gate, check_model
 from loopline.registry.semver import SEMVER_RE, bump_version, normalize_version, semver_key
 from loopline.registry.settings import load_layout, load_settings
-from loopline.registry.tags import Assignment, Registry, Version, open_registry, utc_iso
-from loopline.registry.write import check_remote, create_tag, dumps, header, identity, push_tags
+from loopline.registry.tags import (
+    Assignment,
+    Registry,
+    Version,
+    dumps,
+    header,
+    open_registry,
+    utc_iso,
+)
+from loopline.registry.write import check_remote, create_tag, identity, push_tags
 
 
 def register(root: str | os.PathLike[str] | None = None, *, bump: str = "minor",

@@ -43,8 +43,8 @@ def check_model(layout: Layout) -> tuple[dict, dict[str, str]]:
     model is the one HEAD's dvc.lock made."""
     lock = show(layout.root, "HEAD", DVC_LOCK)
     if lock is None:
-        raise LooplineError("dvc.lock is not committed at HEAD: run the pipeline and commit "
-                            "dvc.lock")
+        raise LooplineError(f"{DVC_LOCK} is not committed at HEAD: run the pipeline and commit "
+                            f"{DVC_LOCK}")
     outs = lock_outs(lock)
     md5s = {}
     for name in (MODEL_ONNX, CARD_JSON):

@@ -32,6 +32,9 @@ from loopline.core.layout import PARAMS_FILE
 from loopline.registry.semver import SEMVER_RE, normalize_version, semver_key
 from loopline.registry.settings import RegistrySettings, load_settings
 
+MESSAGE_SCHEMA = 1
+# A message loopline writes starts {"loopline": SCHEMA, "seq": N, ...} (see header()), so the
+# sequence number of thousands of tags is read without parsing their JSON.
 _SEQ_RE = re.compile(r'^\{"loopline": \d+, "seq": (\d+)')
 _FIELDS = ("%(refname:lstrip=2)", "%(objecttype)", "%(objectname)", "%(*objectname)",
            "%(taggerdate:unix)", "%(contents)")
@@ -43,6 +46,16 @@ def utc_iso(ts: int) -> str:
     from datetime import datetime
 
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def header(seq: int, event: str) -> dict:
+    """The first keys of every message loopline writes (read back by ``_SEQ_RE``)."""
+    return {"loopline": MESSAGE_SCHEMA, "seq": seq, "event": event}
+
+
+def dumps(meta: dict) -> str:
+    """A tag message: the metadata as one line of ASCII JSON (key order kept)."""
+    return json.dumps(meta, ensure_ascii=True, allow_nan=False, default=str)
 
 
 def _message_json(message: str) -> dict:

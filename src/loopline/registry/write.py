@@ -7,7 +7,6 @@ so no local tag claims what the remote does not have.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -19,9 +18,6 @@ from loopline.core.proc import first_line
 
 if TYPE_CHECKING:
     from loopline.registry.tags import Registry
-
-MESSAGE_SCHEMA = 1
-
 
 def identity(root: Path) -> tuple[str, int]:
     """Who acts ($GITHUB_ACTOR, else the git committer) and the tagger time git will use.
@@ -36,17 +32,6 @@ def identity(root: Path) -> tuple[str, int]:
                             "user.name and user.email")
     who = os.environ.get("GITHUB_ACTOR") or f"{m.group(1)} <{m.group(2)}>"
     return who, int(m.group(3))
-
-
-def dumps(meta: dict) -> str:
-    """A tag message: the metadata as one line of ASCII JSON."""
-    return json.dumps(meta, ensure_ascii=True, allow_nan=False, default=str)
-
-
-def header(seq: int, event: str) -> dict:
-    """The first keys of every message loopline writes."""
-    # "loopline" and "seq" first: the sequence number is read without parsing the JSON
-    return {"loopline": MESSAGE_SCHEMA, "seq": seq, "event": event}
 
 
 def create_tag(root: Path, name: str, commit: str, message: str) -> None:

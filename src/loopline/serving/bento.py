@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from loopline.core.errors import LooplineError
-from loopline.core.layout import CARD_JSON, MODEL_ONNX, SERVE_SPEC
+from loopline.core.layout import BENTOFILE, CARD_JSON, MODEL_ONNX, SERVE_SPEC
 from loopline.serving.spec import SPEC_ENV, make_spec, write_spec
 
 SERVING_PACKAGES = ("bentoml", "onnxruntime", "numpy", "pydantic", "orjson", "typing_extensions")
@@ -104,7 +104,7 @@ def write_context(ctx: Path, spec: dict[str, Any], *, labels: dict[str, str]) ->
         "envs": [{"name": SPEC_ENV, "value": f"/home/bentoml/bento/src/{SERVE_SPEC}"},
                  {"name": "OMP_WAIT_POLICY", "value": "PASSIVE"}],
     }
-    (ctx / "bentofile.yaml").write_text(yaml.safe_dump(bentofile, sort_keys=False), encoding="utf-8")
+    (ctx / BENTOFILE).write_text(yaml.safe_dump(bentofile, sort_keys=False), encoding="utf-8")
     return ctx
 
 

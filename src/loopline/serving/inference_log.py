@@ -364,8 +364,10 @@ def read_request_errors(path: str | Path, *, since: float | None = None,
     return pd.DataFrame(rows, columns=columns)
 
 
-def features(df: Any) -> Any:
-    """The logged inputs of :func:`read_predictions` as a DataFrame (one column per feature)."""
+def features(df: Any, columns: list[str] | None = None) -> Any:
+    """The logged inputs of :func:`read_predictions` as a DataFrame (one column per feature;
+    with ``columns``, exactly those, in that order, missing ones empty)."""
     import pandas as pd
 
-    return pd.DataFrame(list(df["inputs"]), index=df.index)
+    out = pd.DataFrame(list(df["inputs"]), index=df.index)
+    return out if columns is None else out.reindex(columns=columns)

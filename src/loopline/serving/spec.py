@@ -12,12 +12,21 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from loopline.core.errors import LooplineError
 from loopline.core.files import load_json
-from loopline.core.layout import CARD_JSON, MODEL_ONNX, MODELS_DEFAULT, SERVE_DIR, SERVE_SPEC
+from loopline.core.layout import (
+    CARD_JSON,
+    MODEL_ONNX,
+    MODELS_DEFAULT,
+    RELOAD_CONTROL,
+    RUN_SPEC,
+    SERVE_DIR,
+    SERVE_SPEC,
+)
 
 SPEC_ENV = "LOOPLINE_SERVE_SPEC"
 LOG_ENV = "LOOPLINE_INFERENCE_LOG"
@@ -92,7 +101,7 @@ def make_spec(root: Path | None, serve: Any, artifact: str, model: dict[str, Any
         "default_stage": default_stage,
         "model": model,
         "shadow": shadow,
-        "control": str(run_dir / "active.json") if run_dir is not None else None,
+        "control": str(run_dir / RELOAD_CONTROL) if run_dir is not None else None,
         "log": {"enabled": log.enabled, "path": path, "flush_interval": log.flush_interval,
                 "flush_rows": log.flush_rows},
         "workers": serve.workers,
@@ -126,3 +135,62 @@ def read_spec(path: str | os.PathLike[str] | None = None) -> tuple[dict[str, Any
             return load_json(p, "the service spec"), p
     raise LooplineError(f"no service spec: set {SPEC_ENV} or start it with `loopline serve` "
                         f"(looked in {', '.join(map(str, candidates))})")
+
+
+def resolve_models(root: Path, params: Any, ref: str | None,
+                   shadow: str | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The model of ``ref`` (default ``serve.model``) and of the shadow (default
+    ``serve.shadow``), fetched into bundles; stages mean the serving stage's choice."""
+    stage, models = params.registry.serving_stage, params.paths.models
+    entry = resolve_model(root, ref or params.serve.model, models=models, default_stage=stage)
+    shadow_ref = shadow or params.serve.shadow
+    shadow_entry = (resolve_model(root, shadow_ref, models=models, default_stage=stage)
+                    if shadow_ref else None)
+    return entry, shadow_entry
+
+
+@dataclass
+class ServeRun:
+    """A prepared ``bentoml serve`` of one instance: command, environment and spec."""
+
+    argv: list[str]
+    env: dict[str, str]
+    spec: dict[str, Any]
+    spec_path: Path
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+def prepare_run(root: Path, params: Any, ref: str | None, *, shadow: str | None = None,
+                port: int | None = None, host: str | None = None, workers: int | None = None,
+                log_path: str | None = None) -> ServeRun:
+    """Everything ``bentoml serve`` needs to serve ``ref`` from the instance at ``root``.
+
+    Resolves the model (and shadow) of a version or stage (default ``serve.model``, else the
+    serving stage's current version, else the local export), writes the run's spec under
+    ``.loopline/serve/run-PORT/``.
+    ``loopline serve`` runs it in place of itself; the simulation starts it as a process.
+    """
+    import sys
+
+    cfg = params.serve.model_copy(update={k: v for k, v in
+                                          (("port", port), ("host", host), ("workers", workers))
+                                          if v is not None})
+    stage, models = params.registry.serving_stage, params.paths.models
+    entry, shadow_entry = resolve_models(root, params, ref, shadow)
+    run_dir = root / SERVE_DIR / f"run-{cfg.port}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / RELOAD_CONTROL).unlink(missing_ok=True)
+    spec = make_spec(root, cfg, params.artifact, entry, shadow_entry,
+                     ref=ref or params.serve.model, log_path=log_path, run_dir=run_dir,
+                     models=models, default_stage=stage)
+    spec_path = write_spec(run_dir / RUN_SPEC, spec)
+    env = {**os.environ, SPEC_ENV: str(spec_path), "BENTOML_DO_NOT_TRACK": "True"}
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    argv = [sys.executable, "-m", "bentoml", "serve", "loopline.serving.service:LooplineService",
+            "--host", cfg.host, "--port", str(cfg.port), "--working-dir", str(run_dir)]
+    return ServeRun(argv, env, spec, spec_path, cfg.host, cfg.port)

@@ -16,6 +16,7 @@ from loopline.core.dvc import dvc
 from loopline.core.errors import LooplineError
 from loopline.core.git import git
 from loopline.core.layout import CONF_DIR, CONF_NAME, STATE_DIR
+from loopline.pipeline.tabular import read_table, write_table
 
 MARKER = ".loopline-simulate"
 BRANCH = "faulty-extract"
@@ -32,21 +33,6 @@ def _merge(a: dict, b: dict) -> dict:
 
 def _git(cwd: Path, *args: str) -> str:
     return git(cwd, *args).stdout.strip()
-
-
-def read_table(path: Path, fmt: str) -> Any:
-    import pandas as pd
-
-    if fmt == "parquet" or (fmt == "auto" and path.suffix == ".parquet"):
-        return pd.read_parquet(path)
-    return pd.read_csv(path)
-
-
-def write_table(df: Any, path: Path, fmt: str) -> None:
-    if fmt == "parquet" or (fmt == "auto" and path.suffix == ".parquet"):
-        df.to_parquet(path, index=False)
-    else:
-        df.to_csv(path, index=False)
 
 
 def make_sandbox(root: Path, params: Any, workdir: Path, *, seed: int, quick: bool) -> Any:

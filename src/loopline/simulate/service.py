@@ -10,12 +10,11 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from loopline.core.errors import LooplineError
-from loopline.core.layout import SERVE_DIR, STATE_DIR
+from loopline.core.layout import STATE_DIR
 
 STAGE = "prod"
 
@@ -40,25 +39,10 @@ class Service:
     def command(self) -> tuple[list[str], dict[str, str]]:
         """The BentoML command and environment, with the spec of prod written for it."""
         from loopline.config.params import load_params
-        from loopline.serving.spec import SPEC_ENV, make_spec, resolve_model, write_spec
+        from loopline.serving.spec import prepare_run
 
-        params = load_params(self.work)
-        cfg = params.serve.model_copy(update={"port": self.port, "workers": 1})
-        models, stage = params.paths.models, params.registry.serving_stage
-        entry = resolve_model(self.work, STAGE, models=models, default_stage=stage)
-        shadow = (resolve_model(self.work, params.serve.shadow, models=models, default_stage=stage)
-                  if params.serve.shadow else None)
-        run_dir = self.work / SERVE_DIR / f"run-{cfg.port}"
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "active.json").unlink(missing_ok=True)
-        spec = make_spec(self.work, cfg, params.artifact, entry, shadow, ref=STAGE,
-                         run_dir=run_dir, models=models, default_stage=stage)
-        spec_path = write_spec(run_dir / "spec.json", spec)
-        env = {**os.environ, SPEC_ENV: str(spec_path), "BENTOML_DO_NOT_TRACK": "True"}
-        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-        argv = [sys.executable, "-m", "bentoml", "serve", "loopline.serving.service:LooplineService",
-                "--host", cfg.host, "--port", str(cfg.port), "--working-dir", str(run_dir)]
-        return argv, env
+        run = prepare_run(self.work, load_params(self.work), STAGE, port=self.port, workers=1)
+        return run.argv, run.env
 
     def start(self, timeout: float = 180.0) -> None:
         import httpx

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-from loopline.core.layout import DVC_YAML
+from loopline.core.layout import DVC_YAML, INSTANCE_README
 from loopline.gitops.scaffold.plan import Plan
 from loopline.gitops.scaffold.sources import CONFIG_YAML
 
@@ -220,7 +220,7 @@ def instance_files(plan: Plan, shared: dict[str, bytes]) -> dict[str, bytes]:
             raw = render_dvc_yaml(raw.decode()).encode()
         out[rel] = raw
     out[f"conf/data/{plan.data_name}.yaml"] = data_config(plan).encode()
-    out["README.md"] = readme(plan).encode()
+    out[INSTANCE_README] = readme(plan).encode()
     out[".gitignore"] = GITIGNORE.encode()
     out[".dvcignore"] = DVCIGNORE.encode()
     return out

@@ -28,6 +28,7 @@ from loopline.core.layout import (
     SLICES_JSON,
     Layout,
 )
+from loopline.core.names import GATE_METRICS, SLICE_METRICS
 from loopline.model.metrics import classification_metrics, rounded, scorer
 from loopline.pipeline.tabular import load_split, xy
 
@@ -46,7 +47,7 @@ def slice_metrics(frame: pd.DataFrame, column: str, y: np.ndarray, proba: np.nda
         stats["included_in_gap"] = bool(mask.sum() >= min_size)
         slices[str(value)] = stats
     gaps = {}
-    for metric in ("accuracy", "recall", "precision", "f1", "roc_auc"):
+    for metric in SLICE_METRICS:
         vals = {k: s[metric] for k, s in slices.items() if s["included_in_gap"] and s[metric] is not None}
         if len(vals) >= 2:
             lo, hi = min(vals, key=vals.get), max(vals, key=vals.get)
@@ -135,4 +136,4 @@ def run(params: Params, root: Path) -> dict:
         out.csv(plots / PR_CSV, pr)
         out.csv(plots / CONFUSION_CSV, confusion)
         out.text(lay.report(EVALUATION_MD), markdown(metrics, slices, imp, positive))
-    return {k: metrics[k] for k in ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")}
+    return {k: metrics.get(k) for k in GATE_METRICS}

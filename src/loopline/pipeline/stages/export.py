@@ -33,6 +33,7 @@ from loopline.core.layout import (
     SLICES_JSON,
     Layout,
 )
+from loopline.core.names import METRICS
 from loopline.pipeline.tabular import ROW_ID, feature_columns, load_split, xy
 
 UPSTREAM = ("ingest", "validate", "prepare", "train", "evaluate")
@@ -129,7 +130,7 @@ def card_markdown(card: dict) -> str:
              f"- git commit: `{card['lineage']['git']['commit']}`"
              + (" (uncommitted changes)" if card["lineage"]["git"]["dirty"] else ""),
              "", "## Held-out metrics", "", "| metric | value |", "|---|---|"]
-    for k in ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "brier"):
+    for k in METRICS:
         if m.get(k) is not None:
             lines.append(f"| {k} | {m[k]:.4f} |")
     if card["slice_gaps"]:
