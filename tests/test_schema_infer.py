@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from loopline.config.infer import MAX_CATEGORIES, infer_column, infer_schema, schema_yaml
+from loopline.pipeline.schema import MAX_CATEGORIES, infer_column, infer_schema, schema_yaml
 from loopline.config.pipeline import Schema
 from loopline.core.errors import LooplineError
 from loopline.pipeline.stages import ingest
@@ -125,7 +125,7 @@ def test_boolean_and_float_targets_get_the_labels_validate_compares() -> None:
     """Classes are written as validate and prepare read them (true/1), not as Python prints them."""
     import pandas as pd
 
-    from loopline.config.infer import infer_schema
+    from loopline.pipeline.schema import infer_schema
     from loopline.config.pipeline import DataConfig
     from loopline.pipeline.stages.validate import check_target
 

@@ -3,7 +3,7 @@
 ``add_commands(app)`` adds them to the Typer app. Like every command module this one
 imports only typer at import time; Hydra, DVC, pandas and scikit-learn are imported by the
 domain functions a command calls (:mod:`loopline.config.compose`,
-:mod:`loopline.pipeline.repro`, :mod:`loopline.pipeline.runner`, :mod:`loopline.config.infer`).
+:mod:`loopline.pipeline.repro`, :mod:`loopline.pipeline.runner`, :mod:`loopline.pipeline.schema`).
 """
 
 from __future__ import annotations
@@ -185,7 +185,7 @@ def schema(
         "--output", "-o", help="Write here instead of stdout.")] = None,
 ) -> None:
     """Infer a schema (types, ranges, categories) from a data file, as conf/data YAML."""
-    from loopline.config.infer import infer_schema, schema_yaml
+    from loopline.pipeline.schema import infer_schema, schema_yaml
     from loopline.pipeline.tabular import read_table
 
     text = schema_yaml(infer_schema(read_table(data), target))

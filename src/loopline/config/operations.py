@@ -123,7 +123,7 @@ class MonitorConfig(Strict):
 
     @model_validator(mode="after")
     def _checks(self) -> MonitorConfig:
-        from loopline.monitoring.methods import check_method
+        from loopline.core.names import check_method
 
         for column, method in self.drift_methods.items():
             check_method(method, column)  # the column's kind is checked with the schema

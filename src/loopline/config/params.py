@@ -85,7 +85,7 @@ class Params(Strict):
         for col in self.gate.drift.per_column:
             if col not in numeric + categorical:
                 raise ValueError(f"gate.drift.per_column names {col!r}, which is not a feature column")
-        from loopline.monitoring.methods import check_method
+        from loopline.core.names import check_method
 
         for col, method in self.monitor.drift_methods.items():
             if col not in numeric + categorical:

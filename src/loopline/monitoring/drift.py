@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from loopline.monitoring.methods import METHODS
+from loopline.core.names import DRIFT_METHODS as METHODS
 
 DEFAULT_THRESHOLDS = {name: m.threshold for name, m in METHODS.items()}
 P_VALUE_METHODS = {name for name, m in METHODS.items() if m.p_value}

@@ -2,7 +2,7 @@
 
 An instance is a Git + DVC repository laid out like the reference instance at the root of
 the loopline repository. Its conf/ holds only what is its own: conf/config.yaml and a data
-option, ``conf/data/<name>.yaml``, with a schema inferred by :mod:`loopline.config.infer`;
+option, ``conf/data/<name>.yaml``, with a schema inferred by :mod:`loopline.pipeline.schema`;
 every other config group is loopline's packaged default (:mod:`loopline.config.defaults`),
 so upgrading loopline upgrades them. dvc.yaml, conf/config.yaml and the GitHub workflows
 are the reference's own files, adapted (:mod:`.sources` finds them, :mod:`.render` adapts

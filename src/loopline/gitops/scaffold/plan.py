@@ -79,7 +79,7 @@ def target_classes(df, target: str) -> dict[str, int]:  # noqa: ANN001
     Raises:
         LooplineError: unknown column, empty target values, or fewer than two classes.
     """
-    from loopline.config.infer import infer_schema
+    from loopline.pipeline.schema import infer_schema
 
     if target not in df.columns:
         cols = ", ".join(str(c) for c in df.columns if c != "row_id")
@@ -142,7 +142,7 @@ def example_record(df, schema: dict, target: str) -> dict:  # noqa: ANN001
 def make_plan(dest: Path, data: Path, target: str, *, positive: str | None = None,
               name: str | None = None) -> Plan:
     """Check the user's input and decide everything ``init`` writes; writes nothing."""
-    from loopline.config.infer import infer_schema
+    from loopline.pipeline.schema import infer_schema
 
     check_dest(dest)
     artifact = artifact_name(dest, name)

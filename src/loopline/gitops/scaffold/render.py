@@ -106,7 +106,7 @@ def _line(key: str, value: str, comment: str) -> str:
 
 def data_config(plan: Plan) -> str:
     """conf/data/<name>.yaml: where the data is, what to predict, and its inferred schema."""
-    from loopline.config.infer import schema_yaml
+    from loopline.pipeline.schema import schema_yaml
 
     shares = ", ".join(f"{c} {n / plan.rows:.0%}" for c, n in plan.classes.items())
     return f"""\
