@@ -33,8 +33,9 @@ test: install
 	  echo "chromium not installed: the dashboard rendering test will be skipped"
 	$(BIN)/python -m pytest
 
+# Unit tests only (tests/unit, about a minute); tests/e2e runs the real pipeline, servers, builds.
 test-fast: install
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest tests/unit
 
 bench: install
 	$(BIN)/python bench/run.py

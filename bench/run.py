@@ -26,9 +26,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))
 
-from conftest import make_instance  # noqa: E402  (the same copy the tests make)
+from tests.helpers.instance import make_instance  # noqa: E402  (the same copy the tests make)
 
 BARE = r"""
 import sys, time, yaml

@@ -1,112 +1,22 @@
-"""Shared fixtures: real temp git + DVC repos made from the reference instance."""
+"""Fixtures that unit and end-to-end tests share: instances of the reference, synthetic data.
+
+The helpers these fixtures use (``sh``, ``loopline``, ``make_instance``, ...) live in
+tests/helpers, where any test imports them from.
+"""
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from loopline.config import defaults
+# Plain asserts in the helpers report their values like those in the tests.
+pytest.register_assert_rewrite("tests.helpers")
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULTS = defaults.DIR
-BIN = Path(sys.executable).parent
-
-# Tests make real commits; give git an identity that does not depend on the machine.
-os.environ.setdefault("GIT_AUTHOR_NAME", "loopline tests")
-os.environ.setdefault("GIT_AUTHOR_EMAIL", "tests@loopline.invalid")
-os.environ.setdefault("GIT_COMMITTER_NAME", "loopline tests")
-os.environ.setdefault("GIT_COMMITTER_EMAIL", "tests@loopline.invalid")
-os.environ["DVC_NO_ANALYTICS"] = "1"
-# OpenMP busy-waiting (HistGradientBoosting) collapses under a loaded 2-core machine when
-# pytest, DVC and stage processes share it: one thread each keeps test times predictable.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
-
-INSTANCE_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", "conf", "data/credit_data.csv",
-                  "reports/champion.json",
-                  "data/README.md", "src/loopline"]
-
-# Small search and importance settings, so a whole pipeline run takes seconds.
-FAST_SEARCH = """\
-method: random
-n_iter: 3
-cv: 3
-scoring: roc_auc
-n_jobs: 1
-halving_factor: 3
-backend: local
-dask_scheduler: null
-"""
-
-
-def default_text(rel: str) -> str:
-    """A file of loopline's packaged defaults (the generic conf groups), e.g. gate/default.yaml."""
-    return (DEFAULTS / rel).read_text(encoding="utf-8")
-
-
-def shadow_default(root: Path, rel: str, text: str) -> Path:
-    """Write conf/REL in an instance, where it shadows the packaged default of the same name."""
-    path = root / "conf" / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def fast_settings(root: Path) -> None:
-    """FAST_SEARCH and 2 permutation repeats, as options in an instance's conf/ that shadow
-    loopline's packaged defaults of the same name."""
-    shadow_default(root, "search/random.yaml", FAST_SEARCH)
-    shadow_default(root, "evaluate/default.yaml", default_text("evaluate/default.yaml")
-                   .replace("n_repeats: 5", "n_repeats: 2"))
-
-
-def sh(*args: str, cwd: Path, check: bool = True, env: dict | None = None,
-       timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run a command, returning its completed process (text output)."""
-    res = subprocess.run(list(args), cwd=cwd, capture_output=True, text=True,
-                         env=env or os.environ.copy(), timeout=timeout)
-    if check and res.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} exited {res.returncode}\n{res.stdout}\n{res.stderr}")
-    return res
-
-
-def loopline(*args: str, cwd: Path, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
-    return sh(str(BIN / "loopline"), *args, cwd=cwd, check=check, timeout=timeout)
-
-
-def make_instance(dest: Path, *, fast: bool = True) -> Path:
-    """Copy the reference instance into ``dest`` as a fresh git + DVC repo with one commit."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for rel in INSTANCE_FILES:
-        src = REPO / rel
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, target)
-    sh("git", "init", "-q", "-b", "main", cwd=dest)
-    sh(str(BIN / "dvc"), "init", "-q", cwd=dest)
-    shutil.copy2(REPO / ".dvc" / "config", dest / ".dvc" / "config")
-    (dest / ".gitignore").write_text("__pycache__/\n")
-    if fast:
-        fast_settings(dest)
-        loopline("params", cwd=dest)
-    sh("git", "add", "-A", cwd=dest)
-    sh("git", "commit", "-q", "-m", "instance", cwd=dest)
-    return dest
-
-
-def ran_stages(run_json: str) -> set[str]:
-    """Stage names that actually ran, from `loopline run --json` output."""
-    doc = json.loads(run_json)
-    return {k for k, v in doc["stages"].items() if v["state"] == "done"}
+from tests.helpers.churn import churn_frame  # noqa: E402
+from tests.helpers.commands import loopline, sh  # noqa: E402
+from tests.helpers.instance import make_instance  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -140,3 +50,10 @@ def built_copy(built_instance: Path, tmp_path: Path) -> Path:
     dest = tmp_path / "copy"
     shutil.copytree(built_instance, dest, symlinks=True)
     return dest
+
+
+@pytest.fixture()
+def churn_csv(tmp_path: Path) -> Path:
+    path = tmp_path / "churn.csv"
+    churn_frame(400).to_csv(path, index=False)
+    return path

@@ -90,7 +90,10 @@ class Params(Strict):
         for col, method in self.monitor.drift_methods.items():
             if col not in numeric + categorical:
                 raise ValueError(f"monitor.drift_methods names {col!r}, which is not a feature column")
-            check_method(method, col, numeric=col in numeric)
+            try:
+                check_method(method, col, numeric=col in numeric)
+            except ValueError as err:
+                raise ValueError(f"monitor.drift_methods.{col}: {err}") from None
         if self.gate.champion.stage not in self.registry.stages:
             raise ValueError(f"gate.champion.stage {self.gate.champion.stage!r} is not one of "
                              f"registry.stages {self.registry.stages}")

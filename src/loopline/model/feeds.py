@@ -65,7 +65,7 @@ def _column(X: Any, name: str) -> Any:
     Building a Series costs ~30 us per column with pandas 3 on the 2-core box, which
     made the frame feeds ~1 ms per call; pandas' internal ``_get_column_array`` returns
     the same ndarray/ExtensionArray in ~2 us (pandas is bounded in pyproject.toml and
-    tests/test_onnx_private_api.py checks the method). Falls back to the public API if
+    tests/unit/model/test_feeds.py checks the method). Falls back to the public API if
     the name is duplicated or pandas drops the method.
     """
     loc = X.columns.get_loc(name)

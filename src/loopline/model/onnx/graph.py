@@ -2,7 +2,7 @@
 
 skl2onnx calls a converter with its ``Scope`` (unique names), the operator (the fitted
 estimator and its input/output variables) and a container (nodes, initializers). Only the
-methods named in tests/test_onnx_private_api.py are used on them: ``Scope`` lives in
+methods named in tests/unit/model/test_onnx.py are used on them: ``Scope`` lives in
 skl2onnx's private ``common._topology``, so skl2onnx is bounded in pyproject.toml and that
 test names whatever moves.
 """

@@ -1,0 +1,89 @@
+"""`loopline init` decides before it writes (gitops/scaffold/plan.py): names, the positive
+class, and refusals that name the problem and create nothing."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from loopline.core.names import NAME_RE
+from loopline.gitops.scaffold import plan
+from tests.helpers.churn import churn_frame
+from tests.helpers.commands import loopline
+
+
+@pytest.mark.parametrize(("dirname", "artifact"), [
+    ("My Project", "my-project"), ("churn_2024", "churn-2024"), ("x", "x"),
+    ("123", "model"), ("9Lives", "lives"), ("credit-risk", "credit-risk")])
+def test_default_artifact_name(tmp_path: Path, dirname: str, artifact: str) -> None:
+    assert plan.artifact_name(tmp_path / dirname) == artifact
+
+
+@given(st.text())
+def test_a_slug_follows_the_name_rule(text: str) -> None:
+    s = plan.slug(text)
+    assert s == "" or NAME_RE.match(s)
+
+
+def test_positive_class_defaults_to_the_minority() -> None:
+    assert plan.positive_class({"no": 7, "yes": 3}, "y", None) == "yes"
+    assert plan.positive_class({"b": 5, "a": 5}, "y", None) == "a"  # ties: by name
+    assert plan.positive_class({"no": 7, "yes": 3}, "y", "no") == "no"
+
+
+# ----------------------------------------------------------------------------- refusals
+
+
+def _refused(tmp_path: Path, *args: str) -> str:
+    res = loopline("init", *args, cwd=tmp_path, check=False)
+    assert res.returncode == 1, res.stdout
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    return res.stderr
+
+
+def test_refuses_a_non_empty_directory(tmp_path: Path, churn_csv: Path) -> None:
+    (tmp_path / "inst").mkdir()
+    (tmp_path / "inst" / "notes.txt").write_text("mine\n")
+    err = _refused(tmp_path, "inst", "--data", str(churn_csv), "--target", "churn")
+    assert "inst is not empty" in err
+    assert [p.name for p in (tmp_path / "inst").iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--data", "missing.csv", "--target", "churn"], "data file not found: missing.csv"),
+    (["--data", "{csv}", "--target", "nope"], "target 'nope' is not a column of the data"),
+    (["--data", "{csv}", "--target", "churn", "--positive-class", "maybe"],
+     "positive class 'maybe' is not a value of target 'churn' (values: no, yes)"),
+    (["--data", "{csv}", "--target", "churn", "--name", "Bad_Name"],
+     "--name 'Bad_Name' is not a valid artifact name"),
+])
+def test_refusals_name_the_problem_and_create_nothing(tmp_path: Path, churn_csv: Path,
+                                                      args: list[str], message: str) -> None:
+    args = [a.replace("{csv}", str(churn_csv)) for a in args]
+    err = _refused(tmp_path, "new/inst", *args)
+    assert message in err
+    assert not (tmp_path / "new").exists()
+
+
+def test_refuses_a_target_with_one_class_or_gaps(tmp_path: Path) -> None:
+    df = churn_frame(100)
+    df.assign(churn="no").to_csv(tmp_path / "one.csv", index=False)
+    assert "target 'churn' has only one class ('no')" in _refused(
+        tmp_path, "a", "--data", "one.csv", "--target", "churn")
+    df.loc[[3, 5], "churn"] = None
+    df.to_csv(tmp_path / "gaps.csv", index=False)
+    assert "target 'churn' has 2 empty value(s)" in _refused(
+        tmp_path, "b", "--data", "gaps.csv", "--target", "churn")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_refuses_labels_the_pipeline_would_misread(tmp_path: Path) -> None:
+    df = churn_frame(100)
+    df.assign(churn=df["churn"] == "yes").to_parquet(tmp_path / "bool.parquet")
+    err = _refused(tmp_path, "a", "--data", "bool.parquet", "--target", "churn")
+    assert re.search(r"target 'churn' holds '(True|False)', which loopline reads as '(true|false)'",
+                     err)

@@ -1,0 +1,61 @@
+"""The monitor's actions (monitoring/actions.py): when to retrain, and on which records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+
+def test_a_red_error_rate_does_not_stop_the_retraining_an_amber_model_needs(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from loopline.monitoring.actions import retrain
+
+    params = SimpleNamespace(monitor=SimpleNamespace(min_labels=50),
+                             data=SimpleNamespace(id_column="id", order_column=None))
+    window = {"status": "RED", "grades": {"roc_auc": "AMBER", "error_rate": "RED"}}
+    out = retrain(tmp_path, params, window, pd.DataFrame(), "prod", service_url=None, push=None,
+                  audit_path=tmp_path / "audit.jsonl")
+    assert out and out[0]["action"] == "retrain"  # past the status check, to the data's rule
+    assert out[0]["why"].startswith("data.id_column/order_column set")
+    window = {"status": "RED", "grades": {"roc_auc": "RED", "error_rate": "AMBER"}}
+    assert retrain(tmp_path, params, window, pd.DataFrame(), "prod", service_url=None, push=None,
+                   audit_path=tmp_path / "audit.jsonl") == []  # RED model: rollback's business
+
+
+def test_an_amber_error_rate_alone_does_not_retrain(tmp_path: Path) -> None:
+    from loopline.monitoring.actions import retrain
+
+    window = {"status": "AMBER", "grades": {"roc_auc": "GREEN", "error_rate": "AMBER"}}
+    out = retrain(tmp_path, None, window, pd.DataFrame(), "prod", service_url=None, push=None,
+                  audit_path=tmp_path / "audit.jsonl")
+    assert out == [{"action": "retrain", "done": False,
+                    "why": "the window is AMBER for its error rate only: the service's failures, "
+                           "which a new model would not mend"}]
+
+
+def test_retraining_appends_only_records_the_data_lacks(tmp_path: Path) -> None:
+    from loopline.monitoring.actions import _new_rows
+
+    (tmp_path / "data").mkdir()
+    pd.DataFrame({"y": ["bad", "good"], "a": [1.0, 2.0], "k": ["x", "y"]}).to_csv(
+        tmp_path / "data/d.csv", index=False)
+
+    class P:  # the parts of params the function reads
+        class data:  # noqa: N801
+            source, format, target = "data/d.csv", "auto", "y"
+
+    labelled = pd.DataFrame({"ts": [10.0, 11.0, 12.0, 13.0],
+                             "inputs": [{"a": 1, "k": "x"}, {"a": 3.0, "k": "z"},
+                                        {"a": 4.0, "k": "x"}, {"a": 2.0, "k": "y"}],
+                             "label": ["bad", "good", "bad", "bad"]})
+    rows, old, parquet = _new_rows(tmp_path, P, labelled, through=10.5)
+    assert not parquet and len(old) == 2
+    # 10.0 is older than a previous retrain; the row at 13.0 differs from (2.0, y, good) by label
+    assert rows[["a", "k", "y"]].values.tolist() == [[3.0, "z", "good"], [4.0, "x", "bad"],
+                                                     [2.0, "y", "bad"]]
+    assert rows["_ts"].tolist() == [11.0, 12.0, 13.0]
+    rows2, _, _ = _new_rows(tmp_path, P, labelled.assign(inputs=[{"a": 2, "k": "y"}] * 4,
+                                                         label="good"), through=0.0)
+    assert rows2.empty  # (2, y, good) is in the data already: 2 and 2.0 are the same value

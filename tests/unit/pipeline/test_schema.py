@@ -1,0 +1,136 @@
+"""Unit tests of schema inference and its YAML output."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from loopline.config.pipeline import Schema
+from loopline.core.errors import LooplineError
+from loopline.pipeline.schema import MAX_CATEGORIES, infer_column, infer_schema, schema_yaml
+from loopline.pipeline.stages import ingest
+from loopline.pipeline.stages.validate import check_schema
+from loopline.pipeline.tabular import read_table
+from tests.helpers import REPO
+
+
+def sample() -> pd.DataFrame:
+    return pd.DataFrame({
+        "row_id": ["a", "b", "c", "d"],
+        "count": [0, 3, 5, 2],
+        "delta": [-1.5, 2.0, 0.25, np.nan],
+        "whole_floats": [1.0, 2.0, np.nan, 4.0],
+        "colour": ["red", "blue", None, "red"],
+        "flag": [True, False, True, True],
+        "label": [1, 0, 0, 1],
+    })
+
+
+def test_infer_column_types_and_bounds():
+    df = sample()
+    assert infer_column(df["count"]) == {"type": "integer", "min": 0, "nullable": False}
+    assert infer_column(df["delta"]) == {"type": "float", "nullable": True}  # negative: no min
+    assert infer_column(df["whole_floats"]) == {"type": "integer", "min": 0, "nullable": True}
+    assert infer_column(df["flag"]) == {"type": "boolean", "nullable": False}
+
+
+def test_infer_column_categories_sorted_and_nullable():
+    rule = infer_column(sample()["colour"])
+    assert rule == {"type": "category", "categories": ["blue", "red"], "nullable": True}
+
+
+def test_infer_column_infinite_is_float():
+    assert infer_column(pd.Series([1.0, np.inf, 3.0], name="x"))["type"] == "float"
+
+
+def test_infer_column_all_missing_numeric():
+    rule = infer_column(pd.Series([np.nan, np.nan], name="x"))
+    assert rule == {"type": "float", "nullable": True}
+
+
+def test_too_many_categories():
+    ok = pd.Series([f"v{i}" for i in range(MAX_CATEGORIES)], name="ok")
+    assert len(infer_column(ok)["categories"]) == MAX_CATEGORIES
+    bad = pd.Series([f"v{i}" for i in range(MAX_CATEGORIES + 1)], name="name")
+    with pytest.raises(LooplineError, match=r"column 'name' has 51 distinct text values"):
+        infer_column(bad)
+
+
+def test_infer_schema_target_forced_to_category():
+    schema = infer_schema(sample(), "label")
+    assert "row_id" not in schema["columns"]
+    assert schema["allow_extra_columns"] is False
+    assert schema["columns"]["label"] == {"type": "category", "categories": ["0", "1"],
+                                          "nullable": False}
+    assert list(schema["columns"]) == ["count", "delta", "whole_floats", "colour", "flag", "label"]
+
+
+def test_infer_schema_text_target_not_nullable_even_with_gaps():
+    schema = infer_schema(sample(), "colour")
+    assert schema["columns"]["colour"]["type"] == "category"
+    assert schema["columns"]["colour"]["nullable"] is False
+
+
+def test_infer_schema_numeric_target_with_too_many_values():
+    df = pd.DataFrame({"y": np.arange(60), "x": np.arange(60)})
+    with pytest.raises(LooplineError,
+                       match=r"target 'y' has 60 distinct values: not a classification"):
+        infer_schema(df, "y")
+
+
+def test_infer_schema_unknown_target():
+    with pytest.raises(LooplineError, match=r"target 'nope' is not a column .*count"):
+        infer_schema(sample(), "nope")
+
+
+def test_schema_yaml_parses_back_and_validates():
+    schema = infer_schema(sample(), "label")
+    text = schema_yaml(schema)
+    assert text.startswith("schema:\n  allow_extra_columns: false\n  columns:\n")
+    assert len(text.splitlines()) == 3 + len(schema["columns"])  # one column per line
+    parsed = yaml.safe_load(text)["schema"]
+    assert parsed == schema
+    model = Schema.model_validate(parsed)
+    assert model.columns["label"].categories == ["0", "1"]
+    assert model.columns["count"].min == 0
+
+
+def test_schema_yaml_quotes_yaml_special_words():
+    df = pd.DataFrame({"no": ["yes", "no", "on", "null"], "y": ["a", "b", "a", "b"]})
+    parsed = yaml.safe_load(schema_yaml(infer_schema(df, "y")))["schema"]
+    assert list(parsed["columns"]) == ["no", "y"]
+    assert parsed["columns"]["no"]["categories"] == ["no", "null", "on", "yes"]
+    Schema.model_validate(parsed)
+
+
+def test_inferred_schema_accepts_the_data_it_came_from():
+    raw = ingest.ingest(read_table(REPO / "data" / "credit_data.csv"), None, None)
+    inferred = infer_schema(raw, "Status")
+    cols = inferred["columns"]
+    assert cols["Status"] == {"type": "category", "categories": ["bad", "good"], "nullable": False}
+    # Income is written as 129.0 etc. with gaps: whole numbers, so integer, and nullable
+    assert cols["Income"] == {"type": "integer", "min": 0, "nullable": True}
+    assert cols["Age"] == {"type": "integer", "min": 0, "nullable": False}
+    assert cols["Records"]["categories"] == ["no", "yes"]
+    schema = Schema.model_validate(yaml.safe_load(schema_yaml(inferred))["schema"])
+    assert check_schema(raw, schema) == []
+
+
+def test_boolean_and_float_targets_get_the_labels_validate_compares() -> None:
+    """Classes are written as validate and prepare read them (true/1), not as Python prints them."""
+    import pandas as pd
+
+    from loopline.config.pipeline import DataConfig
+    from loopline.pipeline.schema import infer_schema
+    from loopline.pipeline.stages.validate import check_target
+
+    for values, want in (([True, False, True], ["false", "true"]), ([1.0, 0.0, 1.0], ["0", "1"])):
+        df = pd.DataFrame({"y": values, "x": [1, 2, 3]})
+        assert infer_schema(df, "y")["columns"]["y"]["categories"] == want
+        cfg = DataConfig.model_validate({
+            "name": "d", "source": "d.csv", "target": "y", "positive_class": want[1],
+            "schema": {"columns": {"y": {"type": "category", "categories": want},
+                                   "x": {"type": "integer"}}}})
+        assert check_target(df, cfg) == []

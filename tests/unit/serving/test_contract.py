@@ -1,0 +1,81 @@
+"""The input contract of /predict and /predict_batch (serving/contract.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydantic import TypeAdapter, ValidationError
+
+from loopline.model import feeds as onnx_feeds
+from loopline.serving import contract
+from tests.helpers.contract import GOOD, INPUTS
+
+
+def validator(inputs: dict, max_batch: int) -> TypeAdapter:
+    """Validation of a /predict payload's records, as BentoML does it in the service."""
+    return TypeAdapter(contract.records_type(contract.record_type(inputs), max_batch))
+
+
+@pytest.fixture(scope="module")
+def adapter():
+    return validator(INPUTS, max_batch=3)
+
+
+def errors(adapter, payload) -> list[tuple]:
+    with pytest.raises(ValidationError) as info:
+        adapter.validate_python(payload)
+    return [(e["loc"], e["type"]) for e in info.value.errors()]
+
+
+def test_contract_accepts_valid_and_nullable_records(adapter) -> None:
+    assert adapter.validate_python([GOOD]) == [GOOD]
+    sparse = {"Age": 18, "Records": "yes"}  # nullable fields may be left out
+    assert adapter.validate_python([sparse, {**sparse, "Income": None, "Home": None}])
+    assert adapter.validate_python([{**GOOD, "Income": 3}])[0]["Income"] == 3.0  # int is a number
+
+
+@pytest.mark.parametrize("bad, loc, kind", [
+    ({**GOOD, "Age": "30"}, (0, "Age"), "int_type"),              # no string coercion
+    ({**GOOD, "Age": 30.5}, (0, "Age"), "int_type"),              # integer column
+    ({**GOOD, "Age": True}, (0, "Age"), "int_type"),              # no bool coercion
+    ({**GOOD, "Age": 17}, (0, "Age"), "greater_than_equal"),      # range
+    ({**GOOD, "Income": -1.0}, (0, "Income"), "greater_than_equal"),
+    ({**GOOD, "Income": float("inf")}, (0, "Income"), "finite_number"),
+    ({**GOOD, "Home": "castle"}, (0, "Home"), "literal_error"),   # category
+    ({**GOOD, "Records": None}, (0, "Records"), "literal_error"),  # not nullable
+    ({**GOOD, "Extra": 1}, (0, "Extra"), "extra_forbidden"),      # unknown field
+    ({k: v for k, v in GOOD.items() if k != "Age"}, (0, "Age"), "missing"),
+])
+def test_contract_rejects_with_field_level_errors(adapter, bad, loc, kind) -> None:
+    assert (loc, kind) in errors(adapter, [bad])
+
+
+def test_integers_beyond_float64_precision_are_rejected(adapter) -> None:
+    unbounded = validator({"n": {"kind": "numeric", "type": "integer", "nullable": False}}, 2)
+    assert unbounded.validate_python([{"n": 2**53}]) == [{"n": 2**53}]
+    with pytest.raises(ValidationError):
+        unbounded.validate_python([{"n": 10**20}])
+
+
+def test_contract_bounds_the_batch(adapter) -> None:
+    assert errors(adapter, []) == [((), "too_short")]
+    assert errors(adapter, [GOOD] * 4) == [((), "too_long")]
+
+
+def test_columns_contract_and_lengths() -> None:
+    from pydantic import TypeAdapter
+
+    ta = TypeAdapter(contract.columns_type(INPUTS, max_batch=3))
+    ok = {"Age": [30, 40], "Records": ["no", "yes"], "Home": [None, "rent"]}
+    assert ta.validate_python(ok) == ok  # Income (nullable) may be left out
+    with pytest.raises(ValidationError) as info:
+        ta.validate_python({"Age": [30, "x"], "Records": ["no", None], "Zip": [1]})
+    locs = {e["loc"] for e in info.value.errors()}
+    assert {("Age", 1), ("Records", 1), ("Zip",)} <= locs
+    with pytest.raises(ValidationError):
+        ta.validate_python({"Age": [30] * 4, "Records": ["no"] * 4})  # over max_batch
+    assert contract.column_length(ok) == (2, [])
+    n, bad = contract.column_length({"Age": [1, 2, 3], "Records": ["no"], "Home": [None] * 3})
+    assert n == 3 and [b["loc"] for b in bad] == [["columns", "Records"]]
+    feeds = onnx_feeds.from_columns(ok, 2, ["Age", "Income"], ["Home"])
+    assert np.isnan(feeds["Income"]).all() and feeds["Home"].tolist() == [[""], ["rent"]]

@@ -1,0 +1,53 @@
+"""The middleware that records failed requests (serving/request_errors.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def test_request_errors_middleware_records_each_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from loopline.serving import request_errors
+
+    seen: list[tuple[str, int]] = []
+    monkeypatch.setattr(request_errors, "SINKS",
+                        [lambda ts, route, status: seen.append((route, status))])
+
+    def app_answering(status: int, then: BaseException | None = None):
+        async def app(scope, receive, send):
+            await send({"type": "http.response.start", "status": status, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            if then is not None:
+                raise then
+        return app
+
+    def app_raising(exc: BaseException):
+        async def app(scope, receive, send):
+            raise exc
+        return app
+
+    async def call(app, path: str = "/predict") -> None:
+        async def receive():
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message):
+            pass
+
+        try:
+            await request_errors.RequestErrors(app)({"type": "http", "path": path}, receive, send)
+        except (RuntimeError, asyncio.CancelledError):
+            pass
+
+    async def scenario() -> None:
+        await call(app_answering(200))
+        await call(app_answering(400), "/predict_batch")
+        await call(app_answering(422), "/admin/reload")  # not an inference route
+        await call(app_answering(400, then=RuntimeError("after the answer")))  # once, not twice
+        await call(app_raising(RuntimeError("bug")), "/feedback")
+        await call(app_raising(asyncio.CancelledError()))  # BentoML's timeout
+        request_errors.SINKS[:] = [lambda *a: 1 / 0]  # a broken sink never breaks a response
+        await call(app_answering(400))
+
+    asyncio.run(scenario())
+    assert seen == [("/predict_batch", 400), ("/predict", 400), ("/feedback", 500), ("/predict", 504)]
