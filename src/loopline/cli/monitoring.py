@@ -44,15 +44,13 @@ def monitor(
 
     Exit status: 0 GREEN (or no data), 3 AMBER, 4 RED (1 and 2 stay errors).
     """
-    from loopline.config.params import load_params
+    from loopline.config.params import load_params, revalidate
     from loopline.core.layout import find_root
     from loopline.monitoring.check import check
 
     root = find_root(repo)
     params = load_params(root)
-    cfg = params.monitor.model_copy(update={k: v for k, v in (("window", window), ("windows", windows))
-                                            if v is not None})
-    cfg = type(cfg).model_validate(cfg.model_dump())  # re-check the overrides
+    cfg = revalidate(params.monitor, "monitor", window=window, windows=windows)
     doc = check(root, params, cfg, log_path=Path(log or root / params.serve.log.path), until=until,
                 html=html, act=act, service_url=service_url, push=push, retrain_pr=retrain_pr)
     if as_json:

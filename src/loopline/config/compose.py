@@ -41,6 +41,14 @@ def compose(root: Path, overrides: list[str] | tuple[str, ...] = ()) -> str:
     except (HydraException, OmegaConfBaseException) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise LooplineError(f"cannot compose {CONF_DIR}/: {first}") from None
+    except yaml.YAMLError as err:  # Hydra lets a config file's YAML error through as it is
+        mark = getattr(err, "problem_mark", None)
+        where = f"{CONF_DIR}/"
+        if mark is not None:
+            path = Path(mark.name)
+            where = f"{path.relative_to(root) if path.is_relative_to(root) else path}, line {mark.line + 1}"
+        raise LooplineError(f"cannot compose {CONF_DIR}/: {where} is not valid YAML: "
+                            f"{getattr(err, 'problem', None) or err}") from None
     finally:
         GlobalHydra.instance().clear()
 

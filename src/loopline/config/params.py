@@ -144,6 +144,17 @@ def validate_params(data: Any, source: str = PARAMS_FILE) -> Params:
         raise LooplineError(_format_validation(err, source)) from None
 
 
+def revalidate(section: Any, key: str, **updates: Any) -> Any:
+    """A config section with ``updates`` (e.g. command-line options) applied and checked again;
+    a bad value is one line naming ``key.field``."""
+    data = {**section.model_dump(by_alias=True), **{k: v for k, v in updates.items() if v is not None}}
+    try:
+        return type(section).model_validate(data)
+    except ValidationError as err:
+        msg = _format_validation(err, "the command line")
+        raise LooplineError(msg.replace("the command line: ", f"the command line: {key}.", 1)) from None
+
+
 def parse_yaml(text: str, source: str) -> Any:
     try:
         return yaml.safe_load(text)

@@ -123,7 +123,11 @@ def build(root: Path, base: str | None = None, artifacts_url: str | None = None)
     params = load_params(root)
     reports = params.paths.reports
     base = base or default_base(root)
-    base_sha = git(root, "rev-parse", "--verify", f"{base}^{{commit}}").stdout.strip()
+    found = git(root, "rev-parse", "--verify", "-q", f"{base}^{{commit}}", check=False)
+    if found.returncode != 0:
+        raise LooplineError(f"unknown base revision {base!r}: name a branch, tag or commit "
+                            "(e.g. --base origin/main)")
+    base_sha = found.stdout.strip()
     head_sha = git(root, "rev-parse", "HEAD").stdout.strip()
     dirty = bool(git(root, "status", "--porcelain", "--untracked-files=no").stdout.strip())
     base_params = yaml.safe_load(_at(root, base_sha, PARAMS_FILE) or "{}")
