@@ -135,6 +135,31 @@ def print_monitor(doc: dict) -> None:
         out.print(f"  action {a['action']}: {json.dumps(detail, default=str)}", markup=False)
 
 
+def print_records(frame, shown: int | None) -> None:  # noqa: ANN001 (a pandas DataFrame)
+    """``loopline log``: the records (or summary rows) as a table; ``shown`` rows at most, and a
+    note when there were more (the frame holds one row more than shown when it was cut)."""
+    from rich.table import Table
+
+    out = console()
+    if frame.empty:
+        out.print("no records match", markup=False)
+        return
+    more = shown is not None and len(frame) > shown
+    rows = frame.head(shown) if more else frame
+    table = Table(show_header=True, header_style="bold")
+    for col in rows.columns:
+        table.add_column(str(col), overflow="fold")
+    for rec in rows.itertuples(index=False):
+        table.add_row(*("–" if v is None or v != v else
+                        (v.strftime("%Y-%m-%d %H:%M:%S") if hasattr(v, "strftime") else
+                         f"{v:.4g}" if isinstance(v, float) else str(v)) for v in rec),
+                      )
+    out.print(table)
+    if more:
+        out.print(f"(first {shown} rows; --limit N for more, --csv or --json for all)",
+                  markup=False)
+
+
 class StageDisplay:
     """``loopline run``'s progress: live per-stage rows on a terminal, plain lines elsewhere."""
 

@@ -10,7 +10,13 @@ from pydantic import Field, field_validator, model_validator
 
 from loopline.config.pipeline import Strict
 from loopline.core.layout import ALERTS_DEFAULT, INFERENCE_LOG_DEFAULT, MONITOR_HISTORY_DEFAULT
-from loopline.core.names import LIVE_METRICS, check_known, check_name
+from loopline.core.names import (
+    DURATION_PATTERN,
+    LIVE_METRICS,
+    check_known,
+    check_name,
+    duration_seconds,
+)
 
 
 class RegistryConfig(Strict):
@@ -99,7 +105,7 @@ class AlertConfig(Strict):
 class MonitorConfig(Strict):
     """`loopline monitor`: windows over the inference log, RAG bands, alerts."""
 
-    window: str = Field("1d", pattern=r"^\d+[smhd]$")
+    window: str = Field("1d", pattern=DURATION_PATTERN)
     windows: int = Field(7, ge=1, le=10_000)
     min_rows: int = Field(100, ge=1)
     min_labels: int = Field(50, ge=1)
@@ -118,8 +124,7 @@ class MonitorConfig(Strict):
 
     @property
     def window_seconds(self) -> int:
-        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}[self.window[-1]]
-        return int(self.window[:-1]) * unit
+        return duration_seconds(self.window)
 
     @model_validator(mode="after")
     def _checks(self) -> MonitorConfig:
