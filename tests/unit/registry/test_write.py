@@ -27,9 +27,8 @@ def test_push_conflict_when_the_remote_moved_fails_clearly_and_leaves_no_local_t
     assert f"{ART}#prod#1" not in repo.tags()
     # the race: the colleague pushes between our check and our push
     monkeypatch.setattr(write, "remote_tags", lambda *a: {})
-    with pytest.raises(LooplineError, match=r"remote origin moved: credit-risk#prod#1 already "
-                                            r"exists there; fetch tags .* "
-                                            r"\(local tag credit-risk#prod#1 removed\)"):
+    with pytest.raises(LooplineError, match=r"another promotion won the race: credit-risk#prod#1 "
+                                            r"was created on origin first; fetch tags .* retry"):
         registry.promote("v0.2.0", "prod", root=repo.path, push="origin")
     assert [t for t in repo.tags() if "#" in t] == []
     monkeypatch.undo()
