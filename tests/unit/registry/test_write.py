@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,47 @@ def test_push_conflict_when_the_remote_moved_fails_clearly_and_leaves_no_local_t
     assert res["tag"] == f"{ART}#prod#2" and res["pushed"] == "origin"
     remote = git(repo.path, "ls-remote", "--tags", "origin")
     assert f"refs/tags/{ART}#prod#2" in remote
+
+
+RACE_FORMS = {
+    "atomic": ("!\trefs/tags/x:refs/tags/credit-risk#prod#2\t[remote rejected] "
+               "(atomic transaction failed)\n", "error: failed to push some refs to 'o'\n"),
+    "lock": ("!\trefs/tags/x:refs/tags/credit-risk#prod#2\t[remote rejected] (failed to "
+             "update ref)\n", "remote: error: cannot lock ref 'refs/tags/credit-risk#prod#2': "
+             "reference already exists\nerror: failed to push some refs to 'o'\n"),
+    "client": ("!\trefs/tags/x:refs/tags/credit-risk#prod#2\t[rejected] (already exists)\n",
+               "error: failed to push some refs to 'o'\n"),
+    "bare": ("", "error: failed to push some refs to 'o'\n"),  # only the remote tells
+}
+
+
+@pytest.mark.parametrize("form", sorted(RACE_FORMS))
+def test_every_form_of_a_lost_race_says_so(repo: Repo, origin: Path, form: str,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    repo.register("a", push="origin")
+    registry.promote("v0.1.0", "prod", root=repo.path, push="origin")
+    repo.register("b", push="origin")
+    out, err = RACE_FORMS[form]
+    real = write.git
+
+    def refused(root, *args, **kw):  # the push is refused as git words it; the rest is real
+        if args[0] == "push":
+            return subprocess.CompletedProcess(args, 1, out, err)
+        return real(root, *args, **kw)
+
+    monkeypatch.setattr(write, "git", refused)
+    if form == "bare":  # the remote has the name now: a colleague's tag
+        monkeypatch.setattr(write, "_remote", lambda *a: {f"refs/tags/{ART}#prod#2": "f" * 40})
+    with pytest.raises(LooplineError, match=r"^another promotion won the race: credit-risk#prod#2 "
+                                            r"was created on origin first; fetch tags \(git "
+                                            r"fetch origin --tags\) and retry$"):
+        registry.promote("v0.2.0", "prod", root=repo.path, push="origin")
+    assert f"{ART}#prod#2" not in repo.tags()
+    monkeypatch.undo()
+    monkeypatch.setattr(write, "git", lambda root, *a, **kw: (
+        subprocess.CompletedProcess(a, 1, "", "remote: pre-receive hook declined\nerror: "
+                                    "failed to push some refs to 'o'\n") if a[0] == "push"
+        else real(root, *a, **kw)))
+    with pytest.raises(LooplineError, match=r"^push to origin failed: error: failed to push "
+                                            r"some refs to 'o' \(nothing was created\)$"):
+        registry.promote("v0.2.0", "prod", root=repo.path, push="origin")
