@@ -71,7 +71,7 @@ class NotWritten(Exception):
 
 def write_atomic(path: str | os.PathLike[str], writer: Callable[[Path], None] | None = None, *,
                  chunks: Iterable[bytes] | None = None,
-                 check: Callable[[Path], None] | None = None) -> Path:
+                 check: Callable[[Path], None] | None = None, executable: bool = False) -> Path:
     """The one way loopline writes a file: a unique temp file in the target's directory
     (created exclusively, never through a symlink), filled, checked, then renamed onto
     ``path`` (atomic; a symlink at ``path`` is replaced, never followed). The file gets the
@@ -84,6 +84,7 @@ def write_atomic(path: str | os.PathLike[str], writer: Callable[[Path], None] | 
         chunks: Or the bytes to write, written through the temp file's descriptor.
         check: Called on the filled temp file; raising :class:`NotWritten` (or anything)
             drops it and leaves ``path`` as it was.
+        executable: Also the execute bits the umask allows (a copied script).
 
     Raises:
         IsADirectoryError: ``path`` is a directory.
@@ -94,7 +95,8 @@ def write_atomic(path: str | os.PathLike[str], writer: Callable[[Path], None] | 
         raise IsADirectoryError(errno.EISDIR, "is a directory", str(target))
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        os.fchmod(fd, file_mode())
+        mode = file_mode()
+        os.fchmod(fd, mode | (mode & 0o444) >> 2 if executable else mode)
         if chunks is not None:
             with os.fdopen(fd, "wb", closefd=True) as fh:
                 fd = -1
@@ -133,8 +135,10 @@ def read_chunks(path: str | os.PathLike[str], size: int = 1 << 20) -> Iterator[b
 
 def copy_file(src: str | os.PathLike[str], dest: str | os.PathLike[str],
               check: Callable[[Path], None] | None = None) -> Path:
-    """Copy ``src`` to ``dest`` through :func:`write_atomic` (content only, mode from umask)."""
-    return write_atomic(dest, chunks=read_chunks(src), check=check)
+    """Copy ``src`` to ``dest`` through :func:`write_atomic`: the content, and the mode from
+    the umask (with execute bits when ``src`` is executable)."""
+    return write_atomic(dest, chunks=read_chunks(src), check=check,
+                        executable=bool(os.stat(src).st_mode & 0o100))
 
 
 def append_text(path: str | os.PathLike[str], text: str) -> Path:
