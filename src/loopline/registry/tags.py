@@ -277,6 +277,11 @@ class Registry:
                 raise LooplineError(f"HEAD ({head[:12]}) has no version of "
                                     f"{self.settings.artifact}: run `loopline register` first")
             return max(at_head, key=lambda v: semver_key(v.version))
+        named, at, _ = ref.rpartition("@")
+        if at and named != self.settings.artifact:
+            raise LooplineError(f"{ref!r} names artifact {named!r}, but this repository's "
+                                f"artifact is {self.settings.artifact!r} (artifact in "
+                                f"{PARAMS_FILE})")
         name = normalize_version(ref)
         found = self.versions.get(name)
         if found is None:
