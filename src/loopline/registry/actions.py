@@ -88,8 +88,9 @@ def register(root: str | os.PathLike[str] | None = None, *, bump: str = "minor",
         layout = load_layout(base)
         card, md5s = check_model(layout)
         gate = check_gate(layout, card, force)
+        taken = [*reg.versions, *reg.deregistered]  # a deregistered name is never reused
         name = normalize_version(version) if version else bump_version(
-            reg.latest().version if reg.latest() else None, bump)
+            max(taken, key=semver_key) if taken else None, bump)
         semver_key(name)
         if name in reg.versions or name in reg.deregistered:
             raise LooplineError(f"version {name} of {settings.artifact} already exists "

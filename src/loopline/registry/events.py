@@ -21,7 +21,7 @@ def timeline(reg: Registry, stage: str | None = None) -> list[dict]:
     """The audit timeline of ``reg`` (of one stage, or all), newest first."""
     rows: list[tuple[tuple, dict]] = []
     if stage is None:
-        for v in reg.versions.values():
+        for v in [*reg.versions.values(), *reg.retired.values()]:
             rows.append(((*v.order, 0), _version_event(reg, v)))
         for version, t in reg.deregistered.items():
             rows.append(((*t.order, 0), _row(t, "deregister", version, None, None)))

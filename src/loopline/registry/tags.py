@@ -176,6 +176,7 @@ class Registry:
         self.assignments = assignments
         self.unassignments: dict[str, list[Assignment]] = {}
         self.deregistered: dict[str, Tag] = {}  # version to its (newest) deregistration tag
+        self.retired: dict[str, Version] = {}  # version tags that a deregistration outdates
         self.markers: dict[str, dict[int, Assignment]] = {}  # stage to n to the assignment
         self._by_commit: dict[str, list[Version]] | None = None
 
@@ -224,10 +225,12 @@ class Registry:
                 stage, n = m.group(1), int(m.group(2))
                 markers.setdefault(stage, {})[n] = Assignment(
                     f"{a}#{stage}#{n}", obj, commit, time, message, stage=stage, n=n)
+        retired = {}
         for version, tag in deregs.items():  # GTO: the newest of the two decides
             if version in versions and tag.order > versions[version].order:
-                del versions[version]
+                retired[version] = versions.pop(version)
         reg = cls(settings, versions, assignments)
+        reg.retired = retired
         reg.deregistered = deregs
         reg.unassignments = unassignments
         reg.markers = markers
@@ -355,7 +358,7 @@ class Registry:
     def all_tags(self) -> list[Tag]:
         """Every tag of the artifact (versions, assignments, GTO's unassignments and
         deregistrations)."""
-        return [*self.versions.values(), *self.deregistered.values(),
+        return [*self.versions.values(), *self.retired.values(), *self.deregistered.values(),
                 *(a for v in self.assignments.values() for a in v),
                 *(a for v in self.unassignments.values() for a in v)]
 

@@ -288,6 +288,13 @@ def remote_tags(root: Path, remote: str, artifact: str) -> dict[str, str]:
     return out
 
 
+def _fetch_markers(root: Path, remote: str, refs: list[str]) -> None:
+    """Fetch the remote's marker refs this clone lacks (so its history shows deleted
+    assignments); best effort: the numbers themselves are already known from ls-remote."""
+    if refs:
+        git(root, "fetch", "-q", "--no-tags", remote, *(f"+{r}:{r}" for r in refs), check=False)
+
+
 def check_remote(reg: Registry, remote: str, relevant: re.Pattern,
                  stage: str | None = None) -> tuple[int, ...]:
     """Fail when ``remote`` has relevant tags that are missing or different here.
@@ -297,9 +304,14 @@ def check_remote(reg: Registry, remote: str, relevant: re.Pattern,
     """
     local = {t.tag: t.object for t in reg.versions.values()}
     local.update({a.tag: a.object for v in reg.assignments.values() for a in v})
+    marks = {marker_ref(reg.settings.artifact, st, n)
+             for st, items in reg.markers.items() for n in items}
     ns = []
     prefix = f"{REGISTRY_MARKERS}/{reg.settings.artifact}/{stage}/"
-    for name, sha in sorted(remote_tags(reg.settings.root, remote, reg.settings.artifact).items()):
+    there = remote_tags(reg.settings.root, remote, reg.settings.artifact)
+    _fetch_markers(reg.settings.root, remote, [r for r in there if r.startswith(REGISTRY_MARKERS)
+                                               and r not in marks])
+    for name, sha in sorted(there.items()):
         if stage and name.startswith(prefix) and name[len(prefix):].isdigit():
             ns.append(int(name[len(prefix):]))
             continue
