@@ -26,7 +26,7 @@ from typing import Any
 
 from loopline.core.dvc import dvc
 from loopline.core.errors import LooplineError
-from loopline.core.files import json_or_none
+from loopline.core.files import append_text, json_or_none, write_atomic
 from loopline.core.git import git
 from loopline.core.layout import METRICS_JSON, PREPARE_JSON, Layout
 from loopline.monitoring.alerts import audit
@@ -184,9 +184,10 @@ def retrain(root: Path, params: Any, window: dict, labelled: Any, stage: str, *,
     if parquet:
         import pandas as pd
 
-        pd.concat([old, rows.drop(columns="_ts")], ignore_index=True).to_parquet(source, index=False)
+        both = pd.concat([old, rows.drop(columns="_ts")], ignore_index=True)
+        write_atomic(source, lambda p: both.to_parquet(p, index=False))
     else:
-        rows.drop(columns="_ts").to_csv(source, mode="a", header=False, index=False)
+        append_text(source, rows.drop(columns="_ts").to_csv(header=False, index=False))
     entry.update(appended=True, through=float(rows["_ts"].max()))
     from loopline.pipeline.repro import run_pipeline
 

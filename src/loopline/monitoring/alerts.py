@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from loopline.config.operations import AlertConfig
+from loopline.core.files import append_text
 
 ICONS = {"GREEN": ":large_green_circle:", "AMBER": ":large_orange_circle:", "RED": ":red_circle:"}
 
@@ -32,9 +33,7 @@ def message(artifact: str, doc: dict, links: list[str]) -> dict:
 
 
 def audit(path: Path, event: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps({"at": time.time(), **event}) + "\n")
+    append_text(path, json.dumps({"at": time.time(), **event}) + "\n")
 
 
 def _post(url: str, body: dict, cfg: AlertConfig) -> tuple[bool, str, int]:
@@ -68,10 +67,8 @@ def deliver(root: Path, cfg: AlertConfig, artifact: str, doc: dict, links: list[
     outcomes: list[dict[str, Any]] = []
     if cfg.file:
         path = root / cfg.file
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(json.dumps({k: msg[k] for k in ("at", "artifact", "status", "reasons", "links")})
-                    + "\n")
+        append_text(path, json.dumps({k: msg[k] for k in ("at", "artifact", "status", "reasons",
+                                                           "links")}) + "\n")
         outcomes.append({"channel": "file", "delivered": True, "path": cfg.file})
     url = (os.environ.get(cfg.webhook_env) or "").strip()
     if url:

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from loopline.config.operations import MonitorConfig
-from loopline.core.files import read_jsonl
+from loopline.core.files import append_text, read_jsonl
 from loopline.monitoring.drift import dataset_drift, jensenshannon
 from loopline.monitoring.targets import grade_targets
 from loopline.serving.inference_log import features
@@ -308,8 +308,7 @@ def append_history(path: Path, doc: dict) -> list[dict]:
              "roc_auc": perf.get("roc_auc"), "accuracy": perf.get("accuracy"),
              "drift_share": latest.get("drift_share"), "records": latest.get("records", 0),
              "versions": latest.get("versions", [])}
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(entry, default=_json_default) + "\n")
+    append_text(path, json.dumps(entry, default=_json_default) + "\n")
     return read_jsonl(path)
 
 
