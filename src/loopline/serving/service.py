@@ -30,6 +30,7 @@ from pydantic import ConfigDict, create_model
 from starlette.responses import Response
 
 from loopline.serving import bundle, contract, metrics, request_errors
+from loopline.serving.openapi import DocumentedErrors
 from loopline.serving.inference_log import InferenceLog
 from loopline.serving.middleware import NoLog, RequestGuard, quiet_bad_requests
 from loopline.serving.reload import Reloader
@@ -173,6 +174,7 @@ class LooplineService:
 
 
 # RequestErrors first, so it is the outer one and sees RequestGuard's 4xx too
+LooplineService.add_asgi_middleware(DocumentedErrors)
 LooplineService.add_asgi_middleware(request_errors.RequestErrors)
 LooplineService.add_asgi_middleware(RequestGuard, max_bytes=SPEC["max_body_bytes"],
                                     total_timeout=float(SPEC["timeout"]),
