@@ -225,16 +225,19 @@ def _grade_errors(out: dict, errors: pd.DataFrame, served: int, cfg: MonitorConf
     """Error count, by status and route, and the error rate of the prediction requests.
 
     Failed /feedback calls are counted by route but left out of the rate: successful ones
-    are not logged as requests, so they have no denominator.
+    are not logged as requests, so they have no denominator. Clients that went away before
+    sending their body (status 499) are counted apart, not as failures of the service.
     """
-    predict = errors[errors["route"] != "/feedback"]
+    gone = errors["status"] == 499
+    predict = errors[(errors["route"] != "/feedback") & ~gone]
     n = int(len(predict))
     total = served + n
     out["errors"] = {"count": int(len(errors)),
                      "by_status": {str(k): int(v) for k, v in
                                    errors["status"].value_counts().sort_index().items()},
                      "by_route": {str(k): int(v) for k, v in
-                                  errors["route"].value_counts().sort_index().items()}}
+                                  errors["route"].value_counts().sort_index().items()},
+                     **({"client_disconnects": int(gone.sum())} if gone.any() else {})}
     out["error_rate"] = n / total if total else None
     if cfg.error_rate is None or total < cfg.min_requests:
         return
