@@ -43,7 +43,7 @@ def print_gate(out, doc: dict) -> None:  # noqa: ANN001
     champ = doc.get("champion") or {}
     title = f"gate: [{color}]{verdict.upper()}[/]" + (
         f" (champion {champ['version']})" if champ.get("version")
-        else " (no champion yet: absolute checks only)")
+        else " (no champion yet: no champion checks)")
     table = Table(title=title, show_header=True, header_style="bold")
     for col in ("check", "value", "bound", "result", "reason"):
         table.add_column(col, justify="right" if col in ("value", "bound") else "left")

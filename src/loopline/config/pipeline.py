@@ -246,25 +246,39 @@ class SliceChecks(Strict):
         return self
 
 
+#: metrics the class-prior baseline has a meaningful value for (model/metrics.py)
+BASELINE_METRICS = ("roc_auc", "log_loss", "accuracy", "brier")
+#: the gate's default drift test: chosen per column by sample size (loopline.model.drift)
+AUTO_DRIFT = "auto"
+
+
 class DriftCheck(Strict):
-    num_method: str = "wasserstein"
-    cat_method: str = "chisquare"
+    num_method: str = AUTO_DRIFT
+    cat_method: str = AUTO_DRIFT
     per_column: dict[str, str] = {}
     threshold: float | None = Field(None, gt=0.0)
+    significance: float = Field(0.01, gt=0.0, lt=0.5)
     max_share: float | None = Field(0.3, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _methods(self) -> DriftCheck:
-        check_known([self.num_method, self.cat_method, *self.per_column.values()], EVIDENTLY_DRIFT_TESTS,
+        check_known([self.num_method, self.cat_method], [AUTO_DRIFT, *EVIDENTLY_DRIFT_TESTS],
                     "drift method")
+        check_known(self.per_column.values(), EVIDENTLY_DRIFT_TESTS, "drift method")
         return self
 
 
 class GateConfig(Strict):
-    """Explicit one-sided checks; an empty gate is a configuration error, never a pass."""
+    """Explicit one-sided checks; an empty gate is a configuration error, never a pass.
+
+    ``baseline`` bounds are relative to the class-prior model (it predicts the training
+    split's class shares for every row) scored on the same held-out rows: the candidate
+    must beat it by the margin, so the bounds fit whatever data the instance holds.
+    """
 
     min: dict[str, float] = {}
     max: dict[str, float] = {}
+    baseline: dict[str, float] = {}
     champion: ChampionCheck = ChampionCheck()
     slices: SliceChecks = SliceChecks()
     drift: DriftCheck = DriftCheck()
@@ -274,8 +288,13 @@ class GateConfig(Strict):
     def _has_thresholds(self) -> GateConfig:
         check_known(self.min, GATE_METRICS, "metric")
         check_known(self.max, GATE_METRICS, "metric")
-        if not self.min and not self.max:
-            raise ValueError("no thresholds configured: set at least one absolute minimum "
+        check_known(self.baseline, BASELINE_METRICS, "baseline metric")
+        if any(v < 0 for v in self.baseline.values()):
+            raise ValueError("gate.baseline margins must be >= 0 (how much better than the "
+                             "class prior the candidate must be)")
+        if not self.min and not self.max and not self.baseline:
+            raise ValueError("no thresholds configured: set at least one margin over the class "
+                             "prior (gate.baseline, e.g. roc_auc: 0.05), absolute minimum "
                              "(gate.min, e.g. roc_auc: 0.8) or maximum (gate.max); "
                              "an empty gate would pass anything")
         return self
