@@ -62,6 +62,10 @@ class Schema(Strict):
 
 
 class Split(Strict):
+    """``random``: a seeded split by row id (stratified when asked); ``time``: the latest
+    ``test_size`` of the rows (in ``order_column`` order) are the test split."""
+
+    method: Literal["random", "time"] = "random"
     test_size: float = Field(0.2, gt=0.0, lt=1.0)
     stratify: bool = True
     seed: int = 42
@@ -78,7 +82,7 @@ class DataConfig(Strict):
     source: str
     format: Literal["auto", "csv", "parquet"] = "auto"
     target: str
-    positive_class: str
+    positive_class: str | None = None   # binary targets; multiclass metrics are macro averages
     id_column: str | None = None
     order_column: str | None = None
     split: Split = Split()
@@ -95,11 +99,18 @@ class DataConfig(Strict):
         rule = cols[self.target]
         if rule.type != "category":
             raise ValueError(f"target {self.target!r} must have type 'category' (classification)")
-        if rule.categories is not None and self.positive_class not in rule.categories:
+        if (rule.categories is not None and self.positive_class is not None
+                and self.positive_class not in rule.categories):
             raise ValueError(
                 f"positive_class {self.positive_class!r} is not one of the target's "
                 f"categories {rule.categories}"
             )
+        if self.positive_class is None and (rule.categories is None or len(rule.categories) <= 2):
+            raise ValueError(f"positive_class is needed for the two-class target {self.target!r} "
+                             "(the class recall, precision and ROC AUC are about)")
+        if self.split.method == "time" and self.order_column is None:
+            raise ValueError("split.method 'time' needs order_column (the column that orders "
+                             "the rows in time)")
         for key in ("id_column", "order_column"):
             col = getattr(self, key)
             if col is not None and col not in cols:
