@@ -62,6 +62,7 @@ DASHBOARD_HTML = "dashboard.html"
 SIMULATE_JSON = "simulate.json"
 SIMULATE_HTML = "simulate.html"
 REVIEW_MD = "review.md"
+CI_DIR = f"{STATE_DIR}/ci"         # what `loopline ci` keeps of a run (artifacts), per workflow
 
 # ---------------------------------------------------------------------- serving
 CHAMPION_DIR = f"{STATE_DIR}/champion"  # the champion's model, fetched for the gate
