@@ -38,6 +38,7 @@ ACTIONS_DIR = Path(__file__).with_name("actions")
 #: owner/repo of a remote action -> the offline action (a folder of ACTIONS_DIR) act runs
 OFFLINE_ACTIONS = {"astral-sh/setup-uv": "setup-uv", "actions/upload-artifact": "upload-artifact"}
 EVENTS = {"pr": "pull_request", "main": "push", "monitor": "workflow_dispatch"}
+TAIL_LINES = 40  # of a failed step's output, in the result
 _REF = re.compile(r"\$\{\{[^}]*?\b(secrets|vars)\.([A-Za-z_][A-Za-z0-9_]*)")
 
 
@@ -247,8 +248,13 @@ def _record(rec: dict, results: dict, notices: list[str], jobs: dict, echo: bool
         notices.append(f"{rec['command']}: {rec.get('arg', '').strip()}")
     if "jobResult" in rec and job:
         jobs[job] = rec["jobResult"]
-    if rec.get("raw_output") and echo:
-        print(f"  {rec.get('msg', '').rstrip()}", flush=True)
+    if rec.get("raw_output"):
+        if job and ids:  # the last lines of each step's output, kept for failed steps
+            tail = results.setdefault((job, str(ids[0]), "output"), [])
+            tail.extend(rec.get("msg", "").rstrip("\n").splitlines())
+            del tail[:-TAIL_LINES]
+        if echo:
+            print(f"  {rec.get('msg', '').rstrip()}", flush=True)
     elif "stepResult" in rec and rec.get("stage") == "Main" and len(ids) == 1 and job:
         seconds = round(rec.get("executionTime", 0) / 1e9, 2)
         results[(job, str(ids[0]))] = {"result": rec["stepResult"], "seconds": seconds}
@@ -269,10 +275,13 @@ def summarize(doc: dict, workflow: str, event_name: str, log: dict, notices: lis
         for s in listed:
             got = log["steps"].get((job_id, s["key"]))
             outcome = got["result"] if got else "skipped"
-            if outcome == "failure" and s["continue"] and ran == "success":
+            if outcome == "failure" and s["continue"]:
                 outcome = "failure (continued)"
-            steps.append({"job": job_id, "step": s["name"], "outcome": outcome,
-                          "seconds": got["seconds"] if got else None})
+            step = {"job": job_id, "step": s["name"], "outcome": outcome,
+                    "seconds": got["seconds"] if got else None}
+            if outcome.startswith("failure"):
+                step["output"] = "\n".join(log["steps"].get((job_id, s["key"], "output"), []))
+            steps.append(step)
     if any(v == "failed" for v in job_status.values()) or (code != 0 and not log["jobs"]):
         status = "failed"
     elif any(v == "skipped" for v in job_status.values()):

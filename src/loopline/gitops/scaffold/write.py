@@ -12,6 +12,7 @@ from pathlib import Path
 from loopline.core.dvc import dvc
 from loopline.core.git import git
 from loopline.core.layout import WORKFLOWS_DIR
+from loopline.gitops.scaffold import pins
 from loopline.gitops.scaffold.plan import Plan, make_plan
 from loopline.gitops.scaffold.render import instance_files
 from loopline.gitops.scaffold.sources import shared_files
@@ -30,13 +31,18 @@ DVC_CONFIG = """\
 def _write(dest: Path, plan: Plan) -> list[str]:
     """Write the instance's files and the data into ``dest``; return the paths written."""
     written = instance_files(plan, shared_files())
+    for rel in [r for r in written if r.startswith(f"{WORKFLOWS_DIR}/")]:
+        written[rel] = pins.workflow_install(written[rel].decode()).encode()
+    written.update(pins.install_files(dest))
     for rel, raw in written.items():
         path = dest / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(raw)
+        if rel.endswith(".sh"):
+            path.chmod(path.stat().st_mode | 0o111)
     (dest / "data").mkdir(exist_ok=True)
     shutil.copyfile(plan.data_file, dest / plan.source)
-    return sorted(written)
+    return sorted([*written, f"{pins.VENDOR}/"])
 
 
 def _repo(dest: Path, plan: Plan) -> str:
