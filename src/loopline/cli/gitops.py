@@ -122,7 +122,7 @@ def image(
         built = bento.build(root, params, entry, None)
         local = f"{params.artifact}:{doc['version']}"
         bento.containerize(built["bento"], local, backend=backend, base=params.serve.image_base)
-        images.push(local, [doc["image"], doc["by_sha"]])
+        images.push(local, [doc["image"], doc["by_sha"]], backend)
         doc.update(built=True, exists=True)
     if github_output:
         out = os.environ.get("GITHUB_OUTPUT")

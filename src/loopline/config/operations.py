@@ -60,7 +60,7 @@ class ServeConfig(Strict):
     reload_poll: float = Field(0.5, gt=0.0, le=60.0)
     admin_token_env: str = Field("LOOPLINE_ADMIN_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     log: InferenceLogConfig = InferenceLogConfig()
-    image_base: str | None = "localhost/loopline-base:bookworm"
+    image_base: str | None = None
     image_registry: str | None = None
 
 

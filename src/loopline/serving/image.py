@@ -83,12 +83,18 @@ def describe(params: Any, root: Path, ref: str) -> dict[str, Any]:
     return {"ref": ref, "version": v.version, "sha256": sha, **out, "exists": exists(out["image"])}
 
 
-def push(local_image: str, targets: list[str]) -> None:
-    """Push a built local image to each target reference (buildah)."""
+def push(local_image: str, targets: list[str], backend: str = "buildah") -> None:
+    """Push a built local image to each target reference (buildah, or docker for registries)."""
     from loopline.core.proc import run
 
     for target in targets:
-        dest = target if target.startswith("oci:") else f"docker://{target}"
+        if backend == "docker":
+            if target.startswith("oci:"):
+                raise LooplineError(f"{target}: a directory registry needs buildah, not docker")
+            run(["docker", "tag", local_image, target], what="docker tag")
+            run(["docker", "push", "--quiet", target], what="docker push")
+            continue
         if target.startswith("oci:"):
             Path(target[4:].rpartition(":")[0]).parent.mkdir(parents=True, exist_ok=True)
+        dest = target if target.startswith("oci:") else f"docker://{target}"
         run(["buildah", "push", "--quiet", local_image, dest], what="buildah push")
