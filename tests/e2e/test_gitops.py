@@ -1,10 +1,10 @@
-"""GitOps on a built instance: the review report, the sticky comment, `loopline ci`."""
+"""GitOps on a built instance: the review report and the sticky comment (`loopline ci`:
+tests/e2e/test_ci_*.py)."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -92,32 +92,3 @@ def test_report_shows_a_worse_metric_and_the_failed_gate(built_copy: Path) -> No
     text = loopline("report", "--base", "HEAD~1", cwd=root).stdout
     assert "gate **FAIL**" in text and "🔴 worse" in text and "❌ FAIL" in text
     assert "| `model.name` | `hgb` | `logreg` |" in text
-
-
-def test_local_ci_runs_pr_and_main_and_pushes_the_tags(built_copy: Path, tmp_path: Path) -> None:
-    upstream = built_copy
-    shutil.copytree(WORKFLOWS, upstream / ".github" / "workflows")
-    remote = tmp_path / "dvc-remote"
-    sh(str(BIN / "dvc"), "remote", "add", "-d", "store", str(remote), cwd=upstream)
-    sh(str(BIN / "dvc"), "push", "-q", cwd=upstream)
-    commit(upstream, "workflows and a DVC remote")
-    origin = tmp_path / "origin.git"
-    sh("git", "clone", "-q", "--bare", str(upstream), str(origin), cwd=tmp_path)
-    work = tmp_path / "work"
-    sh("git", "clone", "-q", str(origin), str(work), cwd=tmp_path)
-
-    pr = json.loads(loopline("ci", "pr", "--json", cwd=work).stdout)
-    outcomes = {s["step"]: s["outcome"] for s in pr["steps"]}
-    assert pr["passed"], pr
-    assert outcomes["Reproduce the pipeline and the gate"] == "success"
-    assert outcomes["Sticky pull-request comment"] == "skipped"
-    assert "gate **PASS**" in (work / "reports/review.md").read_text()
-
-    main = json.loads(loopline("ci", "main", "--json", cwd=work).stdout)
-    assert main["passed"], main
-    tags = sh("git", "ls-remote", "--tags", str(origin), cwd=tmp_path).stdout
-    assert "refs/tags/credit-risk@v0.1.0" in tags and "refs/tags/credit-risk#staging#1" in tags
-    assert loopline("which", "staging", cwd=work).stdout.startswith("v0.1.0")
-
-    again = loopline("ci", "main", cwd=work, check=False)  # the same commit cannot register twice
-    assert again.returncode != 0 and "already has version" in again.stdout + again.stderr

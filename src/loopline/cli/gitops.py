@@ -1,4 +1,4 @@
-"""GitOps commands of the ``loopline`` CLI: report (pull-request review), ci (local CI),
+"""GitOps commands of the ``loopline`` CLI: report (pull-request review), ci (a workflow run by act),
 pull and push (the DVC remote), and init (a new instance, :mod:`loopline.gitops.scaffold`).
 
 ``add_commands(app)`` adds them to the Typer app; like the other command modules this one
@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from loopline.cli.options import Command, JsonOpt, RepoOpt
-from loopline.cli.tables import emit, print_json
+from loopline.cli.tables import emit, print_ci, print_json
 
 
 def report(
@@ -52,22 +52,86 @@ def report(
 
 def ci(
     workflow: Annotated[str, typer.Argument(
-        help="pr, main or release (a file in .github/workflows).")] = "pr",
-    dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="Print the steps, run nothing.")] = False,
+        help="pr, main, release or monitor (a file in .github/workflows).")] = "pr",
+    dirty: Annotated[bool, typer.Option(
+        "--dirty", help="Include the working changes (committed in the clone).")] = False,
+    base: Annotated[str, typer.Option(
+        "--base", metavar="BRANCH", help="pr: the pull request's base branch.")] = "main",
+    tag: Annotated[str | None, typer.Option(
+        "--tag", metavar="TAG", help="release: the tag that was pushed (or deleted, --deleted).")] = None,
+    deleted: Annotated[bool, typer.Option(
+        "--deleted", help="release: the tag was deleted (a `delete` event).")] = False,
+    cold: Annotated[bool, typer.Option(
+        "--cold", help="Give the clone an empty DVC cache (as a runner without one).")] = False,
     as_json: JsonOpt = False,
     repo: RepoOpt = None,
 ) -> None:
-    """Run a workflow's `run:` steps on this checkout, as CI would, and say how they went."""
+    """Run a workflow with nektos/act on a clean clone of this commit, as GitHub would."""
     from loopline.core.layout import find_root
-    from loopline.gitops import ci as local_ci
+    from loopline.gitops import ci as runner
 
     root = find_root(repo)
-    res = local_ci.run(root, workflow, dry_run=dry_run, echo=not as_json)
+    if deleted and not tag:
+        raise typer.BadParameter("--deleted needs --tag (the deleted tag)", param_hint="--deleted")
+    res = runner.run(root, workflow, dirty=dirty, cold=cold, base=base, tag=tag, deleted=deleted,
+                     echo=not as_json)
     if as_json:
         print_json(res)
-    if not res["passed"]:
+    else:
+        print_ci(res)
+    if res["status"] == "failed":
         raise typer.Exit(1)
+
+
+def image(
+    ref: Annotated[str, typer.Argument(help="A version (v1.2.0) or stage (prod).")] = "prod",
+    build: Annotated[bool, typer.Option(
+        "--build", help="Build and push the image when the registry does not have it yet.")] = False,
+    github_output: Annotated[bool, typer.Option(
+        "--github-output", help="Also write image= and version= to the file $GITHUB_OUTPUT.")] = False,
+    if_configured: Annotated[bool, typer.Option(
+        "--if-configured", help="Without serve.image_registry, say so and do nothing.")] = False,
+    as_json: JsonOpt = False,
+    repo: RepoOpt = None,
+) -> None:
+    """The image of the version REF names in serve.image_registry (built once, never rebuilt)."""
+    import os
+
+    from loopline.config.params import load_params
+    from loopline.core.errors import LooplineError
+    from loopline.core.layout import find_root
+    from loopline.serving import image as images
+
+    root = find_root(repo)
+    params = load_params(root)
+    if if_configured and not params.serve.image_registry:
+        typer.echo("no image registry configured (serve.image_registry): no image kept")
+        return
+    doc = images.describe(params, root, ref)
+    doc["built"] = False
+    if not doc["exists"]:
+        if not build:
+            raise LooplineError(f"the image of {doc['version']} is not in {params.serve.image_registry} "
+                                f"({doc['image']}): it is built when the version is registered "
+                                f"(`loopline image {doc['version']} --build`)")
+        from loopline.serving import bento
+        from loopline.serving.spec import resolve_models
+
+        backend = bento.pick_backend("auto")  # before anything is built
+        entry, _ = resolve_models(root, params, doc["version"], None)
+        built = bento.build(root, params, entry, None)
+        local = f"{params.artifact}:{doc['version']}"
+        bento.containerize(built["bento"], local, backend=backend, base=params.serve.image_base)
+        images.push(local, [doc["image"], doc["by_sha"]], backend)
+        doc.update(built=True, exists=True)
+    if github_output:
+        out = os.environ.get("GITHUB_OUTPUT")
+        if not out:
+            raise LooplineError("--github-output: GITHUB_OUTPUT is not set (it is in a workflow step)")
+        with open(out, "a", encoding="utf-8") as fh:
+            fh.write(f"image={doc['image']}\nversion={doc['version']}\n")
+    verb = "built and pushed" if doc["built"] else "in the registry"
+    emit(doc, as_json, f"{doc['image']} ({doc['version']}, model sha256 {doc['sha256'][:12]}): {verb}")
 
 
 def pull(repo: RepoOpt = None) -> None:
@@ -120,7 +184,7 @@ def init(directory: DirArg, data: DataOpt, target: TargetOpt, positive_class: Po
     emit(res, as_json, scaffold.summary(res))
 
 
-COMMANDS = {"report": report, "ci": ci, "pull": pull, "push": push, "init": init}
+COMMANDS = {"report": report, "ci": ci, "image": image, "pull": pull, "push": push, "init": init}
 
 
 def add_commands(app: typer.Typer) -> None:

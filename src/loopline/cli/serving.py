@@ -114,6 +114,7 @@ def containerize(
     if backend not in ("auto", "docker", "buildah"):
         raise LooplineError(f"--backend must be auto, docker or buildah, not {backend!r}", exit_code=2)
     root, params = _context(repo)
+    backend = bento.pick_backend(backend)  # no builder: say so before building the Bento
     entry, shadow_entry = resolve_models(root, params, ref, None)
     built = bento.build(root, params, entry, shadow_entry)
     image = f"{params.artifact}:{entry['version']}"

@@ -243,3 +243,28 @@ class StageDisplay:
     def stop(self) -> None:
         if self.live is not None:
             self.live.stop()
+
+
+def print_ci(res: dict) -> None:
+    """The steps of a ``loopline ci`` run (act on a clean clone) and its verdict."""
+    from rich.console import Console
+    from rich.table import Table
+
+    out = Console(highlight=False)
+    if not out.is_terminal:  # a log or a pipe: step names kept whole
+        out = Console(highlight=False, width=200)
+    table = Table(show_header=True, header_style="bold")
+    for col in ("job", "step", "outcome", "seconds"):
+        table.add_column(col, no_wrap=col != "step", justify="right" if col == "seconds" else "left")
+    colors = {"success": "green", "failure": "red", "skipped": "dim"}
+    for s in res["steps"]:
+        color = colors.get(s["outcome"].split()[0], "yellow")
+        table.add_row(s["job"], s["step"], f"[{color}]{s['outcome']}[/]",
+                      "-" if s["seconds"] is None else f"{s['seconds']:.1f}")
+    out.print(table)
+    for note in res["notices"]:
+        out.print(f"  {note}")
+    color = {"passed": "green", "failed": "red"}.get(res["status"], "yellow")
+    jobs = ", ".join(f"{job} {status}" for job, status in res["jobs"].items())
+    out.print(f"{res['workflow']}: [bold {color}]{res['status'].upper()}[/] on {res['event']} "
+              f"({jobs}) in {res['seconds']:.0f}s; artifacts in {res['artifacts']}")

@@ -68,6 +68,7 @@ class ServeConfig(Strict):
     admin_token_env: str = Field("LOOPLINE_ADMIN_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     log: InferenceLogConfig = InferenceLogConfig()
     image_base: str | None = None
+    image_registry: str | None = None
 
 
 # ---------------------------------------------------------------------- monitor

@@ -62,6 +62,7 @@ DASHBOARD_HTML = "dashboard.html"
 SIMULATE_JSON = "simulate.json"
 SIMULATE_HTML = "simulate.html"
 REVIEW_MD = "review.md"
+CI_DIR = f"{STATE_DIR}/ci"         # what `loopline ci` keeps of a run (artifacts), per workflow
 
 # --------------------------------------------------------------------- registry
 REGISTRY_GIT_DIR = "loopline"       # in the git common dir: the registry's lock and journal

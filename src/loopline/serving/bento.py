@@ -5,7 +5,10 @@ The model of a registry version goes into the BentoML model store as ``<artifact
 is built around it with ``bentoml build``: the service code, a spec that pins that model
 tag and its sha256, and only what serving needs (bentoml, onnxruntime, numpy, pydantic,
 orjson), no training stack. ``containerize`` turns the Bento into the image
-``<artifact>:<version>`` with Docker when a daemon answers, else with buildah.
+``<artifact>:<version>`` with Docker when a daemon answers, else with buildah, from
+loopline's own Containerfile (:data:`CONTAINERFILE`, which says why). In the image the
+inference log is ``/var/lib/loopline/<name>`` (a volume; the environment variable
+``LOOPLINE_INFERENCE_LOG`` moves it).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from typing import Any
 from loopline.core.errors import LooplineError
 from loopline.core.files import copy_file, write_text
 from loopline.core.layout import BENTOFILE, CARD_JSON, MODEL_ONNX, SERVE_SPEC
+
+INFERENCE_LOG_NAME = "inference.sqlite"
 from loopline.serving.spec import SPEC_ENV, make_spec, write_spec
 
 SERVING_PACKAGES = ("bentoml", "onnxruntime", "numpy", "pydantic", "orjson", "typing_extensions")
@@ -155,28 +160,97 @@ def _docker_ready() -> bool:
 
 
 def pick_backend(backend: str) -> str:
-    """``docker`` when a daemon answers, else ``buildah`` when installed (for ``auto``)."""
-    if backend != "auto":
-        return backend
-    if _docker_ready():
+    """The image builder: ``docker`` when a daemon answers, else ``buildah`` (for ``auto``).
+
+    Raises:
+        LooplineError: the builder asked for (or, for ``auto``, any builder) is not there.
+    """
+    hint = "scripts/image-base.sh installs buildah and makes its local base image"
+    if backend == "docker" or (backend == "auto" and _docker_ready()):
+        if not _docker_ready():
+            raise LooplineError("no Docker daemon answers: start one, or use --backend buildah")
         return "docker"
     if shutil.which("buildah"):
         return "buildah"
-    raise LooplineError("no image builder: no Docker daemon answers and buildah is not installed "
-                        "(Debian: apt-get install buildah)")
+    if backend == "buildah":
+        raise LooplineError(f"buildah is not installed ({hint})")
+    raise LooplineError(f"no image builder: no Docker daemon answers and buildah is not installed ({hint})")
+
+
+# The image is built from this Containerfile over the Bento, not from the Dockerfile BentoML
+# generates: that one installs build-essential, git and gnupg2 with apt and keeps uv and its
+# caches, which made images of 1.14 GB. A Bento of loopline needs none of it: every package
+# it pins has a binary wheel. Here: the base (Debian slim + Python 3.11), one venv with the
+# Bento's pinned requirements (pip, no cache, no bytecode), the Bento with its model, and
+# loopline's PID 1, which forwards SIGTERM to BentoML's supervisor and every worker.
+CONTAINERFILE = """\
+FROM {base}
+ENV LANG=C.UTF-8 LC_ALL=C.UTF-8 PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \\
+    PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \\
+    VIRTUAL_ENV=/opt/loopline PATH=/opt/loopline/bin:/usr/local/bin:/usr/bin:/bin \\
+    BENTO_PATH=/home/bentoml/bento BENTOML_HOME=/home/bentoml/ BENTOML_CONTAINERIZED=true \\
+    BENTOML_DO_NOT_TRACK=True PYTHONPATH=/home/bentoml/bento/src \\
+    {spec_env}=/home/bentoml/bento/src/{spec} OMP_WAIT_POLICY=PASSIVE \\
+    {log_env}=/var/lib/loopline/{log_name}
+COPY env/python/requirements.txt /tmp/requirements.txt
+RUN python3 -m venv /opt/loopline \\
+ && /opt/loopline/bin/pip install --no-compile -r /tmp/requirements.txt \\
+ && /opt/loopline/bin/pip uninstall -y -q pip \\
+ && rm -rf /tmp/requirements.txt /root/.cache \\
+ && find /opt/loopline -name __pycache__ -prune -exec rm -rf {{}} + \\
+ && mkdir -p /var/lib/loopline /home/bentoml \\
+ && (getent passwd bentoml >/dev/null || useradd -u 1034 -r -d /home/bentoml bentoml) \\
+ && chown bentoml /var/lib/loopline /home/bentoml
+COPY . /home/bentoml/bento
+WORKDIR /home/bentoml/bento
+VOLUME /var/lib/loopline
+EXPOSE 3000
+USER bentoml
+ENTRYPOINT ["/opt/loopline/bin/python", "-m", "loopline.serving.pid1", "--"]
+CMD ["bentoml", "serve", "/home/bentoml/bento", "--host", "0.0.0.0", "--port", "3000"]
+"""
+DEFAULT_BASE = {"docker": "python:3.11-slim", "buildah": "localhost/loopline-base:bookworm"}
+
+
+def image_context(bento: str, ctx: Path, base: str) -> Path:
+    """The build context of ``bento``'s image: the Bento, its models, the Containerfile."""
+    import bentoml
+    import yaml
+
+    from loopline.serving.spec import LOG_ENV
+
+    b = bentoml.bentos.get(bento)
+    shutil.copytree(b.path, ctx)
+    info = yaml.safe_load((ctx / "bento.yaml").read_text(encoding="utf-8"))
+    tags = {m["tag"] for svc in info.get("services") or [] for m in svc.get("models") or []}
+    tags |= {m["tag"] for m in info.get("models") or []}
+    for tag in sorted(tags):  # where BENTOML_CONTAINERIZED looks: $BENTO_PATH/models/NAME/VERSION
+        name, _, version = tag.partition(":")
+        shutil.copytree(bentoml.models.get(tag).path, ctx / "models" / name / version)
+    (ctx / "Containerfile").write_text(CONTAINERFILE.format(
+        base=base, spec_env=SPEC_ENV, spec=SERVE_SPEC, log_env=LOG_ENV,
+        log_name=INFERENCE_LOG_NAME), encoding="utf-8")
+    return ctx
 
 
 def containerize(bento: str, image: str, *, backend: str = "auto", base: str | None = None,
                  opts: list[str] | None = None) -> dict:
-    """``bentoml containerize`` the Bento into ``image``; Docker or buildah."""
-    chosen = pick_backend(backend)
-    args = ["containerize", bento, "--backend", chosen, "--image-tag", image]
-    if base and chosen == "buildah":
-        args += ["--opt", f"from={base}"]
-    if chosen == "buildah":
-        args += ["--opt", "isolation=chroot"]
-    for opt in opts or []:
-        args += ["--opt", opt]
-    _bentoml(*args, env={**os.environ, "BENTOML_DO_NOT_TRACK": "True"}, capture=False)
-    return {"image": image, "bento": bento, "backend": chosen}
+    """Build the image ``image`` of the Bento ``bento`` with Docker or buildah (Containerfile)."""
+    import tempfile
 
+    from loopline.core.proc import run
+
+    chosen = pick_backend(backend)
+    base = base or DEFAULT_BASE[chosen]
+    with tempfile.TemporaryDirectory(prefix="loopline-image-") as tmp:
+        ctx = image_context(bento, Path(tmp) / "ctx", base)
+        if chosen == "buildah":
+            cmd = ["buildah", "build", "--isolation", "chroot", "--layers", "-f",
+                   str(ctx / "Containerfile"), "-t", image]
+        else:
+            cmd = ["docker", "build", "-f", str(ctx / "Containerfile"), "-t", image]
+        for opt in opts or []:
+            key, _, value = opt.partition("=")
+            cmd += [f"--{key}", value] if value else [f"--{key}"]
+        run([*cmd, str(ctx)], what=f"{chosen} build", capture=False)
+    return {"image": image, "bento": bento, "backend": chosen, "base": base}

@@ -1,13 +1,16 @@
-"""The workflows and `loopline ci` (gitops/ci.py): actionlint, loopline-only steps,
-GitHub expressions."""
+"""The workflows and `loopline ci` (gitops/ci.py): actionlint, what act is given, how its
+log is read."""
 
 from __future__ import annotations
 
+import json
 import subprocess
+from pathlib import Path
 
 import pytest
 
-from loopline.gitops import ci as local_ci
+from loopline.core.errors import LooplineError
+from loopline.gitops import ci
 from tests.helpers import BIN, REPO
 
 WORKFLOWS = REPO / ".github" / "workflows"
@@ -21,24 +24,121 @@ def test_workflows_pass_actionlint() -> None:
 
 
 def test_workflow_run_steps_call_loopline_only() -> None:
-    """No logic hidden in YAML: every local step is one loopline (or make/script) command."""
+    """No logic hidden in YAML: every step is one loopline, uv, make or script command."""
     for path in WORKFLOWS.glob("*.yml"):
-        doc = local_ci.load_workflow(REPO, path.stem)
+        doc = ci.load_workflow(REPO, path.stem)
         for job in doc["jobs"].values():
             for step in job["steps"]:
                 if "run" in step:
                     first = step["run"].strip().split()[0]
-                    assert first in ("loopline", "make", "bash"), (path.name, step["run"])
+                    assert first in ("loopline", "make", "bash", "uv", "echo"), (path.name, step["run"])
 
 
-@pytest.mark.parametrize("expr, env, status, want", [
-    ("!env.ACT", {"ACT": "true"}, False, False),
-    ("!env.ACT", {}, False, True),
-    ("always() && !env.ACT", {}, True, True),
-    ("github.event_name != 'delete' || github.event.ref_type == 'tag'", {}, False, True),
-    ("secrets.TOKEN_X || github.token", {"TOKEN_X": "abc"}, False, "abc"),
-    ("failure()", {}, True, True),
-])
-def test_local_ci_evaluates_github_expressions(expr, env, status, want) -> None:
-    ctx = local_ci.context(REPO, "release", env)
-    assert local_ci.evaluate(expr, ctx, {"failed": status}) == want
+def test_no_step_or_job_is_guarded_on_act() -> None:
+    for path in WORKFLOWS.glob("*.yml"):
+        assert "env.ACT" not in path.read_text(), path.name
+
+
+def test_every_action_of_the_workflows_runs_offline() -> None:
+    for path in WORKFLOWS.glob("*.yml"):
+        actions = ci.offline_actions(ci.load_workflow(REPO, path.stem), path.stem)
+        for uses, local in actions.items():
+            assert (local / "action.yml").is_file(), uses
+
+
+def test_an_action_that_needs_the_network_is_refused_by_name() -> None:
+    doc = {"jobs": {"build": {"steps": [{"uses": "actions/checkout@v5"},
+                                        {"uses": "docker/build-push-action@v6"}]}}}
+    with pytest.raises(LooplineError, match="docker/build-push-action@v6"):
+        ci.offline_actions(doc, "x")
+    checkout_elsewhere = {"jobs": {"a": {"steps": [
+        {"uses": "actions/checkout@v5", "with": {"repository": "acme/other"}}]}}}
+    with pytest.raises(LooplineError, match="actions/checkout@v5"):
+        ci.offline_actions(checkout_elsewhere, "x")
+
+
+def test_events_are_the_ones_github_sends() -> None:
+    info = {"branch": "feature", "sha": "a" * 40}
+    name, pr = ci.event("pr", info, base="develop")
+    assert name == "pull_request"
+    assert pr["pull_request"]["base"]["ref"] == "develop"
+    assert pr["pull_request"]["head"]["ref"] == "feature"
+    assert ci.event("main", info)[1]["ref"] == "refs/heads/main"
+    assert ci.event("release", info, tag="m#prod#3") == (
+        "push", {"ref": "refs/tags/m#prod#3", "after": "a" * 40, "repository": {"default_branch": "main"}})
+    name, gone = ci.event("release", info, tag="m#prod#3", deleted=True)
+    assert name == "delete" and gone["ref"] == "m#prod#3" and gone["ref_type"] == "tag"
+    with pytest.raises(LooplineError, match="--tag"):
+        ci.event("release", info)
+
+
+DOC = {"jobs": {
+    "build": {"steps": [{"uses": "actions/checkout@v5"}, {"name": "repro", "id": "repro",
+                                                          "continue-on-error": True, "run": "x"},
+                        {"name": "gate", "run": "y"}, {"name": "comment", "run": "z"}]},
+    "deploy": {"needs": "build", "steps": [{"name": "hook", "run": "h"}]}}}
+
+
+def _log(*lines: dict) -> list[str]:
+    return [json.dumps(line) for line in lines]
+
+
+def test_act_log_becomes_outcomes_with_skipped_steps_and_jobs() -> None:
+    results: dict = {}
+    notices: list[str] = []
+    jobs: dict = {}
+    for raw in _log(
+        {"jobID": "build", "stage": "Main", "stepID": ["0"], "stepResult": "success", "executionTime": 2e9},
+        {"jobID": "build", "stage": "Main", "stepID": ["repro"], "stepResult": "failure", "executionTime": 1e9},
+        {"jobID": "build", "stage": "Main", "stepID": ["2"], "stepResult": "success", "executionTime": 0},
+        {"jobID": "build", "stage": "Post", "stepID": ["0"], "stepResult": "failure"},
+        {"jobID": "build", "command": "notice", "arg": "built x, not deployed"},
+        {"jobID": "build", "jobResult": "success"},
+    ):
+        ci._record(json.loads(raw), results, notices, jobs, echo=False)
+    res = ci.summarize(DOC, "release", "push", {"steps": results, "jobs": jobs}, notices, 0)
+    outcomes = [(s["job"], s["step"], s["outcome"]) for s in res["steps"]]
+    assert outcomes == [("build", "actions/checkout@v5", "success"),
+                        ("build", "repro", "failure (continued)"), ("build", "gate", "success"),
+                        ("build", "comment", "skipped"), ("deploy", "hook", "skipped")]
+    assert res["jobs"] == {"build": "passed", "deploy": "skipped"}
+    assert res["status"] == "skipped" and res["passed"]
+    assert res["notices"] == ["notice: built x, not deployed"]
+
+
+def test_a_failed_job_fails_the_run() -> None:
+    log = {"steps": {("build", "0"): {"result": "failure", "seconds": 1.0}},
+           "jobs": {"build": "failure"}}
+    res = ci.summarize(DOC, "pr", "pull_request", log, [], 1)
+    assert res["status"] == "failed" and not res["passed"]
+    assert ci.summarize(DOC, "pr", "pull_request", {"steps": {}, "jobs": {}}, [], 1)["status"] == "failed"
+
+
+def test_clone_is_clean_has_origin_refs_and_the_working_changes_only_when_asked(tmp_path: Path) -> None:
+    def git(cwd: Path, *args: str) -> str:
+        return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
+                              text=True).stdout.strip()
+
+    origin, repo = tmp_path / "origin.git", tmp_path / "repo"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(origin))
+    git(tmp_path, "clone", "-q", str(origin), str(repo))
+    (repo / "a.txt").write_text("one\n")
+    git(repo, "add", "a.txt")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@x", "commit", "-qm", "one")
+    git(repo, "push", "-q", "origin", "main")
+    git(repo, "tag", "m@v0.1.0")
+    git(repo, "checkout", "-qb", "feature")
+    (repo / "a.txt").write_text("two\n")
+    (repo / "new.txt").write_text("new\n")
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    info = ci.clone(repo, clean)
+    assert info["branch"] == "feature" and info["origin"] == str(origin)
+    assert (clean / "a.txt").read_text() == "one\n" and not (clean / "new.txt").exists()
+    assert git(clean, "tag") == "m@v0.1.0"
+    assert git(clean, "rev-parse", "origin/main") == git(repo, "rev-parse", "main")
+    dirty = tmp_path / "dirty"
+    dirty.mkdir()
+    ci.clone(repo, dirty, dirty=True)
+    assert (dirty / "a.txt").read_text() == "two\n" and (dirty / "new.txt").is_file()
+    assert git(dirty, "status", "--porcelain") == ""

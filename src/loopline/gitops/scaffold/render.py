@@ -23,7 +23,7 @@ from loopline.gitops.scaffold.sources import CONFIG_YAML
 
 GITIGNORE = "/.loopline/\n/logs/\n__pycache__/\n.venv/\n"
 DVCIGNORE = ("# Paths DVC does not need to look at (speeds up `dvc status` / `dvc repro`).\n"
-             ".venv/\n.github/\n/logs/\n/.loopline/\n")
+             ".venv/\n.github/\n/logs/\n/.loopline/\n/vendor/\n")
 DVC_NOTE = """\
 # In this instance loopline is an installed package, so its code is not a dependency of the
 # stages: after upgrading loopline, `loopline run --force` reruns everything.
@@ -181,6 +181,17 @@ evaluates, exports (ONNX), gates, versions and serves a classifier of `{plan.tar
 (positive class `{plan.positive_class}`) on `{plan.source}` ({plan.rows:,} rows).
 Made by `loopline init`.
 
+## Install
+
+```bash
+make install                          # .venv with exactly requirements.lock (Python 3.11, uv)
+. .venv/bin/activate                  # or call .venv/bin/loopline
+```
+
+`requirements.lock` pins loopline (the wheel in `vendor/`, the version that made this
+instance) and every package it needs; the workflows in `.github/workflows` install from it
+on a fresh runner too. `make run` runs the pipeline, `make test` checks it end to end.
+
 ## Run the pipeline
 
 ```bash
@@ -212,6 +223,17 @@ curl -s -X POST localhost:3000/predict -H 'content-type: application/json' \\
      -d '{{"records": [{record}]}}'
 loopline build prod && loopline containerize prod
 ```
+
+## CI and releases
+
+`loopline ci pr` (`main`, `release --tag TAG`) runs a workflow of `.github/workflows` with
+nektos/act on a clean clone of the current commit, as GitHub would. On GitHub, `main.yml`
+registers each merge to main and assigns it to staging; `release.yml` deploys the image
+of the version prod names through the hook in the repository variable
+`LOOPLINE_DEPLOY_HOOK` (`scripts/deploy.sh` is a no-op to fill in; without a hook the
+release says "built, not deployed"). Images go to `serve.image_registry`. Secrets: the DVC
+remote's credentials (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` for S3) and
+`LOOPLINE_PUSH_TOKEN` (see `main.yml`).
 
 ## Configuration
 

@@ -10,9 +10,10 @@ import shutil
 from pathlib import Path
 
 from loopline.core.dvc import dvc
-from loopline.core.files import copy_file, write_bytes, write_text
+from loopline.core.files import copy_file, write_atomic, write_text
 from loopline.core.git import git
 from loopline.core.layout import WORKFLOWS_DIR
+from loopline.gitops.scaffold import pins
 from loopline.gitops.scaffold.plan import Plan, make_plan
 from loopline.gitops.scaffold.render import instance_files
 from loopline.gitops.scaffold.sources import shared_files
@@ -31,11 +32,14 @@ DVC_CONFIG = """\
 def _write(dest: Path, plan: Plan) -> list[str]:
     """Write the instance's files and the data into ``dest``; return the paths written."""
     written = instance_files(plan, shared_files())
+    for rel in [r for r in written if r.startswith(f"{WORKFLOWS_DIR}/")]:
+        written[rel] = pins.workflow_install(written[rel].decode()).encode()
+    written.update(pins.install_files(dest))
     for rel, raw in written.items():
-        write_bytes(dest / rel, raw)
+        write_atomic(dest / rel, chunks=[raw], executable=rel.endswith(".sh"))
     (dest / "data").mkdir(exist_ok=True)
     copy_file(plan.data_file, dest / plan.source)
-    return sorted(written)
+    return sorted([*written, f"{pins.VENDOR}/"])
 
 
 def _repo(dest: Path, plan: Plan) -> str:

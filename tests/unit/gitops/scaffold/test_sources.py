@@ -24,7 +24,9 @@ def test_shared_files_are_read_where_they_are_in_a_checkout() -> None:
 def test_no_copies_of_them_in_the_package_source() -> None:
     """The wheel's copies are made by the build (force-include), never committed."""
     tracked = sh("git", "ls-files", "src/loopline/gitops", cwd=REPO).stdout.split()
-    assert not [f for f in tracked if not f.endswith(".py")], tracked
+    copies = [f for f in tracked if not f.endswith(".py")
+              and not f.startswith("src/loopline/gitops/actions/")]  # loopline ci's own actions
+    assert not copies, tracked
 
 
 def test_the_wheel_build_copies_exactly_the_shared_files() -> None:

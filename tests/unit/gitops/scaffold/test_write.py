@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import yaml
 from loopline.config import defaults
 from loopline.core.errors import LooplineError
 from loopline.gitops import scaffold
-from loopline.gitops.scaffold import sources, write
+from loopline.gitops.scaffold import pins, sources, write
 from tests.helpers import REPO
 from tests.helpers.churn import churn_frame
 from tests.helpers.commands import loopline, sh
@@ -72,8 +73,14 @@ def test_init_makes_a_committed_instance(tmp_path: Path, churn_csv: Path) -> Non
     workflows = {rel: raw for rel, raw in sources.shared_files().items()
                  if rel.startswith(".github/")}
     assert workflows
-    for rel, raw in workflows.items():
-        assert (repo / rel).read_bytes() == raw
+    for rel, raw in workflows.items():  # the reference's, installing from the instance's lock
+        assert (repo / rel).read_text() == pins.workflow_install(raw.decode())
+        assert "uv sync" not in (repo / rel).read_text()
     assert doc["workflows"] == sorted(workflows)
+    lock = (repo / pins.LOCK).read_text().splitlines()
+    wheels = list((repo / pins.VENDOR).glob("loopline-*-py3-none-any.whl"))
+    assert len(wheels) == 1 and f"./{pins.VENDOR}/{wheels[0].name}" in lock
+    assert "install:" in (repo / "Makefile").read_text()
+    assert os.access(repo / "scripts" / "deploy.sh", os.X_OK)
     assert "loopline run" in (repo / "README.md").read_text()
     loopline("params", "--check", cwd=repo)
