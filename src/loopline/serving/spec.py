@@ -104,6 +104,8 @@ def make_spec(root: Path | None, serve: Any, artifact: str, model: dict[str, Any
         "control": str(run_dir / RELOAD_CONTROL) if run_dir is not None else None,
         "log": {"enabled": log.enabled, "path": path, "flush_interval": log.flush_interval,
                 "flush_rows": log.flush_rows},
+        "log_store": {**serve.log_store.model_dump(), "replica": serve.replica,
+                      "port": serve.port},
         "workers": serve.workers,
         "threads": serve.threads,
         "max_batch": serve.max_batch,
