@@ -168,7 +168,10 @@ class Shipper:
                                  (self.replica,)).fetchone()
         if row is not None:
             return int(row[0])
-        return int(time.time() * 1000)
+        seq = int(time.time() * 1000)  # kept before the first upload, so a retry reuses it
+        with self._conn:
+            self._conn.execute("INSERT INTO ship_state VALUES (?, ?)", (self.replica, seq))
+        return seq
 
     def ship_batch(self) -> int:
         """Upload one batch (up to ``max_rows`` rows per table) and delete it from the log."""
