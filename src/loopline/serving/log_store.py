@@ -18,7 +18,7 @@ store's reader prunes partitions on date/hour (and version when asked), merges r
 one row per ``request_id`` (a batch shipped twice, after a crash between the upload and the
 spool's delete, counts once), the latest label per ``(request_id, idx)`` wherever it arrived,
 and one row per distinct error. pyarrow reads (DuckDB's wheel cannot reach S3 offline); DuckDB
-de-duplicates over the arrow tables.
+de-duplicates over the arrow tables when there is anything to de-duplicate.
 """
 
 from __future__ import annotations
@@ -273,36 +273,46 @@ class StoreReader:
             raise self._fail(err) from None
 
 
-def _dedup(con: Any, sql: str, **tables: Any) -> list[tuple]:
-    for name, table in tables.items():
-        con.register(name, table)
-    return con.execute(sql).fetchall()
+def _rows(table: Any, columns: list[str]) -> list[tuple]:
+    """``columns`` of an arrow table as Python tuples, row by row."""
+    return list(zip(*(table.column(c).to_pylist() for c in columns), strict=True))
+
+
+def _unique_requests(table: Any) -> Any:
+    """One row per request_id (a batch shipped twice counts once), by time then id."""
+    import pyarrow.compute as pc
+
+    if len(table) and pc.count_distinct(table.column("request_id")).as_py() < len(table):
+        import duckdb
+
+        con = duckdb.connect()
+        try:
+            con.register("requests", table)
+            res = con.execute("SELECT DISTINCT ON (request_id) * FROM requests "
+                              "ORDER BY request_id, replica")
+            # DuckDB 2 names it to_arrow_table; 1.x fetch_arrow_table
+            table = (getattr(res, "to_arrow_table", None) or res.fetch_arrow_table)()
+        finally:
+            con.close()
+    return table.sort_by([("ts", "ascending"), ("request_id", "ascending")])
 
 
 def store_predictions(reader: StoreReader, *, since: float | None = None,
                       until: float | None = None, with_feedback: bool = True,
                       version: str | None = None) -> Any:
     """The frame of :func:`loopline.serving.inference_log.read_predictions` from a store."""
-    import duckdb
-
     from loopline.serving.inference_log import frame
 
-    requests = reader.table("requests", _window(since, until), version)
-    con = duckdb.connect()
-    try:
-        cols = [c for c in requests.column_names if c != "replica"]
-        rows = _dedup(con, f"SELECT {', '.join(cols)} FROM (SELECT DISTINCT ON (request_id) * "
-                      "FROM requests ORDER BY request_id, replica) ORDER BY ts, request_id",
-                      requests=requests)
-        labels: dict[tuple[str, int], tuple[str, float]] = {}
-        if with_feedback and rows:
-            # a label arrives after its request: partitions before `since` cannot hold one
-            feedback = reader.table("feedback", _window(since, None, rows=False))
-            labels = {(r, i): (lab, t) for r, i, lab, t in _dedup(
-                con, "SELECT DISTINCT ON (request_id, idx) request_id, idx, label, ts "
-                "FROM feedback ORDER BY request_id, idx, ts DESC, label", feedback=feedback)}
-    finally:
-        con.close()
+    requests = _unique_requests(reader.table("requests", _window(since, until), version))
+    rows = _rows(requests, [c for c in requests.column_names if c != "replica"])
+    labels: dict[tuple[str, int], tuple[str, float]] = {}
+    if with_feedback and rows:
+        # a label arrives after its request: partitions before `since` cannot hold one
+        feedback = reader.table("feedback", _window(since, None, rows=False)).sort_by(
+            [("ts", "ascending"), ("label", "descending")])
+        # in time order, so the latest label of (request_id, idx) is the one kept
+        labels = {(r, i): (lab, t) for r, i, lab, t in
+                  _rows(feedback, ["request_id", "idx", "label", "ts"])}
     return frame(rows, labels)
 
 
@@ -316,8 +326,9 @@ def store_request_errors(reader: StoreReader, *, since: float | None = None,
     errors = reader.table("errors", _window(since, until))
     con = duckdb.connect()
     try:
-        rows = _dedup(con, "SELECT ts, route, status, model_version FROM (SELECT DISTINCT * "
-                      "FROM errors) ORDER BY ts, route, status", errors=errors)
+        con.register("errors", errors)
+        rows = con.execute("SELECT ts, route, status, model_version FROM (SELECT DISTINCT * "
+                           "FROM errors) ORDER BY ts, route, status").fetchall()
     finally:
         con.close()
     return pd.DataFrame(rows, columns=columns)
