@@ -182,6 +182,9 @@ def prepare_run(root: Path, params: Any, ref: str | None, *, shadow: str | None 
     cfg = params.serve.model_copy(update={k: v for k, v in
                                           (("port", port), ("host", host), ("workers", workers))
                                           if v is not None})
+    from loopline.serving.log_store import configured
+
+    configured(cfg.log_store.url, root)  # a bad LOOPLINE_LOG_STORE is one error line, here
     stage, models = params.registry.serving_stage, params.paths.models
     entry, shadow_entry = resolve_models(root, params, ref, shadow)
     run_dir = root / SERVE_DIR / f"run-{cfg.port}"
