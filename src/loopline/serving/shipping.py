@@ -68,7 +68,15 @@ class Shipper:
         self.alert_backlog_rows = alert_backlog_rows
         self._on_backlog = on_backlog or (lambda rows, alert: None)
         self._conn = connect(self.log_path)
-        self._conn.execute(_STATE)
+        deadline = time.monotonic() + 30.0
+        while True:  # workers start together: creating a table may meet a lock
+            try:
+                self._conn.execute(_STATE)
+                break
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
         self._fs = store.filesystem()
         self._lock_file = open(str(self.log_path) + SHIP_LOCK_SUFFIX, "a+")  # noqa: SIM115
         self.leader = False
