@@ -60,6 +60,8 @@ def monitor(
         print_json(doc)
     else:
         print_monitor(doc)
+    for line in doc.get("warnings") or []:
+        typer.echo(f"warning: {line}", err=True)
     raise typer.Exit(EXIT[doc["status"]] if doc["status"] in EXIT else 0)
 
 
