@@ -313,6 +313,15 @@ def read_predictions(path: str | Path, *, since: float | None = None,
                       conn.execute("SELECT request_id, idx, label, ts FROM feedback")}
     finally:
         conn.close()
+    return frame(requests, labels)
+
+
+def frame(requests: Iterable[Sequence], labels: Mapping[tuple[str, int], tuple[str, float]]) -> Any:
+    """The frame of :func:`read_predictions` from rows of ``requests`` (its columns, in order)
+    and ``labels`` by ``(request_id, idx)``: ``(label, ts)``; the object store's reader
+    (:mod:`loopline.serving.log_store`) builds the same frame from its Parquet rows."""
+    import pandas as pd
+
     loads = orjson.loads
     out = []
     for (rid, ts, version, n, inputs, preds, probs, classes, latency,

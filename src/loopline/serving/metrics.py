@@ -24,6 +24,19 @@ CLIENT_DISCONNECTS = bentoml.metrics.Counter(
     documentation="Requests whose client went away before sending the whole body, by route",
     labelnames=["route"])
 
+LOG_BACKLOG = bentoml.metrics.Gauge(
+    name="loopline_log_backlog_rows", multiprocess_mode="livemax",
+    documentation="Inference log rows of this replica not yet shipped to the log store")
+LOG_BACKLOG_ALERT = bentoml.metrics.Gauge(
+    name="loopline_log_backlog_alert", multiprocess_mode="livemax",
+    documentation="1 while the unshipped rows are past serve.log_store.alert_backlog_rows")
+
+
+def log_backlog(rows: int, alert: bool) -> None:
+    """Report the shipper's backlog (only the replica's shipping worker sets it)."""
+    LOG_BACKLOG.set(rows)
+    LOG_BACKLOG_ALERT.set(1 if alert else 0)
+
 
 def predicted(version: str, labels: list, seconds: float) -> None:
     """Count one request's predicted classes and observe its model time."""

@@ -29,7 +29,7 @@ import orjson
 from pydantic import ConfigDict, create_model
 from starlette.responses import Response
 
-from loopline.serving import bundle, contract, metrics, request_errors
+from loopline.serving import bundle, contract, metrics, request_errors, shipping
 from loopline.serving.openapi import DocumentedErrors
 from loopline.serving.inference_log import InferenceLog
 from loopline.serving.middleware import NoLog, RequestGuard, quiet_bad_requests
@@ -81,10 +81,13 @@ class LooplineService:
         self.shadow = _load(SPEC["shadow"]) if SPEC.get("shadow") else None
         log = SPEC["log"]
         self.log = NoLog()
+        self.shipper = None
         if log.get("enabled", True):
-            self.log = InferenceLog(os.environ.get(LOG_ENV) or log["path"],
+            log_path = os.environ.get(LOG_ENV) or log["path"]
+            self.log = InferenceLog(log_path,
                                     flush_interval=log["flush_interval"],
                                     flush_rows=log["flush_rows"], shadow=lambda: self.shadow)
+            self.shipper = shipping.start(SPEC, log_path, on_backlog=metrics.log_backlog)
         request_errors.SINKS[:] = [lambda ts, route, status: self.log.request_error(
             ts, route, status, self.reloader.served.version)]
         self.reloader.start()
@@ -171,6 +174,8 @@ class LooplineService:
     def _shutdown(self) -> None:
         self.reloader.stop()
         self.log.close()
+        if self.shipper is not None:
+            self.shipper.close()
 
 
 # RequestErrors first, so it is the outer one and sees RequestGuard's 4xx too
