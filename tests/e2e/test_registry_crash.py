@@ -1,4 +1,4 @@
-"""A registry command killed at any point (SIGKILL or SIGTERM, during `git push` too) leaves
+"""A registry command (register, promote, rollback) killed at any point (SIGKILL or SIGTERM, during `git push` too) leaves
 the old state or the new one, here and on the remote; the next command says what it repaired.
 
 The origin's pre-receive hook sleeps, so a good share of the kills land while the push is
@@ -61,7 +61,7 @@ def kill_at_random(args: list[str], cwd: Path, sig: int, full: float,
     return alive
 
 
-def test_killed_register_and_promote_leave_a_consistent_registry(tmp_path: Path) -> None:
+def test_killed_register_promote_and_rollback_leave_a_consistent_registry(tmp_path: Path) -> None:
     rng = random.Random(16)
     repo = Repo(tmp_path / "repo")
     origin = tmp_path / "origin.git"
@@ -85,10 +85,12 @@ def test_killed_register_and_promote_leave_a_consistent_registry(tmp_path: Path)
             repo.model(f"m{i}")
             git(repo.path, "push", "-q", "origin", "main")
             args = ["register", "--push", "origin"]
-        else:  # promote the version that is not in prod
-            cur = loopline("which", "prod", cwd=repo.path).stdout.strip()
-            target = "v0.1.0" if cur != "v0.1.0" else f"v0.{versions}.0"
-            args = ["promote", target, "--to", "prod", "--push", "origin"]
+        else:  # roll prod back from the latest version, or promote the latest again
+            latest = f"v0.{versions}.0"
+            if loopline("which", "prod", cwd=repo.path).stdout.strip() == latest:
+                args = ["rollback", "--stage", "prod", "--push", "origin"]
+            else:
+                args = ["promote", latest, "--to", "prod", "--push", "origin"]
         killed += kill_at_random(args, repo.path, sig, full, rng)
         res = loopline("which", "prod", cwd=repo.path)  # the next command repairs
         said = [ln for ln in res.stderr.splitlines() if ln.startswith("repaired: ")]
@@ -105,8 +107,8 @@ def test_killed_register_and_promote_leave_a_consistent_registry(tmp_path: Path)
                        == git(repo.path, "rev-parse", "HEAD") for t in here):
                 loopline(*args, cwd=repo.path)
             versions = len([t for t in local_tags(repo.path) if "@" in t])
-        else:
-            loopline(*args, cwd=repo.path, check=False)  # "already current" is fine too
+        else:  # "already current" / "nothing earlier" when the killed one had finished
+            loopline(*args, cwd=repo.path, check=False)
             assert local_tags(repo.path) == remote_tags(repo.path)
     print(f"\nkills tried {2 * KILLS}, landed while running {killed}, repaired {repaired}, "
           f"inconsistent states {inconsistent}")
