@@ -127,11 +127,12 @@ def retrain(root: Path, params: Any, window: dict, labelled: Any, stage: str, *,
     API, ``GITHUB_TOKEN``); the checkout goes back to its branch, and registering and
     promoting follow the merge (main.yml). While such a pull request is open, no other is made.
     """
-    from loopline.monitoring.monitor import worst
+    from loopline.monitoring.monitor import SERVICE_FIGURES, worst
 
-    # the model's grades decide, not the error rate: that is the service's, and a new model
-    # would not mend it (nor should a RED error rate stop a retraining the model needs)
-    model_status = worst([g for k, g in (window.get("grades") or {}).items() if k != "error_rate"])
+    # the model's grades decide, not the error rate or the service's targets: a new model
+    # would not mend them (nor should a RED error rate stop a retraining the model needs)
+    model_status = worst([g for k, g in (window.get("grades") or {}).items()
+                          if k not in SERVICE_FIGURES])
     if model_status != "AMBER" or labelled is None:
         if window.get("status") == "AMBER" and model_status == "GREEN" and labelled is not None:
             return [{"action": "retrain", "done": False,
