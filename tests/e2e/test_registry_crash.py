@@ -1,5 +1,6 @@
-"""A registry command (register, promote, rollback) killed at any point (SIGKILL or SIGTERM, during `git push` too) leaves
-the old state or the new one, here and on the remote; the next command says what it repaired.
+"""A registry command (register, promote, rollback) killed at any point (SIGKILL or SIGTERM,
+during `git push` too) leaves the old state or the new one, here and on the remote; the next
+command says what it repaired.
 
 The origin's pre-receive hook sleeps, so a good share of the kills land while the push is
 in flight. After each kill: one `loopline which` (which repairs), then local tags must equal
