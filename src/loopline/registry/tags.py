@@ -245,12 +245,6 @@ class Registry:
         """All versions, lowest semver first."""
         return sorted(self.versions.values(), key=lambda v: semver_key(v.version))
 
-    def latest(self) -> Version | None:
-        """The highest version by semver."""
-        if not self.versions:
-            return None
-        return max(self.versions.values(), key=lambda v: semver_key(v.version))
-
     def versions_at(self, commit: str) -> list[Version]:
         """Versions whose tag points at ``commit``."""
         if self._by_commit is None:
@@ -389,10 +383,6 @@ class Registry:
             for n in ns:
                 see(stage, n)
         return hw
-
-    def next_n(self, stage: str, remote_ns: tuple[int, ...] = ()) -> int:
-        """The next assignment number: one above every number the stage has ever used."""
-        return self.high_water({stage: remote_ns}).get(stage, 0) + 1
 
     def next_seq(self) -> int:
         """One above the highest sequence number of any tag of the artifact."""

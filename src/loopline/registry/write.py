@@ -89,10 +89,6 @@ class Change:
     push: dict[str, str]
     action: str  # register, promote, rollback: named in messages
 
-    @property
-    def tags(self) -> list[str]:
-        return [r.removeprefix("refs/tags/") for r in self.create if r.startswith("refs/tags/")]
-
 
 # ------------------------------------------------------------------- lock, journal
 
