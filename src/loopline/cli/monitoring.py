@@ -48,11 +48,22 @@ def monitor(
     from loopline.core.layout import find_root
     from loopline.monitoring.check import check
 
+    from loopline.serving import spool
+    from loopline.serving.log_check import inspect
+
     root = find_root(repo)
     params = load_params(root)
     cfg = revalidate(params.monitor, "monitor", window=window, windows=windows)
-    doc = check(root, params, cfg, log_path=Path(log or root / params.serve.log.path), until=until,
+    log_path = Path(log or root / params.serve.log.path)
+    inspect(log_path).close()  # a damaged log: one error line naming it, not NO DATA
+    doc = check(root, params, cfg, log_path=log_path, until=until,
                 html=html, act=act, service_url=service_url, push=push, retrain_pr=retrain_pr)
+    waiting = spool.pending(log_path)
+    if waiting:
+        doc.setdefault("warnings", []).append(
+            f"{waiting} rows the service could not write to {log_path} wait in "
+            f"{spool.path_of(log_path)}; they are not in these figures and go into the log "
+            "when the service starts next")
     if as_json:
         print_json(doc)
     else:

@@ -5,7 +5,13 @@ thread per server process wakes every ``flush_interval`` seconds (or once ``flus
 records wait), turns the batch into rows and commits it in one transaction; a shadow model,
 when configured, is scored there too (one onnxruntime run per request), so it costs the
 response nothing. On close the writer drains what is left, so a graceful shutdown loses
-nothing; a failed write (locked or full disk) is retried, never dropped.
+nothing. A write the log cannot take is never dropped: a locked file is retried for a
+while; then, or at once for a damaged file or a full or read-only disk, the rows go to the
+spool beside the log (:mod:`loopline.serving.spool`, fsynced, replayed at the next start);
+when even the spool cannot be written the rows stay queued and :attr:`InferenceLog.accepting`
+turns false, so the service stops answering predictions it could not keep. The log is
+checked once at start-up (:mod:`loopline.serving.log_check`); ``PRAGMA user_version``
+holds :data:`SCHEMA_VERSION`.
 
 The file is SQLite in WAL mode, so several server processes append to it at once and
 ``loopline monitor`` reads it while they do. One row per request keeps the write cheap (a
@@ -38,6 +44,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from loopline.serving import spool
 
 logger = logging.getLogger("loopline.serving")
 
@@ -73,9 +81,10 @@ CREATE TABLE IF NOT EXISTS errors (
 CREATE INDEX IF NOT EXISTS errors_ts ON errors (ts);
 """
 
-_INSERT_REQUEST = "INSERT OR REPLACE INTO requests VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
-_INSERT_FEEDBACK = "INSERT OR REPLACE INTO feedback VALUES (?,?,?,?)"
-_INSERT_ERROR = "INSERT INTO errors VALUES (?,?,?,?)"
+SCHEMA_VERSION = 1  # PRAGMA user_version of a log with the tables above
+INSERTS = {"requests": "INSERT OR REPLACE INTO requests VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+           "feedback": "INSERT OR REPLACE INTO feedback VALUES (?,?,?,?)",
+           "errors": "INSERT INTO errors VALUES (?,?,?,?)"}
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 
 
@@ -95,9 +104,12 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
     if readonly:
         if not path.is_file():
             raise FileNotFoundError(f"no inference log at {path}")
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0,
-                               check_same_thread=False)
-        conn.execute("PRAGMA query_only=ON")
+        try:
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA query_only=ON")
+        except sqlite3.DatabaseError as err:
+            raise _unreadable(path, err) from err
         return conn
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, timeout=30.0, check_same_thread=False)
@@ -109,6 +121,8 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(SCHEMA)
+            if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             return conn
         except sqlite3.OperationalError as err:
             if "locked" not in str(err) or time.monotonic() > deadline:
@@ -125,28 +139,48 @@ class InferenceLog:
         flush_interval: seconds between writes.
         flush_rows: write sooner once this many records wait.
         shadow: returns the shadow version (a ``ServedVersion``, or None) at write time.
+        count: called with ``("spooled" | "lost" | "failed", n)`` as rows go to the spool,
+            are lost, or a write fails (the service's metrics).
+        locked_for: seconds a locked log is retried before its rows go to the spool.
     """
 
     def __init__(self, path: str | Path, *, flush_interval: float = 0.2, flush_rows: int = 2000,
-                 shadow: Callable[[], Any] | None = None) -> None:
+                 shadow: Callable[[], Any] | None = None,
+                 count: Callable[[str, int], None] | None = None,
+                 locked_for: float = 10.0) -> None:
         self.path = Path(path)
         self.flush_interval = flush_interval
         self.flush_rows = flush_rows
+        self.locked_for = locked_for
         self._shadow = shadow or (lambda: None)
+        self._count = count or (lambda outcome, n: None)
         self._predictions: deque = deque()
         self._feedback: deque = deque()
         self._request_errors: deque = deque()
+        self._held: dict[str, list] = {"requests": [], "feedback": [], "errors": []}
         self._waiting = 0
         self._inflight = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._conn = connect(self.path)
+        self._conn: sqlite3.Connection | None = None
         self.written = 0
         self.write_failures = 0
+        self.spooled = 0
+        self.lost = 0
+        try:
+            self._conn = connect(self.path)
+        except (sqlite3.Error, OSError) as err:  # never a worker that dies and restarts forever
+            logger.error("inference log %s cannot be opened (%s): records go to the spool %s "
+                         "until it can", self.path, err, spool.path_of(self.path))
         self._thread = threading.Thread(target=self._run, name="loopline-inference-log",
                                         daemon=True)
         self._thread.start()
         atexit.register(self.close)
+
+    @property
+    def accepting(self) -> bool:
+        """False while rows can be written neither to the log nor to its spool."""
+        return not any(self._held.values())
 
     # ---------------------------------------------------------------- the hot path
 
@@ -200,36 +234,70 @@ class InferenceLog:
         batch = self._drain(self._predictions)
         feedback = self._drain(self._feedback)
         errors = self._drain(self._request_errors)
-        if not batch and not feedback and not errors:
-            return
-        self._inflight = len(batch) + len(feedback) + len(errors)
+        if not (batch or feedback or errors or not self.accepting):
+            return  # nothing new, nothing held
+        self._inflight = (len(batch) + len(feedback) + len(errors)
+                          + sum(len(v) for v in self._held.values()))
         self._waiting = max(0, self._waiting - sum(len(item[3]) for item in batch))
-        rows = self._rows(batch)
-        delay, attempts = 0.05, 0
+        held, self._held = self._held, {"requests": [], "feedback": [], "errors": []}
+        rows = {"requests": held["requests"] + self._rows(batch),
+                "feedback": held["feedback"] + feedback, "errors": held["errors"] + errors}
+        try:
+            self._write(rows)
+        finally:
+            self._inflight = 0
+
+    def _write(self, rows: dict[str, list]) -> None:
+        """Commit ``rows`` to the log, else to the spool, else hold them for the next try."""
+        started, delay, attempts = time.monotonic(), 0.05, 0
         while True:
+            attempts += 1
             try:
+                if self._conn is None:
+                    self._conn = connect(self.path)
                 with self._conn:
-                    if rows:
-                        self._conn.executemany(_INSERT_REQUEST, rows)
-                    if feedback:
-                        self._conn.executemany(_INSERT_FEEDBACK, feedback)
-                    if errors:
-                        self._conn.executemany(_INSERT_ERROR, errors)
-                self.written += sum(r[3] for r in rows)
-                self._inflight = 0
+                    for kind, sql in INSERTS.items():
+                        if rows[kind]:
+                            self._conn.executemany(sql, rows[kind])
+                self.written += sum(r[3] for r in rows["requests"])
                 return
-            except sqlite3.Error as err:  # locked, disk full, ...: keep the rows and retry
+            except (sqlite3.Error, OSError) as err:
                 self.write_failures += 1
-                attempts += 1
-                logger.error("inference log %s: write failed (%s); retrying in %.2fs",
-                             self.path, err, delay)
-                if self._stop.is_set() and attempts > 50:
-                    logger.error("inference log %s: giving up on %d rows at shutdown",
-                                 self.path, len(rows) + len(feedback) + len(errors))
-                    self._inflight = 0
-                    return
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                self._count("failed", 1)
+                busy = "locked" in str(err) or "busy" in str(err)
+                if busy and time.monotonic() - started < self.locked_for:
+                    logger.warning("inference log %s: %s; retrying", self.path, err)
+                elif attempts < 2 and not self._stop.is_set():
+                    logger.error("inference log %s: write failed (%s); retrying", self.path, err)
+                else:
+                    logger.error("inference log %s: write failed (%s)", self.path, err)
+                    break
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+        self._spool(rows)
+
+    def _spool(self, rows: dict[str, list]) -> None:
+        n = sum(len(v) for v in rows.values())
+        try:
+            spool.append(self.path, rows)
+        except OSError as err:
+            if self._stop.is_set():
+                self.lost += n
+                self._count("lost", n)
+                logger.error("inference log %s: LOST %d rows at shutdown: neither the log nor "
+                             "its spool %s can be written (%s)", self.path, n,
+                             spool.path_of(self.path), err)
+                return
+            self._held = {k: rows[k] + self._held[k] for k in rows}
+            logger.error("inference log %s: neither the log nor its spool %s can be written "
+                         "(%s): %d rows held, predictions refused until a write succeeds",
+                         self.path, spool.path_of(self.path), err, n)
+            return
+        self.spooled += n
+        self._count("spooled", n)
+        logger.error("inference log %s: %d rows written to the spool %s instead; they go "
+                     "into the log when the service starts next", self.path, n,
+                     spool.path_of(self.path))
 
     def _rows(self, batch: list) -> list[tuple]:
         rows = []
@@ -258,13 +326,13 @@ class InferenceLog:
                 _dumps({"classes": shadow.classes, "p": proba}))
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until everything queued so far is committed; False on timeout."""
+        """Wait until everything queued so far is kept (log or spool); False on timeout."""
         deadline = time.monotonic() + timeout
         self._wake.set()
-        while (self.pending or self._inflight) and time.monotonic() < deadline:
+        while (self.pending or self._inflight or not self.accepting) and time.monotonic() < deadline:
             self._wake.set()
             time.sleep(0.01)
-        return not (self.pending or self._inflight)
+        return not (self.pending or self._inflight or not self.accepting)
 
     def close(self, timeout: float = 30.0) -> None:
         """Write what is queued and stop the writer (idempotent)."""
@@ -274,7 +342,8 @@ class InferenceLog:
         self._wake.set()
         self._thread.join(timeout)
         try:
-            self._conn.close()
+            if self._conn is not None:
+                self._conn.close()
         except sqlite3.Error:
             pass
         atexit.unregister(self.close)
@@ -311,6 +380,8 @@ def read_predictions(path: str | Path, *, since: float | None = None,
         if with_feedback:
             labels = {(r, i): (lab, t) for r, i, lab, t in
                       conn.execute("SELECT request_id, idx, label, ts FROM feedback")}
+    except sqlite3.DatabaseError as err:
+        raise _unreadable(path, err) from err
     finally:
         conn.close()
     loads = orjson.loads
@@ -355,13 +426,20 @@ def read_request_errors(path: str | Path, *, since: float | None = None,
     try:
         rows = conn.execute(f"SELECT {', '.join(columns)} FROM errors{where} ORDER BY ts",
                             args).fetchall()
-    except sqlite3.OperationalError as err:
+    except sqlite3.DatabaseError as err:
         if "no such table" not in str(err):
-            raise
+            raise _unreadable(path, err) from err
         return None
     finally:
         conn.close()
     return pd.DataFrame(rows, columns=columns)
+
+
+def _unreadable(path: str | Path, err: Exception) -> Exception:
+    from loopline.core.errors import LooplineError
+
+    return LooplineError(f"inference log {path} cannot be read ({err}): move it aside, or "
+                         "start the service with `loopline serve --log-reset`")
 
 
 def features(df: Any, columns: list[str] | None = None) -> Any:

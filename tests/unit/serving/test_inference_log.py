@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from loopline.serving import contract
 from loopline.serving.inference_log import (
@@ -146,3 +147,69 @@ def test_inference_log_is_written_by_concurrent_writers(tmp_path: Path) -> None:
     for log in logs:
         log.close()
     assert len(read_predictions(path)) == 600
+
+
+def test_rows_the_log_cannot_take_go_to_the_spool_and_back_at_start(tmp_path: Path) -> None:
+    from loopline.serving import log_check, spool
+    from tests.helpers.logs import DAMAGE, sound_log
+
+    path = sound_log(tmp_path / "log.sqlite", requests=50)
+    counted: list[tuple[str, int]] = []
+    log = InferenceLog(path, flush_interval=0.02, count=lambda o, n: counted.append((o, n)))
+    DAMAGE["garbled pages"][0](path)  # damaged under a running service
+    log._conn.close()
+    log._conn = None  # as a worker started now opens it
+    _queue(log, "after-damage", [GOOD, GOOD])
+    log.feedback([("after-damage", 1, "bad")], time.time())
+    assert log.flush(10.0) and log.accepting
+    log.close()
+    assert log.spooled == 2 and ("spooled", 2) in counted and ("failed", 1) in counted
+    assert spool.pending(path) == 2
+    # the next start refuses the damaged log; moved aside, the new one gets the spooled rows
+    state = log_check.open_log(path, reset=True)
+    assert state["replayed"] == 2
+    df = read_predictions(path)
+    assert df["request_id"].tolist() == ["after-damage"] * 2 and df["label"].tolist()[1] == "bad"
+
+
+def test_a_log_that_cannot_be_opened_does_not_stop_the_worker(tmp_path: Path) -> None:
+    from loopline.serving import spool
+
+    path = tmp_path / "log.sqlite"
+    path.mkdir()  # a folder where the file should be
+    log = InferenceLog(path, flush_interval=0.02)
+    _queue(log, "kept", [GOOD])
+    assert log.flush(10.0) and log._thread.is_alive()
+    log.close()
+    assert log.spooled == 1 and spool.pending(path) == 1
+
+
+def test_nothing_is_answered_that_neither_log_nor_spool_can_keep(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from loopline.serving import spool
+
+    path = tmp_path / "log.sqlite"
+    path.mkdir()
+    counted: list[tuple[str, int]] = []
+    failing = {"on": True}
+    real_append = spool.append
+
+    def append(log, rows):
+        if failing["on"]:
+            raise OSError(28, "No space left on device")
+        return real_append(log, rows)
+
+    monkeypatch.setattr(spool, "append", append)
+    log = InferenceLog(path, flush_interval=0.02, count=lambda o, n: counted.append((o, n)))
+    _queue(log, "held", [GOOD])
+    deadline = time.monotonic() + 10
+    while log.accepting and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not log.accepting  # the service answers 503 now
+    failing["on"] = False  # the disk has room again: the held rows are kept, predictions resume
+    assert log.flush(10.0) and log.accepting
+    assert spool.pending(path) == 1
+    failing["on"] = True
+    _queue(log, "lost", [GOOD])
+    log.close()
+    assert log.lost == 1 and ("lost", 1) in counted
