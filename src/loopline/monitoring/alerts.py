@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from loopline.config.operations import AlertConfig
+from loopline.core.files import append_text
 
 ICONS = {"GREEN": ":large_green_circle:", "AMBER": ":large_orange_circle:", "RED": ":red_circle:"}
 
@@ -37,9 +38,7 @@ def message(artifact: str, doc: dict, links: list[str]) -> dict:
 
 
 def audit(path: Path, event: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps({"at": time.time(), **event}) + "\n")
+    append_text(path, json.dumps({"at": time.time(), **event}) + "\n")
 
 
 def _post(url: str, body: dict, cfg: AlertConfig) -> tuple[bool, str, int]:
@@ -77,10 +76,8 @@ def deliver(root: Path, cfg: AlertConfig, artifact: str, doc: dict, links: list[
     if cfg.file:
         path = root / cfg.file
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "a", encoding="utf-8") as f:
-                f.write(json.dumps({k: msg[k] for k in ("at", "artifact", "status", "reasons",
-                                                        "links")}) + "\n")
+            append_text(path, json.dumps({k: msg[k] for k in ("at", "artifact", "status",
+                                                               "reasons", "links")}) + "\n")
             outcomes.append({"channel": "file", "delivered": True, "path": cfg.file})
         except OSError as err:
             outcomes.append({"channel": "file", "delivered": False, "path": cfg.file,
