@@ -86,6 +86,7 @@ INSERTS = {"requests": "INSERT OR REPLACE INTO requests VALUES (?,?,?,?,?,?,?,?,
            "feedback": "INSERT OR REPLACE INTO feedback VALUES (?,?,?,?)",
            "errors": "INSERT INTO errors VALUES (?,?,?,?)"}
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
+RETRY_LOG = 10.0  # seconds between tries of a log that failed (rows go to the spool meanwhile)
 
 
 def _dumps(obj: Any) -> str:
@@ -163,6 +164,7 @@ class InferenceLog:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._conn: sqlite3.Connection | None = None
+        self._spool_until = 0.0  # rows go straight to the spool until then
         self.written = 0
         self.write_failures = 0
         self.spooled = 0
@@ -170,8 +172,10 @@ class InferenceLog:
         try:
             self._conn = connect(self.path)
         except (sqlite3.Error, OSError) as err:  # never a worker that dies and restarts forever
-            logger.error("inference log %s cannot be opened (%s): records go to the spool %s "
-                         "until it can", self.path, err, spool.path_of(self.path))
+            logger.error("inference log %s cannot be opened (%s): rows go to the spool %s, "
+                         "the log is tried again every %.0fs", self.path, err,
+                         spool.path_of(self.path), RETRY_LOG)
+            self._spool_until = time.monotonic() + RETRY_LOG
         self._thread = threading.Thread(target=self._run, name="loopline-inference-log",
                                         daemon=True)
         self._thread.start()
@@ -248,7 +252,13 @@ class InferenceLog:
             self._inflight = 0
 
     def _write(self, rows: dict[str, list]) -> None:
-        """Commit ``rows`` to the log, else to the spool, else hold them for the next try."""
+        """Commit ``rows`` to the log, else to the spool, else hold them for the next try.
+
+        Once the log failed, rows go straight to the spool and the log is tried again
+        every :data:`RETRY_LOG` seconds (one line in the service log per change, not per batch).
+        """
+        if time.monotonic() < self._spool_until and not self._stop.is_set():
+            return self._spool(rows)
         started, delay, attempts = time.monotonic(), 0.05, 0
         while True:
             attempts += 1
@@ -260,21 +270,36 @@ class InferenceLog:
                         if rows[kind]:
                             self._conn.executemany(sql, rows[kind])
                 self.written += sum(r[3] for r in rows["requests"])
+                if self._spool_until:
+                    self._spool_until = 0.0
+                    logger.warning("inference log %s is written again (%d rows went to the "
+                                   "spool meanwhile)", self.path, self.spooled)
                 return
             except (sqlite3.Error, OSError) as err:
                 self.write_failures += 1
                 self._count("failed", 1)
                 busy = "locked" in str(err) or "busy" in str(err)
-                if busy and time.monotonic() - started < self.locked_for:
-                    logger.warning("inference log %s: %s; retrying", self.path, err)
-                elif attempts < 2 and not self._stop.is_set():
-                    logger.error("inference log %s: write failed (%s); retrying", self.path, err)
-                else:
-                    logger.error("inference log %s: write failed (%s)", self.path, err)
+                if not (busy and time.monotonic() - started < self.locked_for) and (
+                        attempts >= 2 or self._stop.is_set()):
+                    if not self._spool_until:
+                        logger.error("inference log %s: write failed (%s): rows go to the "
+                                     "spool %s, the log is tried again every %.0fs", self.path,
+                                     err, spool.path_of(self.path), RETRY_LOG)
+                    self._spool_until = time.monotonic() + RETRY_LOG
+                    if not busy:  # a damaged file: open it afresh next time
+                        self._close_connection()
                     break
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
         self._spool(rows)
+
+    def _close_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        try:
+            if conn is not None:
+                conn.close()
+        except sqlite3.Error:
+            pass
 
     def _spool(self, rows: dict[str, list]) -> None:
         n = sum(len(v) for v in rows.values())
@@ -288,16 +313,15 @@ class InferenceLog:
                              "its spool %s can be written (%s)", self.path, n,
                              spool.path_of(self.path), err)
                 return
+            if self.accepting:
+                logger.error("inference log %s: neither the log nor its spool %s can be "
+                             "written (%s): rows held, predictions refused until a write "
+                             "succeeds", self.path, spool.path_of(self.path), err)
             self._held = {k: rows[k] + self._held[k] for k in rows}
-            logger.error("inference log %s: neither the log nor its spool %s can be written "
-                         "(%s): %d rows held, predictions refused until a write succeeds",
-                         self.path, spool.path_of(self.path), err, n)
             return
         self.spooled += n
         self._count("spooled", n)
-        logger.error("inference log %s: %d rows written to the spool %s instead; they go "
-                     "into the log when the service starts next", self.path, n,
-                     spool.path_of(self.path))
+        logger.debug("inference log %s: %d rows spooled", self.path, n)
 
     def _rows(self, batch: list) -> list[tuple]:
         rows = []
@@ -341,11 +365,7 @@ class InferenceLog:
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout)
-        try:
-            if self._conn is not None:
-                self._conn.close()
-        except sqlite3.Error:
-            pass
+        self._close_connection()
         atexit.unregister(self.close)
 
 

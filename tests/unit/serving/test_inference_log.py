@@ -213,3 +213,26 @@ def test_nothing_is_answered_that_neither_log_nor_spool_can_keep(
     _queue(log, "lost", [GOOD])
     log.close()
     assert log.lost == 1 and ("lost", 1) in counted
+
+
+def test_the_log_is_tried_again_and_written_once_it_recovers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from loopline.serving import inference_log, spool
+
+    monkeypatch.setattr(inference_log, "RETRY_LOG", 0.3)
+    path = tmp_path / "log.sqlite"
+    path.mkdir()
+    log = InferenceLog(path, flush_interval=0.02)
+    for i in range(20):  # many batches while it fails: spooled, one line in the service log
+        _queue(log, f"s{i}", [GOOD])
+        assert log.flush(10.0)
+    path.rmdir()  # the operator fixed it
+    time.sleep(0.4)
+    _queue(log, "back", [GOOD])
+    assert log.flush(10.0)
+    log.close()
+    assert log.spooled == 20 and spool.pending(path) == 20
+    assert read_predictions(path)["request_id"].tolist() == ["back"]
+    failures = [r for r in caplog.records if "write failed" in r.getMessage()
+                or "cannot be opened" in r.getMessage()]
+    assert len(failures) <= 2 and any("written again" in r.getMessage() for r in caplog.records)
