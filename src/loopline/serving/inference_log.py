@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -132,6 +133,15 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
             time.sleep(0.05)
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    """The file at ``path`` (device, inode), None when there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 class InferenceLog:
     """Buffered, non-blocking appends to the inference log (one writer thread).
 
@@ -169,8 +179,10 @@ class InferenceLog:
         self.write_failures = 0
         self.spooled = 0
         self.lost = 0
+        self._identity: tuple[int, int] | None = None
         try:
             self._conn = connect(self.path)
+            self._identity = _identity(self.path)
         except (sqlite3.Error, OSError) as err:  # never a worker that dies and restarts forever
             logger.error("inference log %s cannot be opened (%s): rows go to the spool %s, "
                          "the log is tried again every %.0fs", self.path, err,
@@ -263,8 +275,14 @@ class InferenceLog:
         while True:
             attempts += 1
             try:
+                if self._conn is not None and _identity(self.path) != self._identity:
+                    # moved or deleted under the service: write where the log is looked for
+                    logger.warning("inference log %s was moved or deleted while served: "
+                                   "writing to a new one there", self.path)
+                    self._close_connection()
                 if self._conn is None:
                     self._conn = connect(self.path)
+                    self._identity = _identity(self.path)
                 with self._conn:
                     for kind, sql in INSERTS.items():
                         if rows[kind]:

@@ -236,3 +236,18 @@ def test_the_log_is_tried_again_and_written_once_it_recovers(
     failures = [r for r in caplog.records if "write failed" in r.getMessage()
                 or "cannot be opened" in r.getMessage()]
     assert len(failures) <= 2 and any("written again" in r.getMessage() for r in caplog.records)
+
+
+def test_a_log_deleted_or_moved_while_served_is_made_again_where_it_is_looked_for(
+        tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite"
+    log = InferenceLog(path, flush_interval=0.02)
+    _queue(log, "before", [GOOD])
+    assert log.flush(10.0)
+    path.rename(tmp_path / "moved.sqlite")  # an operator moves it aside (its -wal stays behind)
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    _queue(log, "after", [GOOD])
+    assert log.flush(10.0)
+    log.close()
+    assert read_predictions(path)["request_id"].tolist() == ["after"]
