@@ -23,7 +23,7 @@ def queue(log, rid: str, n: int = 1, records: list[dict] | None = None) -> None:
 
 def sound_log(path: Path, requests: int = 200) -> Path:
     """A log written by the service's writer: ``requests`` requests of 3 records, checkpointed."""
-    from loopline.serving.inference_log import InferenceLog
+    from loopline.serving.log_writer import InferenceLog
 
     log = InferenceLog(path, flush_interval=0.01)
     for i in range(requests):

@@ -47,7 +47,6 @@ def monitor(
     from loopline.config.params import load_params, revalidate
     from loopline.core.layout import find_root
     from loopline.monitoring.check import check
-
     from loopline.serving import spool
     from loopline.serving.log_check import inspect
 

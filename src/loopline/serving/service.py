@@ -30,9 +30,9 @@ from pydantic import ConfigDict, create_model
 from starlette.responses import Response
 
 from loopline.serving import bundle, contract, log_check, metrics, request_errors
-from loopline.serving.openapi import DocumentedErrors
-from loopline.serving.inference_log import InferenceLog
+from loopline.serving.log_writer import InferenceLog
 from loopline.serving.middleware import NoLog, RequestGuard, quiet_bad_requests
+from loopline.serving.openapi import DocumentedErrors
 from loopline.serving.reload import Reloader
 from loopline.serving.spec import LOG_ENV, read_spec
 
