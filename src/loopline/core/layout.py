@@ -64,6 +64,10 @@ SIMULATE_HTML = "simulate.html"
 REVIEW_MD = "review.md"
 CI_DIR = f"{STATE_DIR}/ci"         # what `loopline ci` keeps of a run (artifacts), per workflow
 
+# --------------------------------------------------------------------- registry
+REGISTRY_GIT_DIR = "loopline"       # in the git common dir: the registry's lock and journal
+REGISTRY_MARKERS = "refs/loopline/assigned"  # <artifact>/<stage>/<n>: every number ever assigned
+
 # ---------------------------------------------------------------------- serving
 CHAMPION_DIR = f"{STATE_DIR}/champion"  # the champion's model, fetched for the gate
 SERVE_DIR = f"{STATE_DIR}/serve"  # what `loopline serve` prepares (spec, fetched bundles)

@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 from loopline.core.dvc import dvc
+from loopline.core.files import copy_file, write_atomic, write_bytes, write_text
 from loopline.core.git import git
 from loopline.core.layout import WORKFLOWS_DIR
 from loopline.gitops.scaffold import pins
@@ -35,13 +36,12 @@ def _write(dest: Path, plan: Plan) -> list[str]:
         written[rel] = pins.workflow_install(written[rel].decode()).encode()
     written.update(pins.install_files(dest))
     for rel, raw in written.items():
-        path = dest / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(raw)
-        if rel.endswith(".sh"):
-            path.chmod(path.stat().st_mode | 0o111)
+        if rel.endswith(".sh"):  # scripts/deploy.sh: a hook the workflows run
+            write_atomic(dest / rel, chunks=[raw], executable=True)
+        else:
+            write_bytes(dest / rel, raw)
     (dest / "data").mkdir(exist_ok=True)
-    shutil.copyfile(plan.data_file, dest / plan.source)
+    copy_file(plan.data_file, dest / plan.source)
     return sorted([*written, f"{pins.VENDOR}/"])
 
 
@@ -55,7 +55,7 @@ def _repo(dest: Path, plan: Plan) -> str:
     params = load_params(dest)
     git(dest, "init", "-q", "-b", "main")
     dvc(dest, "init", "-q")
-    (dest / ".dvc" / "config").write_text(DVC_CONFIG, encoding="utf-8")
+    write_text(dest / ".dvc" / "config", DVC_CONFIG)
     refresh_champion(dest, params.paths.reports, params.gate.champion.stage)
     git(dest, "add", "-A")
     git(dest, "commit", "-q", "-m",
