@@ -1,6 +1,7 @@
 """A new instance works on its own: `loopline init`, a first model pushed to a DVC remote,
-then `loopline ci pr` and `ci main` run its workflows (nektos/act, a clean clone, a fresh runner) — loopline installed from the
-instance's requirements.lock and vendored wheel, never from this checkout."""
+then `loopline ci pr` and `ci main` run its workflows (nektos/act, a clean clone, a fresh
+runner), loopline installed from the instance's requirements.lock and vendored wheel,
+never from this checkout."""
 
 from __future__ import annotations
 
@@ -16,8 +17,16 @@ from tests.helpers.instance import fast_settings
 
 def ci(root: Path, workflow: str) -> dict:
     env = {**os.environ, "UV_OFFLINE": "1"}  # uv installs from its cache: nothing downloaded
-    res = sh(str(BIN / "loopline"), "ci", workflow, "--json", cwd=root, env=env, check=False,
-             timeout=1200)
+    res = sh(
+        str(BIN / "loopline"),
+        "ci",
+        workflow,
+        "--json",
+        cwd=root,
+        env=env,
+        check=False,
+        timeout=1200,
+    )
     assert res.stdout.strip(), res.stderr[-3000:]
     return json.loads(res.stdout.strip().splitlines()[-1])
 

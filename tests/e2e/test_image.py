@@ -22,11 +22,13 @@ import httpx
 import pytest
 
 from tests.e2e.test_serving import RECORD, free_port
-from tests.helpers import BIN, REPO
+from tests.helpers import REPO
 from tests.helpers.commands import loopline, sh
 
-pytestmark = pytest.mark.skipif(os.environ.get("LOOPLINE_IMAGE_TESTS") != "1",
-                                reason="image builds take minutes: LOOPLINE_IMAGE_TESTS=1")
+pytestmark = pytest.mark.skipif(
+    os.environ.get("LOOPLINE_IMAGE_TESTS") != "1",
+    reason="image builds take minutes: LOOPLINE_IMAGE_TESTS=1",
+)
 MAX_BYTES = 600 * 1024 * 1024
 
 
@@ -81,9 +83,27 @@ def test_sigterm_stops_every_worker_with_the_log_flushed(image: str, tmp_path: P
     logs.chmod(0o777)
     ctr = sh("buildah", "from", image, cwd=tmp_path).stdout.strip()
     port = free_port()
-    cmd = ["buildah", "run", "--isolation", "chroot", "-v", f"{logs}:/var/lib/loopline", ctr, "--",
-           "/opt/loopline/bin/python", "-m", "loopline.serving.pid1", "--", "bentoml", "serve",
-           "/home/bentoml/bento", "--host", "127.0.0.1", "--port", str(port)]
+    cmd = [
+        "buildah",
+        "run",
+        "--isolation",
+        "chroot",
+        "-v",
+        f"{logs}:/var/lib/loopline",
+        ctr,
+        "--",
+        "/opt/loopline/bin/python",
+        "-m",
+        "loopline.serving.pid1",
+        "--",
+        "bentoml",
+        "serve",
+        "/home/bentoml/bento",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     run = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
@@ -96,8 +116,11 @@ def test_sigterm_stops_every_worker_with_the_log_flushed(image: str, tmp_path: P
                 time.sleep(0.5)
             for _ in range(5):
                 assert client.post("/predict", json={"records": [RECORD]}).status_code == 200
-        pid1 = next(p for p in _descendants(run.pid)
-                    if "loopline.serving.pid1" in Path(f"/proc/{p}/cmdline").read_bytes().decode())
+        pid1 = next(
+            p
+            for p in _descendants(run.pid)
+            if "loopline.serving.pid1" in Path(f"/proc/{p}/cmdline").read_bytes().decode()
+        )
         service = _descendants(pid1)
         assert len(service) >= 3  # the supervisor and its workers
         os.kill(pid1, signal.SIGTERM)
@@ -106,8 +129,11 @@ def test_sigterm_stops_every_worker_with_the_log_flushed(image: str, tmp_path: P
             time.sleep(0.1)
         print(f"stopped in {time.monotonic() - started:.1f} s")
         assert not [p for p in [pid1, *service] if _alive(p)]
-        rows = sqlite3.connect(logs / "inference.sqlite").execute(
-            "select count(*) from requests").fetchone()[0]
+        rows = (
+            sqlite3.connect(logs / "inference.sqlite")
+            .execute("select count(*) from requests")
+            .fetchone()[0]
+        )
         assert rows == 5
     finally:
         run.kill()
