@@ -195,3 +195,17 @@ def test_clone_is_clean_has_origin_refs_and_the_working_changes_only_when_asked(
     ci.clone(repo, dirty, dirty=True)
     assert (dirty / "a.txt").read_text() == "two\n" and (dirty / "new.txt").is_file()
     assert git(dirty, "status", "--porcelain") == ""
+
+
+def test_the_summary_names_every_step_whole_and_the_verdict(capsys) -> None:  # noqa: ANN001
+    from loopline.cli.tables import print_ci
+
+    long = "Build its image once and push it to serve.image_registry (when configured)"
+    print_ci({"workflow": "release", "event": "delete", "status": "skipped",
+              "jobs": {"image": "passed", "deploy": "skipped"}, "seconds": 12.3,
+              "steps": [{"job": "image", "step": long, "outcome": "success", "seconds": 1.2},
+                        {"job": "deploy", "step": "hook", "outcome": "skipped", "seconds": None}],
+              "notices": ["notice: built x, not deployed"], "artifacts": "/x/.loopline/ci/release"})
+    out = capsys.readouterr().out
+    assert long in out and "notice: built x, not deployed" in out
+    assert "release: SKIPPED on delete (image passed, deploy skipped)" in out
