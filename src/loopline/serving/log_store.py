@@ -288,10 +288,10 @@ def _unique_requests(table: Any) -> Any:
         con = duckdb.connect()
         try:
             con.register("requests", table)
-            res = con.execute("SELECT DISTINCT ON (request_id) * FROM requests "
-                              "ORDER BY request_id, replica")
-            # DuckDB 2 names it to_arrow_table; 1.x fetch_arrow_table
-            table = (getattr(res, "to_arrow_table", None) or res.fetch_arrow_table)()
+            rel = con.sql("SELECT DISTINCT ON (request_id) * FROM requests "
+                          "ORDER BY request_id, replica")
+            # DuckDB 2 names it to_arrow_table; 1.x arrow()
+            table = (getattr(rel, "to_arrow_table", None) or rel.arrow)()
         finally:
             con.close()
     return table.sort_by([("ts", "ascending"), ("request_id", "ascending")])

@@ -98,9 +98,12 @@ class Shipper:
         if not self.leader:
             try:
                 fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                self.leader = True
             except OSError:
                 return False
+            self.leader = True
+            if not self._stop.is_set():
+                logger.info("process %d ships replica %s to %s", os.getpid(), self.replica,
+                            self.store.url)
         return True
 
     def _release(self) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -143,6 +145,29 @@ def test_one_shipper_per_log_takes_the_lock(tmp_path: Path, store) -> None:
     assert rows(log)["requests"] == 0
     assert b.try_lead()
     b.close()
+
+
+def test_another_process_holding_the_lock_keeps_this_one_from_shipping(tmp_path: Path,
+                                                                        store) -> None:
+    log = tmp_path / "log.sqlite"
+    write_log(log, 2)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys\n"
+         "from loopline.serving import log_store\n"
+         "from loopline.serving.shipping import Shipper\n"
+         f"s = Shipper({str(log)!r}, log_store.parse({store.url!r}), artifact='credit', "
+         "replica='host-3000', start=False)\n"
+         "print(s.try_lead(), flush=True)\nsys.stdin.read()\n"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "True"
+        here = shipper(log, store)
+        assert not here.try_lead()
+    finally:
+        holder.communicate("", timeout=60)  # the other process exits: the lock is free
+    assert here.try_lead()
+    here.close()
+    assert rows(log)["requests"] == 0
 
 
 def test_the_shipping_worker_ships_in_the_background_and_close_flushes(tmp_path: Path,
