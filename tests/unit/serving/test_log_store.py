@@ -154,3 +154,20 @@ def test_the_local_log_and_the_store_answer_the_same_version_filter(tmp_path: Pa
     ship(log, store, "a-1")
     pd.testing.assert_frame_equal(log_store.open_log(store.url).predictions(version="v2"), local)
     assert list(local["request_id"]) == ["w0", "w1"]
+
+
+def test_monitoring_reads_the_configured_store_else_the_local_log(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from loopline.config.operations import ServeConfig
+    from loopline.serving.spec import LOG_ENV
+
+    for name in (log_store.STORE_ENV, LOG_ENV):
+        monkeypatch.delenv(name, raising=False)
+    serve = ServeConfig()
+    assert log_store.default_source(tmp_path, serve) == str(tmp_path / serve.log.path)
+    monkeypatch.setenv(LOG_ENV, "/var/lib/loopline/inference.sqlite")
+    assert log_store.default_source(tmp_path, serve) == "/var/lib/loopline/inference.sqlite"
+    configured = ServeConfig(log_store={"url": "s3://bucket/inference-log"})
+    assert log_store.default_source(tmp_path, configured).url == "s3://bucket/inference-log"
+    monkeypatch.setenv(log_store.STORE_ENV, "off")
+    assert log_store.default_source(tmp_path, configured) == "/var/lib/loopline/inference.sqlite"
