@@ -307,8 +307,10 @@ def store_predictions(reader: StoreReader, *, since: float | None = None,
     rows = _rows(requests, [c for c in requests.column_names if c != "replica"])
     labels: dict[tuple[str, int], tuple[str, float]] = {}
     if with_feedback and rows:
-        # a label arrives after its request: partitions before `since` cannot hold one
-        feedback = reader.table("feedback", _window(since, None, rows=False)).sort_by(
+        # a label arrives after its request, so partitions before `since` hold none (an hour
+        # earlier still, for the clocks of replicas that disagree)
+        early = None if since is None else since - 3600.0
+        feedback = reader.table("feedback", _window(early, None, rows=False)).sort_by(
             [("ts", "ascending"), ("label", "descending")])
         # in time order, so the latest label of (request_id, idx) is the one kept
         labels = {(r, i): (lab, t) for r, i, lab, t in

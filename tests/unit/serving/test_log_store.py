@@ -171,3 +171,17 @@ def test_monitoring_reads_the_configured_store_else_the_local_log(
     assert log_store.default_source(tmp_path, configured).url == "s3://bucket/inference-log"
     monkeypatch.setenv(log_store.STORE_ENV, "off")
     assert log_store.default_source(tmp_path, configured) == "/var/lib/loopline/inference.sqlite"
+
+
+def test_a_label_from_a_replica_whose_clock_is_behind_still_joins(tmp_path: Path,
+                                                                  store) -> None:
+    a, b = tmp_path / "a.sqlite", tmp_path / "b.sqlite"
+    hour = T0 + 30 * 60  # 14:00:00
+    write_log(a, 1, prefix="a", t0=hour + 10)
+    fb = InferenceLog(b, flush_interval=30.0)
+    fb.feedback([("a0", 0, "yes")], hour - 10)  # B's clock says 13:59:50, the previous hour
+    fb.close()
+    ship(a, store, "host-a")
+    ship(b, store, "host-b")
+    df = log_store.read_predictions(store.url, since=hour, until=hour + 60)
+    assert df["label"].tolist() == ["yes"]
