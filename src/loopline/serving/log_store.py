@@ -16,9 +16,10 @@ DVC remote's config when the store is derived from it) or ``file:///dir``.
 (:func:`loopline.serving.inference_log.read_predictions` and ``read_request_errors``). The
 store's reader prunes partitions on date/hour (and version when asked), merges replicas, keeps
 one row per ``request_id`` (a batch shipped twice, after a crash between the upload and the
-spool's delete, counts once), the latest label per ``(request_id, idx)`` wherever it arrived,
-and one row per distinct error. pyarrow reads (DuckDB's wheel cannot reach S3 offline); DuckDB
-de-duplicates over the arrow tables when there is anything to de-duplicate.
+spool's delete, or a file beside its compacted copy, counts once), the latest label per
+``(request_id, idx)`` wherever it arrived, and one row per distinct error. pyarrow reads
+(DuckDB's wheel cannot reach S3 offline); DuckDB de-duplicates over the arrow tables when
+there is anything to de-duplicate.
 """
 
 from __future__ import annotations
@@ -264,13 +265,18 @@ class StoreReader:
         if version is not None:
             cond = ds.field("version") == version
             expr = cond if expr is None else expr & cond
-        try:
-            data = ds.dataset(self.store.table_dir(name), filesystem=self._fs, format="parquet",
-                              schema=pa.unify_schemas([schema, part]),
-                              partitioning=ds.partitioning(part, flavor="hive"))
-            return data.to_table(filter=expr, columns=schema.names)
-        except (OSError, pa.ArrowInvalid) as err:
-            raise self._fail(err) from None
+        for attempt in range(3):
+            try:
+                data = ds.dataset(self.store.table_dir(name), filesystem=self._fs,
+                                  format="parquet", schema=pa.unify_schemas([schema, part]),
+                                  partitioning=ds.partitioning(part, flavor="hive"))
+                return data.to_table(filter=expr, columns=schema.names)
+            except FileNotFoundError:  # a replica compacted files between listing and reading
+                if attempt == 2:
+                    raise self._fail(FileNotFoundError("files vanished while reading")) from None
+            except (OSError, pa.ArrowInvalid) as err:
+                raise self._fail(err) from None
+        raise AssertionError("unreachable")
 
 
 def _rows(table: Any, columns: list[str]) -> list[tuple]:
