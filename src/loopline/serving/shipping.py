@@ -15,6 +15,8 @@ clock in milliseconds, so a replica whose log was lost never overwrites its earl
 An unreachable store never touches a request: rows wait in the log, the backlog is reported
 (``on_backlog``, the ``loopline_log_backlog_rows`` gauge) and an error is logged once it
 passes ``alert_backlog_rows``. ``close()`` (SIGTERM) ships what is left, within a deadline.
+Once a minute, with nothing waiting, it merges its own files of every hour that ended
+``compact_after`` seconds ago into one (:meth:`Shipper.compact`).
 """
 
 from __future__ import annotations
