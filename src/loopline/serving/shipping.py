@@ -91,6 +91,8 @@ class Shipper:
         self.shipped = 0        # rows deleted from the log after a confirmed upload
         self.failures = 0
         self._last = time.monotonic()
+        self._failing_since: float | None = None
+        self._warned: float | None = None
         self.compact_every, self.compact_after = compact_every, compact_after
         self._compacted = time.monotonic()
         self._stop = threading.Event()
@@ -133,17 +135,26 @@ class Shipper:
                     self.ship()
                     self._last = time.monotonic()
                     backlog = self.count()
+                    if self._failing_since is not None:
+                        logger.warning("log store %s: reachable again, the backlog shipped",
+                                       self.store.url)
+                        self._failing_since = self._warned = None
                 self._report(backlog)
                 if backlog == 0 and time.monotonic() - self._compacted >= self.compact_every:
                     self._compacted = time.monotonic()
                     self.compact()
             except Exception as err:  # the store is down, or a bug: rows stay in the log
                 self.failures += 1
-                self._last = time.monotonic()
-                logger.warning("log store %s: shipping failed, %d rows wait in %s (%s)",
-                               self.store.url, self.backlog, self.log_path,
-                               (str(err).strip().splitlines() or [type(err).__name__])[0])
-                self._report(self._count_safely())
+                now = self._last = time.monotonic()
+                self._failing_since = self._failing_since or now
+                waiting = self._count_safely()
+                if self._warned is None or now - self._warned >= 60.0:  # once a minute
+                    self._warned = now
+                    logger.warning("log store %s: shipping failed for %.0f s, %d rows wait in "
+                                   "%s (%s)", self.store.url, now - self._failing_since,
+                                   waiting, self.log_path,
+                                   (str(err).strip().splitlines() or [type(err).__name__])[0])
+                self._report(waiting)
 
     def _count_safely(self) -> int:
         try:
