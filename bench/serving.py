@@ -1,14 +1,17 @@
 """Serving throughput and latency, side by side in one run, same model, 127.0.0.1.
 
-    python bench/serving.py [--duration 10] [--skip-mlflow]
+    python bench/serving.py [--duration 10] [--rounds 5] [--skip-mlflow]
 
-Servers, started one at a time with 2 workers each and loaded with wrk (-t1 -c8, one
-record per request; Debian's wrk, installed by `make bench`):
+Servers, all started at once with 2 workers each, warmed up, then measured once per round
+over several rounds, interleaved (the order turns each round and reverses every other one),
+with wrk (-t1 -c8, one record per request; Debian's wrk, installed by `make bench`); medians
+and the spread over rounds are printed, ratios are medians of per-round pairs:
 
 - minimal:   the same ONNX model in the smallest BentoML service (bench/minimal_service.py),
              no validation, no logging;
 - loopline:  `loopline serve` of the model: input contract, inference log, metrics;
 - no-log:    the same with the inference log switched off (the logging cost);
+- shipping:  the same shipping its log to a file:// store every second (the shipping cost);
 - mlflow:    `mlflow models serve` of the same scikit-learn pipeline (in its own venv,
              bench/out/mlflow-venv, made on first use; --skip-mlflow to leave it out).
 
@@ -97,8 +100,8 @@ class Proc:
         self.out.close()
 
 
-def wrk(url: str, body: bytes, *, connections: int, duration: int) -> dict:
-    """Requests/s and latency percentiles from one wrk run (plus a 2 s warm-up)."""
+def wrk(url: str, body: bytes, *, connections: int, duration: int, warm: bool = True) -> dict:
+    """Requests/s and latency percentiles from one wrk run (after a 2 s warm-up if ``warm``)."""
     body_file = OUT / "body.json"
     body_file.write_bytes(body)
     script = OUT / "post.lua"
@@ -111,7 +114,8 @@ def wrk(url: str, body: bytes, *, connections: int, duration: int) -> dict:
         'summary.errors.status + summary.errors.connect + summary.errors.read + '
         'summary.errors.write + summary.errors.timeout, summary.errors.status))\nend\n')
     base = ["wrk", "-t1", f"-c{connections}", "-s", str(script), url]
-    subprocess.run([*base[:3], "-d2s", *base[3:]], capture_output=True, check=True)
+    if warm:
+        subprocess.run([*base[:3], "-d2s", *base[3:]], capture_output=True, check=True)
     out = subprocess.run([*base[:3], f"-d{duration}s", *base[3:]], capture_output=True,
                          text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -143,9 +147,16 @@ def save_mlflow_model(py: Path, dest: Path) -> None:
                    check=True, env=env, capture_output=True)
 
 
+def _median(values: list[float]) -> float:
+    v = sorted(values)
+    mid = len(v) // 2
+    return v[mid] if len(v) % 2 else (v[mid - 1] + v[mid]) / 2
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    ap.add_argument("--rounds", type=int, default=5, help="rounds over all servers")
     ap.add_argument("--skip-mlflow", action="store_true")
     args = ap.parse_args()
     if not shutil.which("wrk"):
@@ -155,7 +166,7 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="loopline-bench-"))
     env = {**os.environ, "BENTOML_HOME": str(tmp / "bentoml"), "BENTOML_DO_NOT_TRACK": "True",
-           "OMP_WAIT_POLICY": "PASSIVE"}
+           "OMP_WAIT_POLICY": "PASSIVE", "LOOPLINE_LOG_STORE": "off"}
     one = json.dumps({"records": sample_records(1)}).encode()
     batch_records = sample_records(1000)
     batch = json.dumps({"records": batch_records}).encode()
@@ -163,54 +174,79 @@ def main() -> None:
     for rec in batch_records:
         columns.update({k: [r.get(k) for r in batch_records] for k in rec if k not in columns})
     batch_columns = json.dumps({"columns": columns}).encode()
-    results: dict[str, dict] = {}
-
-    def run(name: str, argv: list[str], path: str, body: bytes, penv: dict, cwd: Path) -> None:
-        port = free_port()
-        argv = [a.replace("{port}", str(port)) for a in argv]
-        url = f"http://127.0.0.1:{port}"
-        proc = Proc(name, argv, url, penv, cwd, (path, body)).wait()
-        try:
-            results[name] = wrk(url + path, body, connections=8, duration=args.duration)
-            if name == "loopline":
-                # 8 connections here too: with fewer, the kernel may hand them all to
-                # one worker (both accept on one socket), leaving the other idle
-                results["batch columns"] = wrk(url + "/predict_batch", batch_columns,
-                                               connections=8, duration=args.duration)
-                results["batch records"] = wrk(url + path, batch, connections=8,
-                                               duration=args.duration)
-        finally:
-            proc.stop()
-        print(f"  {name:<9} {results[name]['rps']:8.0f} req/s  p99 {results[name]['p99_ms']:.2f} ms",
-              flush=True)
 
     # loopline's own spec, from `loopline serve --dry-run`, with the log on and off
     specs = {}
-    for name, enabled in (("loopline", True), ("no-log", False)):
+    for name, enabled in (("loopline", True), ("no-log", False), ("shipping", True)):
         spec = json.loads(subprocess.run(
             [str(BIN / "loopline"), "serve", "--dry-run", "--port", "1"], cwd=ROOT, env=env,
             capture_output=True, text=True, check=True).stdout)
         spec["log"].update(enabled=enabled, path=str(tmp / f"{name}.sqlite"))
+        if name == "shipping":
+            spec.setdefault("log_store", {}).update(every_seconds=1.0)
         specs[name] = tmp / f"{name}.json"
         specs[name].write_text(json.dumps(spec))
     serve = [str(BIN / "bentoml"), "serve", "loopline.serving.service:LooplineService",
              "--host", "127.0.0.1", "--port", "{port}"]
-    print(f"single record, wrk -t1 -c8 -d{args.duration}s, 2 workers each:", flush=True)
-    run("minimal", [str(BIN / "bentoml"), "serve", "minimal_service:Minimal", "--host", "127.0.0.1",
-                    "--port", "{port}"], "/predict", one,
-        {**env, "MINIMAL_ONNX": str(ROOT / "models/model.onnx"), "MINIMAL_WORKERS": "2"},
-        ROOT / "bench")
-    run("loopline", serve, "/predict", one, {**env, "LOOPLINE_SERVE_SPEC": str(specs["loopline"])}, tmp)
-    run("no-log", serve, "/predict", one, {**env, "LOOPLINE_SERVE_SPEC": str(specs["no-log"])}, tmp)
+    servers = {  # name: (argv, env, cwd, path, body)
+        "minimal": ([str(BIN / "bentoml"), "serve", "minimal_service:Minimal", "--host",
+                     "127.0.0.1", "--port", "{port}"],
+                    {**env, "MINIMAL_ONNX": str(ROOT / "models/model.onnx"),
+                     "MINIMAL_WORKERS": "2"}, ROOT / "bench", "/predict", one),
+        "loopline": (serve, {**env, "LOOPLINE_SERVE_SPEC": str(specs["loopline"])}, tmp,
+                     "/predict", one),
+        "no-log": (serve, {**env, "LOOPLINE_SERVE_SPEC": str(specs["no-log"])}, tmp,
+                   "/predict", one),
+        "shipping": (serve, {**env, "LOOPLINE_SERVE_SPEC": str(specs["shipping"]),
+                             "LOOPLINE_LOG_STORE": (tmp / "store").as_uri()}, tmp,
+                     "/predict", one),
+    }
     if not args.skip_mlflow:
         py = ensure_mlflow()
         save_mlflow_model(py, tmp / "mlflow-model")
-        mlflow_one = json.dumps({"dataframe_records": sample_records(1)}).encode()
-        run("mlflow", [str(py.parent / "mlflow"), "models", "serve", "-m", str(tmp / "mlflow-model"),
-                       "--env-manager", "local", "--workers", "2", "--host", "127.0.0.1",
-                       "--port", "{port}"], "/invocations", mlflow_one,
+        servers["mlflow"] = (
+            [str(py.parent / "mlflow"), "models", "serve", "-m", str(tmp / "mlflow-model"),
+             "--env-manager", "local", "--workers", "2", "--host", "127.0.0.1",
+             "--port", "{port}"],
             {**env, "PYTHONPATH": str(ROOT / "src"),
-             "PATH": f"{py.parent}{os.pathsep}{os.environ.get('PATH', '')}"}, tmp)
+             "PATH": f"{py.parent}{os.pathsep}{os.environ.get('PATH', '')}"}, tmp,
+            "/invocations", json.dumps({"dataframe_records": sample_records(1)}).encode())
+
+    # Every server runs for the whole benchmark (idle ones cost nothing measurable) and is
+    # measured once per round, the order turning each round and reversed every other one,
+    # so no server is always first or last: the machine's drift over the run spreads evenly.
+    procs: dict[str, Proc] = {}
+    urls: dict[str, str] = {}
+    try:
+        for name, (argv, penv, cwd, path, body) in servers.items():
+            port = free_port()
+            urls[name] = f"http://127.0.0.1:{port}"
+            procs[name] = Proc(name, [a.replace("{port}", str(port)) for a in argv], urls[name],
+                               penv, cwd, (path, body))
+        for p in procs.values():
+            p.wait()
+        runs = {**{n: (urls[n] + s[3], s[4]) for n, s in servers.items()},
+                "batch columns": (urls["loopline"] + "/predict_batch", batch_columns),
+                "batch records": (urls["loopline"] + "/predict", batch)}
+        print(f"warm-up, then {args.rounds} rounds of wrk -t1 -c8 -d{args.duration}s per "
+              f"server, interleaved (2 workers each):", flush=True)
+        for url, body in runs.values():
+            wrk(url, body, connections=8, duration=2)
+        rounds: dict[str, list[dict]] = {n: [] for n in runs}
+        names = list(runs)
+        for r in range(args.rounds):
+            order = names[r % len(names):] + names[:r % len(names)]
+            if r % 2:
+                order.reverse()
+            for name in order:
+                url, body = runs[name]
+                rounds[name].append(wrk(url, body, connections=8, duration=args.duration,
+                                        warm=False))
+            print(f"  round {r + 1}: " + "  ".join(
+                f"{n} {rounds[n][-1]['rps']:.0f}" for n in names), flush=True)
+    finally:
+        for p in procs.values():
+            p.stop()
 
     # in-process onnxruntime on the same 1,000 rows (default session: all cores)
     import onnxruntime as ort
@@ -226,32 +262,47 @@ def main() -> None:
         sess.run(None, f)
         n += 1
     raw_rows = n * 1000 / (time.perf_counter() - start)
-    served_rows = results["batch columns"]["rps"] * 1000
-
     shutil.rmtree(tmp, ignore_errors=True)
-    m, ll, nl = results["minimal"], results["loopline"], results["no-log"]
+
+    def ratio(a: str, b: str, key: str = "rps", scale: float = 1.0) -> list[float]:
+        """Per round (paired: measured minutes apart in the same round)."""
+        return [x[key] * scale / y[key] for x, y in zip(rounds[a], rounds[b], strict=True)]
+
+    raw = [{"rps": raw_rows / 1000}] * args.rounds
+    rounds["onnxruntime 1k"] = raw
     rows = [
-        ("loopline vs minimal BentoML, req/s", ll["rps"] / m["rps"], "≥ 0.8"),
-        ("loopline vs minimal BentoML, p99", ll["p99_ms"] / m["p99_ms"], "≤ 1.2"),
-        ("/predict_batch rows/s vs in-process onnxruntime", served_rows / raw_rows, "≥ 0.5"),
+        ("loopline vs minimal BentoML, req/s", ratio("loopline", "minimal"), "≥ 0.8"),
+        ("loopline vs minimal BentoML, p99", ratio("loopline", "minimal", "p99_ms"), "≤ 1.2"),
+        ("/predict_batch rows/s vs in-process onnxruntime",
+         ratio("batch columns", "onnxruntime 1k"), "≥ 0.5"),
         ("/predict (1,000 records) rows/s vs onnxruntime",
-         results["batch records"]["rps"] * 1000 / raw_rows, "(records)"),
-        ("logging on vs off, req/s", ll["rps"] / nl["rps"], "≥ 0.9"),
+         ratio("batch records", "onnxruntime 1k"), "(records)"),
+        ("logging on vs off, req/s", ratio("loopline", "no-log"), "≥ 0.95"),
+        ("shipping on (every 1 s) vs off, req/s", ratio("shipping", "loopline"), "≥ 0.95"),
     ]
-    if "mlflow" in results:
-        rows.insert(1, ("loopline vs mlflow models serve, req/s", ll["rps"] / results["mlflow"]["rps"], "≥ 8"))
+    if "mlflow" in rounds:
+        rows.insert(1, ("loopline vs mlflow models serve, req/s", ratio("loopline", "mlflow"),
+                        "≥ 8"))
     print()
-    print(f"{'server':<16}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
-    for name, r in results.items():
-        print(f"{name:<16}{r['rps']:>10.0f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}{r['errors']:>8}")
-    print(f"{'onnxruntime 1k':<16}{raw_rows / 1000:>10.0f}   (batches/s in-process; "
-          f"{raw_rows:,.0f} rows/s vs served {served_rows:,.0f} rows/s)")
+    print(f"{'server (medians)':<18}{'req/s':>10}{'spread':>16}{'p50 ms':>9}{'p99 ms':>9}"
+          f"{'errors':>8}")
+    for name in runs:
+        rps = [x["rps"] for x in rounds[name]]
+        print(f"{name:<18}{_median(rps):>10.0f}{f'{min(rps):.0f}–{max(rps):.0f}':>16}"
+              f"{_median([x['p50_ms'] for x in rounds[name]]):>9.2f}"
+              f"{_median([x['p99_ms'] for x in rounds[name]]):>9.2f}"
+              f"{sum(x['errors'] for x in rounds[name]):>8}")
+    print(f"{'onnxruntime 1k':<18}{raw_rows / 1000:>10.0f}   (batches/s in-process: "
+          f"{raw_rows:,.0f} rows/s)")
     print()
-    print(f"{'ratio':<50}{'value':>8}  target")
-    for label, value, target in rows:
-        print(f"{label:<50}{value:>8.2f}  {target}")
-    (OUT / "serving.json").write_text(json.dumps({"results": results, "raw_rows_per_s": raw_rows,
-                                                  "ratios": {r[0]: r[1] for r in rows}}, indent=2))
+    print(f"{'ratio (median of paired rounds)':<50}{'value':>8}{'spread':>14}  target")
+    for label, values, target in rows:
+        print(f"{label:<50}{_median(values):>8.2f}{f'{min(values):.2f}–{max(values):.2f}':>14}"
+              f"  {target}")
+    (OUT / "serving.json").write_text(json.dumps(
+        {"rounds": rounds, "raw_rows_per_s": raw_rows,
+         "ratios": {r[0]: {"median": _median(r[1]), "min": min(r[1]), "max": max(r[1])}
+                    for r in rows}}, indent=2))
 
 
 if __name__ == "__main__":
