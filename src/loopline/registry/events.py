@@ -56,7 +56,7 @@ def _assignment_event(reg: Registry, a: Assignment) -> dict:
 
 def _deleted_events(reg: Registry, stage: str) -> list[tuple[tuple, dict]]:
     """Numbers of ``stage`` known to have been handed out whose tag no longer exists."""
-    present = {a.n for a in reg.stage_assignments(stage)}
+    present = {a.n for a in [*reg.stage_assignments(stage), *reg.unassignments.get(stage, [])]}
     known: dict[int, tuple] = {}  # n to the order of the first tag that tells of it
     for t in sorted(reg.all_tags(), key=lambda t: t.order):
         n = t.hw.get(stage)
