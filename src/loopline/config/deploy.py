@@ -47,7 +47,7 @@ class DeployConfig(Strict):
         for a in v:
             if not 0.0 < a <= 100.0:
                 raise ValueError("a step is a share of traffic in % (0 < step <= 100)")
-        if any(b <= a for a, b in zip(v, v[1:])):
+        if any(b <= a for a, b in zip(v, v[1:], strict=False)):
             raise ValueError("steps must increase")
         return v
 

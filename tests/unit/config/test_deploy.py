@@ -27,7 +27,8 @@ def test_a_canary_plan_composes_from_overrides():
 
 
 @pytest.mark.parametrize(("deploy", "message"), [
-    ({"strategy": "linear"}, "deploy.strategy: Input should be 'cutover', 'canary' or 'blue_green'"),
+    ({"strategy": "linear"},
+     "deploy.strategy: Input should be 'cutover', 'canary' or 'blue_green'"),
     ({"steps": []}, "deploy.steps: steps must name at least one share"),
     ({"steps": [5, 5]}, "deploy.steps: steps must increase"),
     ({"steps": [0, 50]}, "deploy.steps: a step is a share of traffic in % (0 < step <= 100)"),
