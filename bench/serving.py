@@ -9,6 +9,8 @@ record per request; Debian's wrk, installed by `make bench`):
              no validation, no logging;
 - loopline:  `loopline serve` of the model: input contract, inference log, metrics;
 - no-log:    the same with the inference log switched off (the logging cost);
+- canary:    the same with a rollout routing 50% of requests to a candidate (a second
+             copy of the model, under another version), each request naming a caller key;
 - mlflow:    `mlflow models serve` of the same scikit-learn pipeline (in its own venv,
              bench/out/mlflow-venv, made on first use; --skip-mlflow to leave it out).
 
@@ -186,11 +188,14 @@ def main() -> None:
 
     # loopline's own spec, from `loopline serve --dry-run`, with the log on and off
     specs = {}
-    for name, enabled in (("loopline", True), ("no-log", False)):
+    for name, enabled in (("loopline", True), ("no-log", False), ("canary", True)):
         spec = json.loads(subprocess.run(
             [str(BIN / "loopline"), "serve", "--dry-run", "--port", "1"], cwd=ROOT, env=env,
             capture_output=True, text=True, check=True).stdout)
         spec["log"].update(enabled=enabled, path=str(tmp / f"{name}.sqlite"))
+        if name == "canary":  # the split's hot path: a keyed hash and a compare per request
+            spec["model"]["rollout"] = {**spec["model"], "version": "candidate", "share": 50.0,
+                                        "tag": "bench#canary#1"}
         specs[name] = tmp / f"{name}.json"
         specs[name].write_text(json.dumps(spec))
     serve = [str(BIN / "bentoml"), "serve", "loopline.serving.service:LooplineService",
@@ -202,6 +207,9 @@ def main() -> None:
         ROOT / "bench")
     run("loopline", serve, "/predict", one, {**env, "LOOPLINE_SERVE_SPEC": str(specs["loopline"])}, tmp)
     run("no-log", serve, "/predict", one, {**env, "LOOPLINE_SERVE_SPEC": str(specs["no-log"])}, tmp)
+    keyed = json.dumps({"records": sample_records(1), "key": "customer-42"}).encode()
+    run("canary", serve, "/predict", keyed, {**env, "LOOPLINE_SERVE_SPEC": str(specs["canary"])},
+        tmp)
     if not args.skip_mlflow:
         py = ensure_mlflow()
         save_mlflow_model(py, tmp / "mlflow-model")
@@ -237,6 +245,8 @@ def main() -> None:
         ("/predict (1,000 records) rows/s vs onnxruntime",
          results["batch records"]["rps"] * 1000 / raw_rows, "(records)"),
         ("logging on vs off, req/s", ll["rps"] / nl["rps"], "≥ 0.9"),
+        ("canary split (50%, keyed) vs plain, req/s", results["canary"]["rps"] / ll["rps"],
+         "≥ 0.9"),
     ]
     if "mlflow" in results:
         rows.insert(1, ("loopline vs mlflow models serve, req/s", ll["rps"] / results["mlflow"]["rps"], "≥ 8"))

@@ -209,10 +209,8 @@ def _rollout(reg: Registry, v: Version, stage: str, cur: Assignment | None,
     if stage != rollout.serving_stage(reg):
         return None
     under_way = rollout.active(reg)
-    plan = rollout.read_plan(reg.settings.root)
-    if strategy is not None and strategy != plan.strategy:
-        plan = plan.model_copy(update={"strategy": strategy})
-    if not plan.progressive:
+    strategy = strategy or rollout.declared_strategy(reg.settings.root)
+    if strategy == "cutover":
         if under_way is None:
             return None
         if under_way["version"] != v.version:
@@ -224,6 +222,7 @@ def _rollout(reg: Registry, v: Version, stage: str, cur: Assignment | None,
                 "forced": False, "reason": reason, "who": tag["metadata"]["who"],
                 "pushed": push, "created": True, "previous": cur.version if cur else None,
                 "rollout": under_way["tag"]}
+    plan = rollout.read_plan(reg.settings.root).model_copy(update={"strategy": strategy})
     if cur is None:
         return None  # nothing to measure a candidate against: the first version cuts over
     return rollout.start(reg, v, stage, plan, cur.version or "", reason=reason, push=push,

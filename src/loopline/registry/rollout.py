@@ -48,6 +48,20 @@ def read_plan(root: os.PathLike[str] | str) -> DeployConfig:
     return load_deploy(read_keys(Path(root), ("deploy",)).get("deploy"))
 
 
+def declared_strategy(root: os.PathLike[str] | str) -> str:
+    """``deploy.strategy`` of params.yaml without validating the plan (no pydantic: a
+    cutover, the default, stays as light as it always was); an unknown one is checked by
+    :func:`read_plan`."""
+    from pathlib import Path
+
+    raw = read_keys(Path(root), ("deploy",)).get("deploy")
+    name = raw.get("strategy", "cutover") if isinstance(raw, dict) else "cutover"
+    if raw is not None and (not isinstance(raw, dict) or name not in ("cutover", "canary",
+                                                                      "blue_green")):
+        return read_plan(root).strategy  # raises, naming the key
+    return name
+
+
 def serving_stage(reg: Registry) -> str:
     """The stage a service follows: prod, else the last stage (as ``registry.serving_stage``)."""
     stages = reg.settings.stages
