@@ -8,7 +8,7 @@ UV_VERSION := 0.13.9
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: install run test test-fast bench bench-serving image lint clean
+.PHONY: install run test test-fast test-image bench bench-serving image lint clean
 
 install: $(VENV)/.installed
 
@@ -47,12 +47,17 @@ bench-serving: install
 	$(BIN)/python bench/serving.py
 
 # The OCI image of the served version (slow; not part of `make test`): Docker if a daemon
-# answers, else buildah on a local Debian base image.
+# answers, else buildah on the local Debian base image that scripts/image-base.sh makes
+# (it installs buildah and debootstrap with apt-get when missing; root, no sudo).
 image: install
 	test -f models/model.onnx || $(BIN)/loopline run
 	if docker info >/dev/null 2>&1; then $(BIN)/loopline containerize --backend docker; \
-	else bash scripts/image-base.sh && \
-	  $(BIN)/loopline containerize --backend buildah --base localhost/loopline-base:bookworm; fi
+	else bash scripts/image-base.sh && $(BIN)/loopline containerize --backend buildah; fi
+
+# The image's tests (tests/e2e/test_image.py: size, /predict, SIGTERM stops every worker with
+# the log flushed): minutes of builds, so only here, not in `make test`.
+test-image: install
+	LOOPLINE_IMAGE_TESTS=1 $(BIN)/python -m pytest tests/e2e/test_image.py -v -s
 
 lint: install
 	$(BIN)/ruff check src tests bench

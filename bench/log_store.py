@@ -11,8 +11,8 @@
 2. Reading: ``--records`` records over 7 days (one request each, a label on every fourth)
    in a local SQLite log, then the same rows shipped to a file:// store and to moto's S3 on
    127.0.0.1: the seconds to read the monitor's frames (predictions joined to labels, and the
-   request errors) from each, the median of 3 reads. The frames are checked equal, so the
-   rest of `loopline monitor` is the same work on all three.
+   request errors) from each, interleaved over ``--rounds`` rounds (median and spread). The
+   frames are checked equal, so the rest of `loopline monitor` is the same work on all three.
 
 Needs a model in models/ (`make run`) and wrk (`make bench`).
 """
@@ -129,14 +129,11 @@ def read_bench(args: argparse.Namespace, tmp: Path) -> list[tuple[str, float, st
     print(f"\n{n:,} records written to SQLite in {time.perf_counter() - t:.1f} s", flush=True)
 
     def read(source: object) -> tuple[float, object]:
-        times, frame = [], None
-        for _ in range(3):
-            t0 = time.perf_counter()
-            src = log_store.open_log(source)
-            frame = (src.predictions(since=now - 8 * 86400, until=now + 1),
-                     src.request_errors(since=now - 8 * 86400, until=now + 1))
-            times.append(time.perf_counter() - t0)
-        return statistics.median(times), frame
+        t0 = time.perf_counter()
+        src = log_store.open_log(source)
+        frame = (src.predictions(since=now - 8 * 86400, until=now + 1),
+                 src.request_errors(since=now - 8 * 86400, until=now + 1))
+        return time.perf_counter() - t0, frame
 
     def shipped(store: log_store.Store) -> None:
         copy = tmp / f"ship-{store.scheme}.sqlite"
@@ -149,30 +146,40 @@ def read_bench(args: argparse.Namespace, tmp: Path) -> list[tuple[str, float, st
         s.close()
         print(f"  shipped to {store.scheme} in {time.perf_counter() - t0:.1f} s", flush=True)
 
-    t_local, (ref, ref_err) = read(local)
-    results = {"SQLite": t_local}
-    file_store = log_store.parse(f"file://{tmp}/read-store")
-    shipped(file_store)
-    results["file:// store"], (df, err) = read(file_store.url)
-    pd.testing.assert_frame_equal(df, ref)
-    pd.testing.assert_frame_equal(err, ref_err)
+    times: dict[str, list[float]] = {"SQLite": [], "file:// store": [], "moto S3 store": []}
     with moto_s3() as s3:
         saved = dict(os.environ)
         os.environ.update(s3.env())
         try:
-            store = log_store.parse(s3.url("bench"))
-            shipped(store)
+            sources = {"SQLite": local, "file:// store": log_store.parse(f"file://{tmp}/fs"),
+                       "moto S3 store": log_store.parse(s3.url("bench"))}
+            shipped(sources["file:// store"])
+            shipped(sources["moto S3 store"])
             parts = len(s3.keys("bench/requests/"))
-            results["moto S3 store"], (df, err) = read(store.url)
+            names = list(sources)
+            ref = None
+            for r in range(args.rounds):  # interleaved, the order rotated each round
+                for name in names[r % 3:] + names[:r % 3]:
+                    secs, frame = read(sources[name])
+                    times[name].append(secs)
+                    if ref is None:
+                        ref = frame
+                    else:  # the same frames from every source
+                        pd.testing.assert_frame_equal(frame[0], ref[0])
+                        pd.testing.assert_frame_equal(frame[1], ref[1])
         finally:
             os.environ.clear()
             os.environ.update(saved)
-    pd.testing.assert_frame_equal(df, ref)
-    print(f"\nreading {n:,} records ({parts} request files in the store), median of 3:")
-    for name, secs in results.items():
-        print(f"  {name:<16}{secs:8.2f} s")
-    return [("read from file:// store vs SQLite (time)", results["file:// store"] / t_local, "≤ 1"),
-            ("read from moto S3 vs SQLite (time)", results["moto S3 store"] / t_local, "")]
+    print(f"\nreading {n:,} records ({parts} request files in the store), {args.rounds} "
+          "interleaved rounds, median (min–max):")
+    for name, values in times.items():
+        print(f"  {name:<16}{statistics.median(values):8.2f} s  ({min(values):.2f}–"
+              f"{max(values):.2f})")
+    base = statistics.median(times["SQLite"])
+    return [("read from file:// store vs SQLite (time)",
+             statistics.median(times["file:// store"]) / base, "≤ 1"),
+            ("read from moto S3 vs SQLite (time)",
+             statistics.median(times["moto S3 store"]) / base, "")]
 
 
 def main() -> None:

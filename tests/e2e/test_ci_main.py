@@ -101,9 +101,6 @@ def test_ci_pr_gives_the_gate_verdict_of_loopline_report(populated: tuple[Path, 
     assert doc["status"] == ("passed" if ci_gate["verdict"] == "pass" else "failed")
 
 
-@pytest.mark.xfail(strict=True, reason="committed outputs are not byte-stable yet: a fresh "
-                   "reproduction changes reports/search.json and dvc.lock, and register "
-                   "refuses a work tree with changes")
 def test_ci_main_without_a_populated_remote_reproduces_and_registers(
         tmp_path: Path, s3: S3) -> None:  # noqa: F811
     up = reference_repo(tmp_path / "upstream")
@@ -114,5 +111,11 @@ def test_ci_main_without_a_populated_remote_reproduces_and_registers(
     origin = bare_origin(up, tmp_path / "origin.git")
     work = fresh_clone(origin, tmp_path / "work")
     doc = run_ci(work, "main", check=False)
-    assert doc["status"] == "passed", doc
+    if doc["status"] != "passed":  # the one known cause, until committed outputs are stable
+        register = next(s for s in doc["steps"] if s["step"] == "Register the model of this commit")
+        assert register["outcome"] == "failure", doc
+        assert "uncommitted changes" in register["output"], register
+        assert outcomes(doc)["Reproduce the pipeline and the gate"] == "success", doc
+        pytest.xfail("committed outputs are not byte-stable yet: a fresh reproduction changes "
+                     "committed files, and register refuses a work tree with changes")
     assert {f"{ARTIFACT}@v0.1.0", f"{ARTIFACT}#staging#1"} <= remote_tags(origin)

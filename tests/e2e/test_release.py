@@ -29,9 +29,15 @@ def fake_registry(images: Path, tags: list[str]) -> None:
     """An OCI image layout listing ``tags`` (what `buildah push oci:DIR:TAG` leaves)."""
     layout = images / ARTIFACT
     layout.mkdir(parents=True, exist_ok=True)
-    manifests = [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
-                  "digest": f"sha256:{i:064x}", "size": 1, "annotations": {REF_NAME: tag}}
-                 for i, tag in enumerate(tags)]
+    manifests = [
+        {
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": f"sha256:{i:064x}",
+            "size": 1,
+            "annotations": {REF_NAME: tag},
+        }
+        for i, tag in enumerate(tags)
+    ]
     (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
     (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": manifests}))
 
@@ -42,8 +48,13 @@ def released(tmp_path_factory: pytest.TempPathFactory) -> dict:
     tmp = tmp_path_factory.mktemp("release")
     images = tmp / "images"
     up = reference_repo(tmp / "upstream")
-    shadow_default(up, "serve/default.yaml", default_text("serve/default.yaml").replace(
-        "image_registry: null", f"image_registry: oci:{images}"))
+    shadow_default(
+        up,
+        "serve/default.yaml",
+        default_text("serve/default.yaml").replace(
+            "image_registry: null", f"image_registry: oci:{images}"
+        ),
+    )
     loopline("params", cwd=up)
     loopline("run", cwd=up)
     commit(up, "first model, and an image registry")
@@ -73,8 +84,14 @@ def hook(tmp: Path) -> tuple[Path, Path]:
 def release(root: Path, tag: str, *, deleted: bool, **env: str) -> dict:
     args = ["ci", "release", "--tag", tag, "--json"] + (["--deleted"] if deleted else [])
     full = {k: v for k, v in os.environ.items() if k != "LOOPLINE_DEPLOY_HOOK"}
-    res = sh(str(BIN / "loopline"), *args, cwd=root, env={**full, "UV_OFFLINE": "1", **env},
-             check=False, timeout=900)
+    res = sh(
+        str(BIN / "loopline"),
+        *args,
+        cwd=root,
+        env={**full, "UV_OFFLINE": "1", **env},
+        check=False,
+        timeout=900,
+    )
     assert res.stdout.strip(), res.stderr[-3000:]
     return json.loads(res.stdout.strip().splitlines()[-1])
 
@@ -84,8 +101,9 @@ def delete_tag(root: Path, tag: str) -> None:
     sh("git", "tag", "-d", tag, cwd=root)
 
 
-def test_a_deleted_prod_tag_deploys_the_image_built_for_the_previous_version(released: dict,
-                                                                           tmp_path: Path) -> None:
+def test_a_deleted_prod_tag_deploys_the_image_built_for_the_previous_version(
+    released: dict, tmp_path: Path
+) -> None:
     root = released["root"]
     script, record = hook(tmp_path)
     delete_tag(root, f"{ARTIFACT}#prod#2")
@@ -95,7 +113,9 @@ def test_a_deleted_prod_tag_deploys_the_image_built_for_the_previous_version(rel
     assert doc["jobs"] == {"image": "passed", "deploy": "passed"}
     assert record.read_text().split() == [f"oci:{released['images']}/{ARTIFACT}:v0.1.0", "v0.1.0"]
     assert sorted(p.name for p in (released["images"] / ARTIFACT).iterdir()) == [
-        "index.json", "oci-layout"]  # deployed what was there: nothing was built
+        "index.json",
+        "oci-layout",
+    ]  # deployed what was there: nothing was built
 
     delete_tag(root, f"{ARTIFACT}#staging#1")  # not a prod tag: nothing runs
     doc = release(root, f"{ARTIFACT}#staging#1", deleted=True, LOOPLINE_DEPLOY_HOOK=str(script))
@@ -110,12 +130,17 @@ def test_without_a_hook_the_release_is_built_not_deployed_and_skipped(released: 
     assert any("not deployed" in n for n in doc["notices"]), doc["notices"]
 
 
-def test_the_example_hook_runs_the_deploy_command_with_image_and_version(released: dict,
-                                                                         tmp_path: Path) -> None:
+def test_the_example_hook_runs_the_deploy_command_with_image_and_version(
+    released: dict, tmp_path: Path
+) -> None:
     out = tmp_path / "example.txt"
-    doc = release(released["root"], f"{ARTIFACT}#prod#1", deleted=False,
-                  LOOPLINE_DEPLOY_HOOK="scripts/deploy.sh",
-                  DEPLOY_COMMAND=f'echo "$IMAGE $VERSION" > {out}')
+    doc = release(
+        released["root"],
+        f"{ARTIFACT}#prod#1",
+        deleted=False,
+        LOOPLINE_DEPLOY_HOOK="scripts/deploy.sh",
+        DEPLOY_COMMAND=f'echo "$IMAGE $VERSION" > {out}',
+    )
     assert doc["status"] == "passed", doc
     assert out.read_text().split()[1] in ("v0.1.0", "v0.2.0")
     assert out.read_text().split()[0].startswith(f"oci:{released['images']}/{ARTIFACT}:v0.")

@@ -14,8 +14,13 @@ from tests.helpers.instance import fast_settings
 
 
 def reference_files() -> list[str]:
-    out = subprocess.run(["git", "ls-files", "-z", "-co", "--exclude-standard"], cwd=REPO,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["git", "ls-files", "-z", "-co", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return sorted(p for p in out.split("\0") if p and (REPO / p).is_file())
 
 

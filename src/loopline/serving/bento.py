@@ -199,13 +199,12 @@ RUN python3 -m venv /opt/loopline \\
  && rm -rf /tmp/requirements.txt /root/.cache \\
  && find /opt/loopline -name __pycache__ -prune -exec rm -rf {{}} + \\
  && mkdir -p /var/lib/loopline /home/bentoml \\
- && (getent passwd bentoml >/dev/null || useradd -u 1034 -r -d /home/bentoml bentoml) \\
- && chown bentoml /var/lib/loopline /home/bentoml
+ && chown 1034:1034 /var/lib/loopline /home/bentoml
 COPY . /home/bentoml/bento
 WORKDIR /home/bentoml/bento
 VOLUME /var/lib/loopline
 EXPOSE 3000
-USER bentoml
+USER 1034:1034
 ENTRYPOINT ["/opt/loopline/bin/python", "-m", "loopline.serving.pid1", "--"]
 CMD ["bentoml", "serve", "/home/bentoml/bento", "--host", "0.0.0.0", "--port", "3000"]
 """
@@ -227,9 +226,11 @@ def image_context(bento: str, ctx: Path, base: str) -> Path:
     for tag in sorted(tags):  # where BENTOML_CONTAINERIZED looks: $BENTO_PATH/models/NAME/VERSION
         name, _, version = tag.partition(":")
         shutil.copytree(bentoml.models.get(tag).path, ctx / "models" / name / version)
-    (ctx / "Containerfile").write_text(CONTAINERFILE.format(
+    for path in [ctx, *ctx.rglob("*")]:  # the service runs as an unprivileged user: readable
+        path.chmod(0o755 if path.is_dir() or os.access(path, os.X_OK) else 0o644)
+    write_text(ctx / "Containerfile", CONTAINERFILE.format(
         base=base, spec_env=SPEC_ENV, spec=SERVE_SPEC, log_env=LOG_ENV,
-        log_name=INFERENCE_LOG_NAME), encoding="utf-8")
+        log_name=INFERENCE_LOG_NAME))
     return ctx
 
 

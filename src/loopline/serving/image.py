@@ -39,8 +39,10 @@ def refs(registry: str | None, artifact: str, version: str, sha256: str) -> dict
         LooplineError: no registry configured, or a sha256 that is not one.
     """
     if not registry:
-        raise LooplineError("no image registry configured: set serve.image_registry (a directory "
-                            "such as oci:/srv/images, or a registry such as registry.example.com/team)")
+        raise LooplineError(
+            "no image registry configured: set serve.image_registry (a directory "
+            "such as oci:/srv/images, or a registry such as registry.example.com/team)"
+        )
     if not _SHA.match(sha256 or ""):
         raise LooplineError(f"{version}: the registry records no model sha256 ({sha256!r})")
     local = _local_dir(registry)
@@ -57,8 +59,11 @@ def _layout_tags(layout: Path) -> dict[str, str]:
         doc = json.loads(index.read_text(encoding="utf-8"))
     except ValueError as err:
         raise LooplineError(f"{index}: not an OCI index ({err})") from None
-    return {m["annotations"][REF_NAME]: m.get("digest", "")
-            for m in doc.get("manifests") or [] if (m.get("annotations") or {}).get(REF_NAME)}
+    return {
+        m["annotations"][REF_NAME]: m.get("digest", "")
+        for m in doc.get("manifests") or []
+        if (m.get("annotations") or {}).get(REF_NAME)
+    }
 
 
 def exists(ref: str) -> bool:

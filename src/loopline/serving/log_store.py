@@ -16,9 +16,10 @@ DVC remote's config when the store is derived from it) or ``file:///dir``.
 (:func:`loopline.serving.inference_log.read_predictions` and ``read_request_errors``). The
 store's reader prunes partitions on date/hour (and version when asked), merges replicas, keeps
 one row per ``request_id`` (a batch shipped twice, after a crash between the upload and the
-spool's delete, counts once), the latest label per ``(request_id, idx)`` wherever it arrived,
-and one row per distinct error. pyarrow reads (DuckDB's wheel cannot reach S3 offline); DuckDB
-de-duplicates over the arrow tables when there is anything to de-duplicate.
+spool's delete, or a file beside its compacted copy, counts once), the latest label per
+``(request_id, idx)`` wherever it arrived, and one row per distinct error. pyarrow reads
+(DuckDB's wheel cannot reach S3 offline); DuckDB de-duplicates over the arrow tables when
+there is anything to de-duplicate.
 """
 
 from __future__ import annotations
@@ -264,13 +265,18 @@ class StoreReader:
         if version is not None:
             cond = ds.field("version") == version
             expr = cond if expr is None else expr & cond
-        try:
-            data = ds.dataset(self.store.table_dir(name), filesystem=self._fs, format="parquet",
-                              schema=pa.unify_schemas([schema, part]),
-                              partitioning=ds.partitioning(part, flavor="hive"))
-            return data.to_table(filter=expr, columns=schema.names)
-        except (OSError, pa.ArrowInvalid) as err:
-            raise self._fail(err) from None
+        for attempt in range(3):
+            try:
+                data = ds.dataset(self.store.table_dir(name), filesystem=self._fs,
+                                  format="parquet", schema=pa.unify_schemas([schema, part]),
+                                  partitioning=ds.partitioning(part, flavor="hive"))
+                return data.to_table(filter=expr, columns=schema.names)
+            except FileNotFoundError:  # a replica compacted files between listing and reading
+                if attempt == 2:
+                    raise self._fail(FileNotFoundError("files vanished while reading")) from None
+            except (OSError, pa.ArrowInvalid) as err:
+                raise self._fail(err) from None
+        raise AssertionError("unreachable")
 
 
 def _rows(table: Any, columns: list[str]) -> list[tuple]:
@@ -288,10 +294,10 @@ def _unique_requests(table: Any) -> Any:
         con = duckdb.connect()
         try:
             con.register("requests", table)
-            res = con.execute("SELECT DISTINCT ON (request_id) * FROM requests "
-                              "ORDER BY request_id, replica")
-            # DuckDB 2 names it to_arrow_table; 1.x fetch_arrow_table
-            table = (getattr(res, "to_arrow_table", None) or res.fetch_arrow_table)()
+            rel = con.sql("SELECT DISTINCT ON (request_id) * FROM requests "
+                          "ORDER BY request_id, replica")
+            # DuckDB 2 names it to_arrow_table; 1.x arrow()
+            table = (getattr(rel, "to_arrow_table", None) or rel.arrow)()
         finally:
             con.close()
     return table.sort_by([("ts", "ascending"), ("request_id", "ascending")])
@@ -307,8 +313,10 @@ def store_predictions(reader: StoreReader, *, since: float | None = None,
     rows = _rows(requests, [c for c in requests.column_names if c != "replica"])
     labels: dict[tuple[str, int], tuple[str, float]] = {}
     if with_feedback and rows:
-        # a label arrives after its request: partitions before `since` cannot hold one
-        feedback = reader.table("feedback", _window(since, None, rows=False)).sort_by(
+        # a label arrives after its request, so partitions before `since` hold none (an hour
+        # earlier still, for the clocks of replicas that disagree)
+        early = None if since is None else since - 3600.0
+        feedback = reader.table("feedback", _window(early, None, rows=False)).sort_by(
             [("ts", "ascending"), ("label", "descending")])
         # in time order, so the latest label of (request_id, idx) is the one kept
         labels = {(r, i): (lab, t) for r, i, lab, t in

@@ -52,6 +52,11 @@ def reloaded(outcome: str) -> None:
     """Count a reload: ``ok``, ``refused`` (HTTP), ``followed`` or ``failed`` (the watcher)."""
     RELOADS.labels(outcome).inc()
 
+LOG_ROWS = bentoml.metrics.Counter(
+    name="loopline_inference_log_rows",
+    documentation="Inference log rows not written to the log: spooled (kept beside it, replayed "
+                  "at the next start) or lost (neither log nor spool writable); failed writes",
+    labelnames=["outcome"])
 
 ROUTES = frozenset({"/predict", "/predict_batch", "/feedback", "/model", "/admin/reload"})
 
@@ -59,3 +64,8 @@ ROUTES = frozenset({"/predict", "/predict_batch", "/feedback", "/model", "/admin
 def client_disconnected(route: str) -> None:
     """Count a client that went away mid-body (not a server error: nothing was answered)."""
     CLIENT_DISCONNECTS.labels(route if route in ROUTES else "other").inc()
+
+
+def log_rows(outcome: str, n: int) -> None:
+    """Count inference log rows ``spooled`` or ``lost``, or ``failed`` writes."""
+    LOG_ROWS.labels(outcome).inc(n)

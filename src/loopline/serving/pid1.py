@@ -87,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     if args[:1] == ["--"]:
         args = args[1:]
     if not args:
-        print("error: usage: python -m loopline.serving.pid1 [--grace S] -- CMD...", file=sys.stderr)
+        print(
+            "error: usage: python -m loopline.serving.pid1 [--grace S] -- CMD...", file=sys.stderr
+        )
         return 2
     return supervise(args, grace)
 

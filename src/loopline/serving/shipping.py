@@ -15,6 +15,8 @@ clock in milliseconds, so a replica whose log was lost never overwrites its earl
 An unreachable store never touches a request: rows wait in the log, the backlog is reported
 (``on_backlog``, the ``loopline_log_backlog_rows`` gauge) and an error is logged once it
 passes ``alert_backlog_rows``. ``close()`` (SIGTERM) ships what is left, within a deadline.
+Once a minute, with nothing waiting, it merges its own files of every hour that ended
+``compact_after`` seconds ago into one (:meth:`Shipper.compact`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +42,9 @@ from loopline.serving.log_store import TABLES, Store, arrow_table, configured, w
 logger = logging.getLogger("loopline.serving")
 
 REPLICA_ENV = "LOOPLINE_REPLICA"
-_STATE = "CREATE TABLE IF NOT EXISTS ship_state (replica TEXT PRIMARY KEY, seq INTEGER NOT NULL)"
+_STATE = ("CREATE TABLE IF NOT EXISTS ship_state (replica TEXT PRIMARY KEY, seq INTEGER NOT NULL);"
+          "CREATE TABLE IF NOT EXISTS ship_parts (dir TEXT PRIMARY KEY)")
+_HOUR = re.compile(r"date=(\d{4}-\d{2}-\d{2})/hour=(\d{2})$")
 _VERSION_COLUMN = {"requests": 2, "feedback": None, "errors": 3}  # after rowid is dropped
 _TS_COLUMN = {"requests": 1, "feedback": 3, "errors": 0}
 
@@ -59,6 +64,7 @@ class Shipper:
                  every_seconds: float = 5.0, max_rows: int = 10_000,
                  alert_backlog_rows: int = 1_000_000,
                  on_backlog: Callable[[int, bool], None] | None = None,
+                 compact_every: float = 60.0, compact_after: float = 600.0,
                  start: bool = True) -> None:
         from loopline.serving.inference_log import connect
 
@@ -71,7 +77,7 @@ class Shipper:
         deadline = time.monotonic() + 30.0
         while True:  # workers start together: creating a table may meet a lock
             try:
-                self._conn.execute(_STATE)
+                self._conn.executescript(_STATE)
                 break
             except sqlite3.OperationalError as err:
                 if "locked" not in str(err) or time.monotonic() > deadline:
@@ -85,6 +91,10 @@ class Shipper:
         self.shipped = 0        # rows deleted from the log after a confirmed upload
         self.failures = 0
         self._last = time.monotonic()
+        self._failing_since: float | None = None
+        self._warned: float | None = None
+        self.compact_every, self.compact_after = compact_every, compact_after
+        self._compacted = time.monotonic()
         self._stop = threading.Event()
         self._io = threading.Lock()  # one batch at a time (the thread, close, tests)
         self._thread = threading.Thread(target=self._run, name="loopline-log-shipper", daemon=True)
@@ -98,9 +108,12 @@ class Shipper:
         if not self.leader:
             try:
                 fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                self.leader = True
             except OSError:
                 return False
+            self.leader = True
+            if not self._stop.is_set():
+                logger.info("process %d ships replica %s to %s", os.getpid(), self.replica,
+                            self.store.url)
         return True
 
     def _release(self) -> None:
@@ -122,14 +135,26 @@ class Shipper:
                     self.ship()
                     self._last = time.monotonic()
                     backlog = self.count()
+                    if self._failing_since is not None:
+                        logger.warning("log store %s: reachable again, the backlog shipped",
+                                       self.store.url)
+                        self._failing_since = self._warned = None
                 self._report(backlog)
+                if backlog == 0 and time.monotonic() - self._compacted >= self.compact_every:
+                    self._compacted = time.monotonic()
+                    self.compact()
             except Exception as err:  # the store is down, or a bug: rows stay in the log
                 self.failures += 1
-                self._last = time.monotonic()
-                logger.warning("log store %s: shipping failed, %d rows wait in %s (%s)",
-                               self.store.url, self.backlog, self.log_path,
-                               (str(err).strip().splitlines() or [type(err).__name__])[0])
-                self._report(self._count_safely())
+                now = self._last = time.monotonic()
+                self._failing_since = self._failing_since or now
+                waiting = self._count_safely()
+                if self._warned is None or now - self._warned >= 60.0:  # once a minute
+                    self._warned = now
+                    logger.warning("log store %s: shipping failed for %.0f s, %d rows wait in "
+                                   "%s (%s)", self.store.url, now - self._failing_since,
+                                   waiting, self.log_path,
+                                   (str(err).strip().splitlines() or [type(err).__name__])[0])
+                self._report(waiting)
 
     def _count_safely(self) -> int:
         try:
@@ -189,9 +214,11 @@ class Shipper:
             if not any(batch.values()):
                 return 0
             seq = self._seq()
+            written = []
             for table, rows in batch.items():
                 for path, part in self._partitions(table, rows, seq).items():
                     write_parquet(self._fs, path, arrow_table(table, part, self.replica))
+                    written.append(path)
             with self._conn:  # the upload is confirmed: drop the rows, advance seq, at once
                 for table, rows in batch.items():
                     if table == "feedback":  # a newer label may have taken a shipped rowid
@@ -203,6 +230,8 @@ class Shipper:
                                            (rows[-1][0],))
                 self._conn.execute("INSERT OR REPLACE INTO ship_state VALUES (?, ?)",
                                    (self.replica, seq + 1))
+                self._conn.executemany("INSERT OR IGNORE INTO ship_parts VALUES (?)",
+                                       [(path.rsplit("/", 1)[0],) for path in written])
             n = sum(len(rows) for rows in batch.values())
             self.shipped += n
             return n
@@ -217,6 +246,55 @@ class Shipper:
             folder = self.store.partition_dir(table, self.artifact, version, values[tcol])
             out[f"{folder}/{self.replica}-{seq:013d}.parquet"].append(values)
         return out
+
+    # --------------------------------------------------------------- compaction
+
+    def compact(self, now: float | None = None) -> int:
+        """Merge this replica's files of each hour that ended ``compact_after`` seconds ago
+        into one file (a batch every few seconds makes many small ones); files removed.
+
+        The merged file is written before the small ones are deleted, so a reader meanwhile
+        sees rows twice and keeps them once (:mod:`loopline.serving.log_store`); a crash
+        in between is merged again next time, exact duplicates dropped.
+        """
+        now = time.time() if now is None else now
+        removed = 0
+        with self._io:
+            for (folder,) in self._conn.execute("SELECT dir FROM ship_parts").fetchall():
+                m = _HOUR.search(folder)
+                if m is not None:
+                    start = datetime.strptime(f"{m[1]} {m[2]}", "%Y-%m-%d %H")
+                    if start.replace(tzinfo=UTC).timestamp() + 3600 + self.compact_after > now:
+                        continue
+                    removed += self._compact_folder(folder)
+                with self._conn:
+                    self._conn.execute("DELETE FROM ship_parts WHERE dir = ?", (folder,))
+        return removed
+
+    def _compact_folder(self, folder: str) -> int:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        from pyarrow import fs
+
+        infos = self._fs.get_file_info(fs.FileSelector(folder, allow_not_found=True))
+        mine = sorted(i.path for i in infos if i.base_name.startswith(f"{self.replica}-")
+                      and i.base_name.endswith(".parquet"))
+        if len(mine) < 2:
+            return 0
+        table = pa.concat_tables([pq.read_table(p, filesystem=self._fs, partitioning=None)
+                                  for p in mine])
+        names = table.column_names
+        table = table.group_by(names, use_threads=False).aggregate([]).select(names)
+        seq = self._seq()
+        target = f"{folder}/{self.replica}-{seq:013d}.parquet"
+        write_parquet(self._fs, target, table)
+        with self._conn:
+            self._conn.execute("INSERT OR REPLACE INTO ship_state VALUES (?, ?)",
+                               (self.replica, seq + 1))
+        for path in mine:
+            if path != target:
+                self._fs.delete_file(path)
+        return len(mine) - 1
 
     # ---------------------------------------------------------------- shutdown
 

@@ -19,7 +19,9 @@ WORKFLOWS = REPO / ".github" / "workflows"
 def test_workflows_pass_actionlint() -> None:
     files = sorted(WORKFLOWS.glob("*.yml"))
     assert {f.stem for f in files} >= {"pr", "main", "release", "monitor"}
-    res = subprocess.run([str(BIN / "actionlint"), *map(str, files)], capture_output=True, text=True)
+    res = subprocess.run(
+        [str(BIN / "actionlint"), *map(str, files)], capture_output=True, text=True
+    )
     assert res.returncode == 0, res.stdout + res.stderr
 
 
@@ -31,7 +33,10 @@ def test_workflow_run_steps_call_loopline_only() -> None:
             for step in job["steps"]:
                 if "run" in step:
                     first = step["run"].strip().split()[0]
-                    assert first in ("loopline", "make", "bash", "uv", "echo"), (path.name, step["run"])
+                    assert first in ("loopline", "make", "bash", "uv", "echo"), (
+                        path.name,
+                        step["run"],
+                    )
 
 
 def test_no_step_or_job_is_guarded_on_act() -> None:
@@ -47,12 +52,20 @@ def test_every_action_of_the_workflows_runs_offline() -> None:
 
 
 def test_an_action_that_needs_the_network_is_refused_by_name() -> None:
-    doc = {"jobs": {"build": {"steps": [{"uses": "actions/checkout@v5"},
-                                        {"uses": "docker/build-push-action@v6"}]}}}
+    doc = {
+        "jobs": {
+            "build": {
+                "steps": [{"uses": "actions/checkout@v5"}, {"uses": "docker/build-push-action@v6"}]
+            }
+        }
+    }
     with pytest.raises(LooplineError, match="docker/build-push-action@v6"):
         ci.offline_actions(doc, "x")
-    checkout_elsewhere = {"jobs": {"a": {"steps": [
-        {"uses": "actions/checkout@v5", "with": {"repository": "acme/other"}}]}}}
+    checkout_elsewhere = {
+        "jobs": {
+            "a": {"steps": [{"uses": "actions/checkout@v5", "with": {"repository": "acme/other"}}]}
+        }
+    }
     with pytest.raises(LooplineError, match="actions/checkout@v5"):
         ci.offline_actions(checkout_elsewhere, "x")
 
@@ -65,18 +78,28 @@ def test_events_are_the_ones_github_sends() -> None:
     assert pr["pull_request"]["head"]["ref"] == "feature"
     assert ci.event("main", info)[1]["ref"] == "refs/heads/main"
     assert ci.event("release", info, tag="m#prod#3") == (
-        "push", {"ref": "refs/tags/m#prod#3", "after": "a" * 40, "repository": {"default_branch": "main"}})
+        "push",
+        {"ref": "refs/tags/m#prod#3", "after": "a" * 40, "repository": {"default_branch": "main"}},
+    )
     name, gone = ci.event("release", info, tag="m#prod#3", deleted=True)
     assert name == "delete" and gone["ref"] == "m#prod#3" and gone["ref_type"] == "tag"
     with pytest.raises(LooplineError, match="--tag"):
         ci.event("release", info)
 
 
-DOC = {"jobs": {
-    "build": {"steps": [{"uses": "actions/checkout@v5"}, {"name": "repro", "id": "repro",
-                                                          "continue-on-error": True, "run": "x"},
-                        {"name": "gate", "run": "y"}, {"name": "comment", "run": "z"}]},
-    "deploy": {"needs": "build", "steps": [{"name": "hook", "run": "h"}]}}}
+DOC = {
+    "jobs": {
+        "build": {
+            "steps": [
+                {"uses": "actions/checkout@v5"},
+                {"name": "repro", "id": "repro", "continue-on-error": True, "run": "x"},
+                {"name": "gate", "run": "y"},
+                {"name": "comment", "run": "z"},
+            ]
+        },
+        "deploy": {"needs": "build", "steps": [{"name": "hook", "run": "h"}]},
+    }
+}
 
 
 def _log(*lines: dict) -> list[str]:
@@ -88,9 +111,27 @@ def test_act_log_becomes_outcomes_with_skipped_steps_and_jobs() -> None:
     notices: list[str] = []
     jobs: dict = {}
     for raw in _log(
-        {"jobID": "build", "stage": "Main", "stepID": ["0"], "stepResult": "success", "executionTime": 2e9},
-        {"jobID": "build", "stage": "Main", "stepID": ["repro"], "stepResult": "failure", "executionTime": 1e9},
-        {"jobID": "build", "stage": "Main", "stepID": ["2"], "stepResult": "success", "executionTime": 0},
+        {
+            "jobID": "build",
+            "stage": "Main",
+            "stepID": ["0"],
+            "stepResult": "success",
+            "executionTime": 2e9,
+        },
+        {
+            "jobID": "build",
+            "stage": "Main",
+            "stepID": ["repro"],
+            "stepResult": "failure",
+            "executionTime": 1e9,
+        },
+        {
+            "jobID": "build",
+            "stage": "Main",
+            "stepID": ["2"],
+            "stepResult": "success",
+            "executionTime": 0,
+        },
         {"jobID": "build", "stage": "Post", "stepID": ["0"], "stepResult": "failure"},
         {"jobID": "build", "command": "notice", "arg": "built x, not deployed"},
         {"jobID": "build", "jobResult": "success"},
@@ -98,26 +139,38 @@ def test_act_log_becomes_outcomes_with_skipped_steps_and_jobs() -> None:
         ci._record(json.loads(raw), results, notices, jobs, echo=False)
     res = ci.summarize(DOC, "release", "push", {"steps": results, "jobs": jobs}, notices, 0)
     outcomes = [(s["job"], s["step"], s["outcome"]) for s in res["steps"]]
-    assert outcomes == [("build", "actions/checkout@v5", "success"),
-                        ("build", "repro", "failure (continued)"), ("build", "gate", "success"),
-                        ("build", "comment", "skipped"), ("deploy", "hook", "skipped")]
+    assert outcomes == [
+        ("build", "actions/checkout@v5", "success"),
+        ("build", "repro", "failure (continued)"),
+        ("build", "gate", "success"),
+        ("build", "comment", "skipped"),
+        ("deploy", "hook", "skipped"),
+    ]
     assert res["jobs"] == {"build": "passed", "deploy": "skipped"}
     assert res["status"] == "skipped" and res["passed"]
     assert res["notices"] == ["notice: built x, not deployed"]
 
 
 def test_a_failed_job_fails_the_run() -> None:
-    log = {"steps": {("build", "0"): {"result": "failure", "seconds": 1.0}},
-           "jobs": {"build": "failure"}}
+    log = {
+        "steps": {("build", "0"): {"result": "failure", "seconds": 1.0}},
+        "jobs": {"build": "failure"},
+    }
     res = ci.summarize(DOC, "pr", "pull_request", log, [], 1)
     assert res["status"] == "failed" and not res["passed"]
-    assert ci.summarize(DOC, "pr", "pull_request", {"steps": {}, "jobs": {}}, [], 1)["status"] == "failed"
+    assert (
+        ci.summarize(DOC, "pr", "pull_request", {"steps": {}, "jobs": {}}, [], 1)["status"]
+        == "failed"
+    )
 
 
-def test_clone_is_clean_has_origin_refs_and_the_working_changes_only_when_asked(tmp_path: Path) -> None:
+def test_clone_is_clean_has_origin_refs_and_the_working_changes_only_when_asked(
+    tmp_path: Path,
+) -> None:
     def git(cwd: Path, *args: str) -> str:
-        return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
-                              text=True).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+        ).stdout.strip()
 
     origin, repo = tmp_path / "origin.git", tmp_path / "repo"
     git(tmp_path, "init", "-q", "--bare", "-b", "main", str(origin))
@@ -142,3 +195,17 @@ def test_clone_is_clean_has_origin_refs_and_the_working_changes_only_when_asked(
     ci.clone(repo, dirty, dirty=True)
     assert (dirty / "a.txt").read_text() == "two\n" and (dirty / "new.txt").is_file()
     assert git(dirty, "status", "--porcelain") == ""
+
+
+def test_the_summary_names_every_step_whole_and_the_verdict(capsys) -> None:  # noqa: ANN001
+    from loopline.cli.tables import print_ci
+
+    long = "Build its image once and push it to serve.image_registry (when configured)"
+    print_ci({"workflow": "release", "event": "delete", "status": "skipped",
+              "jobs": {"image": "passed", "deploy": "skipped"}, "seconds": 12.3,
+              "steps": [{"job": "image", "step": long, "outcome": "success", "seconds": 1.2},
+                        {"job": "deploy", "step": "hook", "outcome": "skipped", "seconds": None}],
+              "notices": ["notice: built x, not deployed"], "artifacts": "/x/.loopline/ci/release"})
+    out = capsys.readouterr().out
+    assert long in out and "notice: built x, not deployed" in out
+    assert "release: SKIPPED on delete (image passed, deploy skipped)" in out

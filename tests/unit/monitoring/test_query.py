@@ -95,7 +95,7 @@ def test_a_missing_or_broken_log_is_one_error(tmp_path: Path) -> None:
         run(tmp_path / "none.sqlite", Query())
     bad = tmp_path / "bad.sqlite"
     bad.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(LooplineError, match="cannot read the inference log .*bad.sqlite"):
+    with pytest.raises(LooplineError, match="inference log .*bad.sqlite cannot be read"):
         run(bad, Query())
 
 

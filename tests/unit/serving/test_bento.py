@@ -22,7 +22,8 @@ def test_no_builder_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_containerize_checks_for_a_builder_before_building_the_bento(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from typer.testing import CliRunner
 
     from loopline.cli.app import app

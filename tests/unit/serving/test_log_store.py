@@ -154,3 +154,34 @@ def test_the_local_log_and_the_store_answer_the_same_version_filter(tmp_path: Pa
     ship(log, store, "a-1")
     pd.testing.assert_frame_equal(log_store.open_log(store.url).predictions(version="v2"), local)
     assert list(local["request_id"]) == ["w0", "w1"]
+
+
+def test_monitoring_reads_the_configured_store_else_the_local_log(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from loopline.config.operations import ServeConfig
+    from loopline.serving.spec import LOG_ENV
+
+    for name in (log_store.STORE_ENV, LOG_ENV):
+        monkeypatch.delenv(name, raising=False)
+    serve = ServeConfig()
+    assert log_store.default_source(tmp_path, serve) == str(tmp_path / serve.log.path)
+    monkeypatch.setenv(LOG_ENV, "/var/lib/loopline/inference.sqlite")
+    assert log_store.default_source(tmp_path, serve) == "/var/lib/loopline/inference.sqlite"
+    configured = ServeConfig(log_store={"url": "s3://bucket/inference-log"})
+    assert log_store.default_source(tmp_path, configured).url == "s3://bucket/inference-log"
+    monkeypatch.setenv(log_store.STORE_ENV, "off")
+    assert log_store.default_source(tmp_path, configured) == "/var/lib/loopline/inference.sqlite"
+
+
+def test_a_label_from_a_replica_whose_clock_is_behind_still_joins(tmp_path: Path,
+                                                                  store) -> None:
+    a, b = tmp_path / "a.sqlite", tmp_path / "b.sqlite"
+    hour = T0 + 30 * 60  # 14:00:00
+    write_log(a, 1, prefix="a", t0=hour + 10)
+    fb = InferenceLog(b, flush_interval=30.0)
+    fb.feedback([("a0", 0, "yes")], hour - 10)  # B's clock says 13:59:50, the previous hour
+    fb.close()
+    ship(a, store, "host-a")
+    ship(b, store, "host-b")
+    df = log_store.read_predictions(store.url, since=hour, until=hour + 60)
+    assert df["label"].tolist() == ["yes"]

@@ -36,18 +36,34 @@ def _alive(pid: int) -> bool:
 
 def test_sigterm_stops_every_worker_and_lets_them_flush(tmp_path: Path) -> None:
     out = tmp_path / "log"
-    proc = subprocess.Popen([sys.executable, "-m", "loopline.serving.pid1", "--grace", "5", "--",
-                             sys.executable, "-c", SERVICE, str(out)])
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "loopline.serving.pid1",
+            "--grace",
+            "5",
+            "--",
+            sys.executable,
+            "-c",
+            SERVICE,
+            str(out),
+        ]
+    )
     ready = Path(f"{out}.ready")
     for _ in range(200):
         if ready.exists() and len(ready.read_text()) == 2:
             break
         time.sleep(0.05)
     assert len(ready.read_text()) == 2
-    pgid = int(subprocess.run(["ps", "-o", "pid=", "--ppid", str(proc.pid)], capture_output=True,
-                              text=True).stdout.split()[0])
-    members = subprocess.run(["ps", "-o", "pid=", "-g", str(pgid)], capture_output=True,
-                             text=True).stdout.split()
+    pgid = int(
+        subprocess.run(
+            ["ps", "-o", "pid=", "--ppid", str(proc.pid)], capture_output=True, text=True
+        ).stdout.split()[0]
+    )
+    members = subprocess.run(
+        ["ps", "-o", "pid=", "-g", str(pgid)], capture_output=True, text=True
+    ).stdout.split()
     assert len(members) == 3  # the service and its two workers
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0
@@ -56,14 +72,28 @@ def test_sigterm_stops_every_worker_and_lets_them_flush(tmp_path: Path) -> None:
 
 
 def test_a_stray_worker_is_killed_after_the_grace_period(tmp_path: Path) -> None:
-    stubborn = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(60)\n"
-    code = subprocess.run([sys.executable, "-m", "loopline.serving.pid1", "--grace", "1", "--",
-                           "bash", "-c", f"{sys.executable} -c '{stubborn}' & sleep 0.3; exit 3"],
-                          timeout=30).returncode
+    stubborn = (
+        "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(60)\n"
+    )
+    code = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "loopline.serving.pid1",
+            "--grace",
+            "1",
+            "--",
+            "bash",
+            "-c",
+            f"{sys.executable} -c '{stubborn}' & sleep 0.3; exit 3",
+        ],
+        timeout=30,
+    ).returncode
     assert code == 3  # and it returned: the worker that ignores SIGTERM did not keep it waiting
 
 
 def test_usage_error_without_a_command() -> None:
-    res = subprocess.run([sys.executable, "-m", "loopline.serving.pid1"], capture_output=True,
-                         text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "loopline.serving.pid1"], capture_output=True, text=True
+    )
     assert res.returncode == 2 and res.stderr.startswith("error: usage")

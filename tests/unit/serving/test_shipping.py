@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from loopline.serving import log_store
 from loopline.serving.inference_log import read_predictions
 from loopline.serving.shipping import Shipper, replica_id, start
-from tests.helpers.log_records import write_log
+from tests.helpers.log_records import T0, write_log
 from tests.helpers.s3 import S3, moto_s3
+
+HOUR = 3600.0
 
 
 def rows(path: Path) -> dict[str, int]:
@@ -145,6 +150,29 @@ def test_one_shipper_per_log_takes_the_lock(tmp_path: Path, store) -> None:
     b.close()
 
 
+def test_another_process_holding_the_lock_keeps_this_one_from_shipping(tmp_path: Path,
+                                                                        store) -> None:
+    log = tmp_path / "log.sqlite"
+    write_log(log, 2)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys\n"
+         "from loopline.serving import log_store\n"
+         "from loopline.serving.shipping import Shipper\n"
+         f"s = Shipper({str(log)!r}, log_store.parse({store.url!r}), artifact='credit', "
+         "replica='host-3000', start=False)\n"
+         "print(s.try_lead(), flush=True)\nsys.stdin.read()\n"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "True"
+        here = shipper(log, store)
+        assert not here.try_lead()
+    finally:
+        holder.communicate("", timeout=60)  # the other process exits: the lock is free
+    assert here.try_lead()
+    here.close()
+    assert rows(log)["requests"] == 0
+
+
 def test_the_shipping_worker_ships_in_the_background_and_close_flushes(tmp_path: Path,
                                                                        store) -> None:
     log = tmp_path / "log.sqlite"
@@ -225,4 +253,55 @@ def test_replica_id_and_start(tmp_path: Path, store, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv(log_store.STORE_ENV, store.url)
     s = start(spec, tmp_path / "log.sqlite")
     assert s is not None and s.replica == "web-2" and s.store == store and s.max_rows == 5
+    s.close()
+
+
+def test_compaction_merges_a_replicas_small_files_of_an_ended_hour(tmp_path: Path,
+                                                                   store) -> None:
+    log, other = tmp_path / "log.sqlite", tmp_path / "other.sqlite"
+    write_log(other, 2, prefix="o")
+    s_other = shipper(other, store, replica="other-1")
+    s_other.ship()
+    s_other.close()
+    s = shipper(log, store, max_rows=2, compact_after=600.0)
+    for k in range(3):  # three shipments into the same hours: many small files
+        write_log(log, 4, prefix=f"k{k}-", feedback=[(f"k{k}-1", 0, "yes")])
+        s.ship()
+    before = log_store.read_predictions(store.url)
+    root = tmp_path / "store"
+    hour13 = root / "requests/artifact=credit/version=v1/date=2026-09-21/hour=13"
+    assert len([f for f in hour13.iterdir() if f.name.startswith("host-3000-")]) == 6
+    assert s.compact(now=T0 + 30 * 60 + 599) == 0  # hour 13 ended 9:59 ago: wait
+    assert s.compact(now=T0 + 3 * HOUR) > 0
+    mine = [f for f in hour13.iterdir() if f.name.startswith("host-3000-")]
+    assert len(mine) == 1
+    assert any(f.name.startswith("other-1-") for f in hour13.iterdir())  # not ours: untouched
+    pd.testing.assert_frame_equal(log_store.read_predictions(store.url), before)
+    assert s.compact(now=T0 + 3 * HOUR) == 0  # nothing left to merge
+    s.close()
+
+
+def test_a_crash_inside_compaction_still_reads_once(tmp_path: Path, store) -> None:
+    log = tmp_path / "log.sqlite"
+    s = shipper(log, store, max_rows=1)
+    write_log(log, 3, feedback=[("r0", 0, "no")])
+    s.ship()
+    expected = log_store.read_predictions(store.url)
+    hour13 = tmp_path / "store/requests/artifact=credit/version=v1/date=2026-09-21/hour=13"
+    small = sorted(hour13.iterdir())
+    copies = {f: f.read_bytes() for f in small}
+    s.compact(now=T0 + 3 * HOUR)
+    for f, data in copies.items():  # the small files back: as if the deletes never happened
+        f.write_bytes(data)
+    assert len(list(hour13.iterdir())) == len(small) + 1
+    pd.testing.assert_frame_equal(log_store.read_predictions(store.url), expected)
+    conn = sqlite3.connect(log)
+    conn.execute("INSERT INTO ship_parts VALUES (?)", (str(hour13),))
+    conn.commit()
+    conn.close()
+    s.compact(now=T0 + 3 * HOUR)
+    merged = list(hour13.iterdir())
+    assert len(merged) == 1
+    assert pq.read_table(merged[0]).num_rows == 3  # exact duplicates dropped
+    pd.testing.assert_frame_equal(log_store.read_predictions(store.url), expected)
     s.close()

@@ -106,7 +106,7 @@ def _package_files() -> dict[str, bytes]:
         for rel, raw in shared_files().items():
             for inst, shipped in SHIPPED.items():
                 if rel == inst or rel.startswith(inst + "/"):
-                    out[f"{prefix}/{shipped}{rel[len(inst):]}"] = raw
+                    out[f"{prefix}/{shipped}{rel[len(inst) :]}"] = raw
     return out
 
 
@@ -115,14 +115,17 @@ def build_wheel(dest_dir: Path) -> Path:
     try:
         dist = metadata.distribution("loopline")
     except metadata.PackageNotFoundError:
-        raise LooplineError("loopline is not installed as a package: install it to run init") from None
+        raise LooplineError(
+            "loopline is not installed as a package: install it to run init"
+        ) from None
     version = dist.version
     info = f"loopline-{version}.dist-info"
     files = _package_files()
     files[f"{info}/METADATA"] = (dist.read_text("METADATA") or "").encode()
     files[f"{info}/entry_points.txt"] = (dist.read_text("entry_points.txt") or "").encode()
-    files[f"{info}/WHEEL"] = (b"Wheel-Version: 1.0\nGenerator: loopline init\n"
-                              b"Root-Is-Purelib: true\nTag: py3-none-any\n")
+    files[f"{info}/WHEEL"] = (
+        b"Wheel-Version: 1.0\nGenerator: loopline init\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    )
     record = "".join(f"{name},{_record_hash(raw)},{len(raw)}\n" for name, raw in files.items())
     record += f"{info}/RECORD,,\n"
     dest_dir.mkdir(parents=True, exist_ok=True)
@@ -154,15 +157,17 @@ def pinned_requirements() -> list[str]:
         for text in dist.requires or []:
             req = Requirement(text)
             env_ok = req.marker is None or any(
-                req.marker.evaluate({"extra": e}) for e in (extras or {""}))
+                req.marker.evaluate({"extra": e}) for e in (extras or {""})
+            )
             if not env_ok:
                 continue
             key = _norm(req.name)
             try:
                 version = metadata.version(req.name)
             except metadata.PackageNotFoundError:
-                raise LooplineError(f"{req.name} (needed by {name}) is not installed: "
-                                    "reinstall loopline") from None
+                raise LooplineError(
+                    f"{req.name} (needed by {name}) is not installed: reinstall loopline"
+                ) from None
             if key not in seen or req.extras:
                 seen.setdefault(key, version)
                 todo.append((req.name, frozenset(req.extras)))
@@ -171,10 +176,13 @@ def pinned_requirements() -> list[str]:
 
 
 def lock_text(wheel_rel: str) -> str:
-    lines = [f"# loopline and what it needs, pinned to the versions `loopline init` ran with.",
-             "# `make install` installs exactly this (uv pip sync); to upgrade loopline, run",
-             "# `loopline init` of the new version elsewhere and take its vendor/ and this file.",
-             f"./{wheel_rel}", *pinned_requirements()]
+    lines = [
+        "# loopline and what it needs, pinned to the versions `loopline init` ran with.",
+        "# `make install` installs exactly this (uv pip sync); to upgrade loopline, run",
+        "# `loopline init` of the new version elsewhere and take its vendor/ and this file.",
+        f"./{wheel_rel}",
+        *pinned_requirements(),
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -182,9 +190,11 @@ def install_files(dest: Path) -> dict[str, bytes]:
     """The wheel (written into ``dest``/vendor) and the files that install and run it."""
     wheel = build_wheel(dest / VENDOR)
     rel = f"{VENDOR}/{wheel.name}"
-    return {LOCK: lock_text(rel).encode(),
-            "Makefile": (MAKEFILE % {"uv": UV_VERSION, "lock": LOCK}).encode(),
-            "scripts/deploy.sh": DEPLOY_SH.encode()}
+    return {
+        LOCK: lock_text(rel).encode(),
+        "Makefile": (MAKEFILE % {"uv": UV_VERSION, "lock": LOCK}).encode(),
+        "scripts/deploy.sh": DEPLOY_SH.encode(),
+    }
 
 
 def workflow_install(text: str) -> str:

@@ -22,6 +22,7 @@ can show it; ``loopline gate`` and ``loopline run`` exit 1 on it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -421,9 +422,26 @@ def evaluate_gate(root: Path, params: Params) -> tuple[dict, list[Any]]:
     return doc, [s for s in (cand_snap, drift_snap, champ_snap) if s is not None]
 
 
+_UUID = re.compile(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}")
+
+
+def stable_ids(text: str) -> str:
+    """Evidently's random ids (uuid4, with or without dashes) renumbered in order of first
+    appearance, so the same reports give the same page (its hash is in dvc.lock)."""
+    seen: dict[str, str] = {}
+
+    def renumber(m: re.Match) -> str:
+        h = seen.setdefault(m.group(0).replace("-", ""), f"{len(seen) + 1:032x}")
+        return h if "-" not in m.group(0) else f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+    return _UUID.sub(renumber, text)
+
+
 def save_html(snapshots: list[Any], path: Path) -> None:
-    """One Evidently HTML page: candidate quality and drift (and the champion's quality)."""
+    """One Evidently HTML page: candidate quality and drift (and the champion's quality),
+    with stable ids (:func:`stable_ids`)."""
     snapshots[0].save_html(str(path)) if len(snapshots) == 1 else _merge_html(snapshots, path)
+    path.write_text(stable_ids(path.read_text(encoding="utf-8")), encoding="utf-8")
 
 
 def _merge_html(snapshots: list[Any], path: Path) -> None:

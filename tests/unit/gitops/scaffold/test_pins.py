@@ -13,16 +13,25 @@ from loopline.gitops.scaffold import pins, sources
 from tests.helpers import REPO
 
 
-def test_the_wheel_holds_the_package_metadata_and_templates_with_a_true_record(tmp_path: Path) -> None:
+def test_the_wheel_holds_the_package_metadata_and_templates_with_a_true_record(
+    tmp_path: Path,
+) -> None:
     wheel = pins.build_wheel(tmp_path)
     version = metadata.version("loopline")
     assert wheel.name == f"loopline-{version}-py3-none-any.whl"
     info = f"loopline-{version}.dist-info"
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
-        assert {"loopline/__init__.py", "loopline/cli/app.py", "loopline/gitops/ci.py",
-                "loopline/gitops/actions/setup-uv/action.yml", f"{info}/METADATA",
-                f"{info}/WHEEL", f"{info}/RECORD", f"{info}/entry_points.txt"} <= names
+        assert {
+            "loopline/__init__.py",
+            "loopline/cli/app.py",
+            "loopline/gitops/ci.py",
+            "loopline/gitops/actions/setup-uv/action.yml",
+            f"{info}/METADATA",
+            f"{info}/WHEEL",
+            f"{info}/RECORD",
+            f"{info}/entry_points.txt",
+        } <= names
         assert "loopline/gitops/templates/dvc.yaml.tmpl" in names
         assert "loopline/gitops/templates/github/workflows/main.yml" in names
         assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
