@@ -189,3 +189,43 @@ def test_a_canary_rollout_splits_moves_and_ends_without_failing_requests(canary:
     assert [(e["event"], e["version"]) for e in history] == [
         ("abort", "v0.2.0"), ("advance", "v0.2.0"), ("rollout", "v0.2.0")]
     assert history[0]["reason"] == "error rate over 1%"
+
+
+def test_a_blue_green_rollout_of_three_steps_completes_into_prod(canary: Path) -> None:
+    root = canary
+    out = loopline("promote", "v0.2.0", "--to", "prod", "--strategy", "blue_green", cwd=root)
+    assert "blue_green rollout of v0.2.0" in out.stdout
+    srv = Server(root).wait_ready()
+    env = {**os.environ, "LOOPLINE_ADMIN_TOKEN": TOKEN}
+    statuses: list[int] = []
+    try:
+        for share in (5.0, 25.0, 50.0):
+            if share != 5.0:
+                assert json.loads(loopline("rollout", "advance", "--json",
+                                           cwd=root).stdout)["share"] == share
+                sh(str(BIN / "loopline"), "reload", "--url", srv.url, cwd=root, env=env)
+            _wait_for_share(srv, share)
+            out = _send(srv.url, [None] * 1000)
+            statuses += [s for _, s, _, _ in out]
+            assert _binomial(sum(v == "v0.2.0" for _, _, v, _ in out), 1000, share)
+        done = json.loads(loopline("rollout", "advance", "--json", cwd=root).stdout)
+        assert done["action"] == "complete" and done["tag"] == "credit-risk#prod#2"
+        rel = json.loads(sh(str(BIN / "loopline"), "reload", "--url", srv.url, "--json",
+                            cwd=root, env=env).stdout)
+        assert (rel["model_version"], rel["candidate_version"]) == ("v0.2.0", None)
+        deadline = time.monotonic() + 20
+        streak = 0
+        while streak < 40:  # every worker serves v0.2.0 alone
+            assert time.monotonic() < deadline, "workers did not all move to v0.2.0"
+            r = srv.predict([RECORD])
+            statuses.append(r.status_code)
+            streak = streak + 1 if r.json().get("model_version") == "v0.2.0" else 0
+    finally:
+        srv.stop()
+    assert set(statuses) == {200}
+    assert _gto_stages(root) == {"prod": "v0.2.0"}
+    assert loopline("which", "prod", cwd=root).stdout.strip() == "v0.2.0"
+    events = json.loads(loopline("history", "--json", cwd=root).stdout)
+    assert [(e["event"], e["stage"]) for e in events[:5]] == [
+        ("complete", "canary"), ("promote", "prod"), ("advance", "canary"),
+        ("advance", "canary"), ("rollout", "canary")]
