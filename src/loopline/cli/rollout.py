@@ -22,6 +22,10 @@ def _pct(share: float | None) -> str:
 
 def describe(res: dict) -> str:
     """One line for a rollout: candidate, champion, step and share."""
+    if res["step"] is None:
+        return (f"{res['version']} is assigned to canary ({res['tag']}) without a rollout plan "
+                "(not written by `loopline promote`): it gets no traffic; "
+                "`loopline rollout abort` ends it")
     return (f"{res['strategy']} rollout of {res['version']} to {res['stage']} "
             f"(champion {res['champion']}): step {res['step']}/{len(res['steps'])}, "
             f"{_pct(res['share'])} of traffic to {res['version']} ({res['tag']})")

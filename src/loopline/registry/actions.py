@@ -1,4 +1,5 @@
-"""The registry's actions: register, promote, rollback, which, history.
+"""The registry's actions: register, promote, rollback, which, history (a promotion to the
+serving stage under a canary or blue_green plan starts a rollout: :mod:`loopline.registry.rollout`).
 
 A version is the tag ``<artifact>@vX.Y.Z`` on the commit whose dvc.lock produced the model;
 a stage assignment is the tag ``<artifact>#<stage>#<n>`` (see :mod:`loopline.registry.tags`).

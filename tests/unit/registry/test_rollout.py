@@ -177,3 +177,18 @@ def test_rollout_cli_status_advance_abort(repo: Repo) -> None:
     out = run("rollout", "abort", "--reason", "latency")
     assert out.exit_code == 0 and "all traffic back to v0.1.0" in out.stdout
     assert "no rollout under way" in run("rollout", "status").stdout
+
+
+def test_a_canary_assignment_without_a_plan_routes_nothing_and_can_be_aborted(repo: Repo) -> None:
+    from loopline.cli.rollout import describe
+
+    _two_versions(repo)
+    commit = git(repo.path, "rev-parse", f"{ART}@v0.2.0^{{commit}}")
+    git(repo.path, "tag", "-a", f"{ART}#canary#1", "-m", "assigned by hand", commit)
+    state = rollout.status(repo.path)
+    assert (state["version"], state["step"], state["share"]) == ("v0.2.0", None, None)
+    assert "without a rollout plan" in describe(state)
+    with pytest.raises(LooplineError, match="records no rollout plan"):
+        rollout.advance(repo.path)
+    rollout.abort(repo.path, reason="not ours")
+    assert rollout.status(repo.path) is None
