@@ -12,6 +12,8 @@ and the spread over rounds are printed, ratios are medians of per-round pairs:
 - loopline:  `loopline serve` of the model: input contract, inference log, metrics;
 - no-log:    the same with the inference log switched off (the logging cost);
 - shipping:  the same shipping its log to a file:// store every second (the shipping cost);
+- canary:    the same with a rollout routing 50% of requests to a candidate (a second
+             copy of the model, under another version), each request naming a caller key;
 - mlflow:    `mlflow models serve` of the same scikit-learn pipeline (in its own venv,
              bench/out/mlflow-venv, made on first use; --skip-mlflow to leave it out).
 
@@ -177,13 +179,17 @@ def main() -> None:
 
     # loopline's own spec, from `loopline serve --dry-run`, with the log on and off
     specs = {}
-    for name, enabled in (("loopline", True), ("no-log", False), ("shipping", True)):
+    for name, enabled in (("loopline", True), ("no-log", False), ("shipping", True),
+                          ("canary", True)):
         spec = json.loads(subprocess.run(
             [str(BIN / "loopline"), "serve", "--dry-run", "--port", "1"], cwd=ROOT, env=env,
             capture_output=True, text=True, check=True).stdout)
         spec["log"].update(enabled=enabled, path=str(tmp / f"{name}.sqlite"))
         if name == "shipping":
             spec.setdefault("log_store", {}).update(every_seconds=1.0)
+        if name == "canary":  # the split's hot path: a keyed hash and a compare per request
+            spec["model"]["rollout"] = {**spec["model"], "version": "candidate", "share": 50.0,
+                                        "tag": "bench#canary#1"}
         specs[name] = tmp / f"{name}.json"
         specs[name].write_text(json.dumps(spec))
     serve = [str(BIN / "bentoml"), "serve", "loopline.serving.service:LooplineService",
@@ -200,6 +206,8 @@ def main() -> None:
         "shipping": (serve, {**env, "LOOPLINE_SERVE_SPEC": str(specs["shipping"]),
                              "LOOPLINE_LOG_STORE": (tmp / "store").as_uri()}, tmp,
                      "/predict", one),
+        "canary": (serve, {**env, "LOOPLINE_SERVE_SPEC": str(specs["canary"])}, tmp, "/predict",
+                   json.dumps({"records": sample_records(1), "key": "customer-42"}).encode()),
     }
     if not args.skip_mlflow:
         py = ensure_mlflow()
@@ -279,6 +287,7 @@ def main() -> None:
          ratio("batch records", "onnxruntime 1k"), "(records)"),
         ("logging on vs off, req/s", ratio("loopline", "no-log"), "≥ 0.95"),
         ("shipping on (every 1 s) vs off, req/s", ratio("shipping", "loopline"), "≥ 0.95"),
+        ("canary split (50%, keyed) vs plain, req/s", ratio("canary", "loopline"), "≥ 0.9"),
     ]
     if "mlflow" in rounds:
         rows.insert(1, ("loopline vs mlflow models serve, req/s", ratio("loopline", "mlflow"),

@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from loopline import __version__
-from loopline.cli import gitops, monitoring, pipeline, registry, serving, simulate
+from loopline.cli import gitops, monitoring, pipeline, registry, rollout, serving, simulate
 from loopline.cli.options import Group, VerboseOpt, set_verbose, verbose
 from loopline.core.errors import LooplineError
 
@@ -47,7 +47,7 @@ def _main(
     set_verbose(verbose)
 
 
-for _module in (pipeline, registry, serving, gitops, monitoring, simulate):
+for _module in (pipeline, registry, rollout, serving, gitops, monitoring, simulate):
     _module.add_commands(app)
 
 

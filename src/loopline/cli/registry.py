@@ -65,15 +65,26 @@ def promote(
     force: ForceOpt = False,
     reason: ReasonOpt = None,
     push: PushOpt = None,
+    now: Annotated[bool, typer.Option(
+        "--now", help="Cut over at once, whatever deploy.strategy says.")] = False,
+    strategy: Annotated[str | None, typer.Option(
+        "--strategy", help="cutover, canary or blue_green instead of deploy.strategy.")] = None,
     as_json: JsonOpt = False,
     repo: RepoOpt = None,
 ) -> None:
-    """Assign a version to a stage (a new tag ARTIFACT#STAGE#N)."""
+    """Assign a version to a stage (a new tag ARTIFACT#STAGE#N), or start a rollout to the
+    serving stage under a canary or blue_green deploy.strategy."""
     _repair(repo)
     from loopline.registry import actions as registry
 
-    res = registry.promote(version, to, root=repo, force=force, reason=reason, push=push)
-    if not res["created"]:
+    res = registry.promote(version, to, root=repo, force=force, reason=reason, push=push,
+                           strategy="cutover" if now else strategy)
+    if res.get("action") == "rollout":
+        from loopline.cli.rollout import describe
+
+        verb = "recorded a" if res["created"] else "already under way: the"
+        text = f"{verb} {describe(res)}, not a cutover{_pushed(res)}"
+    elif not res["created"]:
         text = (f"{res['version']} is already current in {res['stage']} ({res['tag']}): "
                 "nothing to do")
     else:

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError, field_validator, model_validator
 
+from loopline.config.deploy import DeployConfig
 from loopline.config.operations import MonitorConfig, RegistryConfig, ServeConfig, SimulateConfig
 from loopline.config.pipeline import (
     DataConfig,
@@ -62,6 +63,7 @@ class Params(Strict):
     gate: GateConfig
     registry: RegistryConfig = RegistryConfig()
     serve: ServeConfig = ServeConfig()
+    deploy: DeployConfig = DeployConfig()
     monitor: MonitorConfig = MonitorConfig()
     simulate: SimulateConfig = SimulateConfig()
 

@@ -1,4 +1,5 @@
-"""The registry's actions: register, promote, rollback, which, history.
+"""The registry's actions: register, promote, rollback, which, history (a promotion to the
+serving stage under a canary or blue_green plan starts a rollout: :mod:`loopline.registry.rollout`).
 
 A version is the tag ``<artifact>@vX.Y.Z`` on the commit whose dvc.lock produced the model;
 a stage assignment is the tag ``<artifact>#<stage>#<n>`` (see :mod:`loopline.registry.tags`).
@@ -169,12 +170,16 @@ def _unchanged(reg: Registry, cur: Assignment, action: str) -> dict:
 
 
 def promote(version: str, stage: str, *, root: str | os.PathLike[str] | None = None,
-            force: bool = False, reason: str | None = None, push: str | None = None) -> dict:
+            force: bool = False, reason: str | None = None, push: str | None = None,
+            strategy: str | None = None) -> dict:
     """Assign ``version`` (or ``HEAD``: the version of the checked-out commit) to ``stage``
     (a new tag ``<artifact>#<stage>#<n>``).
 
     A version whose gate did not pass needs ``force`` and ``reason``, both recorded in the
-    tag. Promoting the stage's current version again creates nothing.
+    tag. Promoting the stage's current version again creates nothing. To the serving stage,
+    under a canary or blue_green ``deploy.strategy`` (or ``strategy``), with a version
+    already there, it records a rollout instead (:mod:`loopline.registry.rollout`; the
+    result's ``action`` is ``rollout``); ``strategy="cutover"`` assigns at once.
 
     Raises:
         LooplineError: unknown version or stage, failed gate, or the remote moved.
@@ -191,10 +196,51 @@ def promote(version: str, stage: str, *, root: str | os.PathLike[str] | None = N
         if cur is not None and cur.version == v.version:
             return {**_unchanged(reg, cur, "promote"), "repaired": repaired}
         _gate_override(v, force, f"promote it to {stage}")
+        staged = _rollout(reg, v, stage, cur, strategy, reason=reason, push=push, lock=lock)
+        if staged is not None:
+            return {**staged, "repaired": repaired}
         res = _assign(reg, v, stage, "promote", forced=force and not v.gate_passed,
                       reason=reason, push=push, lock=lock,
                       extra={"previous": cur.version if cur else None})
     return {**res, "repaired": repaired}
+
+
+def _rollout(reg: Registry, v: Version, stage: str, cur: Assignment | None,
+             strategy: str | None, *, reason: str | None, push: str | None,
+             lock: int) -> dict | None:
+    """The promotion as a rollout (started, or completed at once by a cutover of its
+    candidate), or None for an ordinary assignment."""
+    from loopline.registry import rollout
+    from loopline.registry.tags import CANARY
+
+    if stage == CANARY:
+        raise LooplineError(f"{CANARY} is the stage of rollouts: promote to "
+                            f"{rollout.serving_stage(reg)} under a canary or blue_green "
+                            "deploy.strategy")
+    if strategy not in (None, "cutover", "canary", "blue_green"):
+        raise LooplineError(f"unknown strategy {strategy!r}: cutover, canary or blue_green",
+                            exit_code=2)
+    if stage != rollout.serving_stage(reg):
+        return None
+    under_way = rollout.active(reg)
+    strategy = strategy or rollout.declared_strategy(reg.settings.root)
+    if strategy == "cutover":
+        if under_way is None:
+            return None
+        if under_way["version"] != v.version:
+            raise LooplineError(f"a rollout of {under_way['version']} to {stage} is under way "
+                                f"({under_way['tag']}): `loopline rollout abort` it first")
+        tag = rollout.complete_now(reg, v, under_way, reason=reason, push=push, lock=lock)
+        return {"artifact": reg.settings.artifact, "stage": stage, "version": v.version,
+                "tag": tag["tag"], "n": tag["n"], "commit": v.commit, "action": "promote",
+                "forced": False, "reason": reason, "who": tag["metadata"]["who"],
+                "pushed": push, "created": True, "previous": cur.version if cur else None,
+                "rollout": under_way["tag"]}
+    plan = rollout.read_plan(reg.settings.root).model_copy(update={"strategy": strategy})
+    if cur is None:
+        return None  # nothing to measure a candidate against: the first version cuts over
+    return rollout.start(reg, v, stage, plan, cur.version or "", reason=reason, push=push,
+                         lock=lock)
 
 
 def rollback_target(reg: Registry, stage: str, cur: Assignment) -> Version:

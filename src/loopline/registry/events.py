@@ -57,10 +57,12 @@ def _assignment_event(reg: Registry, a: Assignment) -> dict:
 def _deleted_events(reg: Registry, stage: str) -> list[tuple[tuple, dict]]:
     """Numbers of ``stage`` known to have been handed out whose tag no longer exists."""
     present = {a.n for a in reg.stage_assignments(stage)}
+    # a number an unassignment took (a rollout's end, recorded in hw) was never an assignment
+    taken = present | {u.n for u in reg.unassignments.get(stage, [])}
     known: dict[int, tuple] = {}  # n to the order of the first tag that tells of it
     for t in sorted(reg.all_tags(), key=lambda t: t.order):
         n = t.hw.get(stage)
-        if isinstance(n, int) and n not in present and n not in known:
+        if isinstance(n, int) and n not in taken and n not in known:
             known[n] = t.order
     out = []
     marks = reg.markers.get(stage, {})

@@ -42,6 +42,8 @@ from loopline.registry.semver import SEMVER_RE, normalize_version, semver_key
 from loopline.registry.settings import RegistrySettings, load_settings
 
 MESSAGE_SCHEMA = 1
+# The stage of a rollout's candidate (loopline.registry.rollout); valid beside registry.stages.
+CANARY = "canary"
 # A message loopline writes starts {"loopline": SCHEMA, "seq": N, ...} (see header()), so the
 # sequence number of thousands of tags is read without parsing their JSON.
 _SEQ_RE = re.compile(r'^\{"loopline": \d+, "seq": (\d+)')
@@ -150,7 +152,7 @@ class Assignment(Tag):
 
     @property
     def action(self) -> str:
-        return "unassign" if self.removed else self.meta.get("action", "promote")
+        return self.meta.get("action", "unassign" if self.removed else "promote")
 
     @property
     def forced(self) -> bool:
@@ -255,7 +257,7 @@ class Registry:
 
     def check_stage(self, stage: str) -> str:
         """Return ``stage`` if it is configured, else raise naming the valid ones."""
-        if stage not in self.settings.stages:
+        if stage not in self.settings.stages and stage != CANARY:
             raise LooplineError(f"unknown stage {stage!r}: valid stages are "
                                 f"{', '.join(self.settings.stages)} "
                                 f"(registry.stages in {PARAMS_FILE})")

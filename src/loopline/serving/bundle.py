@@ -102,12 +102,16 @@ def check(entry: dict[str, Any], spec_dir: Path) -> dict[str, Any]:
 
 
 def check_spec(spec: dict[str, Any], spec_dir: Path) -> dict[str, Any]:
-    """:func:`check` the spec's model and shadow; the model's card.
+    """:func:`check` the spec's model, its rollout candidate and the shadow; the model's card.
 
     Raises:
         LooplineError: as :func:`check`, or the shadow takes other inputs than the model.
     """
     card = check(spec["model"], spec_dir)
+    rollout = spec["model"].get("rollout")
+    if rollout and check(rollout, spec_dir).get("inputs") != card.get("inputs"):
+        raise LooplineError(f"rollout candidate {rollout['version']} takes different inputs than "
+                            f"{spec['model']['version']}: it cannot share its traffic")
     if spec.get("shadow") and check(spec["shadow"], spec_dir).get("inputs") != card.get("inputs"):
         raise LooplineError(f"shadow {spec['shadow']['version']} takes different inputs than "
                             f"{spec['model']['version']}: its predictions would be meaningless")

@@ -23,6 +23,7 @@ from typing import Any
 
 from loopline.core.errors import LooplineError
 from loopline.core.layout import MODELS_DEFAULT
+from loopline.serving import split
 from loopline.serving.bundle import ServedVersion
 
 logger = logging.getLogger("loopline.serving")
@@ -60,7 +61,11 @@ class Reloader:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         # a worker (re)started after a reload serves what the others were switched to
-        self.served = load(self._followed() or spec["model"])
+        first = self._followed() or spec["model"]
+        self.served = load(first)
+        # the version that answers each request: the champion, or a rollout's candidate
+        self.split = split.make(self.served, first.get("rollout"), load, None)
+        self._applied = split.state(first)
 
     def _followed(self) -> dict[str, Any] | None:
         try:
@@ -91,25 +96,38 @@ class Reloader:
             raise NoRegistry("no registry in this deployment (a built Bento serves the version "
                              "it was built with): deploy the image of the wanted version")
         with self._lock:
-            entry = resolve_model(Path(root), ref if ref is not None else self.spec.get("ref"),
-                                  models=self.spec.get("models", MODELS_DEFAULT),
-                                  default_stage=self.spec.get("default_stage", "prod"))
-            previous = self.served
+            want = ref if ref is not None else self.spec.get("ref")
+            models = self.spec.get("models", MODELS_DEFAULT)
+            stage = self.spec.get("default_stage", "prod")
+            entry = resolve_model(Path(root), want, models=models, default_stage=stage)
+            entry = split.with_rollout(Path(root), entry, want, models=models,
+                                       default_stage=stage)
+            previous, before = self.served, self.split.describe()
             new = self._swap(entry)
             if self.control is not None:
                 write_spec(self.control, entry)
+            after = self.split.describe()
         return {"model_version": new.version, "previous_version": previous.version,
-                "sha256": new.sha256, "changed": new.version != previous.version}
+                "sha256": new.sha256, **after, "previous_share": before["share"],
+                "changed": new.version != previous.version or after != before}
 
     def _swap(self, entry: dict[str, Any]) -> ServedVersion:
-        if entry["version"] == self.served.version and entry["sha256"] == self.served.sha256:
-            return self.served
-        new, old = self._load(entry), self.served
-        if not new.same_contract(old):
-            raise LooplineError(f"{new.version} takes different inputs or classes than "
-                                f"{old.version}; restart the service to switch to it")
-        self.served = new
-        logger.info("reloaded: now serving %s (was %s)", new.version, old.version)
+        old = self.served
+        if entry["version"] == old.version and entry["sha256"] == old.sha256:
+            new = old
+        else:
+            new = self._load(entry)
+            if not new.same_contract(old):
+                raise LooplineError(f"{new.version} takes different inputs or classes than "
+                                    f"{old.version}; restart the service to switch to it")
+        routed = split.make(new, entry.get("rollout"), self._load, self.split)
+        self.split, self.served = routed, new  # a request reads self.split once
+        self._applied = split.state(entry)
+        if new is not old:
+            logger.info("reloaded: now serving %s (was %s)", new.version, old.version)
+        if routed.candidate is not None:
+            logger.info("rollout %s: %g%% of traffic to %s", routed.tag, routed.share,
+                        routed.candidate.version)
         return new
 
     def start(self) -> None:
@@ -128,8 +146,7 @@ class Reloader:
             with self._lock:
                 try:  # the file is tiny: compare its content, not its mtime
                     entry = json.loads(self.control.read_text(encoding="utf-8"))
-                    if (entry.get("version"), entry.get("sha256")) == (self.served.version,
-                                                                       self.served.sha256):
+                    if split.state(entry) == self._applied:
                         continue
                     self._swap(entry)
                     self._count("followed")
@@ -190,5 +207,11 @@ def request_reload(url: str, ref: str | None, token_env: str, *,
                             f"{body.get('error', body)}", why=body.get("error"),
                             status_code=res.status_code, body=body)
     message = (f"now serving {body['model_version']} (was {body['previous_version']})"
-               if body.get("changed") else f"already serving {body['model_version']}")
+               if body.get("model_version") != body.get("previous_version") else
+               f"{'still' if body.get('changed') else 'already'} serving {body['model_version']}")
+    if body.get("candidate_version"):
+        message += (f"; {body['candidate_version']} answers {body['share']:g}% of traffic "
+                    f"(rollout {body.get('rollout')})")
+    elif body.get("previous_share"):
+        message += "; the rollout ended: all traffic to it"
     return ReloadResult(True, message, status_code=res.status_code, body=body)

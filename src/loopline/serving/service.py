@@ -10,11 +10,14 @@ spec this module reads at import time (:mod:`loopline.serving.spec`). Endpoints:
 - ``POST /feedback``: delayed ground truth for ``loopline monitor``.
 - ``POST /admin/reload`` (bearer token): switch every worker to the version now assigned to
   the stage, without failing requests in flight (:mod:`loopline.serving.reload`).
-- ``POST /model``: the served version and its input contract; BentoML's ``/livez``,
+- ``POST /model``: the served version, the rollout's candidate and share, and the input
+  contract; BentoML's ``/livez``,
   ``/readyz`` and ``/metrics`` (with :mod:`loopline.serving.metrics`).
 
-Every prediction (and a shadow version's, never returned) goes to the inference log off the
-response path, and so does every request error (:mod:`loopline.serving.request_errors`).
+During a rollout, the declared share of requests is answered by the candidate
+(:mod:`loopline.serving.split`). Every prediction, with the version that answered (and a
+shadow version's, never returned), goes to the inference log off the response path, and so
+does every request error (:mod:`loopline.serving.request_errors`).
 """
 
 import asyncio
@@ -109,19 +112,29 @@ class LooplineService:
             ts, route, status, self.reloader.served.version)]
         self.reloader.start()
         served = self.reloader.served
-        logger.info("serving %s %s (sha256 %s)%s", SPEC["artifact"], served.version,
-                    served.sha256[:12], f", shadow {self.shadow.version}" if self.shadow else "")
+        routed = self.reloader.split
+        logger.info("serving %s %s (sha256 %s)%s%s", SPEC["artifact"], served.version,
+                    served.sha256[:12], f", shadow {self.shadow.version}" if self.shadow else "",
+                    f", rollout {routed.tag}: {routed.share:g}% to {routed.candidate.version}"
+                    if routed.candidate else "")
 
-    @bentoml.api(route="/predict", input_spec=_body("PredictInput", records=(Records, ...)))
-    async def predict(self, records: Records) -> contract.Prediction:  # type: ignore[valid-type]
-        """Class and probabilities for each record (1 to max_batch records)."""
+    @bentoml.api(route="/predict", input_spec=_body("PredictInput", records=(Records, ...),
+                                                    key=(str | None, None)))
+    async def predict(self, records: Records, ctx: bentoml.Context,  # type: ignore[valid-type]
+                      key: str | None = None) -> contract.Prediction:
+        """Class and probabilities for each record (1 to max_batch records).
+
+        During a rollout, ``key`` (or the header ``X-Loopline-Key``) keeps a caller on one
+        version; ``model_version`` says which answered.
+        """
         if not self.log.accepting:
             return _unlogged()
+        rid = uuid.uuid4().hex
+        # one split per request: a reload never changes the version of a request under way
+        served = self.reloader.split.route(key, ctx.request.headers, rid)
         start = time.perf_counter()
-        served = self.reloader.served  # one reference per request: a reload never splits it
         labels, proba = served.model.run_records(records)
         elapsed = time.perf_counter() - start
-        rid = uuid.uuid4().hex
         labs = labels.tolist()
         body = {"request_id": rid, "model_version": served.version,
                 "predictions": [{"class": lab, "probabilities": dict(zip(served.classes, p))}
@@ -132,8 +145,10 @@ class LooplineService:
         return _json(body)
 
     @bentoml.api(route="/predict_batch",
-                 input_spec=_body("PredictBatchInput", columns=(Columns, ...)))
-    async def predict_batch(self, columns: Columns) -> dict:  # type: ignore[valid-type]
+                 input_spec=_body("PredictBatchInput", columns=(Columns, ...),
+                                  key=(str | None, None)))
+    async def predict_batch(self, columns: Columns, ctx: bentoml.Context,  # type: ignore[valid-type]
+                            key: str | None = None) -> dict:
         """Batch scoring in columns: ``{"columns": {feature: [v1, v2, ...]}}``.
 
         Returns ``predictions`` (one class per row) and ``probabilities`` (one list per row,
@@ -145,11 +160,11 @@ class LooplineService:
         n, bad = contract.column_length(columns)
         if bad:
             return _json({"error": f"{len(bad)} column(s) of the wrong length", "detail": bad}, 400)
+        rid = uuid.uuid4().hex
+        served = self.reloader.split.route(key, ctx.request.headers, rid)
         start = time.perf_counter()
-        served = self.reloader.served
         labels, proba = served.model.run_columns(columns, n)
         elapsed = time.perf_counter() - start
-        rid = uuid.uuid4().hex
         labs = labels.tolist()
         body = orjson.dumps({"request_id": rid, "model_version": served.version,
                              "classes": served.classes, "predictions": labs,
@@ -178,6 +193,7 @@ class LooplineService:
                       "sha256": m.sha256, "classes": m.classes,
                       "positive_class": m.positive_class, "inputs": m.inputs,
                       "shadow_version": self.shadow.version if self.shadow else None,
+                      **self.reloader.split.describe(),
                       "max_batch": SPEC["max_batch"]})
 
     @bentoml.api(route="/admin/reload", input_spec=_body("ReloadInput", ref=(str | None, None)))

@@ -152,9 +152,15 @@ def read_spec(path: str | os.PathLike[str] | None = None) -> tuple[dict[str, Any
 def resolve_models(root: Path, params: Any, ref: str | None,
                    shadow: str | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """The model of ``ref`` (default ``serve.model``) and of the shadow (default
-    ``serve.shadow``), fetched into bundles; stages mean the serving stage's choice."""
+    ``serve.shadow``), fetched into bundles; stages mean the serving stage's choice. A model
+    that follows the serving stage carries the rollout under way to it
+    (:func:`loopline.serving.split.with_rollout`)."""
+    from loopline.serving.split import with_rollout
+
     stage, models = params.registry.serving_stage, params.paths.models
     entry = resolve_model(root, ref or params.serve.model, models=models, default_stage=stage)
+    entry = with_rollout(root, entry, ref or params.serve.model, models=models,
+                         default_stage=stage)
     shadow_ref = shadow or params.serve.shadow
     shadow_entry = (resolve_model(root, shadow_ref, models=models, default_stage=stage)
                     if shadow_ref else None)

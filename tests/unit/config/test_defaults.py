@@ -9,7 +9,8 @@ from loopline.config.compose import diff_keys
 from tests.helpers import REPO
 from tests.helpers.config import composed
 
-GENERIC_GROUPS = ("features", "model", "search", "evaluate", "export", "gate", "serve", "monitor")
+GENERIC_GROUPS = ("features", "model", "search", "evaluate", "export", "gate", "serve", "monitor",
+                  "deploy")
 
 
 def _leaves(data: object, prefix: str = "") -> dict[str, object]:

@@ -1,0 +1,231 @@
+"""A canary rollout for real: registry tags, `loopline serve` (BentoML) on 127.0.0.1 splitting
+live traffic, the share moved and ended by `loopline rollout` + `loopline reload`.
+
+Two versions of one model (v0.2.0 is registered on a later commit of the same pipeline
+outputs), so every answer is the same and only ``model_version`` tells who answered.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import SimpleNamespace
+
+import httpx
+import pytest
+
+from loopline.serving.bundle import ServedVersion
+from loopline.serving.inference_log import read_predictions
+from loopline.serving.split import Split
+from tests.helpers import BIN
+from tests.helpers.commands import loopline, sh
+from tests.helpers.server import TOKEN, Server
+
+RECORD = {"Seniority": 9, "Home": "rent", "Time": 60, "Age": 30, "Marital": "married",
+          "Records": "no", "Job": "freelance", "Expenses": 73, "Income": 129.0,
+          "Assets": 0.0, "Debt": 0.0, "Amount": 800, "Price": 846}
+N = 2000
+
+
+def _commit(root: Path, msg: str) -> None:
+    sh("git", "add", "-A", cwd=root)
+    sh("git", "commit", "-q", "-m", msg, cwd=root)
+
+
+@pytest.fixture()
+def canary(built_copy: Path) -> Path:
+    """v0.1.0 in prod, a canary plan declared in conf/, v0.2.0 registered."""
+    root = built_copy
+    loopline("register", cwd=root)
+    loopline("promote", "v0.1.0", "--to", "prod", cwd=root)
+    conf = root / "conf" / "config.yaml"
+    conf.write_text(conf.read_text() + "\ndeploy:\n  strategy: canary\n  steps: [5, 25, 50]\n")
+    loopline("params", cwd=root)
+    _commit(root, "canary rollouts")
+    loopline("register", cwd=root)
+    return root
+
+
+def _send(url: str, keys: list[str | None]) -> list[tuple[str | None, int, str | None, str]]:
+    """POST one record per key (4 at a time): (key, status, model_version, request_id)."""
+    def one(c: httpx.Client, key: str | None):  # noqa: ANN202
+        body = {"records": [RECORD], **({"key": key} if key else {})}
+        r = c.post("/predict", json=body)
+        doc = r.json() if r.status_code == 200 else {}
+        return key, r.status_code, doc.get("model_version"), doc.get("request_id")
+
+    with httpx.Client(base_url=url, timeout=30.0) as c, ThreadPoolExecutor(4) as pool:
+        return list(pool.map(lambda k: one(c, k), keys))
+
+
+def _binomial(hits: int, n: int, share: float) -> bool:
+    p = share / 100.0
+    return abs(hits - n * p) <= 4.5 * math.sqrt(n * p * (1 - p))
+
+
+def _local_split(share: float) -> Split:
+    """The service's rule, computed here: which keys the candidate gets at ``share``."""
+    def version(v: str) -> ServedVersion:
+        return ServedVersion(v, SimpleNamespace(sha256=v), [], {}, None)
+
+    return Split(version("v0.1.0"), version("v0.2.0"), share)
+
+
+def _wait_for_share(srv: Server, share: float, timeout: float = 20.0) -> None:
+    """Every worker routes at ``share`` (a key only that share sends to the candidate, 20
+    answers in a row)."""
+    split = _local_split(share)
+    lower = _local_split(share - 0.5 if share else 0.0)
+    key = next(f"probe-{i}" for i in range(100_000)
+               if split.pick(f"probe-{i}", "0" * 32).version == "v0.2.0"
+               and lower.pick(f"probe-{i}", "0" * 32).version == "v0.1.0") if share else "probe-0"
+    want = "v0.2.0" if share else "v0.1.0"
+    deadline = time.monotonic() + timeout
+    streak = 0
+    while streak < 20:
+        assert time.monotonic() < deadline, f"workers did not all move to {share}%"
+        r = srv.client.post("/predict", json={"records": [RECORD], "key": key})
+        streak = streak + 1 if r.status_code == 200 and r.json()["model_version"] == want else 0
+
+
+def _check_step(srv: Server, share: float, tag: str) -> dict[str, str]:
+    """2,000 requests from 1,000 callers: the candidate's share, stickiness, the log."""
+    keys = [f"caller-{i % (N // 2)}" for i in range(N)]
+    out = _send(srv.url, keys)
+    assert {status for _, status, _, _ in out} == {200}
+    by_key: dict[str, set[str]] = {}
+    for key, _, version, _ in out:
+        by_key.setdefault(key, set()).add(version)
+    assert all(len(v) == 1 for v in by_key.values()), "a caller switched version within a step"
+    hits = sum(v == {"v0.2.0"} for v in by_key.values())
+    assert _binomial(hits, len(by_key), share), (hits, len(by_key), share, tag)
+    expected = _local_split(share)
+    assert all(v == {expected.pick(k, "0" * 32).version} for k, v in by_key.items())
+    unkeyed = _send(srv.url, [None] * N)
+    assert {s for _, s, _, _ in unkeyed} == {200}
+    assert _binomial(sum(v == "v0.2.0" for _, _, v, _ in unkeyed), N, share)
+    # every logged record carries the version that answered it
+    answered = {rid: v for _, _, v, rid in out[:200]}
+    deadline = time.monotonic() + 10
+    while True:
+        df = read_predictions(srv.log_path, with_feedback=False)
+        df = df[df["request_id"].isin(answered)]
+        if len(df) == len(answered) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert dict(zip(df["request_id"], df["model_version"], strict=True)) == answered
+    return {k: next(iter(v)) for k, v in by_key.items()}
+
+
+def _gto_stages(root: Path) -> dict:
+    from gto import api
+
+    return api.show(str(root))["credit-risk"]["stage"]
+
+
+def test_a_canary_rollout_splits_moves_and_ends_without_failing_requests(canary: Path) -> None:
+    root = canary
+    out = loopline("promote", "v0.2.0", "--to", "prod", cwd=root)
+    assert "recorded a canary rollout of v0.2.0" in out.stdout and "5% of traffic" in out.stdout
+    assert loopline("which", "prod", cwd=root).stdout.strip() == "v0.1.0"
+    assert loopline("which", "canary", cwd=root).stdout.strip() == "v0.2.0"
+    assert _gto_stages(root) == {"prod": "v0.1.0", "canary": "v0.2.0"}
+
+    srv = Server(root).wait_ready()
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def hammer() -> None:  # traffic through every change of share
+        with httpx.Client(base_url=srv.url, timeout=30.0) as c:
+            i = 0
+            while not stop.is_set():
+                i += 1
+                statuses.append(c.post("/predict", json={"records": [RECORD],
+                                                         "key": f"h{i}"}).status_code)
+
+    threads = [threading.Thread(target=hammer) for _ in range(2)]
+    try:
+        info = srv.client.post("/model", json={}).json()
+        assert (info["model_version"], info["candidate_version"], info["share"]) == (
+            "v0.1.0", "v0.2.0", 5.0)
+        first = _check_step(srv, 5.0, "step 1")
+        for t in threads:
+            t.start()
+        adv = json.loads(loopline("rollout", "advance", "--json", cwd=root).stdout)
+        assert (adv["step"], adv["share"], adv["previous_share"]) == (2, 25.0, 5.0)
+        env = {**os.environ, "LOOPLINE_ADMIN_TOKEN": TOKEN}
+        rel = json.loads(sh(str(BIN / "loopline"), "reload", "--url", srv.url, "--json",
+                            cwd=root, env=env).stdout)
+        assert rel["model_version"] == "v0.1.0" and rel["share"] == 25.0
+        _wait_for_share(srv, 25.0)
+        second = _check_step(srv, 25.0, "step 2")
+        assert all(second[k] == "v0.2.0" for k, v in first.items() if v == "v0.2.0")
+        status = json.loads(loopline("rollout", "status", "--json", cwd=root).stdout)["rollout"]
+        assert (status["version"], status["step"], status["share"]) == ("v0.2.0", 2, 25.0)
+
+        out = loopline("rollout", "abort", "--reason", "error rate over 1%", cwd=root)
+        assert "all traffic back to v0.1.0" in out.stdout
+        res = srv.client.post("/admin/reload", json={},
+                              headers={"Authorization": f"Bearer {TOKEN}"})
+        assert res.status_code == 200 and res.json()["candidate_version"] is None
+        _wait_for_share(srv, 0.0)
+        after = _send(srv.url, [f"caller-{i}" for i in range(300)] + [None] * 300)
+        assert {(s, v) for _, s, v, _ in after} == {(200, "v0.1.0")}
+    finally:
+        stop.set()
+        for t in threads:
+            if t.is_alive():
+                t.join()
+        srv.stop()
+    assert statuses and set(statuses) == {200}, f"{len(statuses)} requests: {set(statuses)}"
+    assert _gto_stages(root) == {"prod": "v0.1.0"}
+    assert loopline("which", "canary", cwd=root, check=False).returncode != 0
+    history = json.loads(loopline("history", "--stage", "canary", "--json", cwd=root).stdout)
+    assert [(e["event"], e["version"]) for e in history] == [
+        ("abort", "v0.2.0"), ("advance", "v0.2.0"), ("rollout", "v0.2.0")]
+    assert history[0]["reason"] == "error rate over 1%"
+
+
+def test_a_blue_green_rollout_of_three_steps_completes_into_prod(canary: Path) -> None:
+    root = canary
+    out = loopline("promote", "v0.2.0", "--to", "prod", "--strategy", "blue_green", cwd=root)
+    assert "blue_green rollout of v0.2.0" in out.stdout
+    srv = Server(root).wait_ready()
+    env = {**os.environ, "LOOPLINE_ADMIN_TOKEN": TOKEN}
+    statuses: list[int] = []
+    try:
+        for share in (5.0, 25.0, 50.0):
+            if share != 5.0:
+                assert json.loads(loopline("rollout", "advance", "--json",
+                                           cwd=root).stdout)["share"] == share
+                sh(str(BIN / "loopline"), "reload", "--url", srv.url, cwd=root, env=env)
+            _wait_for_share(srv, share)
+            out = _send(srv.url, [None] * 1000)
+            statuses += [s for _, s, _, _ in out]
+            assert _binomial(sum(v == "v0.2.0" for _, _, v, _ in out), 1000, share)
+        done = json.loads(loopline("rollout", "advance", "--json", cwd=root).stdout)
+        assert done["action"] == "complete" and done["tag"] == "credit-risk#prod#2"
+        rel = json.loads(sh(str(BIN / "loopline"), "reload", "--url", srv.url, "--json",
+                            cwd=root, env=env).stdout)
+        assert (rel["model_version"], rel["candidate_version"]) == ("v0.2.0", None)
+        deadline = time.monotonic() + 20
+        streak = 0
+        while streak < 40:  # every worker serves v0.2.0 alone
+            assert time.monotonic() < deadline, "workers did not all move to v0.2.0"
+            r = srv.predict([RECORD])
+            statuses.append(r.status_code)
+            streak = streak + 1 if r.json().get("model_version") == "v0.2.0" else 0
+    finally:
+        srv.stop()
+    assert set(statuses) == {200}
+    assert _gto_stages(root) == {"prod": "v0.2.0"}
+    assert loopline("which", "prod", cwd=root).stdout.strip() == "v0.2.0"
+    events = json.loads(loopline("history", "--json", cwd=root).stdout)
+    assert [(e["event"], e["stage"]) for e in events[:5]] == [
+        ("complete", "canary"), ("promote", "prod"), ("advance", "canary"),
+        ("advance", "canary"), ("rollout", "canary")]
