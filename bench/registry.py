@@ -133,7 +133,9 @@ def build_repo(root: Path, n_versions: int, n_assign: int) -> None:
 
 
 def tags(root: Path) -> set[str]:
-    res = subprocess.run(["git", "tag", "-l"], cwd=root, capture_output=True, text=True, env=ENV)
+    """The tags and loopline's marker refs (a run that writes is undone by removing both)."""
+    res = subprocess.run(["git", "for-each-ref", "--format=%(refname)", "refs/tags",
+                          "refs/loopline"], cwd=root, capture_output=True, text=True, env=ENV)
     return set(res.stdout.split())
 
 
@@ -152,7 +154,8 @@ def timed(cmd: list[str], root: Path, repeat: int, restore: bool) -> tuple[float
         if restore:
             new = sorted(tags(root) - before)
             if new:
-                subprocess.run(["git", "tag", "-d", *new], cwd=root, capture_output=True, env=ENV)
+                subprocess.run(["git", "update-ref", "--stdin"], cwd=root, capture_output=True,
+                               env=ENV, input="".join(f"delete {r}\n" for r in new).encode())
     return statistics.median(samples), last
 
 
@@ -197,7 +200,9 @@ def main() -> None:
                   if i % 10 and version_name(i) != staging_v)
     prev = json.loads(subprocess.run([*ll, "rollback", "--stage", "prod", "--json"], cwd=root,
                                      capture_output=True, text=True, env=ENV).stdout)
-    subprocess.run(["git", "tag", "-d", prev["tag"]], cwd=root, capture_output=True, env=ENV)
+    undo = f"delete refs/tags/{prev['tag']}\ndelete refs/loopline/assigned/{ART}/prod/{prev['n']}\n"
+    subprocess.run(["git", "update-ref", "--stdin"], cwd=root, capture_output=True, env=ENV,
+                   input=undo.encode())
     print(f"prod is {which_v}, staging is {staging_v}; promote {target} to staging; "
           f"rollback prod would go to {prev['version']}\n")
 

@@ -186,3 +186,25 @@ def test_missing_data_file(instance: Path) -> None:
     assert doc["ok"] is False
     assert "data/credit_data.csv" in (doc["error"] or "")
     assert not (instance / "data/raw/data.parquet").exists()
+
+
+def test_a_fresh_clone_reproduces_the_committed_files_byte_for_byte(built_instance: Path,
+                                                                    tmp_path: Path) -> None:
+    """What CI does on a fresh runner: clone, reproduce (here as a plain `dvc repro` would,
+    each stage its own process), and find no committed file changed: no fit times in
+    reports/search.json, no commit in models/card.json, Evidently's page the same bytes
+    (its hash is in dvc.lock)."""
+    clone = tmp_path / "clone"
+    sh("git", "clone", "-q", str(built_instance), str(clone), cwd=tmp_path)
+    doc = json.loads(loopline("run", "--isolated", "--json", cwd=clone).stdout)
+    # stages whose committed outputs came out the same are skipped by DVC: that is the point
+    assert doc["ok"] and {"ingest", "train", "export"} <= ran_stages(json.dumps(doc))
+    assert sh("git", "status", "--porcelain", cwd=clone).stdout == ""
+    search = json.loads((clone / "reports/search.json").read_text())
+    assert "fit_seconds" not in search and search["candidates"]
+    assert all("mean_fit_seconds" not in c for c in search["candidates"])
+    assert json.loads((clone / ".loopline/timings.json").read_text())["fit_seconds"] > 0
+    card = json.loads((clone / "models/card.json").read_text())
+    assert "git" not in card["lineage"]
+    gate_html = lock(clone)["gate"]["outs"]
+    assert gate_html == lock(built_instance)["gate"]["outs"]

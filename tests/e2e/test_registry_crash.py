@@ -1,5 +1,6 @@
-"""A registry command killed at any point (SIGKILL or SIGTERM, during `git push` too) leaves
-the old state or the new one, here and on the remote; the next command says what it repaired.
+"""A registry command (register, promote, rollback) killed at any point (SIGKILL or SIGTERM,
+during `git push` too) leaves the old state or the new one, here and on the remote; the next
+command says what it repaired.
 
 The origin's pre-receive hook sleeps, so a good share of the kills land while the push is
 in flight. After each kill: one `loopline which` (which repairs), then local tags must equal
@@ -61,7 +62,7 @@ def kill_at_random(args: list[str], cwd: Path, sig: int, full: float,
     return alive
 
 
-def test_killed_register_and_promote_leave_a_consistent_registry(tmp_path: Path) -> None:
+def test_killed_register_promote_and_rollback_leave_a_consistent_registry(tmp_path: Path) -> None:
     rng = random.Random(16)
     repo = Repo(tmp_path / "repo")
     origin = tmp_path / "origin.git"
@@ -77,7 +78,7 @@ def test_killed_register_and_promote_leave_a_consistent_registry(tmp_path: Path)
     full = time.monotonic() - start  # how long an uninterrupted command takes
     loopline("promote", "v0.1.0", "--to", "prod", "--push", "origin", cwd=repo.path)
 
-    killed = inconsistent = repaired = 0
+    killed = inconsistent = repaired = polite_ok = 0
     versions = 1
     for i in range(2 * KILLS):
         sig = (signal.SIGKILL, signal.SIGTERM)[i % 2]
@@ -85,11 +86,15 @@ def test_killed_register_and_promote_leave_a_consistent_registry(tmp_path: Path)
             repo.model(f"m{i}")
             git(repo.path, "push", "-q", "origin", "main")
             args = ["register", "--push", "origin"]
-        else:  # promote the version that is not in prod
-            cur = loopline("which", "prod", cwd=repo.path).stdout.strip()
-            target = "v0.1.0" if cur != "v0.1.0" else f"v0.{versions}.0"
-            args = ["promote", target, "--to", "prod", "--push", "origin"]
+        else:  # roll prod back from the latest version, or promote the latest again
+            latest = f"v0.{versions}.0"
+            if loopline("which", "prod", cwd=repo.path).stdout.strip() == latest:
+                args = ["rollback", "--stage", "prod", "--push", "origin"]
+            else:
+                args = ["promote", latest, "--to", "prod", "--push", "origin"]
         killed += kill_at_random(args, repo.path, sig, full, rng)
+        if sig == signal.SIGTERM:  # a polite stop lets the transaction finish: nothing to repair
+            polite_ok += local_tags(repo.path) == remote_tags(repo.path)
         res = loopline("which", "prod", cwd=repo.path)  # the next command repairs
         said = [ln for ln in res.stderr.splitlines() if ln.startswith("repaired: ")]
         repaired += bool(said)
@@ -105,10 +110,12 @@ def test_killed_register_and_promote_leave_a_consistent_registry(tmp_path: Path)
                        == git(repo.path, "rev-parse", "HEAD") for t in here):
                 loopline(*args, cwd=repo.path)
             versions = len([t for t in local_tags(repo.path) if "@" in t])
-        else:
-            loopline(*args, cwd=repo.path, check=False)  # "already current" is fine too
+        else:  # "already current" / "nothing earlier" when the killed one had finished
+            loopline(*args, cwd=repo.path, check=False)
             assert local_tags(repo.path) == remote_tags(repo.path)
     print(f"\nkills tried {2 * KILLS}, landed while running {killed}, repaired {repaired}, "
-          f"inconsistent states {inconsistent}")
+          f"inconsistent states {inconsistent}, SIGTERM consistent before any repair "
+          f"{polite_ok}/{KILLS}")
+    assert polite_ok == KILLS
     assert inconsistent == 0 and killed >= KILLS  # most kills hit a running command
-    assert repaired > 0  # some kills landed inside the transaction
+    assert repaired > 0  # some SIGKILLs landed inside the transaction

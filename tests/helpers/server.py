@@ -26,10 +26,11 @@ def free_port() -> int:
 class Server:
     """A `loopline serve` process and its URL; stop() sends SIGTERM (graceful)."""
 
-    def __init__(self, root: Path, *args: str, env: dict | None = None) -> None:
+    def __init__(self, root: Path, *args: str, env: dict | None = None,
+                 log: Path | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = root / "logs" / f"inference-{self.port}.sqlite"
+        self.log_path = log or root / "logs" / f"inference-{self.port}.sqlite"
         self.env = {**os.environ, "LOOPLINE_ADMIN_TOKEN": TOKEN,
                     "BENTOML_HOME": str(root / ".bentoml"), **(env or {})}
         self.output = root / "logs" / f"server-{self.port}.out"  # a pipe nobody reads would fill

@@ -48,12 +48,13 @@ def multiclass_with_date(n: int = 900, seed: int = 1) -> tuple[pd.DataFrame, str
 
 
 def with_id_column(n: int = 700, seed: int = 2) -> tuple[pd.DataFrame, str]:
-    """A unique identifier column (int) and a row-index column that must not be features."""
+    """A unique identifier column (int) and a row-index column that must not be features
+    (first, as ``df.to_csv()`` with its default index writes it: an empty header name)."""
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, 3))
     y = np.where(x @ np.array([1.0, -1.0, 0.5]) + rng.normal(scale=0.7, size=n) > 0, "1", "0")
-    return pd.DataFrame({"customer_id": rng.permutation(np.arange(100000, 100000 + n)),
-                         "Unnamed: 0": np.arange(n), "f1": x[:, 0].round(3),
+    return pd.DataFrame({"Unnamed: 0": np.arange(n),
+                         "customer_id": rng.permutation(np.arange(100000, 100000 + n)), "f1": x[:, 0].round(3),
                          "f2": x[:, 1].round(3), "f3": x[:, 2].round(3), "churned": y}), "churned"
 
 
@@ -93,6 +94,7 @@ def wide_with_gaps(n: int = 1200, cols: int = 55, seed: int = 5) -> tuple[pd.Dat
     for i, col in enumerate(df.columns):
         share = 0.6 if i % 7 == 0 else 0.15 if i % 3 == 0 else 0.0
         df.loc[rng.random(n) < share, col] = np.nan
+    df["batch"] = 7  # a constant
     df["target"] = y
     return df, "target"
 

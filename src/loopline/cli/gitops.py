@@ -164,14 +164,23 @@ PositiveOpt = Annotated[str | None, typer.Option(
 NameOpt = Annotated[str | None, typer.Option(
     "--name", metavar="ARTIFACT",
     help="Registry artifact name (default: DIR's name as lower-case letters, digits and '-').")]
+DropOpt = Annotated[list[str] | None, typer.Option(
+    "--drop", metavar="COLUMN", help="Leave a column out of the features (repeatable).")]
+IdOpt = Annotated[str | None, typer.Option(
+    "--id", metavar="COLUMN", help="The unique identifier column (default: found by init).")]
+TimeOpt = Annotated[str | None, typer.Option(
+    "--time", metavar="COLUMN",
+    help="The date/time column: rows in its order, tested on the latest (split.method: time).")]
 
 
 def init(directory: DirArg, data: DataOpt, target: TargetOpt, positive_class: PositiveOpt = None,
-         name: NameOpt = None, as_json: JsonOpt = False) -> None:
+         name: NameOpt = None, drop: DropOpt = None, id_column: IdOpt = None,
+         time_column: TimeOpt = None, as_json: JsonOpt = False) -> None:
     """Create a loopline instance (Git + DVC repo, conf/, inferred schema) for a data file."""
     from loopline.gitops import scaffold
 
-    res = scaffold.run(directory, data, target, positive=positive_class, name=name)
+    res = scaffold.run(directory, data, target, positive=positive_class, name=name,
+                       drop=tuple(drop or ()), id_column=id_column, time_column=time_column)
     emit(res, as_json, scaffold.summary(res))
 
 

@@ -21,8 +21,10 @@ def monitor(
     windows: Annotated[int | None, typer.Option("--windows", help="How many windows.")] = None,
     until: Annotated[float | None, typer.Option("--until", help="End of the last window "
                                                 "(Unix time; default now).")] = None,
-    log: Annotated[Path | None, typer.Option("--log", help="Inference log (default "
-                                             "serve.log.path).")] = None,
+    log: Annotated[str | None, typer.Option("--log", help="Inference log: a SQLite file or "
+                                            "the store the replicas ship to (s3://bucket/prefix, "
+                                            "file:///dir); default serve.log_store, else "
+                                            "serve.log.path.")] = None,
     html: Annotated[bool, typer.Option("--html/--no-html", help="Write the Evidently HTML "
                                        "report of the latest window.")] = True,
     act: Annotated[bool, typer.Option("--act", help="Act on the status: record the imputation of "
@@ -47,12 +49,25 @@ def monitor(
     from loopline.config.params import load_params, revalidate
     from loopline.core.layout import find_root
     from loopline.monitoring.check import check
+    from loopline.serving import spool
+    from loopline.serving.log_check import inspect
+    from loopline.serving.log_store import default_source, is_url
 
     root = find_root(repo)
     params = load_params(root)
     cfg = revalidate(params.monitor, "monitor", window=window, windows=windows)
-    doc = check(root, params, cfg, log_path=Path(log or root / params.serve.log.path), until=until,
+    source = log or default_source(root, params.serve)
+    log_path = None if is_url(source) or not isinstance(source, (str, Path)) else Path(source)
+    if log_path is not None:
+        inspect(log_path).close()  # a damaged log: one error line naming it, not NO DATA
+    doc = check(root, params, cfg, log_path=source, until=until,
                 html=html, act=act, service_url=service_url, push=push, retrain_pr=retrain_pr)
+    waiting = spool.pending(log_path) if log_path is not None else 0
+    if waiting:
+        doc.setdefault("warnings", []).append(
+            f"{waiting} rows the service could not write to {log_path} wait in "
+            f"{spool.path_of(log_path)}; they are not in these figures and go into the log "
+            "when the service starts next")
     if as_json:
         print_json(doc)
     else:
@@ -110,8 +125,10 @@ def log(
     sql: Annotated[str | None, typer.Option("--sql", help="Any SQL over the tables records "
                                             "and errors (DuckDB).")] = None,
     csv: Annotated[bool, typer.Option("--csv", help="CSV on stdout.")] = False,
-    log_path: Annotated[Path | None, typer.Option("--log", help="Inference log (default "
-                                                  "serve.log.path).")] = None,
+    log_path: Annotated[str | None, typer.Option("--log", help="Inference log: a SQLite file "
+                                                 "or the store the replicas ship to (s3://bucket/"
+                                                 "prefix, file:///dir); default serve.log_store, "
+                                                 "else serve.log.path.")] = None,
     as_json: JsonOpt = False,
     repo: RepoOpt = None,
 ) -> None:
@@ -123,17 +140,19 @@ def log(
     from loopline.config.params import load_params
     from loopline.core.layout import find_root
     from loopline.monitoring.query import Query, run
+    from loopline.serving.log_store import default_source
 
     if csv and as_json:
         raise typer.BadParameter("choose one of --csv and --json", param_hint="--csv")
-    if log_path is None:
+    source = log_path
+    if source is None:
         root = find_root(repo)
-        log_path = root / load_params(root).serve.log.path
+        source = default_source(root, load_params(root).serve)
     shown = limit if limit is not None or csv or as_json else 20
     q = Query(since=since, until=until, version=version, where=where, wrong=wrong,
               labelled=labelled, columns=_names(columns), by=_names(by),
               limit=None if shown is None else shown + (0 if csv or as_json else 1), sql=sql)
-    frame = run(Path(log_path), q)
+    frame = run(source, q)
     if csv:
         typer.echo(frame.to_csv(index=False), nl=False)
     elif as_json:

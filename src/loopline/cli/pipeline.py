@@ -58,9 +58,10 @@ def stage(
     name: Annotated[str, typer.Argument(help=f"One of: {', '.join(STAGES)}.")],
 ) -> None:
     """Run one pipeline stage (this is what dvc.yaml calls)."""
-    from loopline.pipeline.runner import check_stage, run_stage, summary_line
+    from loopline.pipeline.runner import check_stage, fixed_hash_seed, run_stage, summary_line
 
     check_stage(name)  # before looking for the repository: the name is the first thing wrong
+    fixed_hash_seed()  # the same output bytes on every run (may restart this process)
     typer.echo(summary_line(run_stage(name, _root(None))))
     # the stage's work is done and its outputs are written: spare the exiting interpreter a
     # last collection over every object sklearn, pandas and onnx left behind (~0.3 s a stage)
@@ -112,6 +113,7 @@ def run(
                                                    "failed": gate_doc.get("failed", [])},
             "up_to_date": result.up_to_date, "seconds": round(result.seconds, 2),
             "failed_stage": result.failed_stage, "error": result.error or None,
+            "output_tail": result.tail,
             "stages_in_process": result.in_process,
             "stages": {k: {"state": v.state, "seconds": round(v.seconds, 2), "summary": v.summary}
                        for k, v in result.stages.items()},
@@ -119,9 +121,16 @@ def run(
     if not result.ok:
         if not as_json:
             where = f"stage {result.failed_stage!r}" if result.failed_stage else "dvc repro"
-            err.print(f"[red]error:[/] {where} failed")
-            for line in (result.error or "").splitlines():
-                err.print(line, markup=False)
+            lines = (result.error or "").splitlines()
+            cause = lines[0].removeprefix("error: ") if lines else ""
+            err.print(f"[red]error:[/] {where} failed" + (f": {cause}" if cause else ""),
+                      markup=True, highlight=False, soft_wrap=True)
+            for line in lines[1:]:
+                err.print(line, markup=False, highlight=False, soft_wrap=True)
+            if result.tail and not verbose():
+                err.print(f"last lines of {where}'s output:", highlight=False)
+                for line in result.tail:
+                    err.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
             if verbose():
                 err.print("\n".join(result.output[-40:]), markup=False)
         raise typer.Exit(1)

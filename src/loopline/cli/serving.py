@@ -42,9 +42,15 @@ def serve(
         "--log", help="Inference log file (default serve.log.path).")] = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Resolve and write the spec, print it, do not start.")] = False,
+    log_reset: Annotated[bool, typer.Option(
+        "--log-reset", help="Move the inference log aside (<log>.<UTC time>.aside, nothing is "
+                            "deleted) and start a new one.")] = False,
     repo: RepoOpt = None,
 ) -> None:
-    """Run the BentoML service locally on the model of a version or stage."""
+    """Run the BentoML service locally on the model of a version or stage.
+
+    The inference log is checked first: a damaged one stops start-up with the fix.
+    """
     from loopline.serving.spec import prepare_run
 
     root, params = _context(repo)
@@ -53,6 +59,8 @@ def serve(
     if dry_run:
         typer.echo(json.dumps(run.spec, indent=2))
         return
+    if run.spec["log"]["enabled"]:
+        _open_log(run, log_reset)
     entry = run.spec["model"]
     typer.echo(f"serving {params.artifact} {entry['version']} ({entry['source']}, sha256 "
                f"{entry['sha256'][:12]}) on {run.url}; inference log {run.spec['log']['path']}",
@@ -60,6 +68,22 @@ def serve(
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, run.argv, run.env)
+
+
+def _open_log(run, reset: bool) -> None:  # noqa: ANN001
+    """Check the inference log once, before the server processes open it (BadLog: one line)."""
+    from loopline.serving.log_check import CHECKED_ENV, open_log
+    from loopline.serving.spec import LOG_ENV
+
+    state = open_log(os.environ.get(LOG_ENV) or run.spec["log"]["path"], reset=reset)
+    for moved in state["moved_aside"]:
+        typer.echo(f"moved {moved.rsplit('.', 2)[0]} aside to {moved}", err=True)
+    if state["replayed"]:
+        typer.echo(f"replayed {state['replayed']} spooled rows into {state['path']}", err=True)
+    if state["unreadable"]:
+        typer.echo(f"warning: {state['unreadable']} spooled rows were unreadable (cut short "
+                   f"by a crash) and are lost", err=True)
+    run.env[CHECKED_ENV] = state["path"]
 
 
 def reload(

@@ -7,17 +7,29 @@ through :func:`emit`; everything else is for people (a terminal, or a CI log).
 from __future__ import annotations
 
 import json
+import os
 
 import typer
 
 RAG_COLORS = {"GREEN": "green", "AMBER": "yellow", "RED": "red"}
+#: the width of a table printed to a pipe or a CI log (rich would use 80 columns): as wide
+#: as its content, so no check name is cut and each reason stays on one line
+PIPE_WIDTH = 1000
 
 
-def console(stderr: bool = False):  # noqa: ANN201 (rich is imported lazily)
-    """A rich console for people: no syntax highlighting, long lines kept whole."""
+def console(stderr: bool = False, file=None):  # noqa: ANN001, ANN201 (rich is imported lazily)
+    """A rich console for people: no syntax highlighting, long lines kept whole.
+
+    On a terminal it uses the terminal's width; elsewhere (a pipe, a CI log) ``$COLUMNS``
+    when set, else :data:`PIPE_WIDTH`, where tables take the width their content needs.
+    """
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    out = Console(stderr=stderr, file=file, highlight=False, soft_wrap=True)
+    if not out.is_terminal:
+        width = int(os.environ["COLUMNS"]) if os.environ.get("COLUMNS", "").isdigit() else PIPE_WIDTH
+        out = Console(stderr=stderr, file=file, highlight=False, soft_wrap=True, width=width)
+    return out
 
 
 def print_json(doc: dict | list) -> None:
@@ -43,10 +55,11 @@ def print_gate(out, doc: dict) -> None:  # noqa: ANN001
     champ = doc.get("champion") or {}
     title = f"gate: [{color}]{verdict.upper()}[/]" + (
         f" (champion {champ['version']})" if champ.get("version")
-        else " (no champion yet: absolute checks only)")
+        else " (no champion yet: no champion checks)")
     table = Table(title=title, show_header=True, header_style="bold")
     for col in ("check", "value", "bound", "result", "reason"):
-        table.add_column(col, justify="right" if col in ("value", "bound") else "left")
+        table.add_column(col, justify="right" if col in ("value", "bound") else "left",
+                         no_wrap=col != "reason")
     for c in doc.get("checks", []):
         value = "n/a" if c["value"] is None else f"{c['value']:.4g}"
         bound = "n/a" if c["threshold"] is None else f"{c['op']} {c['threshold']:.4g}"

@@ -52,6 +52,20 @@ class InferenceLogConfig(Strict):
     flush_rows: int = Field(2000, ge=1, le=1_000_000)
 
 
+class LogStoreConfig(Strict):
+    """Where every replica ships its inference log: an object store of Parquet partitions.
+
+    ``url`` is ``s3://bucket/prefix`` or ``file:///dir``; null derives it from the DVC remote
+    (its bucket under ``inference-log/`` when that remote is S3, else no store); ``off``
+    keeps the log local. ``LOOPLINE_LOG_STORE`` overrides it.
+    """
+
+    url: str | None = Field(None, pattern=r"^(off|s3://[^/\s]+(/\S*)?|file:///\S*)$")
+    every_seconds: float = Field(5.0, gt=0.0, le=3600.0)
+    max_rows: int = Field(10_000, ge=1, le=10_000_000)
+    alert_backlog_rows: int = Field(1_000_000, ge=1)
+
+
 class ServeConfig(Strict):
     """The BentoML service: which model, where, how big a request may be."""
 
@@ -67,6 +81,8 @@ class ServeConfig(Strict):
     reload_poll: float = Field(0.5, gt=0.0, le=60.0)
     admin_token_env: str = Field("LOOPLINE_ADMIN_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     log: InferenceLogConfig = InferenceLogConfig()
+    log_store: LogStoreConfig = LogStoreConfig()
+    replica: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
     image_base: str | None = None
     image_registry: str | None = None
 

@@ -62,6 +62,10 @@ class Schema(Strict):
 
 
 class Split(Strict):
+    """``random``: a seeded split by row id (stratified when asked); ``time``: the latest
+    ``test_size`` of the rows (in ``order_column`` order) are the test split."""
+
+    method: Literal["random", "time"] = "random"
     test_size: float = Field(0.2, gt=0.0, lt=1.0)
     stratify: bool = True
     seed: int = 42
@@ -78,7 +82,7 @@ class DataConfig(Strict):
     source: str
     format: Literal["auto", "csv", "parquet"] = "auto"
     target: str
-    positive_class: str
+    positive_class: str | None = None   # binary targets; multiclass metrics are macro averages
     id_column: str | None = None
     order_column: str | None = None
     split: Split = Split()
@@ -95,11 +99,18 @@ class DataConfig(Strict):
         rule = cols[self.target]
         if rule.type != "category":
             raise ValueError(f"target {self.target!r} must have type 'category' (classification)")
-        if rule.categories is not None and self.positive_class not in rule.categories:
+        if (rule.categories is not None and self.positive_class is not None
+                and self.positive_class not in rule.categories):
             raise ValueError(
                 f"positive_class {self.positive_class!r} is not one of the target's "
                 f"categories {rule.categories}"
             )
+        if self.positive_class is None and (rule.categories is None or len(rule.categories) <= 2):
+            raise ValueError(f"positive_class is needed for the two-class target {self.target!r} "
+                             "(the class recall, precision and ROC AUC are about)")
+        if self.split.method == "time" and self.order_column is None:
+            raise ValueError("split.method 'time' needs order_column (the column that orders "
+                             "the rows in time)")
         for key in ("id_column", "order_column"):
             col = getattr(self, key)
             if col is not None and col not in cols:
@@ -246,25 +257,39 @@ class SliceChecks(Strict):
         return self
 
 
+#: metrics the class-prior baseline has a meaningful value for (model/metrics.py)
+BASELINE_METRICS = ("roc_auc", "log_loss", "accuracy", "brier")
+#: the gate's default drift test: chosen per column by sample size (loopline.model.drift)
+AUTO_DRIFT = "auto"
+
+
 class DriftCheck(Strict):
-    num_method: str = "wasserstein"
-    cat_method: str = "chisquare"
+    num_method: str = AUTO_DRIFT
+    cat_method: str = AUTO_DRIFT
     per_column: dict[str, str] = {}
     threshold: float | None = Field(None, gt=0.0)
+    significance: float = Field(0.01, gt=0.0, lt=0.5)
     max_share: float | None = Field(0.3, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _methods(self) -> DriftCheck:
-        check_known([self.num_method, self.cat_method, *self.per_column.values()], EVIDENTLY_DRIFT_TESTS,
+        check_known([self.num_method, self.cat_method], [AUTO_DRIFT, *EVIDENTLY_DRIFT_TESTS],
                     "drift method")
+        check_known(self.per_column.values(), EVIDENTLY_DRIFT_TESTS, "drift method")
         return self
 
 
 class GateConfig(Strict):
-    """Explicit one-sided checks; an empty gate is a configuration error, never a pass."""
+    """Explicit one-sided checks; an empty gate is a configuration error, never a pass.
+
+    ``baseline`` bounds are relative to the class-prior model (it predicts the training
+    split's class shares for every row) scored on the same held-out rows: the candidate
+    must beat it by the margin, so the bounds fit whatever data the instance holds.
+    """
 
     min: dict[str, float] = {}
     max: dict[str, float] = {}
+    baseline: dict[str, float] = {}
     champion: ChampionCheck = ChampionCheck()
     slices: SliceChecks = SliceChecks()
     drift: DriftCheck = DriftCheck()
@@ -274,8 +299,13 @@ class GateConfig(Strict):
     def _has_thresholds(self) -> GateConfig:
         check_known(self.min, GATE_METRICS, "metric")
         check_known(self.max, GATE_METRICS, "metric")
-        if not self.min and not self.max:
-            raise ValueError("no thresholds configured: set at least one absolute minimum "
+        check_known(self.baseline, BASELINE_METRICS, "baseline metric")
+        if any(v < 0 for v in self.baseline.values()):
+            raise ValueError("gate.baseline margins must be >= 0 (how much better than the "
+                             "class prior the candidate must be)")
+        if not self.min and not self.max and not self.baseline:
+            raise ValueError("no thresholds configured: set at least one margin over the class "
+                             "prior (gate.baseline, e.g. roc_auc: 0.05), absolute minimum "
                              "(gate.min, e.g. roc_auc: 0.8) or maximum (gate.max); "
                              "an empty gate would pass anything")
         return self

@@ -70,12 +70,18 @@ REGISTRY_MARKERS = "refs/loopline/assigned"  # <artifact>/<stage>/<n>: every num
 
 # ---------------------------------------------------------------------- serving
 CHAMPION_DIR = f"{STATE_DIR}/champion"  # the champion's model, fetched for the gate
+TIMINGS_JSON = f"{STATE_DIR}/timings.json"  # the search's wall-clock times: never committed
 SERVE_DIR = f"{STATE_DIR}/serve"  # what `loopline serve` prepares (spec, fetched bundles)
 SERVE_SPEC = "loopline_serve.json"  # the spec built into a Bento
 RUN_SPEC = "spec.json"              # the spec of one `loopline serve` run (SERVE_DIR/run-PORT/)
 RELOAD_CONTROL = "active.json"      # the version a running service's workers follow
 BENTOFILE = "bentofile.yaml"
 INFERENCE_LOG_DEFAULT = "logs/inference.sqlite"
+LOG_STORE_PREFIX = "inference-log"  # the object store's folder in the DVC remote's bucket
+SHIP_LOCK_SUFFIX = ".ship.lock"     # beside the inference log: one shipper per replica
+LOG_SPOOL_SUFFIX = ".spool.jsonl"   # beside the log: records the log could not take, replayed at start
+LOG_REPLAYING_SUFFIX = ".replaying"  # a spool being replayed (renamed first, so only one replays it)
+LOG_ASIDE_SUFFIX = ".aside"          # a bad log moved aside: <log>.<UTC time>.aside
 ALERTS_DEFAULT = "reports/alerts.jsonl"
 MONITOR_HISTORY_DEFAULT = "reports/monitor_history.jsonl"
 INSTANCE_README = "README.md"

@@ -90,7 +90,9 @@ class OnnxModel:
 
     Attributes:
         classes: class labels as exported (ints stay ints), in probability column order.
-        input_names, numeric, categorical: graph inputs, all and by kind.
+        input_names, numeric, categorical: the model's input columns as the user names
+            them, all and by kind.
+        names: user column -> graph input (:func:`loopline.model.feeds.input_names`).
         sha256: digest of the model's bytes.
 
     Raises:
@@ -119,13 +121,17 @@ class OnnxModel:
             raise LooplineError(f"{label} was not exported by loopline (no {META_CLASSES!r})")
         self.classes: list = json.loads(meta[META_CLASSES])
         inputs = self.session.get_inputs()
-        self.input_names: list[str] = [i.name for i in inputs]
+        graph = {i.name for i in inputs}
         numeric = json.loads(meta.get(META_NUMERIC, "[]")) or [
             i.name for i in inputs if i.type != "tensor(string)"]
         categorical = json.loads(meta.get(META_CATEGORICAL, "[]")) or [
             i.name for i in inputs if i.type == "tensor(string)"]
-        self.numeric: list[str] = [n for n in numeric if n in self.input_names]
-        self.categorical: list[str] = [n for n in categorical if n in self.input_names]
+        # user column -> graph input; models without the mapping named inputs after columns
+        names = json.loads(meta.get(feeds.META_INPUTS, "{}")) or {c: c for c in numeric + categorical}
+        self.names: dict[str, str] = {c: g for c, g in names.items() if g in graph}
+        self.numeric: list[str] = [n for n in numeric if n in self.names]
+        self.categorical: list[str] = [n for n in categorical if n in self.names]
+        self.input_names: list[str] = self.numeric + self.categorical
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Labels and float64 ``[N, n_classes]`` probabilities, in one session run."""
@@ -134,16 +140,18 @@ class OnnxModel:
 
     def run_frame(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`run` on a model frame (a pandas DataFrame)."""
-        return self.run(feeds.from_frame(X, self.numeric, self.categorical))
+        return self.run(feeds.from_frame(X, self.numeric, self.categorical, self.names))
 
     def run_records(self, records: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`run` on validated records."""
-        return self.run(feeds.from_records(records, self.numeric, self.categorical))
+        return self.run(feeds.from_records(records, self.numeric, self.categorical,
+                                            self.names))
 
     def run_columns(self, columns: Mapping[str, Sequence[Any]],
                     n: int) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`run` on ``n`` rows given as validated columns."""
-        return self.run(feeds.from_columns(columns, n, self.numeric, self.categorical))
+        return self.run(feeds.from_columns(columns, n, self.numeric, self.categorical,
+                                            self.names))
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """``[N, n_classes]`` float64 probabilities of a model frame, in :attr:`classes` order."""

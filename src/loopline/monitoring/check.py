@@ -17,20 +17,23 @@ from loopline.core.errors import LooplineError
 from loopline.core.layout import MONITOR_AUDIT, MONITOR_HTML, MONITOR_JSON, Layout
 
 
-def check(root: Path, params: Any, cfg: Any, *, log_path: Path, until: float | None = None,
+def check(root: Path, params: Any, cfg: Any, *, log_path: Any, until: float | None = None,
           size: float | None = None, html: bool = True, act: bool = False,
           service_url: str | None = None, push: str | None = None,
           retrain_pr: bool = False) -> dict:
-    """Run the monitor once (windows ending at ``until``, default now) and return its document."""
+    """Run the monitor once (windows ending at ``until``, default now) and return its document.
+
+    ``log_path`` is the local SQLite log or the object store every replica ships to (a URL
+    or a :class:`loopline.serving.log_store.Store`), read by the same reader.
+    """
     import pandas as pd
 
     from loopline.core.files import write_json
     from loopline.monitoring import alerts
     from loopline.monitoring import monitor as mon
-    from loopline.serving.inference_log import read_predictions, read_request_errors
+    from loopline.serving.log_store import open_log
 
-    if not Path(log_path).is_file():
-        raise LooplineError(f"no inference log at {log_path}: serve the model first (`loopline serve`)")
+    source = open_log(log_path)
     lay = Layout.of(root, params.paths)
     train = lay.split("train")
     if not train.is_file():
@@ -41,8 +44,8 @@ def check(root: Path, params: Any, cfg: Any, *, log_path: Path, until: float | N
     classes = list(params.data.schema_.columns[target].categories or [])
     end = time.time() if until is None else until
     span = cfg.windows * (cfg.window_seconds if size is None else size)
-    frame = read_predictions(log_path, since=end - span, until=end)
-    errors = read_request_errors(log_path, since=end - span, until=end)
+    frame = source.predictions(since=end - span, until=end)
+    errors = source.request_errors(since=end - span, until=end)
     doc = mon.run(frame, reference, numeric=numeric, categorical=categorical, classes=classes,
                   positive=params.data.positive_class, target=target, cfg=cfg, until=end, size=size,
                   errors=errors)

@@ -1,6 +1,7 @@
 """``loopline log``: what the model did, record by record, without writing SQL.
 
-The inference log (:func:`loopline.serving.inference_log.read_predictions`) becomes one flat
+The inference log, local or in the object store the replicas ship to
+(:func:`loopline.serving.log_store.open_log`), becomes one flat
 table, ``records``: one row per predicted record with ``time`` (UTC), ``request_id``, ``idx``,
 ``version``, ``prediction``, ``label`` (null until feedback), ``correct`` (null until
 feedback), ``confidence`` (the probability of the predicted class), ``latency_ms``, then every
@@ -16,7 +17,6 @@ from __future__ import annotations
 import time as _time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from loopline.core.errors import LooplineError
@@ -131,11 +131,12 @@ def _select(q: Query, names: list[str], now: float) -> tuple[str, list]:
     return sql, args
 
 
-def run(log: Path, q: Query, *, now: float | None = None) -> Any:
-    """The answer to ``q`` over the inference log at ``log``, as a pandas DataFrame."""
+def run(log: Any, q: Query, *, now: float | None = None) -> Any:
+    """The answer to ``q`` over the inference log at ``log`` (a path, a store URL or
+    :class:`loopline.serving.log_store.Store`), as a pandas DataFrame."""
     import duckdb
 
-    from loopline.serving.inference_log import read_predictions, read_request_errors
+    from loopline.serving.log_store import open_log
 
     if q.sql and (q.where or q.by or q.columns or q.wrong or q.labelled or q.version):
         raise LooplineError("--sql is the whole query: leave out --where, --by, --columns, "
@@ -143,15 +144,16 @@ def run(log: Path, q: Query, *, now: float | None = None) -> Any:
     if q.limit is not None and q.limit < 1:
         raise LooplineError(f"--limit must be at least 1, got {q.limit}")
     now = _time.time() if now is None else now
-    if not log.is_file():
-        raise LooplineError(f"no inference log at {log} (start the service, or pass --log)")
+    source = open_log(log)
     since = parse_time(q.since, "--since", now) if q.since else None
     until = parse_time(q.until, "--until", now) if q.until else None
     try:
-        records = records_table(read_predictions(log, since=since, until=until))
-        errors = read_request_errors(log, since=since, until=until)
+        records = records_table(source.predictions(since=since, until=until, version=q.version))
+        errors = source.request_errors(since=since, until=until)
+    except LooplineError:
+        raise
     except Exception as err:  # sqlite3.DatabaseError and friends: the file, not a bug
-        raise LooplineError(f"cannot read the inference log {log}: {err}") from None
+        raise LooplineError(f"cannot read the inference log {source.where}: {err}") from None
     con = duckdb.connect()
     try:
         con.register("records", records)

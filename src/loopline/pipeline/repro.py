@@ -8,6 +8,7 @@ params.yaml is composed, so DVC's start-up overlaps loopline's own (see PendingR
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -32,7 +33,7 @@ from loopline.core.layout import (
     Layout,
 )
 from loopline.pipeline.dvc_internals import CACHED, FAILED, RUNNING, SKIPPED, UP_TO_DATE, WARM_DVC
-from loopline.pipeline.runner import IN_PROCESS_MARK, SUMMARY_PREFIX
+from loopline.pipeline.runner import HASH_SEED, IN_PROCESS_MARK, SUMMARY_PREFIX
 
 
 def stage_names(root: Path) -> list[str]:
@@ -52,6 +53,13 @@ class StageEvent:
     started: float = 0.0
     summary: dict = field(default_factory=dict)
     error: str = ""
+    tail: list[str] = field(default_factory=list)  # last lines of a failed stage's output
+
+
+#: the last line of a Python traceback: ``ValueError: ...``, ``skl2onnx.x.MissingShape: ...``
+EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|Exception|Exit|Interrupt|Warning)\b(?::.*)?$")
+#: how many lines of a failed stage's output ``loopline run`` shows
+TAIL_LINES = 12
 
 
 @dataclass
@@ -63,6 +71,7 @@ class ReproResult:
     output: list[str]
     failed_stage: str | None = None
     error: str = ""
+    tail: list[str] = field(default_factory=list)  # last lines of the failed stage's output
     in_process: bool = False  # loopline's stages ran inside dvc's process (loopline.pipeline.runner)
 
 
@@ -89,6 +98,7 @@ class PendingRepro:
         env = dvc_env()
         # `loopline stage NAME` commands run inside that dvc process (loopline.pipeline.runner)
         env["LOOPLINE_STAGES_IN_PROCESS"] = "1" if in_process else "0"
+        env["PYTHONHASHSEED"] = HASH_SEED  # the same bytes on every run (see runner)
         try:
             self._proc = subprocess.Popen(cmd, cwd=root, env=env, stdin=subprocess.PIPE,
                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -204,6 +214,7 @@ def _result(tracker: _Tracker, code: int, seconds: float) -> ReproResult:
         output=lines,
         failed_stage=failed.stage if failed else None,
         error=failed.error if failed else "",
+        tail=failed.tail if failed else [],
     )
 
 
@@ -215,6 +226,7 @@ class _Tracker:
         self.stages: dict[str, StageEvent] = {}
         self.lines: list[str] = []
         self.error_lines: list[str] = []
+        self.stage_lines: list[str] = []  # the current stage's output
         self.current: StageEvent | None = None
 
     def _emit(self, ev: StageEvent) -> None:
@@ -227,6 +239,7 @@ class _Tracker:
         self.lines.append(line)
         if m := RUNNING.match(line):
             self.close()
+            self.stage_lines = []
             self.current = StageEvent(m.group(1), "running", started=time.perf_counter())
             self.stages[self.current.stage] = self.current
             self._emit(self.current)
@@ -241,13 +254,26 @@ class _Tracker:
                 pass
         elif line.startswith(("error: ", "  - ", "  row ")):
             self.error_lines.append(line)
+            self.stage_lines.append(line)
         elif m := FAILED.match(line):
             name = m.group(1)
             ev = self.stages.get(name) or StageEvent(name, "running", started=time.perf_counter())
-            ev.state, ev.error = "failed", "\n".join(self.error_lines) or line
+            ev.state, ev.error = "failed", "\n".join(self.error_lines) or self._cause() or line
+            ev.tail = [ln for ln in self.stage_lines if not ln.startswith(IN_PROCESS_MARK)][-TAIL_LINES:]
             ev.seconds = time.perf_counter() - ev.started
             self.stages[name] = ev
             self._emit(ev)
+
+        else:
+            self.stage_lines.append(line)
+
+    def _cause(self) -> str:
+        """``error: <type>: <message>`` of an exception the stage died of (its traceback's
+        last line), or ""."""
+        for ln in reversed(self.stage_lines):
+            if EXCEPTION_LINE.match(ln.strip()):
+                return f"error: {ln.strip()}"
+        return ""
 
     def close(self) -> None:
         if self.current and self.current.state == "running":

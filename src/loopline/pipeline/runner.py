@@ -28,6 +28,26 @@ SUMMARY_PREFIX = "loopline-stage-summary: "
 IN_PROCESS_MARK = "loopline: in dvc's process: stage "  # `loopline run` reports what it saw
 
 
+#: Python's hash seed for every stage: Evidently builds parts of its HTML page by iterating
+#: over sets of strings, so the page (hashed into dvc.lock) depends on the seed
+HASH_SEED = "0"
+
+
+def fixed_hash_seed() -> None:
+    """Restart this process with :data:`HASH_SEED` unless it already runs with it.
+
+    A stage started by a plain ``dvc repro`` is a new ``loopline stage NAME`` process with
+    a random seed; re-executing it before anything is imported costs a few milliseconds.
+    ``loopline run`` starts dvc with the seed set, so its in-process stages have it too.
+    """
+    if os.environ.get("PYTHONHASHSEED") == HASH_SEED:
+        return
+    os.environ["PYTHONHASHSEED"] = HASH_SEED
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+
+
 def check_stage(name: str) -> None:
     """A LooplineError (exit 2) unless ``name`` is a pipeline stage."""
     from loopline.core.errors import LooplineError

@@ -17,40 +17,55 @@ MAX_CATEGORIES = 50
 
 
 def infer_column(col: pd.Series) -> dict:
-    """A schema rule for one column."""
+    """A schema rule for one column, typed by its values *and* its dtype.
+
+    Whole numbers are ``integer`` in an integer column, and in a float column with gaps
+    (pandas reads an integer column with gaps as float); a float column without gaps is a
+    ``float`` even when every value is whole (``5.0`` in the file). Text with more than
+    :data:`MAX_CATEGORIES` distinct values is a category without a list of values (free
+    text, ids, dates): valid as any text, and left out of the features by ``loopline init``.
+    """
     rule: dict = {}
     values = col.dropna()
     if pd.api.types.is_bool_dtype(col):
         rule["type"] = "boolean"
     elif pd.api.types.is_numeric_dtype(col):
         as_float = values.astype("float64")
-        integral = bool(len(as_float)) and bool(np.all(np.isfinite(as_float)) and np.all(as_float == np.round(as_float)))
-        rule["type"] = "integer" if integral else "float"
+        whole = bool(len(as_float)) and bool(np.all(np.isfinite(as_float)) and np.all(as_float == np.round(as_float)))
+        int_dtype = pd.api.types.is_integer_dtype(col)
+        rule["type"] = "integer" if whole and (int_dtype or bool(col.isna().any())) else "float"
         if len(as_float) and as_float.min() >= 0:
             rule["min"] = 0
     else:
         cats = sorted(as_text(values).unique())
-        if len(cats) > MAX_CATEGORIES:
-            raise LooplineError(
-                f"column {col.name!r} has {len(cats)} distinct text values: too many for a "
-                f"category (max {MAX_CATEGORIES}); drop it or encode it before loopline"
-            )
         rule["type"] = "category"
-        rule["categories"] = cats
+        if len(cats) <= MAX_CATEGORIES:
+            rule["categories"] = cats
     rule["nullable"] = bool(col.isna().any())
     return rule
 
 
 def infer_schema(df: pd.DataFrame, target: str) -> dict:
-    """Schema dict (``columns`` and ``allow_extra_columns``) for ``df``."""
+    """Schema dict (``columns`` and ``allow_extra_columns``) for ``df``.
+
+    Raises:
+        LooplineError: the target is unknown, or not a classification target (too many
+            distinct values, or fractional numbers: a regression target).
+    """
     if target not in df.columns:
         raise LooplineError(f"target {target!r} is not a column of the data (columns: {', '.join(map(str, df.columns))})")
     columns = {str(c): infer_column(df[c]) for c in df.columns if c != "row_id"}
     t = columns[target]
-    if t["type"] != "category":
-        classes = sorted(as_text(df[target].dropna()).unique())  # true/1, not True/1.0
-        if len(classes) > MAX_CATEGORIES:
-            raise LooplineError(f"target {target!r} has {len(classes)} distinct values: not a classification target")
+    classes = sorted(as_text(df[target].dropna()).unique())  # true/1, not True/1.0
+    y = df[target].dropna()
+    fractions = (pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y)
+                 and bool((y.astype("float64") != y.astype("float64").round()).any()))
+    if fractions or len(classes) > MAX_CATEGORIES:
+        raise LooplineError(f"target {target!r} has {len(classes)} distinct values"
+                            + (" with fractions" if fractions else "")
+                            + ": a regression target, and loopline trains classifiers; "
+                            "choose a column of classes (or bin this one into classes)")
+    if t["type"] != "category" or "categories" not in t:
         columns[target] = {"type": "category", "categories": classes, "nullable": False}
     columns[target]["nullable"] = False
     return {"allow_extra_columns": False, "columns": columns}

@@ -86,10 +86,20 @@ def read_table(path: Path, fmt: str = "auto", *, shown_as: str | None = None) ->
         raise LooplineError(f"cannot read {fmt} file {name}: {first}") from None
     if df.empty:
         raise LooplineError(f"data file has a header but no rows: {name}")
-    unnamed = [c for c in df.columns if str(c).startswith("Unnamed: ")]
+    unnamed = [c for c in df.columns if str(c).startswith("Unnamed: ") and not _row_index(df, c)]
     if unnamed:
         raise LooplineError(f"malformed CSV {name}: {len(unnamed)} column(s) without a header name")
     return df
+
+
+def _row_index(df: pd.DataFrame, column: str) -> bool:
+    """The first column holds 0..n-1 or 1..n: a row index a CSV was saved with (pandas'
+    ``to_csv`` default), kept as a column that ``loopline init`` recognises as an id."""
+    col = df[column]
+    if column != df.columns[0] or not pd.api.types.is_integer_dtype(col):
+        return False
+    start = int(col.iloc[0])
+    return start in (0, 1) and bool((col.to_numpy() == np.arange(start, start + len(col))).all())
 
 
 def normalise_objects(df: pd.DataFrame) -> pd.DataFrame:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 
 from loopline.core.errors import LooplineError
 from loopline.core.layout import CARD_JSON, MODEL_ONNX
@@ -46,11 +47,23 @@ def _check_artifact(ref: str, artifact: str) -> None:
                             f"is {artifact!r} (artifact in params.yaml)")
 
 
+MAX_WAIT_S = 2  # longer: the newest tag is dated ahead (another clock); date this one after it
+
+
 def _stamp(reg: Registry) -> tuple[str, str, int, str]:
-    """Who acts, git's ident, and a tagger time one second past the artifact's newest tag
-    (so GTO, which orders by whole seconds, reads the order loopline writes)."""
+    """Who acts, git's ident, and a tagger time at least one second past the artifact's
+    newest tag, so GTO, which orders by whole seconds, reads the order loopline writes.
+
+    A tag made in the same second as the newest one waits for the next second (under a
+    second), so tag times stay true and a later ``gto`` tag still sorts after it; with an
+    explicit GIT_COMMITTER_DATE, or a newest tag dated ahead, the time is moved on instead.
+    """
     who, ident, now, zone = identity(reg.settings.root)
-    return who, ident, max(now, reg.newest_time() + 1), zone
+    newest = reg.newest_time()
+    if now <= newest and "GIT_COMMITTER_DATE" not in os.environ and newest - now < MAX_WAIT_S:
+        time.sleep(max(0.0, newest + 1 - time.time()) + 0.01)
+        who, ident, now, zone = identity(reg.settings.root)
+    return who, ident, max(now, newest + 1), zone
 
 
 def register(root: str | os.PathLike[str] | None = None, *, bump: str = "minor",

@@ -65,8 +65,11 @@ def check_model(layout: Layout) -> tuple[dict, dict[str, str]]:
 
 def check_gate(layout: Layout, card: dict, force: bool) -> dict:
     """reports/gate.json, after checking it judged this model and (unless forced) passed."""
-    gate = load_json(layout.report(GATE_JSON), "the gate report (run the gate stage)")
     where = f"{layout.reports}/{GATE_JSON}"
+    if not layout.report(GATE_JSON).is_file():  # the gate stage failed, or never ran
+        raise LooplineError("no gate verdict for this model: the gate stage did not finish; "
+                            "`loopline run` runs it and shows its error")
+    gate = load_json(layout.report(GATE_JSON), "the gate report (run the gate stage)")
     verdict = gate.get("verdict")
     cand = (gate.get("candidate") or {}).get("onnx_sha256")
     sha = (card.get("model_files") or {}).get("onnx_sha256")

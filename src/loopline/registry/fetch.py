@@ -120,7 +120,7 @@ def get(ref: str, out_dir: str | os.PathLike[str],
             raise LooplineError(f"{where}, and no DVC remote is configured to fetch it from: "
                                 f"{fix}, or reproduce it (git checkout {v.tag} && dvc repro)")
         if err is not None:
-            raise LooplineError(f"{where}, and it cannot be fetched from DVC remote "
+            raise LooplineError(f"{where} and cannot be fetched from the DVC remote "
                                 f"{default_remote(base)!r}: {err}")
         sources[name] = "remote"
         written[name] = str(dest)

@@ -88,6 +88,7 @@ class Tag:
     time: int
     message: str
     _meta: dict | None = field(default=None, repr=False)
+    n: int = 0  # the tag's number (assignments; GTO's counter on its other tags)
 
     @property
     def meta(self) -> dict:
@@ -108,7 +109,7 @@ class Tag:
     @property
     def order(self) -> tuple[int, int, int]:
         """Event order: tagger time, then number and sequence number (tags of one second)."""
-        return self.time, getattr(self, "n", 0), self.seq
+        return self.time, self.n, self.seq
 
     @property
     def hw(self) -> dict[str, int]:
@@ -187,7 +188,7 @@ class Registry:
         marks = f"{REGISTRY_MARKERS}/{a}/"
         res = git(settings.root, "for-each-ref", f"--format={_FORMAT}",
                   f"refs/tags/{a}@*", f"refs/tags/{a}#*", marks)
-        ver_re = re.compile(rf"^refs/tags/{re.escape(a)}@(v[^!#\s]+)(!)?(?:#\d+)?$")
+        ver_re = re.compile(rf"^refs/tags/{re.escape(a)}@(v[^!#\s]+)(!)?(?:#(\d+))?$")
         asg_re = re.compile(rf"^refs/tags/{re.escape(a)}#([^#!]+)(!)?(?:#(\d+))?$")
         mark_re = re.compile(rf"^{re.escape(marks)}([^/]+)/(\d+)$")
         versions: dict[str, Version] = {}
@@ -206,7 +207,7 @@ class Registry:
             if m and SEMVER_RE.match(m.group(1)):
                 if m.group(2):
                     old = deregs.get(m.group(1))
-                    tag = Tag(name, obj, commit, time, message)
+                    tag = Tag(name, obj, commit, time, message, n=int(m.group(3) or 0))
                     if old is None or tag.order > old.order:
                         deregs[m.group(1)] = tag
                 else:
@@ -243,12 +244,6 @@ class Registry:
     def sorted_versions(self) -> list[Version]:
         """All versions, lowest semver first."""
         return sorted(self.versions.values(), key=lambda v: semver_key(v.version))
-
-    def latest(self) -> Version | None:
-        """The highest version by semver."""
-        if not self.versions:
-            return None
-        return max(self.versions.values(), key=lambda v: semver_key(v.version))
 
     def versions_at(self, commit: str) -> list[Version]:
         """Versions whose tag points at ``commit``."""
@@ -388,10 +383,6 @@ class Registry:
             for n in ns:
                 see(stage, n)
         return hw
-
-    def next_n(self, stage: str, remote_ns: tuple[int, ...] = ()) -> int:
-        """The next assignment number: one above every number the stage has ever used."""
-        return self.high_water({stage: remote_ns}).get(stage, 0) + 1
 
     def next_seq(self) -> int:
         """One above the highest sequence number of any tag of the artifact."""

@@ -24,6 +24,8 @@ import fcntl
 import json
 import os
 import re
+import signal
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -86,10 +88,6 @@ class Change:
     create: dict[str, str]
     push: dict[str, str]
     action: str  # register, promote, rollback: named in messages
-
-    @property
-    def tags(self) -> list[str]:
-        return [r.removeprefix("refs/tags/") for r in self.create if r.startswith("refs/tags/")]
 
 
 # ------------------------------------------------------------------- lock, journal
@@ -166,6 +164,26 @@ def _create_local(root: Path, refs: dict[str, str]) -> None:
 # ---------------------------------------------------------------------------- apply
 
 
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGTERM, SIGINT and SIGHUP until the block is done, then deliver the first one
+    with its usual effect: a polite stop lets the transaction finish instead of leaving it
+    for repair (SIGKILL cannot be held; repair handles it)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    sigs = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    old = {s: signal.signal(s, lambda sig, _frame: got.append(sig)) for s in sigs}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        if got:
+            signal.raise_signal(got[0])
+
+
 def apply(root: Path, change: Change, remote: str | None, lock_fd: int) -> None:
     """Run one registry transaction (see the module doc), holding the lock ``lock_fd``.
 
@@ -174,16 +192,25 @@ def apply(root: Path, change: Change, remote: str | None, lock_fd: int) -> None:
             one of the names first) or failed; nothing was created here then.
     """
     entry = _journal(root) / f"{time.time_ns()}-{uuid.uuid4().hex[:8]}.json"
-    write_text(entry, json.dumps({"action": change.action, "remote": remote,
-                                  "create": change.create, "push": change.push}) + "\n")
-    if remote:
-        try:
-            _push(root, remote, change, lock_fd)
-        except LooplineError:
-            entry.unlink(missing_ok=True)
-            raise
-    _create_local(root, change.create)
-    entry.unlink(missing_ok=True)
+    with _signals_deferred():
+        write_text(entry, json.dumps({"action": change.action, "remote": remote,
+                                      "create": change.create, "push": change.push}) + "\n")
+        if remote:
+            try:
+                _push(root, remote, change, lock_fd)
+            except _Undecided:  # the push was cut short and the remote cannot tell: repair will
+                raise LooplineError(f"the push to {remote} was interrupted and {remote} cannot "
+                                    "be read now; the next registry command will finish or "
+                                    "undo it") from None
+            except LooplineError:
+                entry.unlink(missing_ok=True)
+                raise
+        _create_local(root, change.create)
+        entry.unlink(missing_ok=True)
+
+
+class _Undecided(Exception):
+    """A push failed in a way that may have reached the remote, which cannot be read now."""
 
 
 def _push(root: Path, remote: str, change: Change, lock_fd: int) -> None:
@@ -199,7 +226,11 @@ def _push(root: Path, remote: str, change: Change, lock_fd: int) -> None:
     try:
         there = _remote(root, remote, list(change.create))
     except LooplineError:
+        if res.returncode < 0:  # git was killed: its push may or may not have landed
+            raise _Undecided() from None
         there = {}
+    if all(there.get(r) == obj for r, obj in change.create.items()):
+        return  # git was cut short (e.g. Ctrl-C) after the remote had taken the push
     taken = [r for r, obj in there.items() if obj != change.create[r]]
     if taken or any(w in text for w in _RACE_WORDS):
         name = (taken or list(change.create))[0].removeprefix("refs/tags/")

@@ -7,7 +7,9 @@ no model objects per row); :mod:`loopline.model.feeds` turns validated records o
 into onnxruntime feeds. The feedback and response types of the service are here too.
 
 Numbers are strict: ``"30"`` or ``true`` for a number is an error, not a coercion; an
-integer column takes only whole numbers. Nullable columns (those the imputation handles)
+integer column takes whole numbers, written as integers or as floats (``5.0``: pandas
+reads an integer column with gaps as floats, so ``df.to_dict("records")`` of the training
+file sends them so), and refuses ``5.5``. Nullable columns (those the imputation handles)
 may be null or left out; the others are required. Unknown fields are rejected.
 """
 
@@ -33,8 +35,8 @@ def _value_type(name: str, spec: Mapping[str, Any]) -> Any:
     if kind == "categorical":
         cats = spec.get("categories")
         base: Any = Literal[tuple(str(c) for c in cats)] if cats else Annotated[str, Field(strict=True)]
-    elif kind == "numeric" and typ == "integer":
-        base = Annotated[int, Field(strict=True, **bounds)]
+    elif kind == "numeric" and typ == "integer":  # validated in Rust: multiple_of, no Python hook
+        base = Annotated[float, Field(strict=True, allow_inf_nan=False, multiple_of=1, **bounds)]
     elif kind == "numeric":
         base = Annotated[float, Field(strict=True, allow_inf_nan=False, **bounds)]
     else:

@@ -1,11 +1,10 @@
-"""The inference log: every prediction and every feedback label, appended to SQLite.
+"""The inference log: every prediction and every feedback label, in SQLite.
 
-The response path only appends a tuple to an in-memory deque (no lock, no I/O). A writer
-thread per server process wakes every ``flush_interval`` seconds (or once ``flush_rows``
-records wait), turns the batch into rows and commits it in one transaction; a shadow model,
-when configured, is scored there too (one onnxruntime run per request), so it costs the
-response nothing. On close the writer drains what is left, so a graceful shutdown loses
-nothing; a failed write (locked or full disk) is retried, never dropped.
+This module is the file: its tables (:data:`SCHEMA`, version :data:`SCHEMA_VERSION` in
+``PRAGMA user_version``), :func:`connect`, and the readers the monitor uses. The service
+writes it through :class:`loopline.serving.log_writer.InferenceLog` (buffered, off the
+response path, spooled when the log cannot take a write); it is checked once at start-up
+(:mod:`loopline.serving.log_check`).
 
 The file is SQLite in WAL mode, so several server processes append to it at once and
 ``loopline monitor`` reads it while they do. One row per request keeps the write cheap (a
@@ -21,25 +20,18 @@ turns it into one row per record. Tables:
   request; the latest label wins.
 - ``errors(ts, route, status, model_version)``: the request errors, requests to an
   inference route answered 4xx or 5xx (a payload that failed the input contract, a body over
-  the limit, a bug; :mod:`loopline.serving.request_errors`), so the monitor can report the
-  error rate beside the request count.
+  the limit, a bug; :mod:`loopline.serving.request_errors`; 499 for a client gone mid-body),
+  so the monitor can report the error rate beside the request count.
 """
 
 from __future__ import annotations
 
-import atexit
-import logging
 import sqlite3
-import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
-
-logger = logging.getLogger("loopline.serving")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
@@ -73,13 +65,14 @@ CREATE TABLE IF NOT EXISTS errors (
 CREATE INDEX IF NOT EXISTS errors_ts ON errors (ts);
 """
 
-_INSERT_REQUEST = "INSERT OR REPLACE INTO requests VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
-_INSERT_FEEDBACK = "INSERT OR REPLACE INTO feedback VALUES (?,?,?,?)"
-_INSERT_ERROR = "INSERT INTO errors VALUES (?,?,?,?)"
+SCHEMA_VERSION = 1  # PRAGMA user_version of a log with the tables above
+INSERTS = {"requests": "INSERT OR REPLACE INTO requests VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+           "feedback": "INSERT OR REPLACE INTO feedback VALUES (?,?,?,?)",
+           "errors": "INSERT INTO errors VALUES (?,?,?,?)"}
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 
 
-def _dumps(obj: Any) -> str:
+def dumps(obj: Any) -> str:
     """JSON text; what orjson refuses (e.g. an integer beyond 64 bits) goes through json."""
     try:
         return orjson.dumps(obj, option=_NUMPY).decode()
@@ -95,9 +88,12 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
     if readonly:
         if not path.is_file():
             raise FileNotFoundError(f"no inference log at {path}")
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0,
-                               check_same_thread=False)
-        conn.execute("PRAGMA query_only=ON")
+        try:
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA query_only=ON")
+        except sqlite3.DatabaseError as err:
+            raise _unreadable(path, err) from err
         return conn
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, timeout=30.0, check_same_thread=False)
@@ -109,175 +105,14 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(SCHEMA)
+            if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             return conn
         except sqlite3.OperationalError as err:
             if "locked" not in str(err) or time.monotonic() > deadline:
                 conn.close()
                 raise
             time.sleep(0.05)
-
-
-class InferenceLog:
-    """Buffered, non-blocking appends to the inference log (one writer thread).
-
-    Args:
-        path: the SQLite file.
-        flush_interval: seconds between writes.
-        flush_rows: write sooner once this many records wait.
-        shadow: returns the shadow version (a ``ServedVersion``, or None) at write time.
-    """
-
-    def __init__(self, path: str | Path, *, flush_interval: float = 0.2, flush_rows: int = 2000,
-                 shadow: Callable[[], Any] | None = None) -> None:
-        self.path = Path(path)
-        self.flush_interval = flush_interval
-        self.flush_rows = flush_rows
-        self._shadow = shadow or (lambda: None)
-        self._predictions: deque = deque()
-        self._feedback: deque = deque()
-        self._request_errors: deque = deque()
-        self._waiting = 0
-        self._inflight = 0
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._conn = connect(self.path)
-        self.written = 0
-        self.write_failures = 0
-        self._thread = threading.Thread(target=self._run, name="loopline-inference-log",
-                                        daemon=True)
-        self._thread.start()
-        atexit.register(self.close)
-
-    # ---------------------------------------------------------------- the hot path
-
-    def predictions(self, request_id: str, ts: float, version: str, records: Sequence[Mapping],
-                    labels: Any, proba: Any, classes: Sequence[str], latency_ms: float) -> None:
-        """Queue one request's predictions (returns at once)."""
-        self._predictions.append((request_id, ts, version, records, labels, proba, classes, latency_ms))
-        self._waiting += len(records)
-        if self._waiting >= self.flush_rows:
-            self._wake.set()
-
-    def feedback(self, items: Iterable[tuple[str, int, str]], ts: float) -> None:
-        """Queue ``(request_id, idx, label)`` feedback rows."""
-        self._feedback.extend((rid, idx, label, ts) for rid, idx, label in items)
-        self._wake.set()
-
-    def request_error(self, ts: float, route: str, status: int,
-                      version: str | None = None) -> None:
-        """Queue a request error (written with the next batch)."""
-        self._request_errors.append((ts, route, int(status), version))
-
-    # ------------------------------------------------------------------ the writer
-
-    @property
-    def pending(self) -> int:
-        """Requests, feedback rows and request errors not yet written."""
-        return len(self._predictions) + len(self._feedback) + len(self._request_errors)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(self.flush_interval)
-            self._wake.clear()
-            self._flush_safely()
-        self._flush_safely()
-
-    def _flush_safely(self) -> None:
-        try:
-            self._flush()
-        except Exception:  # a bug here must not stop logging for the life of the process
-            logger.exception("inference log %s: unexpected error while writing", self.path)
-
-    def _drain(self, queue: deque) -> list:
-        out = []
-        while True:
-            try:
-                out.append(queue.popleft())
-            except IndexError:
-                return out
-
-    def _flush(self) -> None:
-        batch = self._drain(self._predictions)
-        feedback = self._drain(self._feedback)
-        errors = self._drain(self._request_errors)
-        if not batch and not feedback and not errors:
-            return
-        self._inflight = len(batch) + len(feedback) + len(errors)
-        self._waiting = max(0, self._waiting - sum(len(item[3]) for item in batch))
-        rows = self._rows(batch)
-        delay, attempts = 0.05, 0
-        while True:
-            try:
-                with self._conn:
-                    if rows:
-                        self._conn.executemany(_INSERT_REQUEST, rows)
-                    if feedback:
-                        self._conn.executemany(_INSERT_FEEDBACK, feedback)
-                    if errors:
-                        self._conn.executemany(_INSERT_ERROR, errors)
-                self.written += sum(r[3] for r in rows)
-                self._inflight = 0
-                return
-            except sqlite3.Error as err:  # locked, disk full, ...: keep the rows and retry
-                self.write_failures += 1
-                attempts += 1
-                logger.error("inference log %s: write failed (%s); retrying in %.2fs",
-                             self.path, err, delay)
-                if self._stop.is_set() and attempts > 50:
-                    logger.error("inference log %s: giving up on %d rows at shutdown",
-                                 self.path, len(rows) + len(feedback) + len(errors))
-                    self._inflight = 0
-                    return
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
-
-    def _rows(self, batch: list) -> list[tuple]:
-        rows = []
-        for rid, ts, version, records, labels, proba, classes, latency in batch:
-            shadow = self._score_shadow(records)
-            inputs = records.columns if hasattr(records, "columns") else records
-            rows.append((rid, ts, version, len(records), _dumps(inputs), _dumps(labels.tolist()),
-                         _dumps(proba), _dumps(list(classes)), latency, *shadow))
-        return rows
-
-    def _score_shadow(self, records: Any) -> tuple:
-        """The shadow version, its predictions and probabilities (JSON) for a request."""
-        shadow = self._shadow()
-        if shadow is None:
-            return (None, None, None)
-        try:
-            if hasattr(records, "columns"):
-                labels, proba = shadow.model.run_columns(records.columns, len(records))
-            else:
-                labels, proba = shadow.model.run_records(records)
-        except Exception as err:  # a shadow must never cost the champion a log row
-            logger.error("shadow model %s failed on %d records: %s", shadow.version,
-                         len(records), err)
-            return (shadow.version, None, None)
-        return (shadow.version, _dumps(labels.tolist()),
-                _dumps({"classes": shadow.classes, "p": proba}))
-
-    def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until everything queued so far is committed; False on timeout."""
-        deadline = time.monotonic() + timeout
-        self._wake.set()
-        while (self.pending or self._inflight) and time.monotonic() < deadline:
-            self._wake.set()
-            time.sleep(0.01)
-        return not (self.pending or self._inflight)
-
-    def close(self, timeout: float = 30.0) -> None:
-        """Write what is queued and stop the writer (idempotent)."""
-        if self._stop.is_set():
-            return
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout)
-        try:
-            self._conn.close()
-        except sqlite3.Error:
-            pass
-        atexit.unregister(self.close)
 
 
 def _ts_range(since: float | None, until: float | None) -> tuple[str, list[float]]:
@@ -311,8 +146,19 @@ def read_predictions(path: str | Path, *, since: float | None = None,
         if with_feedback:
             labels = {(r, i): (lab, t) for r, i, lab, t in
                       conn.execute("SELECT request_id, idx, label, ts FROM feedback")}
+    except sqlite3.DatabaseError as err:
+        raise _unreadable(path, err) from err
     finally:
         conn.close()
+    return frame(requests, labels)
+
+
+def frame(requests: Iterable[Sequence], labels: Mapping[tuple[str, int], tuple[str, float]]) -> Any:
+    """The frame of :func:`read_predictions` from rows of ``requests`` (its columns, in order)
+    and ``labels`` by ``(request_id, idx)``: ``(label, ts)``; the object store's reader
+    (:mod:`loopline.serving.log_store`) builds the same frame from its Parquet rows."""
+    import pandas as pd
+
     loads = orjson.loads
     out = []
     for (rid, ts, version, n, inputs, preds, probs, classes, latency,
@@ -355,13 +201,20 @@ def read_request_errors(path: str | Path, *, since: float | None = None,
     try:
         rows = conn.execute(f"SELECT {', '.join(columns)} FROM errors{where} ORDER BY ts",
                             args).fetchall()
-    except sqlite3.OperationalError as err:
+    except sqlite3.DatabaseError as err:
         if "no such table" not in str(err):
-            raise
+            raise _unreadable(path, err) from err
         return None
     finally:
         conn.close()
     return pd.DataFrame(rows, columns=columns)
+
+
+def _unreadable(path: str | Path, err: Exception) -> Exception:
+    from loopline.core.errors import LooplineError
+
+    return LooplineError(f"inference log {path} cannot be read ({err}): move it aside, or "
+                         "start the service with `loopline serve --log-reset`")
 
 
 def features(df: Any, columns: list[str] | None = None) -> Any:
@@ -371,3 +224,12 @@ def features(df: Any, columns: list[str] | None = None) -> Any:
 
     out = pd.DataFrame(list(df["inputs"]), index=df.index)
     return out if columns is None else out.reindex(columns=columns)
+
+
+def __getattr__(name: str) -> Any:
+    """``InferenceLog`` lived here: the writer is :mod:`loopline.serving.log_writer` now."""
+    if name == "InferenceLog":
+        from loopline.serving.log_writer import InferenceLog
+
+        return InferenceLog
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,6 +24,19 @@ CLIENT_DISCONNECTS = bentoml.metrics.Counter(
     documentation="Requests whose client went away before sending the whole body, by route",
     labelnames=["route"])
 
+LOG_BACKLOG = bentoml.metrics.Gauge(
+    name="loopline_log_backlog_rows", multiprocess_mode="livemax",
+    documentation="Inference log rows of this replica not yet shipped to the log store")
+LOG_BACKLOG_ALERT = bentoml.metrics.Gauge(
+    name="loopline_log_backlog_alert", multiprocess_mode="livemax",
+    documentation="1 while the unshipped rows are past serve.log_store.alert_backlog_rows")
+
+
+def log_backlog(rows: int, alert: bool) -> None:
+    """Report the shipper's backlog (only the replica's shipping worker sets it)."""
+    LOG_BACKLOG.set(rows)
+    LOG_BACKLOG_ALERT.set(1 if alert else 0)
+
 
 def predicted(version: str, labels: list, seconds: float) -> None:
     """Count one request's predicted classes and observe its model time."""
@@ -39,6 +52,11 @@ def reloaded(outcome: str) -> None:
     """Count a reload: ``ok``, ``refused`` (HTTP), ``followed`` or ``failed`` (the watcher)."""
     RELOADS.labels(outcome).inc()
 
+LOG_ROWS = bentoml.metrics.Counter(
+    name="loopline_inference_log_rows",
+    documentation="Inference log rows not written to the log: spooled (kept beside it, replayed "
+                  "at the next start) or lost (neither log nor spool writable); failed writes",
+    labelnames=["outcome"])
 
 ROUTES = frozenset({"/predict", "/predict_batch", "/feedback", "/model", "/admin/reload"})
 
@@ -46,3 +64,8 @@ ROUTES = frozenset({"/predict", "/predict_batch", "/feedback", "/model", "/admin
 def client_disconnected(route: str) -> None:
     """Count a client that went away mid-body (not a server error: nothing was answered)."""
     CLIENT_DISCONNECTS.labels(route if route in ROUTES else "other").inc()
+
+
+def log_rows(outcome: str, n: int) -> None:
+    """Count inference log rows ``spooled`` or ``lost``, or ``failed`` writes."""
+    LOG_ROWS.labels(outcome).inc(n)

@@ -158,6 +158,8 @@ def quiet_bad_requests() -> None:
 class NoLog:
     """Stands in for the inference log when ``serve.log.enabled`` is false (benchmarks)."""
 
+    accepting = True
+
     def predictions(self, *args: Any) -> None:
         pass
 

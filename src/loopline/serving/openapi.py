@@ -2,10 +2,11 @@
 
 BentoML generates ``/docs.json`` from the endpoints, but documents a 400's ``detail`` as a
 string where it is the list of validation errors, leaves out that a body with required
-fields is required and that an optional field takes null, and knows nothing of the answers given
-before a request reaches it (:class:`loopline.serving.middleware.RequestGuard`: 408, 413,
-415) or of the admin endpoint's (401, 403, 409). :class:`DocumentedErrors` rewrites the
-document on its way out, so clients and schema-driven tests see every answer.
+fields is required and that an optional field takes null, and knows nothing of the answers
+given before a request reaches it (:class:`loopline.serving.middleware.RequestGuard`: 408,
+413, 415), of the admin endpoint's (401, 403, 409) or of a 503 while the inference log
+cannot be written. :class:`DocumentedErrors` rewrites the document on its way out, so
+clients and schema-driven tests see every answer.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ REFUSED = "RequestRefused"
 GUARD = {408: "Request Timeout: the body did not arrive in time",
          413: "Payload Too Large: the body is over serve.max_body_mb",
          415: "Unsupported Media Type: the body must be uncompressed application/json"}
+LOGGED = {503: "Service Unavailable: the inference log cannot be written, so nothing is "
+               "answered that it would lose"}
 ADMIN = {401: "Unauthorized: missing or wrong bearer token",
          403: "Forbidden: reload is disabled (no admin token set for the service)",
          409: "Conflict: the version cannot be served here"}
@@ -39,7 +42,8 @@ def document(doc: dict[str, Any]) -> dict[str, Any]:
         if post is None:
             continue
         _request_body(post.get("requestBody") or {})
-        extra = {**GUARD, **(ADMIN if route.endswith("/admin/reload") else {})}
+        extra = {**GUARD, **(ADMIN if route.endswith("/admin/reload") else {}),
+                 **(LOGGED if route.endswith(("/predict", "/predict_batch", "/feedback")) else {})}
         for status, text in extra.items():
             post.setdefault("responses", {}).setdefault(
                 str(status), {"description": text, "content": ref})

@@ -29,10 +29,10 @@ import orjson
 from pydantic import ConfigDict, create_model
 from starlette.responses import Response
 
-from loopline.serving import bundle, contract, metrics, request_errors
-from loopline.serving.openapi import DocumentedErrors
-from loopline.serving.inference_log import InferenceLog
+from loopline.serving import bundle, contract, log_check, metrics, request_errors, shipping
+from loopline.serving.log_writer import InferenceLog
 from loopline.serving.middleware import NoLog, RequestGuard, quiet_bad_requests
+from loopline.serving.openapi import DocumentedErrors
 from loopline.serving.reload import Reloader
 from loopline.serving.spec import LOG_ENV, read_spec
 
@@ -40,6 +40,17 @@ logger = logging.getLogger("loopline.serving")
 
 SPEC, SPEC_PATH = read_spec()
 _CARD = bundle.check_spec(SPEC, SPEC_PATH.parent)  # a wrong file stops start-up here
+LOG_PATH = os.environ.get(LOG_ENV) or SPEC["log"]["path"]
+if SPEC["log"].get("enabled", True) and os.environ.get(log_check.CHECKED_ENV) != str(LOG_PATH):
+    # started without `loopline serve` (a Bento): check the log here, before any worker
+    try:
+        _state = log_check.open_log(LOG_PATH)
+    except log_check.BadLog as err:
+        logger.error("error: %s", err)
+        raise SystemExit(2) from None
+    logger.info("inference log %s checked%s%s", LOG_PATH,
+                " (new)" if _state["created"] else "",
+                f", {_state['replayed']} spooled rows replayed" if _state["replayed"] else "")
 Records = contract.records_type(contract.record_type(_CARD["inputs"]), SPEC["max_batch"])
 Columns = contract.columns_type(_CARD["inputs"], SPEC["max_batch"])
 FeedbackItems = contract.feedback_type(_CARD["classes"])
@@ -59,6 +70,13 @@ def _body(name: str, **fields: Any) -> type:
 
 def _json(body: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+def _unlogged() -> Response:
+    """503 while neither the inference log nor its spool can be written: a prediction the
+    log would lose is not answered (the service log says why)."""
+    return _json({"error": "the inference log cannot be written: predictions are paused "
+                           "until it can (see the service log)"}, 503)
 
 
 def _load(entry: dict[str, Any]) -> bundle.ServedVersion:
@@ -81,10 +99,12 @@ class LooplineService:
         self.shadow = _load(SPEC["shadow"]) if SPEC.get("shadow") else None
         log = SPEC["log"]
         self.log = NoLog()
+        self.shipper = None
         if log.get("enabled", True):
-            self.log = InferenceLog(os.environ.get(LOG_ENV) or log["path"],
-                                    flush_interval=log["flush_interval"],
-                                    flush_rows=log["flush_rows"], shadow=lambda: self.shadow)
+            self.log = InferenceLog(LOG_PATH, flush_interval=log["flush_interval"],
+                                    flush_rows=log["flush_rows"], shadow=lambda: self.shadow,
+                                    count=metrics.log_rows)
+            self.shipper = shipping.start(SPEC, LOG_PATH, on_backlog=metrics.log_backlog)
         request_errors.SINKS[:] = [lambda ts, route, status: self.log.request_error(
             ts, route, status, self.reloader.served.version)]
         self.reloader.start()
@@ -95,6 +115,8 @@ class LooplineService:
     @bentoml.api(route="/predict", input_spec=_body("PredictInput", records=(Records, ...)))
     async def predict(self, records: Records) -> contract.Prediction:  # type: ignore[valid-type]
         """Class and probabilities for each record (1 to max_batch records)."""
+        if not self.log.accepting:
+            return _unlogged()
         start = time.perf_counter()
         served = self.reloader.served  # one reference per request: a reload never splits it
         labels, proba = served.model.run_records(records)
@@ -118,6 +140,8 @@ class LooplineService:
         in the order of ``classes``); validation and response are columnar, so a batch of
         1,000 rows costs about a tenth of the same rows as records.
         """
+        if not self.log.accepting:
+            return _unlogged()
         n, bad = contract.column_length(columns)
         if bad:
             return _json({"error": f"{len(bad)} column(s) of the wrong length", "detail": bad}, 400)
@@ -138,6 +162,8 @@ class LooplineService:
     @bentoml.api(route="/feedback", input_spec=_body("FeedbackInput", labels=(FeedbackItems, ...)))
     async def feedback(self, labels: FeedbackItems) -> dict:  # type: ignore[valid-type]
         """Delayed ground truth: the label of record ``index`` (default 0) of a request."""
+        if not self.log.accepting:
+            return _unlogged()
         self.log.feedback(((item["request_id"], item.get("index", 0), item["label"])
                            for item in labels), time.time())
         for item in labels:
@@ -171,6 +197,8 @@ class LooplineService:
     def _shutdown(self) -> None:
         self.reloader.stop()
         self.log.close()
+        if self.shipper is not None:
+            self.shipper.close()
 
 
 # RequestErrors first, so it is the outer one and sees RequestGuard's 4xx too

@@ -114,6 +114,8 @@ def make_spec(root: Path | None, serve: Any, artifact: str, model: dict[str, Any
         "control": str(run_dir / RELOAD_CONTROL) if run_dir is not None else None,
         "log": {"enabled": log.enabled, "path": path, "flush_interval": log.flush_interval,
                 "flush_rows": log.flush_rows},
+        "log_store": {**serve.log_store.model_dump(), "replica": serve.replica,
+                      "port": serve.port},
         "workers": serve.workers,
         "threads": serve.threads,
         "max_batch": serve.max_batch,
@@ -190,6 +192,9 @@ def prepare_run(root: Path, params: Any, ref: str | None, *, shadow: str | None 
     cfg = params.serve.model_copy(update={k: v for k, v in
                                           (("port", port), ("host", host), ("workers", workers))
                                           if v is not None})
+    from loopline.serving.log_store import configured
+
+    configured(cfg.log_store.url, root)  # a bad LOOPLINE_LOG_STORE is one error line, here
     stage, models = params.registry.serving_stage, params.paths.models
     entry, shadow_entry = resolve_models(root, params, ref, shadow)
     run_dir = root / SERVE_DIR / f"run-{cfg.port}"

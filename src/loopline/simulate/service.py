@@ -41,8 +41,11 @@ class Service:
         from loopline.config.params import load_params
         from loopline.serving.spec import prepare_run
 
+        from loopline.serving.log_store import OFF, STORE_ENV
+
         run = prepare_run(self.work, load_params(self.work), STAGE, port=self.port, workers=1)
-        return run.argv, run.env
+        # the sandbox's loop is one machine: its log stays local, whatever the shell exports
+        return run.argv, {**run.env, STORE_ENV: OFF}
 
     def start(self, timeout: float = 180.0) -> None:
         import httpx

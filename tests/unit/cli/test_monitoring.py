@@ -46,3 +46,22 @@ def test_log_errors_are_one_line(tmp_path: Path) -> None:
     assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
     res = loopline("log", "--log", str(log), "--csv", "--json", cwd=tmp_path, check=False)
     assert res.returncode == 2 and "choose one of --csv and --json" in res.stderr
+
+
+def test_log_reads_a_store_url_and_names_a_bad_one(tmp_path: Path) -> None:
+    from loopline.serving import log_store
+    from loopline.serving.shipping import Shipper
+
+    log = _log(tmp_path / "inference.sqlite", 6)
+    local = loopline("log", "--log", str(log), "--wrong", "--json", cwd=tmp_path).stdout
+    store = log_store.parse(f"file://{tmp_path}/store")
+    shipper = Shipper(log, store, artifact="credit", replica="r-1", start=False)
+    shipper.ship()
+    shipper.close()
+    shipped = loopline("log", "--log", store.url, "--wrong", "--json", cwd=tmp_path).stdout
+    assert json.loads(shipped) == json.loads(local) and len(json.loads(local)) == 3
+    for bad, words in [("gs://bucket/logs", "unsupported scheme 'gs'"),
+                       (f"file://{tmp_path}/empty", "no replica has shipped records there yet")]:
+        res = loopline("log", "--log", bad, cwd=tmp_path, check=False)
+        assert res.returncode == 1 and res.stderr.startswith("error: ") and words in res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1

@@ -44,7 +44,11 @@ def test_a_reference_option_holds_only_what_differs_from_the_default(rel):
     assert own and not same, f"conf/{rel} repeats default values: {same}"
 
 
-def test_the_reference_differs_from_the_generic_defaults_only_by_its_slices():
+def test_the_reference_differs_from_the_generic_defaults_by_its_bounds_and_slices():
+    """The generic gate's bounds are margins over the class prior; the reference adds the
+    absolute bounds its data set has earned, its champion metrics and its slices."""
     keys = diff_keys(composed(["evaluate=default", "gate=default"]), composed())
-    assert keys == ["evaluate.slice_column", "gate.slices.max_gap.roc_auc", "gate.slices.min.roc_auc"]
+    assert keys == ["evaluate.slice_column", "gate.champion.metrics", "gate.max.log_loss",
+                    "gate.min.recall", "gate.min.roc_auc", "gate.slices.max_gap.roc_auc",
+                    "gate.slices.min.roc_auc"]
     assert composed(["evaluate=default"])["evaluate"]["slice_column"] is None

@@ -95,7 +95,7 @@ def test_a_missing_or_broken_log_is_one_error(tmp_path: Path) -> None:
         run(tmp_path / "none.sqlite", Query())
     bad = tmp_path / "bad.sqlite"
     bad.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(LooplineError, match="cannot read the inference log .*bad.sqlite"):
+    with pytest.raises(LooplineError, match="inference log .*bad.sqlite cannot be read"):
         run(bad, Query())
 
 
@@ -103,3 +103,25 @@ def test_parse_time_reads_durations_and_dates() -> None:
     assert parse_time("2h", "--since", now=NOW) == NOW - 2 * HOUR
     assert parse_time("1970-01-02", "--since") == 86400.0
     assert parse_time("1970-01-01T01:00+01:00", "--since") == 0.0
+
+
+def test_the_store_answers_like_the_local_log(log: Path, tmp_path: Path) -> None:
+    """`loopline log --log file:///…` (or s3://…): the same answers once the log is shipped."""
+    import pandas as pd
+
+    from loopline.serving import log_store
+    from loopline.serving.shipping import Shipper
+
+    queries = [Query(), Query(wrong=True, where="Home == 'rent'"),
+               Query(since="24h", by=["version"]),
+               Query(version="v2", columns=["request_id", "label"]),
+               Query(sql="SELECT count(*) AS n FROM records WHERE correct")]
+    local = [run(log, q, now=NOW) for q in queries]
+    store = log_store.parse(f"file://{tmp_path}/store")
+    shipper = Shipper(log, store, artifact="credit", replica="r-1", start=False)
+    shipper.ship()
+    shipper.close()
+    for q, expected in zip(queries, local, strict=True):
+        pd.testing.assert_frame_equal(run(store.url, q, now=NOW), expected)
+    assert run(store.url, Query(wrong=True, where="Home == 'rent'"), now=NOW)[
+        ["request_id", "idx"]].values.tolist() == [["a", 0]]

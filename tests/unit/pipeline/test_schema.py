@@ -36,6 +36,16 @@ def test_infer_column_types_and_bounds():
     assert infer_column(df["flag"]) == {"type": "boolean", "nullable": False}
 
 
+def test_types_follow_values_and_dtype():
+    """Whole floats with gaps are an integer column pandas widened; without gaps they were
+    written as floats (5.0) and stay float; integers stay integer."""
+    assert infer_column(pd.Series([1.0, 2.0, 4.0], name="x"))["type"] == "float"
+    assert infer_column(pd.Series([1.0, None, 4.0], name="x"))["type"] == "integer"
+    assert infer_column(pd.Series([1, 2, 4], name="x"))["type"] == "integer"
+    assert infer_column(pd.Series(pd.array([1, None, 4], dtype="Int64"), name="x"))["type"] == "integer"
+    assert infer_column(pd.Series([1.5, None, 4.0], name="x"))["type"] == "float"
+
+
 def test_infer_column_categories_sorted_and_nullable():
     rule = infer_column(sample()["colour"])
     assert rule == {"type": "category", "categories": ["blue", "red"], "nullable": True}
@@ -50,12 +60,11 @@ def test_infer_column_all_missing_numeric():
     assert rule == {"type": "float", "nullable": True}
 
 
-def test_too_many_categories():
+def test_too_many_categories_is_text_without_a_list():
     ok = pd.Series([f"v{i}" for i in range(MAX_CATEGORIES)], name="ok")
     assert len(infer_column(ok)["categories"]) == MAX_CATEGORIES
-    bad = pd.Series([f"v{i}" for i in range(MAX_CATEGORIES + 1)], name="name")
-    with pytest.raises(LooplineError, match=r"column 'name' has 51 distinct text values"):
-        infer_column(bad)
+    text = pd.Series([f"v{i}" for i in range(MAX_CATEGORIES + 1)], name="name")
+    assert infer_column(text) == {"type": "category", "nullable": False}
 
 
 def test_infer_schema_target_forced_to_category():
@@ -75,8 +84,10 @@ def test_infer_schema_text_target_not_nullable_even_with_gaps():
 
 def test_infer_schema_numeric_target_with_too_many_values():
     df = pd.DataFrame({"y": np.arange(60), "x": np.arange(60)})
-    with pytest.raises(LooplineError,
-                       match=r"target 'y' has 60 distinct values: not a classification"):
+    with pytest.raises(LooplineError, match=r"target 'y' has 60 distinct values: a regression"):
+        infer_schema(df, "y")
+    df = pd.DataFrame({"y": [0.5, 1.5, 2.25, 0.5], "x": [1, 2, 3, 4]})
+    with pytest.raises(LooplineError, match=r"target 'y' has 3 distinct values with fractions"):
         infer_schema(df, "y")
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from loopline.core.errors import LooplineError
 from loopline.registry import actions as registry
 from loopline.registry.tags import open_registry
 from tests.helpers.registry_repo import ART, Repo, cli, git
@@ -102,3 +103,26 @@ def test_gto_reads_the_registry(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> 
         ("assignment", f"{ART}#prod#3"), ("assignment", f"{ART}#staging#1")]
     assert sum(e["event"] == "registration" for e in events) == 3
     assert os.environ["GIT_COMMITTER_DATE"]  # the clock was used
+
+
+def test_gtos_unassignment_and_deregistration_are_honoured(repo: Repo) -> None:
+    gto_api = pytest.importorskip("gto.api")
+    repo.register("a")
+    repo.register("b")
+    registry.promote("v0.1.0", "prod", root=repo.path)
+    registry.promote("v0.2.0", "prod", root=repo.path)
+    gto_api.unassign(str(repo.path), ART, version="v0.2.0", stage="prod")  # `gto deprecate`
+    assert registry.which("prod", root=repo.path)["version"] == "v0.1.0"
+    assert gto_api.show(str(repo.path))[ART]["stage"]["prod"] == "v0.1.0"
+    gto_api.deregister(str(repo.path), ART, version="v0.1.0")
+    with pytest.raises(LooplineError, match="no version assigned to prod"):
+        registry.which("prod", root=repo.path)
+    assert gto_api.show(str(repo.path))[ART]["stage"].get("prod") is None
+    with pytest.raises(LooplineError, match=r"unknown version 'v0\.1\.0'"):
+        registry.promote("v0.1.0", "prod", root=repo.path)
+    events = [(e["event"], e["version"]) for e in registry.history(repo.path)]
+    # (GTO writes in the same second as loopline's last promotion: the order of same-second
+    # events of different kinds is checked against gto history in tests/e2e)
+    assert {("deregister", "v0.1.0"), ("unassign", "v0.2.0")} <= set(events)
+    repo.model("c")
+    assert registry.register(repo.path)["version"] == "v0.3.0"  # v0.2.0 is still the highest

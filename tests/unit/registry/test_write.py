@@ -10,7 +10,7 @@ import pytest
 from loopline.core.errors import LooplineError
 from loopline.registry import actions as registry
 from loopline.registry import write
-from tests.helpers.registry_repo import ART, Repo, git
+from tests.helpers.registry_repo import ART, Repo, cli, git
 
 
 def test_push_conflict_when_the_remote_moved_fails_clearly_and_leaves_no_local_tag(
@@ -110,3 +110,39 @@ def test_a_number_deleted_on_the_remote_is_never_reused(repo: Repo, origin: Path
     git(tmp_path, "clone", "-q", str(origin), "third")
     git(tmp_path / "third", "tag", "-d", f"{ART}#prod#3")
     assert registry.promote("v0.2.0", "prod", root=tmp_path / "third")["tag"] == f"{ART}#prod#4"
+
+
+def test_repair_finishes_a_landed_push_and_drops_one_that_never_left(
+        repo: Repo, origin: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo.register("a", push="origin")
+    real_create = write._create_local
+
+    def killed(*a, **kw):  # the process dies between the push and the local tag
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(write, "_create_local", killed)
+    with pytest.raises(KeyboardInterrupt):
+        registry.promote("v0.1.0", "prod", root=repo.path, push="origin")
+    monkeypatch.setattr(write, "_create_local", real_create)
+    assert f"{ART}#prod#1" not in repo.tags()
+    assert f"refs/tags/{ART}#prod#1" in git(repo.path, "ls-remote", "origin")
+    assert write.repair(repo.path) == [f"repaired: created {ART}#prod#1 here, which the "
+                                       "interrupted promote had pushed to origin"]
+    assert f"{ART}#prod#1" in repo.tags() and write.repair(repo.path) == []
+
+    monkeypatch.setattr(write, "_push", killed)  # dies before its push reached origin
+    repo.register("b")
+    with pytest.raises(KeyboardInterrupt):
+        registry.promote("v0.2.0", "prod", root=repo.path, push="origin")
+    monkeypatch.undo()
+    origin.rename(tmp_path / "away")  # the remote cannot be read: the entry is kept
+    [line] = write.repair(repo.path)
+    assert line.startswith(f"an interrupted promote of {ART}#prod#2 is still unresolved: "
+                           "cannot read refs of remote 'origin'")
+    (tmp_path / "away").rename(origin)
+    res = cli(repo.path, "which", "prod")  # the next command says what it repaired
+    assert res.exit_code == 0 and res.stdout.strip() == "v0.1.0"
+    assert res.stderr.strip() == (f"repaired: dropped {ART}#prod#2, left unfinished by an "
+                                  "interrupted promote (never pushed to origin)")
+    # #2 was never seen by anyone (neither here nor on origin): handing it out is no reuse
+    assert registry.promote("v0.2.0", "prod", root=repo.path, push="origin")["n"] == 2

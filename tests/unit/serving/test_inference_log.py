@@ -1,148 +1,30 @@
-"""The inference log (serving/inference_log.py): written off the response path, read back."""
+"""The inference log file (serving/inference_log.py): its readers on a file that is not sound."""
 
 from __future__ import annotations
 
-import sqlite3
-import threading
-import time
 from pathlib import Path
 
-import numpy as np
+import pytest
 
-from loopline.serving import contract
-from loopline.serving.inference_log import (
-    InferenceLog,
-    features,
-    read_predictions,
-    read_request_errors,
-)
-from tests.helpers.contract import GOOD
+from loopline.core.errors import LooplineError
+from loopline.serving import inference_log
+from tests.helpers.logs import DAMAGE, sound_log
 
 
-class FakeRuntime:
-    def run_records(self, records):
-        n = len(records)
-        return np.array(["bad"] * n, dtype=object), np.tile([0.75, 0.25], (n, 1))
-
-    def run_columns(self, columns, n):
-        return self.run_records(range(n))
-
-
-class FakeVersion:
-    version = "v9"
-    classes = ["bad", "good"]
-    model = FakeRuntime()
+@pytest.mark.parametrize("name", ["garbled header", "garbled pages", "truncated"])
+def test_a_damaged_log_is_one_error_naming_it_not_a_traceback(name: str, tmp_path: Path) -> None:
+    path = sound_log(tmp_path / "logs" / "inference.sqlite", requests=50)
+    DAMAGE[name][0](path)
+    with pytest.raises(LooplineError, match=f"inference log {path} cannot be read"):
+        inference_log.read_predictions(path)
+    if name == "garbled header":  # no table can be read at all
+        with pytest.raises(LooplineError, match=f"inference log {path} cannot be read"):
+            inference_log.read_request_errors(path)
 
 
-def _queue(log: InferenceLog, rid: str, records: list[dict]) -> None:
-    n = len(records)
-    log.predictions(rid, time.time(), "v1", records, np.array(["good"] * n, dtype=object),
-                    np.tile([0.2, 0.8], (n, 1)), ["bad", "good"], 0.5)
+def test_the_writer_is_still_found_where_it_was() -> None:
+    from loopline.serving.log_writer import InferenceLog
 
-
-def test_an_unserialisable_record_does_not_stop_the_log(tmp_path: Path) -> None:
-    log = InferenceLog(tmp_path / "log.sqlite", flush_interval=0.01)
-    _queue(log, "huge", [{**GOOD, "Age": 10**30}])  # orjson refuses it
-    _queue(log, "after", [GOOD])
-    assert log.flush(10.0) and log._thread.is_alive()
-    log.close()
-    df = read_predictions(tmp_path / "log.sqlite")
-    assert set(df["request_id"]) == {"huge", "after"}
-
-
-def test_inference_log_close_writes_everything_queued(tmp_path: Path) -> None:
-    path = tmp_path / "log.sqlite"
-    log = InferenceLog(path, flush_interval=30.0, flush_rows=10**6)  # no flush before close
-    for i in range(500):
-        _queue(log, f"r{i}", [GOOD, {**GOOD, "Age": 50}])
-    log.feedback([("r3", 1, "bad")], time.time())
-    log.close()
-    df = read_predictions(path)
-    assert len(df) == 1000 and df["request_id"].nunique() == 500
-    row = df[(df.request_id == "r3") & (df.idx == 1)].iloc[0]
-    assert row["inputs"]["Age"] == 50 and row["label"] == "bad"
-    assert row["probabilities"] == {"bad": 0.2, "good": 0.8}
-    assert row["prediction"] == "good" and row["model_version"] == "v1"
-
-
-def test_request_errors_are_written_and_read_back_by_time(tmp_path: Path) -> None:
-    path = tmp_path / "log.sqlite"
-    log = InferenceLog(path, flush_interval=30.0)
-    log.request_error(100.0, "/predict", 400, "v1")
-    log.request_error(200.0, "/feedback", 413)
-    log.request_error(300.0, "/predict_batch", 500, "v2")
-    log.close()
-    df = read_request_errors(path, since=150.0, until=300.0)
-    assert df.to_dict("records") == [{"ts": 200.0, "route": "/feedback", "status": 413,
-                                      "model_version": None}]
-    assert read_request_errors(path)["status"].tolist() == [400, 413, 500]
-    # a log written before request errors were recorded has no such table: unknown
-    old = tmp_path / "old.sqlite"
-    sqlite3.connect(old).execute("CREATE TABLE requests (ts REAL)").connection.commit()
-    assert read_request_errors(old) is None  # unknown, not zero
-
-
-def test_inference_log_retries_while_the_file_is_locked(tmp_path: Path) -> None:
-    path = tmp_path / "log.sqlite"
-    log = InferenceLog(path, flush_interval=0.05)
-    blocker = sqlite3.connect(path, timeout=0.1)
-    blocker.execute("BEGIN EXCLUSIVE")
-    log._conn.execute("PRAGMA busy_timeout=50")  # fail fast while locked, then retry
-    _queue(log, "locked", [GOOD])
-    time.sleep(0.5)
-    assert log.written == 0 and log.write_failures > 0
-    blocker.rollback()
-    blocker.close()
-    assert log.flush(10.0)
-    log.close()
-    assert read_predictions(path)["request_id"].tolist() == ["locked"]
-
-
-def test_inference_log_scores_the_shadow_off_the_response_path(tmp_path: Path) -> None:
-    path = tmp_path / "log.sqlite"
-    shadow = FakeVersion()
-    log = InferenceLog(path, flush_interval=0.05, shadow=lambda: shadow)
-    _queue(log, "a", [GOOD])
-    _queue(log, "b", [GOOD, GOOD])
-    log.close()
-    df = read_predictions(path)
-    assert set(df["shadow_version"]) == {"v9"} and set(df["shadow_prediction"]) == {"bad"}
-    assert set(df["prediction"]) == {"good"}
-    assert df["shadow_probabilities"][0] == {"bad": 0.75, "good": 0.25}
-
-
-def test_inference_log_reads_column_batches_back_as_records(tmp_path: Path) -> None:
-    path = tmp_path / "log.sqlite"
-    shadow = FakeVersion()
-    log = InferenceLog(path, flush_interval=0.05, shadow=lambda: shadow)
-    columns = {"Age": [30, 41, 52], "Home": ["rent", None, "owner"]}
-    log.predictions("cols", time.time(), "v1", contract.ColumnRecords(columns, 3),
-                    np.array(["good", "bad", "good"], dtype=object),
-                    np.array([[0.1, 0.9], [0.7, 0.3], [0.2, 0.8]]), ["bad", "good"], 1.0)
-    log.feedback([("cols", 2, "bad")], time.time())
-    log.close()
-    df = read_predictions(path)
-    assert df["inputs"].tolist() == [{"Age": 30, "Home": "rent"}, {"Age": 41, "Home": None},
-                                     {"Age": 52, "Home": "owner"}]
-    assert df["prediction"].tolist() == ["good", "bad", "good"]
-    assert df["probabilities"][1] == {"bad": 0.7, "good": 0.3}
-    assert df["label"].tolist()[2] == "bad" and df["shadow_prediction"].tolist() == ["bad"] * 3
-    assert features(df)["Age"].tolist() == [30, 41, 52]
-
-
-def test_inference_log_is_written_by_concurrent_writers(tmp_path: Path) -> None:
-    path = tmp_path / "log.sqlite"
-    logs = [InferenceLog(path, flush_interval=0.01) for _ in range(2)]
-
-    def work(k: int) -> None:
-        for i in range(300):
-            _queue(logs[k], f"w{k}-{i}", [GOOD])
-
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for log in logs:
-        log.close()
-    assert len(read_predictions(path)) == 600
+    assert inference_log.InferenceLog is InferenceLog
+    with pytest.raises(AttributeError):
+        inference_log.NoSuchThing  # noqa: B018

@@ -31,10 +31,10 @@ def test_the_document_lists_every_answer_the_service_gives() -> None:
     detail = doc["components"]["schemas"]["InvalidArgument"]["properties"]["detail"]
     assert {"type": "array", "items": {"type": "object"}} in detail["anyOf"]
     predict = doc["paths"]["/predict"]["post"]
-    assert {"200", "400", "408", "413", "415"} == set(predict["responses"])
+    assert {"200", "400", "408", "413", "415", "503"} == set(predict["responses"])
     assert predict["requestBody"]["required"] is True
     reload = doc["paths"]["/admin/reload"]["post"]
-    assert {"401", "403", "409"} <= set(reload["responses"])
+    assert {"401", "403", "409"} <= set(reload["responses"]) and "503" not in reload["responses"]
     assert "required" not in reload["requestBody"]  # an empty body is fine there
     assert reload["requestBody"]["content"]["application/json"]["schema"]["properties"]["ref"][
         "nullable"] is True

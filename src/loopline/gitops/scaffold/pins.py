@@ -23,6 +23,7 @@ from importlib import metadata
 from pathlib import Path
 
 from loopline.core.errors import LooplineError
+from loopline.core.files import write_bytes
 
 LOCK = "requirements.lock"
 VENDOR = "vendor"
@@ -136,7 +137,7 @@ def build_wheel(dest_dir: Path) -> Path:
             entry.external_attr = 0o644 << 16
             entry.compress_type = zipfile.ZIP_DEFLATED
             zf.writestr(entry, raw)
-    path.write_bytes(buf.getvalue())
+    write_bytes(path, buf.getvalue())
     return path
 
 

@@ -2,6 +2,12 @@
 
 Everything the user can get wrong (the directory, the artifact name, the target column and
 its classes, the positive class) is checked here, before anything is written.
+
+Each column gets a role (:func:`column_roles`): a unique identifier becomes ``id_column``,
+the first date or timestamp ``order_column`` (a time-ordered split is offered), free text
+and very high cardinality text, constant and empty columns are left out of the features
+with a one-line note; ``--drop``, ``--id`` and ``--time`` override. The decisions are data
+(:class:`Column`), rendered by :mod:`loopline.gitops.scaffold.render` and printed by init.
 """
 
 from __future__ import annotations
@@ -14,6 +20,27 @@ from loopline.core.errors import LooplineError
 from loopline.core.names import NAME_HINT, NAME_RE
 
 
+FEATURE, TARGET, ID, ORDER, DROPPED = "feature", "target", "id", "order", "left out"
+#: a unique column whose name says "identifier"
+ID_NAME = re.compile(r"(^|[^a-z])(id|ids|key|uuid|guid|index|idx)([^a-z]|$)|^unnamed: ?\d+$|^row",
+                     re.IGNORECASE)
+#: text that starts like a date (2024-01-31, 31/01/2024, 2024/1/31 10:00)
+DATE_TEXT = re.compile(r"^\s*(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})")
+
+
+@dataclass(frozen=True)
+class Column:
+    """What init decided for one column of the data, and why (one line)."""
+
+    name: str
+    role: str          # feature | target | id | order | left out
+    kind: str          # numeric | categorical | text | date | empty
+    note: str = ""
+
+    def as_dict(self) -> dict:
+        return {"column": self.name, "role": self.role, "kind": self.kind, "note": self.note}
+
+
 @dataclass(frozen=True)
 class Plan:
     """Everything ``init`` will write, decided (and checked) before anything is written."""
@@ -23,11 +50,26 @@ class Plan:
     data_name: str                 # the conf/data option: conf/data/<data_name>.yaml
     artifact: str
     target: str
-    positive_class: str
+    positive_class: str | None     # binary targets only
     classes: dict[str, int]        # class -> rows, most frequent first
     rows: int
     schema: dict = field(repr=False)
     example: dict = field(repr=False)  # one row's features, for the README's /predict call
+    columns: tuple[Column, ...] = ()   # the decision per column, in the data's order
+    split_method: str = "random"   # random | time (train on earlier rows, test on later)
+
+    @property
+    def id_column(self) -> str | None:
+        return next((c.name for c in self.columns if c.role == ID), None)
+
+    @property
+    def order_column(self) -> str | None:
+        return next((c.name for c in self.columns if c.role == ORDER), None)
+
+    @property
+    def drop(self) -> list[str]:
+        """Columns kept in the data (and its schema) but left out of the features."""
+        return [c.name for c in self.columns if c.role == DROPPED]
 
     @property
     def source(self) -> str:
@@ -88,8 +130,8 @@ def target_classes(df, target: str) -> dict[str, int]:  # noqa: ANN001
     if empty:
         raise LooplineError(f"target {target!r} has {empty} empty value(s): remove those rows "
                             "or fill them before `loopline init`")
+    names = infer_schema(df[[target]], target)["columns"][target]["categories"]  # regression: refused
     _check_label_text(df[target], target)
-    names = infer_schema(df[[target]], target)["columns"][target]["categories"]
     counts = df[target].astype(str).value_counts()
     classes = {c: int(counts.get(c, 0)) for c in sorted(names, key=lambda c: -counts.get(c, 0))}
     if len(classes) < 2:
@@ -115,8 +157,14 @@ def _check_label_text(col, target: str) -> None:  # noqa: ANN001
                             f"{canonical[odd.index[0]]!r}: store the classes as words or integers")
 
 
-def positive_class(classes: dict[str, int], target: str, requested: str | None) -> str:
-    """``--positive-class`` (checked), else the minority class (ties: first by name)."""
+def positive_class(classes: dict[str, int], target: str, requested: str | None) -> str | None:
+    """``--positive-class`` (checked), else the minority class (ties: first by name); None
+    for more than two classes, whose metrics are macro averages over every class."""
+    if len(classes) > 2:
+        if requested is not None:
+            raise LooplineError(f"--positive-class applies to a target with two classes; "
+                                f"{target!r} has {len(classes)} (metrics are macro averages)")
+        return None
     if requested is None:
         return min(sorted(classes), key=lambda c: classes[c])
     if requested not in classes:
@@ -125,22 +173,137 @@ def positive_class(classes: dict[str, int], target: str, requested: str | None) 
     return requested
 
 
-def example_record(df, schema: dict, target: str) -> dict:  # noqa: ANN001
+def example_record(df, schema: dict, target: str, features: list[str] | None = None) -> dict:  # noqa: ANN001
     """The features of the first complete row (else of the first row, gaps left out)."""
-    complete = df.dropna()
-    row = (complete if len(complete) else df).iloc[0]
+    features = list(schema["columns"]) if features is None else features
+    complete = df[features].dropna()
+    row = df.loc[complete.index[0]] if len(complete) else df.iloc[0]
     out = {}
     for name, rule in schema["columns"].items():
         value = row[name]
-        if name == target or value is None or value != value:  # NaN != NaN
+        if name == target or name not in features or value is None or value != value:  # NaN != NaN
             continue
         value = value.item() if hasattr(value, "item") else value
         out[name] = int(value) if rule["type"] == "integer" else value
     return out
 
 
+# ------------------------------------------------------------------------- columns
+
+
+def _is_date(col) -> bool:  # noqa: ANN001
+    """Text whose values (nearly all) read as dates or timestamps, or a datetime dtype."""
+    import pandas as pd
+
+    if pd.api.types.is_datetime64_any_dtype(col):
+        return True
+    if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+        return False
+    values = col.dropna().astype(str)
+    if values.empty or not values.head(20).str.match(DATE_TEXT).all():
+        return False
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "could not infer format": then it is no date
+        parsed = pd.to_datetime(values, errors="coerce")
+    return bool(parsed.notna().mean() >= 0.99)
+
+
+def _is_identifier(col, name: str, rows: int) -> bool:  # noqa: ANN001
+    """A column with a distinct value on every row that says so: an id-like name, a run
+    of consecutive whole numbers (a row index), or text codes without spaces."""
+    import numpy as np
+    import pandas as pd
+
+    if rows < 2 or col.isna().any() or col.nunique() != rows:
+        return False
+    if ID_NAME.search(name):
+        return True
+    if pd.api.types.is_bool_dtype(col):
+        return False
+    if pd.api.types.is_numeric_dtype(col):
+        values = col.astype("float64")
+        whole = bool(np.all(values == np.round(values)))
+        return whole and float(values.max() - values.min()) == rows - 1
+    return not col.astype(str).str.contains(r"\s").any()
+
+
+def _kind(rule: dict) -> str:
+    return "numeric" if rule["type"] in ("integer", "float", "boolean") else "categorical"
+
+
+def column_roles(df, target: str, schema: dict, *, drop: tuple[str, ...] = (),  # noqa: ANN001
+                 id_column: str | None = None, time_column: str | None = None) -> list[Column]:
+    """The role of every column (module docstring); the overrides are checked here.
+
+    Raises:
+        LooplineError: an override names an unknown column, the target, or a column that
+            cannot be what it is asked to be (an id with repeats, a time that is no date).
+    """
+    import pandas as pd
+
+    from loopline.pipeline.schema import MAX_CATEGORIES
+
+    names = [c for c in schema["columns"]]
+    for opt, cols in (("--drop", drop), ("--id", [id_column] if id_column else []),
+                      ("--time", [time_column] if time_column else [])):
+        for c in cols:
+            if c not in names:
+                raise LooplineError(f"{opt} {c!r} is not a column of the data (columns: "
+                                    f"{', '.join(names)})")
+            if c == target:
+                raise LooplineError(f"{opt} {c!r} is the target")
+    rows = len(df)
+    if id_column and (df[id_column].isna().any() or df[id_column].nunique() != rows):
+        raise LooplineError(f"--id {id_column!r} is not a unique identifier: it has repeated or "
+                            "empty values")
+    if time_column and not (pd.api.types.is_numeric_dtype(df[time_column])
+                            or _is_date(df[time_column])):
+        raise LooplineError(f"--time {time_column!r} holds values that are neither dates nor "
+                            "numbers")
+    out, have_id, have_order = [], id_column, time_column
+    for name in names:
+        rule, col = schema["columns"][name], df[name]
+        kind = _kind(rule)
+        if name == target:
+            out.append(Column(name, TARGET, "categorical", f"{len(rule['categories'])} classes"))
+        elif name in drop:
+            out.append(Column(name, DROPPED, kind, "--drop"))
+        elif name == id_column:
+            out.append(Column(name, ID, kind, "unique identifier (--id): the row id, not a feature"))
+        elif name == time_column:
+            out.append(Column(name, ORDER, "date", "time order (--time): rows sorted by it, "
+                                                   "split: time"))
+        elif col.notna().sum() == 0:
+            out.append(Column(name, DROPPED, "empty", "every value is missing"))
+        elif col.nunique(dropna=True) == 1:
+            out.append(Column(name, DROPPED, kind, f"constant ({col.dropna().iloc[0]!r})"))
+        elif _is_identifier(col, name, rows):
+            if have_id:
+                out.append(Column(name, DROPPED, kind, "another unique identifier"))
+            else:
+                have_id = name
+                out.append(Column(name, ID, kind, "unique identifier: the row id, not a feature"))
+        elif kind == "categorical" and _is_date(col):
+            if have_order:
+                out.append(Column(name, DROPPED, "date", "another date column"))
+            else:
+                have_order = name
+                out.append(Column(name, ORDER, "date", "dates: rows sorted by it (split.method: "
+                                                       "time would test on the latest rows)"))
+        elif kind == "categorical" and rule.get("categories") is None:
+            n = col.nunique(dropna=True)
+            out.append(Column(name, DROPPED, "text", f"free text ({n:,} distinct values, "
+                                                     f"over {MAX_CATEGORIES} for a category)"))
+        else:
+            out.append(Column(name, FEATURE, kind))
+    return out
+
+
 def make_plan(dest: Path, data: Path, target: str, *, positive: str | None = None,
-              name: str | None = None) -> Plan:
+              name: str | None = None, drop: tuple[str, ...] = (), id_column: str | None = None,
+              time_column: str | None = None) -> Plan:
     """Check the user's input and decide everything ``init`` writes; writes nothing."""
     from loopline.pipeline.schema import infer_schema
 
@@ -149,7 +312,14 @@ def make_plan(dest: Path, data: Path, target: str, *, positive: str | None = Non
     df = read_data(data)
     classes = target_classes(df, target)
     schema = infer_schema(df, target)
+    columns = column_roles(df, target, schema, drop=tuple(drop), id_column=id_column,
+                           time_column=time_column)
+    features = [c.name for c in columns if c.role == FEATURE]
+    if not features:
+        raise LooplineError("no column is left to learn from: every column other than the "
+                            "target was left out (see --drop, --id, --time)")
     return Plan(dest=dest, data_file=data, data_name=slug(data.name.split(".")[0]) or "data",
                 artifact=artifact, target=target,
                 positive_class=positive_class(classes, target, positive), classes=classes,
-                rows=len(df), schema=schema, example=example_record(df, schema, target))
+                rows=len(df), schema=schema, example=example_record(df, schema, target, features),
+                columns=tuple(columns), split_method="time" if time_column else "random")

@@ -74,6 +74,9 @@ def render_config(template: str, plan: Plan) -> str:
     for group, option in own_options(template):
         text = _sub_once(rf"^(  - {re.escape(group)}: ){re.escape(option)}\b.*$", r"\g<1>default",
                          text, f"{CONFIG_YAML} {group}")
+    if plan.drop:  # conf/features/<data>.yaml: the default, less the columns init left out
+        text = _sub_once(r"^(  - features: )default\b", rf"\g<1>{plan.data_name}", text,
+                         f"{CONFIG_YAML} features")
     return _set_value(text, "artifact", plan.artifact, f"{CONFIG_YAML} artifact")
 
 
@@ -104,6 +107,34 @@ def _line(key: str, value: str, comment: str) -> str:
     return f"{text.ljust(30)} # {comment}"
 
 
+def _opt(value: str | None) -> str:
+    return "null" if value is None else _q(value)
+
+
+def _positive(plan: Plan) -> str:
+    if plan.positive_class is None:
+        return _line("positive_class", "null", f"{len(plan.classes)} classes: metrics are macro "
+                                                "averages over them")
+    return _line("positive_class", _q(plan.positive_class), POSITIVE_NOTE)
+
+
+def _split_method(plan: Plan) -> str:
+    note = ("train on the earlier rows, test on the latest" if plan.split_method == "time" else
+            f"or time: train on rows before, test on the latest by {plan.order_column}"
+            if plan.order_column else "random | time (needs order_column)")
+    return "  " + _line("method", plan.split_method, note).replace("  #", "#", 1)
+
+
+def features_config(plan: Plan) -> str:
+    """conf/features/<name>.yaml: loopline's default features, less the columns left out."""
+    import json
+
+    notes = "\n".join(f"#   {c.name}: {c.note}" for c in plan.columns if c.role == "left out")
+    return (f"# Written by `loopline init`: columns kept in the data but not used as features.\n"
+            f"{notes}\ndefaults:\n  - default\n  - _self_\n\n"
+            f"drop: [{', '.join(json.dumps(c, ensure_ascii=False) for c in plan.drop)}]\n")
+
+
 def data_config(plan: Plan) -> str:
     """conf/data/<name>.yaml: where the data is, what to predict, and its inferred schema."""
     from loopline.pipeline.schema import schema_yaml
@@ -118,11 +149,12 @@ name: {plan.data_name}
 {_line("source", _q(plan.source), "CSV or Parquet, relative to the repo root")}
 format: auto                   # auto | csv | parquet
 target: {_q(plan.target)}
-{_line("positive_class", _q(plan.positive_class), POSITIVE_NOTE)}
-id_column: null                # a unique id column; null = a hash of each row's content
-order_column: null             # a time/order column, if the data has one
+{_positive(plan)}
+{_line("id_column", _opt(plan.id_column), "a unique id column; null = a hash of each row's content")}
+{_line("order_column", _opt(plan.order_column), "a time/order column, if the data has one")}
 
 split:
+{_split_method(plan)}
   test_size: 0.2
   stratify: true
   seed: ${{seed}}
@@ -242,6 +274,8 @@ def instance_files(plan: Plan, shared: dict[str, bytes]) -> dict[str, bytes]:
             raw = render_dvc_yaml(raw.decode()).encode()
         out[rel] = raw
     out[f"conf/data/{plan.data_name}.yaml"] = data_config(plan).encode()
+    if plan.drop:
+        out[f"conf/features/{plan.data_name}.yaml"] = features_config(plan).encode()
     out[INSTANCE_README] = readme(plan).encode()
     out[".gitignore"] = GITIGNORE.encode()
     out[".dvcignore"] = DVCIGNORE.encode()

@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 from loopline.core.dvc import dvc
-from loopline.core.files import copy_file, write_atomic, write_bytes, write_text
+from loopline.core.files import copy_file, write_atomic, write_text
 from loopline.core.git import git
 from loopline.core.layout import WORKFLOWS_DIR
 from loopline.gitops.scaffold import pins
@@ -36,10 +36,7 @@ def _write(dest: Path, plan: Plan) -> list[str]:
         written[rel] = pins.workflow_install(written[rel].decode()).encode()
     written.update(pins.install_files(dest))
     for rel, raw in written.items():
-        if rel.endswith(".sh"):  # scripts/deploy.sh: a hook the workflows run
-            write_atomic(dest / rel, chunks=[raw], executable=True)
-        else:
-            write_bytes(dest / rel, raw)
+        write_atomic(dest / rel, chunks=[raw], executable=rel.endswith(".sh"))
     (dest / "data").mkdir(exist_ok=True)
     copy_file(plan.data_file, dest / plan.source)
     return sorted([*written, f"{pins.VENDOR}/"])
@@ -86,13 +83,15 @@ def _undo(dest: Path, created: Path | None) -> None:
 
 
 def run(dest: Path, data: Path, target: str, *, positive: str | None = None,
-        name: str | None = None) -> dict:
+        name: str | None = None, drop: tuple[str, ...] = (), id_column: str | None = None,
+        time_column: str | None = None) -> dict:
     """Scaffold, commit and describe a new instance in ``dest``.
 
     See :mod:`loopline.gitops.scaffold`.
     """
     dest = Path(dest).absolute()
-    plan = make_plan(dest, Path(data), target, positive=positive, name=name)
+    plan = make_plan(dest, Path(data), target, positive=positive, name=name, drop=tuple(drop),
+                     id_column=id_column, time_column=time_column)
     created = _missing_top(dest)
     dest.mkdir(parents=True, exist_ok=True)
     try:
@@ -105,17 +104,26 @@ def run(dest: Path, data: Path, target: str, *, positive: str | None = None,
             "positive_class": plan.positive_class, "classes": plan.classes,
             "columns": list(plan.schema["columns"]), "rows": plan.rows, "data": plan.source,
             "data_config": f"conf/data/{plan.data_name}.yaml", "commit": commit,
-            "workflows": [f for f in files_written if f.startswith(f"{WORKFLOWS_DIR}/")]}
+            "workflows": [f for f in files_written if f.startswith(f"{WORKFLOWS_DIR}/")],
+            "decisions": [c.as_dict() for c in plan.columns], "id_column": plan.id_column,
+            "order_column": plan.order_column, "split_method": plan.split_method,
+            "drop": plan.drop}
 
 
 def summary(res: dict) -> str:
     """The human summary of :func:`run`'s result: what was created and what to do next."""
     classes = ", ".join(res["classes"])
     workflows = (f"\n  workflows {', '.join(res['workflows'])}" if res["workflows"] else "")
+    positive = (f"positive class {res['positive_class']!r}" if res["positive_class"] is not None
+                else "multiclass: macro-averaged metrics")
+    width = max((len(d["column"]) for d in res.get("decisions", [])), default=0)
+    decided = "".join(f"\n    {d['column'].ljust(width)}  {d['role']:<8} {d['kind']:<12} {d['note']}".rstrip()
+                      for d in res.get("decisions", []))
     return f"""\
 Created loopline instance {res['path']} (artifact {res['artifact']}, commit {res['commit'][:12]})
   data      {res['data']}: {res['rows']:,} rows, {len(res['columns'])} columns
-  target    {res['target']} ({classes}); positive class {res['positive_class']!r}
+  target    {res['target']} ({classes}); {positive}
+  columns   (role, kind, why){decided}
   config    conf/config.yaml, {res['data_config']} (inferred schema: review it), params.yaml
   pipeline  dvc.yaml, .dvc/config (autostage, Hydra), reports/champion.json, README.md\
 {workflows}

@@ -5,8 +5,10 @@ so serving needs only onnxruntime and a model frame
 (:func:`loopline.model.features.to_model_frame`). Graph contract (what :func:`convert`
 produces):
 
-* one input per column, named after it: numeric columns ``tensor(double)[N, 1]``,
-  categorical columns ``tensor(string)[N, 1]`` with ``""`` for missing;
+* one input per column: numeric columns ``tensor(double)[N, 1]``, categorical columns
+  ``tensor(string)[N, 1]`` with ``""`` for missing; skl2onnx names the inputs after the
+  columns in word characters, and metadata ``loopline.inputs`` maps each user column to
+  its input (:func:`loopline.model.feeds.input_names`);
 * output ``label`` (``classes[argmax(probabilities)]``, sklearn's rule, first class on
   ties) and ``probabilities`` (plain ``[N, n_classes]`` tensor, no ZipMap, column order
   of ``classes``); probabilities are float32 for tree models, float64 otherwise;
@@ -34,6 +36,7 @@ from skl2onnx.common.data_types import DoubleTensorType, StringTensorType
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 
+from loopline.model.feeds import META_INPUTS, input_names
 from loopline.model.onnx import imputers, trees
 from loopline.model.runtime import (
     LABEL_OUTPUT,
@@ -147,10 +150,12 @@ def convert(pipeline: Any, numeric: list[str], categorical: list[str]) -> bytes:
         names = [o.name for o in onx.graph.output]
         raise ValueError(f"expected a classifier with outputs label/probabilities, got {names}")
     _relabel(onx, model.classes_)
+    names = input_names([*numeric, *categorical], [i.name for i in onx.graph.input])
     helper.set_model_props(
         onx,
         {
             META_CLASSES: _json_classes(model.classes_),
+            META_INPUTS: json.dumps(names, ensure_ascii=False),
             META_NUMERIC: json.dumps(list(numeric)),
             META_CATEGORICAL: json.dumps(list(categorical)),
             "loopline.sklearn_version": sklearn.__version__,

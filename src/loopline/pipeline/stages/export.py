@@ -4,8 +4,9 @@ The ONNX graph carries imputation, scaling and one-hot encoding, so serving need
 but onnxruntime. Parity compares ONNX and scikit-learn on every test row: the same class
 everywhere and probabilities within ``export.parity_atol``; otherwise the stage fails and
 shows the worst rows. The model card (JSON and markdown) traces the model to its code,
-data and params: data hashes, params, metrics, git commit and the dvc.lock hashes of the
-stages that produced it.
+data and params: data hashes, params, metrics and the dvc.lock hashes of the stages that produced
+it. It holds nothing that differs between two machines reproducing one commit (no commit
+id, no clock): the commit that produced a model is recorded by its registry tag.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from loopline.config.params import Params
 from loopline.core.dvc import read_lock
 from loopline.core.errors import LooplineError
 from loopline.core.files import Outputs, md5_file, read_json
-from loopline.core.git import git_out
 from loopline.core.layout import (
     CARD_JSON,
     CARD_MD,
@@ -37,13 +37,6 @@ from loopline.core.names import METRICS
 from loopline.pipeline.tabular import ROW_ID, feature_columns, load_split, xy
 
 UPSTREAM = ("ingest", "validate", "prepare", "train", "evaluate")
-
-
-def git_info(root: Path) -> dict:
-    """HEAD commit and whether the work tree has uncommitted changes (None outside git)."""
-    commit = git_out(root, "rev-parse", "HEAD")
-    status = git_out(root, "status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 
 def lock_lineage(root: Path) -> dict:
@@ -97,7 +90,7 @@ def build_card(params: Params, root: Path, onnx_bytes: bytes, classes: list[str]
         "slice_column": slices.get("column"),
         "importance": imp.get("features", [])[:10],
         "search": {k: search.get(k) for k in ("method", "scoring", "cv", "n_candidates", "best_score",
-                                               "best_std", "backend")},
+                                               "best_std")},
         "parity": {k: parity_report[k] for k in ("passed", "rows", "max_abs_diff", "label_mismatches", "atol")},
         "data": {
             "source": params.data.source,
@@ -113,7 +106,7 @@ def build_card(params: Params, root: Path, onnx_bytes: bytes, classes: list[str]
             "onnx_sha256": hashlib.sha256(onnx_bytes).hexdigest(),
             "onnx_bytes": len(onnx_bytes),
         },
-        "lineage": {"git": git_info(root), "dvc_lock": lock_lineage(root)},
+        "lineage": {"dvc_lock": lock_lineage(root)},
         "created_by": f"loopline {__version__}",
     }
 
@@ -127,8 +120,7 @@ def card_markdown(card: dict) -> str:
              f"- ONNX sha256: `{card['model_files']['onnx_sha256']}`",
              f"- data: `{card['data']['source']}` (raw md5 `{card['data']['raw_md5']}`)",
              f"- params hash: `{card['params_hash']}`",
-             f"- git commit: `{card['lineage']['git']['commit']}`"
-             + (" (uncommitted changes)" if card["lineage"]["git"]["dirty"] else ""),
+             "- commit: the one its registry tag (`loopline history`) points at",
              "", "## Held-out metrics", "", "| metric | value |", "|---|---|"]
     for k in METRICS:
         if m.get(k) is not None:

@@ -4,9 +4,17 @@ Evidently (0.7: Report, Dataset, DataDefinition) computes the candidate's classi
 quality on the held-out split, scored by the exported ONNX model (what will be served),
 and per-column data drift between the training split (reference) and the held-out split
 (current). loopline turns those values into explicit checks configured in conf/gate:
-absolute minimums and maximums, candidate ≥ champion − tolerance on the same rows,
-per-slice minimums and the largest gap between slices, the share of drifted features, and
-ONNX parity. Evidently's preset auto-tests (two-sided ±20% heuristics) decide nothing.
+margins over the class-prior model (it predicts the training split's class shares for
+every row: bounds that fit any data set), absolute minimums and maximums, candidate ≥
+champion − tolerance on the same rows, per-slice minimums and the largest gap between
+slices, the share of drifted features, and ONNX parity. Evidently's preset auto-tests
+(two-sided ±20% heuristics) decide nothing.
+
+Drift is decided by :mod:`loopline.model.drift` with tests chosen by sample size
+(``auto``, the default: two-sample tests at ``significance`` while the smaller split has at
+most 1,000 rows, distances above), so independent splits of one data set do not drift by
+chance at any size; the Evidently page shows the same columns with the closest of its own
+tests. Methods named in conf/gate (Evidently's names) are computed by Evidently.
 
 Inside ``dvc repro`` a failed verdict is recorded, not raised, so the pull-request report
 can show it; ``loopline gate`` and ``loopline run`` exit 1 on it.
@@ -14,6 +22,7 @@ can show it; ``loopline gate`` and ``loopline run`` exit 1 on it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from loopline.config.params import Params
-from loopline.config.pipeline import GateConfig
+from loopline.config.pipeline import BASELINE_METRICS, GateConfig
 from loopline.core.errors import LooplineError
 from loopline.core.files import Outputs, read_json, sha256_file
 from loopline.core.layout import (
@@ -49,7 +58,7 @@ _P_VALUE_METHODS = {"ks", "chisquare", "z", "anderson", "cramer_von_mises", "man
 @dataclass
 class Check:
     name: str
-    kind: str  # absolute | champion | slice | fairness | drift | parity
+    kind: str  # baseline | absolute | champion | slice | fairness | drift | parity
     value: float | None
     threshold: float | None
     op: str  # ">=" or "<="
@@ -72,39 +81,58 @@ def compare(name: str, kind: str, value: float | None, threshold: float, op: str
 # ------------------------------------------------------------------- evidently
 
 
+def _prediction_column(target: str, classes: list[str]) -> str:
+    """The predicted-label column's name: one that is neither the target nor a class."""
+    name = "prediction"
+    while name == target or name in classes:
+        name = f"_{name}"
+    return name
+
+
+def _proba_columns(target: str, classes: list[str]) -> list[str]:
+    """Probability columns: ``proba`` (binary), else named by the class labels themselves,
+    which is what Evidently's multiclass metrics look for."""
+    return ["proba"] if len(classes) == 2 else list(classes)
+
+
 def _definition(numeric: list[str], categorical: list[str], target: str | None = None,
                 positive: str | None = None, classes: list[str] | None = None):
     from evidently import BinaryClassification, DataDefinition, MulticlassClassification
 
     if target is None:
         return DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
-    if len(classes or []) == 2:
-        cls = [BinaryClassification(target=target, prediction_labels="prediction",
+    classes = classes or []
+    pred = _prediction_column(target, classes)
+    if len(classes) == 2:
+        cls = [BinaryClassification(target=target, prediction_labels=pred,
                                     prediction_probas="proba", pos_label=positive)]
     else:
-        cls = [MulticlassClassification(target=target, prediction_labels="prediction",
-                                        prediction_probas=[f"proba_{c}" for c in classes or []])]
+        cls = [MulticlassClassification(target=target, prediction_labels=pred,
+                                        prediction_probas=_proba_columns(target, classes))]
     return DataDefinition(numerical_columns=numeric, categorical_columns=categorical, classification=cls)
 
 
-def scored_frame(y: np.ndarray, proba: np.ndarray, classes: list[str], positive: str, target: str) -> pd.DataFrame:
+def scored_frame(y: np.ndarray, proba: np.ndarray, classes: list[str], positive: str | None,
+                 target: str) -> pd.DataFrame:
     """Target, predicted label and probabilities in the layout Evidently expects."""
-    frame = pd.DataFrame({target: y, "prediction": np.asarray(classes)[proba.argmax(axis=1)]})
+    frame = pd.DataFrame({target: np.asarray(y).astype(str),
+                          _prediction_column(target, classes): np.asarray(classes)[proba.argmax(axis=1)]})
     if len(classes) == 2:
         frame["proba"] = proba[:, classes.index(positive)]
     else:
         for i, c in enumerate(classes):
-            frame[f"proba_{c}"] = proba[:, i]
+            frame[c] = proba[:, i]
     return frame
 
 
-def quality_report(frame: pd.DataFrame, target: str, positive: str, classes: list[str]):
+def quality_report(frame: pd.DataFrame, target: str, positive: str | None, classes: list[str]):
     """Evidently classification quality of one scored frame; returns (values, snapshot)."""
     from evidently import Dataset, Report
     from evidently.presets import ClassificationPreset
 
-    prob_cols = [c for c in frame.columns if c.startswith("proba")]
-    dd = _definition(prob_cols, [target, "prediction"], target, positive, classes)
+    prob_cols = _proba_columns(target, classes)
+    dd = _definition(prob_cols, [target, _prediction_column(target, classes)], target, positive,
+                     classes)
     snap = Report([ClassificationPreset()]).run(
         current_data=Dataset.from_pandas(frame, data_definition=dd), reference_data=None)
     values: dict[str, float] = {}
@@ -115,34 +143,103 @@ def quality_report(frame: pd.DataFrame, target: str, positive: str, classes: lis
     return values, snap
 
 
+# loopline's sample-size-aware tests -> the closest Evidently test, for the HTML page
+_EV_NAMES = {"chi2_homogeneity": "chisquare"}
+
+
+def _sized_rows(reference: pd.DataFrame, current: pd.DataFrame, numeric: list[str],
+                categorical: list[str], cfg) -> dict[str, dict]:
+    """loopline's drift verdicts for the columns whose method is ``auto``."""
+    from loopline.config.pipeline import AUTO_DRIFT
+    from loopline.model.drift import column_drift
+
+    rows = {}
+    for col in numeric + categorical:
+        is_num = col in numeric
+        if col in cfg.per_column or (cfg.num_method if is_num else cfg.cat_method) != AUTO_DRIFT:
+            continue
+        d = column_drift(col, reference[col], current[col], numeric=is_num, sized=True,
+                         threshold=cfg.threshold, significance=cfg.significance)
+        rows[col] = {"column": col, "method": d.method, "threshold": round(d.threshold, 6),
+                     "value": None if not np.isfinite(d.value) else round(d.value, 6),
+                     "drifted": bool(d.drifted), "kind": d.kind}
+    return rows
+
+
 def drift_report(reference: pd.DataFrame, current: pd.DataFrame, numeric: list[str],
                  categorical: list[str], cfg) -> tuple[list[dict], Any]:
-    """Per-column Evidently drift tests; returns ([{column, method, threshold, value, drifted}], snapshot)."""
+    """Per-column drift tests; returns ([{column, method, threshold, value, drifted}], snapshot).
+
+    ``auto`` columns are decided by :func:`_sized_rows`, the others by Evidently; the
+    Evidently snapshot covers every column either way (for the HTML page).
+    """
     from evidently import Dataset, Report
     from evidently.presets import DataDriftPreset
 
+    from loopline.config.pipeline import AUTO_DRIFT
+
     cols = numeric + categorical
-    kwargs: dict[str, Any] = dict(columns=cols, num_method=cfg.num_method, cat_method=cfg.cat_method,
-                                  per_column_method=dict(cfg.per_column) or None)
+    sized = _sized_rows(reference, current, numeric, categorical, cfg)
+    # Evidently refuses chi-square on numeric columns: there it chooses its own test
+    shown = {c: r for c, r in sized.items() if not (c in numeric and r["method"] in _EV_NAMES)}
+    per_column = {c: _EV_NAMES.get(r["method"], r["method"]) for c, r in shown.items()}
+    per_column.update(cfg.per_column)
+    kwargs: dict[str, Any] = dict(
+        columns=cols, per_column_method=per_column or None,
+        num_method=None if cfg.num_method == AUTO_DRIFT else cfg.num_method,
+        cat_method=None if cfg.cat_method == AUTO_DRIFT else cfg.cat_method,
+        per_column_threshold={c: r["threshold"] for c, r in shown.items()} or None)
     if cfg.threshold is not None:
         kwargs.update(num_threshold=cfg.threshold, cat_threshold=cfg.threshold)
     dd = _definition(numeric, categorical)
     snap = Report([DataDriftPreset(**kwargs)]).run(
         current_data=Dataset.from_pandas(current[cols], data_definition=dd),
         reference_data=Dataset.from_pandas(reference[cols], data_definition=dd))
-    rows = []
+    rows = dict(sized)
     for m in snap.dict()["metrics"]:
         conf = m["config"]
-        if conf["type"].endswith(":ValueDrift"):
+        if conf["type"].endswith(":ValueDrift") and conf["column"] not in rows:
             method, thr, value = conf["method"], conf["threshold"], float(m["value"])
             drifted = value < thr if method in _P_VALUE_METHODS else value >= thr
-            rows.append({"column": conf["column"], "method": method, "threshold": thr,
-                         "value": round(value, 6), "drifted": bool(drifted),
-                         "kind": "p-value" if method in _P_VALUE_METHODS else "distance"})
-    return rows, snap
+            rows[conf["column"]] = {"column": conf["column"], "method": method, "threshold": thr,
+                                    "value": round(value, 6), "drifted": bool(drifted),
+                                    "kind": "p-value" if method in _P_VALUE_METHODS else "distance"}
+    return [rows[c] for c in cols if c in rows], snap
 
 
 # --------------------------------------------------------------------- checks
+
+
+def prior_values(train_y: np.ndarray, y: np.ndarray, classes: list[str],
+                 positive: str | None) -> dict[str, float]:
+    """Metrics of the class-prior model on the held-out rows: it gives every row the
+    training split's class shares (a constant score ranks nothing: ROC AUC 0.5)."""
+    from loopline.model.metrics import classification_metrics
+
+    shares = pd.Series(np.asarray(train_y).astype(str)).value_counts(normalize=True)
+    proba = np.tile([float(shares.get(c, 0.0)) for c in classes], (len(y), 1))
+    values = classification_metrics(np.asarray(y).astype(str), proba, classes,
+                                    positive or classes[0])
+    out = {k: float(v) for k, v in values.items()
+           if k in BASELINE_METRICS and isinstance(v, (int, float))}
+    out["roc_auc"] = 0.5
+    return out
+
+
+def baseline_checks(values: dict[str, float], prior: dict[str, float], cfg: GateConfig) -> list[Check]:
+    """candidate ≥ prior + margin (≤ prior − margin where lower is better)."""
+    out = []
+    for k, margin in cfg.baseline.items():
+        lower = not higher_is_better(k)
+        base = prior.get(k)
+        if base is None:
+            out.append(Check(f"prior_{k}", "baseline", values.get(k), None, "<=" if lower else ">=",
+                             False, f"{k} of the class prior could not be computed"))
+            continue
+        thr = base - margin if lower else base + margin
+        out.append(compare(f"prior_{k}", "baseline", values.get(k), thr, "<=" if lower else ">=",
+                           f"{k} vs class prior ({base:.4f} {'-' if lower else '+'} margin {margin:g}):"))
+    return out
 
 
 def absolute_checks(values: dict[str, float], cfg: GateConfig) -> list[Check]:
@@ -160,7 +257,7 @@ def champion_checks(cand: dict[str, float], champ: dict[str, float] | None, cham
         name = f"champion_{k}"
         if not champion.get("version"):
             out.append(Check(name, "champion", cand.get(k), None, ">=", True,
-                             f"no champion in {ch.stage} yet: absolute checks only", skipped=True))
+                             f"no champion in {ch.stage} yet: nothing to compare with", skipped=True))
             continue
         if champ is None or champ.get(k) is None:
             out.append(Check(name, "champion", cand.get(k), None, ">=", False,
@@ -226,9 +323,15 @@ def markdown(doc: dict) -> str:
     icon = {True: "✅", False: "❌"}
     head = "PASS" if doc["verdict"] == "pass" else "FAIL"
     champ = doc["champion"]
+    base = doc.get("baseline") or {}
+    margins = ", ".join(f"{k} {'-' if not higher_is_better(k) else '+'} {v:g}"
+                        for k, v in base.get("margins", {}).items())
     lines = [f"## Gate: {head}", "",
+             *([f"Bounds fit the data: the candidate must beat the class-prior model (it predicts "
+                f"the training split's class shares) on the same rows by: {margins}.", ""]
+               if margins else []),
              (f"Champion: `{champ['version']}` ({champ['stage']})" if champ.get("version")
-              else f"No champion in `{champ.get('stage', 'prod')}` yet: absolute checks only."), "",
+              else f"No champion in `{champ.get('stage', 'prod')}` yet: no champion checks."), "",
              "| check | value | bound | result | reason |", "|---|---|---|---|---|"]
     for c in doc["checks"]:
         value = "n/a" if c["value"] is None else f"{c['value']:.4g}"
@@ -287,17 +390,20 @@ def evaluate_gate(root: Path, params: Params) -> tuple[dict, list[Any]]:
     numeric, categorical = feature_columns(params)
     train, test = load_split(root, params, "train"), load_split(root, params, "test")
     X, y = xy(test, params)
+    _, train_y = xy(train, params)
     target, positive = params.data.target, params.data.positive_class
     onnx_path = lay.model(MODEL_ONNX)
     proba, classes = _score_onnx(onnx_path, X)
+    classes = [str(c) for c in classes]
     cand, cand_snap = quality_report(scored_frame(y, proba, classes, positive, target), target, positive, classes)
+    prior = prior_values(train_y, y, classes, positive)
     drift_rows, drift_snap = drift_report(train, test, numeric, categorical, cfg.drift)
     champion_path = lay.report(CHAMPION_JSON)
     champion = read_json(champion_path) if champion_path.is_file() else {}
     champion.setdefault("stage", cfg.champion.stage)
     model = champion.pop("onnx_path", None)  # where it is, not what it is: not in the report
     champ_values, champ_snap = _champion_values(root, champion, model, X, y, target, positive)
-    checks = (absolute_checks(cand, cfg) + champion_checks(cand, champ_values, champion, cfg)
+    checks = (baseline_checks(cand, prior, cfg) + absolute_checks(cand, cfg) + champion_checks(cand, champ_values, champion, cfg)
               + slice_checks(read_json(lay.report(SLICES_JSON)), cfg) + drift_check(drift_rows, cfg)
               + parity_check(read_json(lay.report(PARITY_JSON)), cfg))
     doc = {
@@ -305,6 +411,9 @@ def evaluate_gate(root: Path, params: Params) -> tuple[dict, list[Any]]:
         "checks": [asdict(c) for c in checks],
         "failed": [c.name for c in checks if not c.passed and not c.skipped],
         "candidate": {"onnx_sha256": sha256_file(onnx_path), "metrics": {k: round(v, 6) for k, v in cand.items()}},
+        "baseline": {"model": "class prior (training split's class shares)",
+                     "metrics": {k: round(v, 6) for k, v in prior.items()},
+                     "margins": dict(cfg.baseline)},
         "champion": {**champion, "metrics": ({k: round(v, 6) for k, v in champ_values.items()}
                                              if champ_values else None)},
         "drift": drift_rows,
@@ -313,9 +422,26 @@ def evaluate_gate(root: Path, params: Params) -> tuple[dict, list[Any]]:
     return doc, [s for s in (cand_snap, drift_snap, champ_snap) if s is not None]
 
 
+_UUID = re.compile(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}")
+
+
+def stable_ids(text: str) -> str:
+    """Evidently's random ids (uuid4, with or without dashes) renumbered in order of first
+    appearance, so the same reports give the same page (its hash is in dvc.lock)."""
+    seen: dict[str, str] = {}
+
+    def renumber(m: re.Match) -> str:
+        h = seen.setdefault(m.group(0).replace("-", ""), f"{len(seen) + 1:032x}")
+        return h if "-" not in m.group(0) else f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+    return _UUID.sub(renumber, text)
+
+
 def save_html(snapshots: list[Any], path: Path) -> None:
-    """One Evidently HTML page: candidate quality and drift (and the champion's quality)."""
+    """One Evidently HTML page: candidate quality and drift (and the champion's quality),
+    with stable ids (:func:`stable_ids`)."""
     snapshots[0].save_html(str(path)) if len(snapshots) == 1 else _merge_html(snapshots, path)
+    path.write_text(stable_ids(path.read_text(encoding="utf-8")), encoding="utf-8")
 
 
 def _merge_html(snapshots: list[Any], path: Path) -> None:

@@ -50,6 +50,8 @@ def split(df: pd.DataFrame, target: str, cfg: Split) -> tuple[pd.DataFrame, pd.D
     """
     import math
 
+    if cfg.method == "time":
+        return _time_split(df, cfg)
     strat = df[target] if cfg.stratify else None
     if strat is not None:
         counts = strat.value_counts()
@@ -79,6 +81,19 @@ def split(df: pd.DataFrame, target: str, cfg: Split) -> tuple[pd.DataFrame, pd.D
     test = shuffled[in_test[order]]
     train = shuffled[~in_test[order]]
     return train.reset_index(drop=True), test.reset_index(drop=True)
+
+
+def _time_split(df: pd.DataFrame, cfg: Split) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train on the earlier rows, test on the latest ``test_size`` (ingest sorted the rows
+    by ``order_column``, ties by row id)."""
+    import math
+
+    n = len(df)
+    n_test = math.ceil(round(cfg.test_size * n, 9))
+    if not 0 < n_test < n:
+        raise LooplineError(f"cannot split the data with data.split: a test set of {n_test} of "
+                            f"{n} rows leaves a side empty")
+    return df.iloc[: n - n_test].reset_index(drop=True), df.iloc[n - n_test:].reset_index(drop=True)
 
 
 def _split_keys(row_ids: pd.Series, seed: int) -> np.ndarray:

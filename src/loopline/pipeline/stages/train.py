@@ -21,7 +21,7 @@ from loopline.config.params import Params
 from loopline.config.pipeline import Distribution, ModelConfig, SearchConfig, check_estimator
 from loopline.core.errors import LooplineError
 from loopline.core.files import Outputs
-from loopline.core.layout import MODEL_JOBLIB, SEARCH_JSON, Layout
+from loopline.core.layout import MODEL_JOBLIB, SEARCH_JSON, TIMINGS_JSON, Layout
 from loopline.model.metrics import scorer
 from loopline.pipeline.tabular import feature_columns, load_split, xy
 
@@ -147,6 +147,19 @@ def summarise(search, elapsed: float, backend: str, cfg: SearchConfig) -> dict:
             "candidates": candidates}
 
 
+def split_timings(summary: dict) -> tuple[dict, dict]:
+    """(the summary without wall-clock times and where it ran, those): reports/search.json is committed
+    and must be the same bytes on every machine that reproduces the commit, so the times
+    go to .loopline/timings.json, which Git ignores."""
+    doc = {k: v for k, v in summary.items() if k not in ("fit_seconds", "backend")}
+    doc["candidates"] = [{k: v for k, v in c.items() if k != "mean_fit_seconds"}
+                         for c in summary.get("candidates", [])]
+    timings = {"fit_seconds": summary.get("fit_seconds"), "backend": summary.get("backend"),
+               "candidates": [{"params": c["params"], "mean_fit_seconds": c.get("mean_fit_seconds")}
+                              for c in summary.get("candidates", [])]}
+    return doc, timings
+
+
 def train(X: pd.DataFrame, y: np.ndarray, params: Params) -> tuple[Any, dict]:
     """Fit the search (or the plain pipeline); return the best fitted pipeline and summary."""
     pipeline = build_pipeline(params)
@@ -169,8 +182,10 @@ def run(params: Params, root: Path) -> dict:
     model, summary = train(X, y, params)
     summary = {"model": params.model.name, "estimator": params.model.estimator["_target_"], **summary}
     lay = Layout.of(root, params.paths)
+    doc, timings = split_timings(summary)
     with Outputs(root) as out:
         out.custom(lay.model(MODEL_JOBLIB), lambda p: joblib.dump(model, p, compress=3))
-        out.json(lay.report(SEARCH_JSON), summary)
+        out.json(lay.report(SEARCH_JSON), doc)
+        out.json(root / TIMINGS_JSON, timings)
     return {"best_score": summary["best_score"], "best_params": summary["best_params"],
             "fit_seconds": summary["fit_seconds"], "backend": summary["backend"]}

@@ -123,7 +123,7 @@ def check_target(df: pd.DataFrame, cfg: DataConfig) -> list[Violation]:
     if values.nunique() < 2:
         found.append(Violation(cfg.target, "classes",
                                f"the target needs at least two classes, found {sorted(values.unique())}"))
-    elif cfg.positive_class not in set(values):
+    elif cfg.positive_class is not None and cfg.positive_class not in set(values):
         found.append(Violation(cfg.target, "positive_class",
                                f"positive class {cfg.positive_class!r} never occurs in the target"))
     return found

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from loopline.core.errors import LooplineError
 from loopline.core.names import NAME_RE
 from loopline.gitops.scaffold import plan
 from tests.helpers.churn import churn_frame
@@ -87,3 +88,78 @@ def test_refuses_labels_the_pipeline_would_misread(tmp_path: Path) -> None:
     err = _refused(tmp_path, "a", "--data", "bool.parquet", "--target", "churn")
     assert re.search(r"target 'churn' holds '(True|False)', which loopline reads as '(true|false)'",
                      err)
+
+
+# ------------------------------------------------------------------------------ columns
+
+
+def _roles(df, target: str, **kw) -> dict[str, tuple[str, str]]:
+    from loopline.pipeline.schema import infer_schema
+
+    cols = plan.column_roles(df, target, infer_schema(df, target), **kw)
+    return {c.name: (c.role, c.note) for c in cols}
+
+
+def test_init_understands_ids_dates_text_and_constants() -> None:
+    from tests.helpers import synthetic
+
+    roles = _roles(*synthetic.with_id_column())
+    assert roles["Unnamed: 0"][0] == plan.ID and roles["customer_id"] == (plan.DROPPED,
+                                                                            "another unique identifier")
+    assert {r for c, (r, _) in roles.items() if c.startswith("f")} == {plan.FEATURE}
+    roles = _roles(*synthetic.multiclass_with_date())
+    assert roles["signup_date"][0] == plan.ORDER and roles["kind"][0] == plan.TARGET
+    roles = _roles(*synthetic.free_text())
+    assert roles["job title"][0] == roles["comment"][0] == plan.DROPPED
+    assert roles["job title"][1].startswith("free text (")
+    assert roles["source"] == (plan.DROPPED, "constant ('web')")
+    assert roles["income"][0] == roles["age"][0] == plan.FEATURE  # unique-ish numbers stay features
+    roles = _roles(*synthetic.odd_names())
+    assert {r for c, (r, _) in roles.items() if c != "label?"} == {plan.FEATURE}
+
+
+def test_overrides_win_and_are_checked() -> None:
+    from tests.helpers import synthetic
+
+    df, target = synthetic.multiclass_with_date()
+    roles = _roles(df, target, drop=("group",), time_column="signup_date")
+    assert roles["group"] == (plan.DROPPED, "--drop") and roles["signup_date"][0] == plan.ORDER
+    df, target = synthetic.with_id_column()
+    roles = _roles(df, target, id_column="customer_id")
+    assert roles["customer_id"][0] == plan.ID and roles["Unnamed: 0"][0] == plan.DROPPED
+    for kw, message in (({"drop": ("nope",)}, "--drop 'nope' is not a column"),
+                        ({"time_column": "churned"}, "is the target")):
+        with pytest.raises(LooplineError, match=message):
+            _roles(df, target, **kw)
+    df2, t2 = synthetic.free_text()
+    with pytest.raises(LooplineError, match="--id 'source' is not a unique identifier"):
+        _roles(df2, t2, id_column="source")
+    with pytest.raises(LooplineError, match="--time 'comment' holds values that are neither"):
+        _roles(df2, t2, time_column="comment")
+
+
+def test_positive_class_only_for_two_classes() -> None:
+    five = {c: 10 for c in "abcde"}
+    assert plan.positive_class(five, "y", None) is None
+    with pytest.raises(LooplineError, match="--positive-class applies to a target with two classes"):
+        plan.positive_class(five, "y", "a")
+
+
+def test_init_prints_its_decision_per_column_and_refuses_regression(tmp_path: Path) -> None:
+    import json
+
+    from tests.helpers import synthetic
+
+    df, target = synthetic.free_text(200)
+    df.to_csv(tmp_path / "d.csv", index=False)
+    doc = json.loads(loopline("init", "inst", "--data", "d.csv", "--target", target, "--drop", "age",
+                              "--json", cwd=tmp_path).stdout)
+    by = {d["column"]: d for d in doc["decisions"]}
+    assert by["age"]["role"] == plan.DROPPED and by["income"]["role"] == plan.FEATURE
+    assert doc["drop"] == ["job title", "comment", "age", "source"]
+    assert "drop:" in (tmp_path / "inst" / "conf" / "features" / "d.yaml").read_text()
+    params = (tmp_path / "inst" / "params.yaml").read_text()
+    assert "- job title" in params and "- age" in params
+    df, target = synthetic.regression()
+    df.to_csv(tmp_path / "r.csv", index=False)
+    assert "a regression target" in _refused(tmp_path, "r", "--data", "r.csv", "--target", target)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from loopline.config import defaults
 from loopline.core.errors import LooplineError
 from loopline.gitops import scaffold
 from loopline.gitops.scaffold import pins, sources, write
@@ -60,7 +61,8 @@ def test_init_makes_a_committed_instance(tmp_path: Path, churn_csv: Path) -> Non
     for group in GENERIC_GROUPS:
         assert ours[group] == ref[group], group
     assert ours["evaluate"] == {**ref["evaluate"], "slice_column": None}  # no slices yet
-    assert ours["gate"] == {**ref["gate"], "slices": {"min": {}, "max_gap": {}}}
+    gate = yaml.safe_load((defaults.DIR / "gate" / "default.yaml").read_text())
+    assert ours["gate"] == gate  # margins over the class prior, not the reference's bounds
     assert json.loads((repo / "reports" / "champion.json").read_text()) == {
         "stage": "prod", "version": None}
     assert (repo / ".dvc" / "config").read_text() == write.DVC_CONFIG

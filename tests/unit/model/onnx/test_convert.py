@@ -90,3 +90,28 @@ def test_convert_rejects_unlisted_column(frames):
     pipe = fit_pipeline(frames, "logreg", "mean", "missing")
     with pytest.raises(ValueError, match="plan"):
         convert(pipe, NUMERIC, ["city"])
+
+
+ODD = {"age": "ratio/total", "income": "ratio_total", "score": "2nd try (€)",
+       "city": "région.x", "plan": "label"}  # collide after sanitising; an output's name
+
+
+def test_any_column_name_exports_and_scores_by_the_users_name(frames):
+    """skl2onnx renames graph inputs (``ratio/total`` -> ``ratio_total``, which collides with
+    a real ``ratio_total``); the model still takes and reports the user's own names."""
+    odd = {k: v.rename(columns=ODD) if hasattr(v, "rename") and k in ("train", "test") else v
+           for k, v in frames.items()}
+    numeric, categorical = [ODD[c] for c in NUMERIC], [ODD[c] for c in CATEGORICAL]
+    est = ESTIMATORS["hgb"]()
+    prep = build_preprocessor(numeric, categorical, estimator=est)
+    pipe = Pipeline([("prep", prep), ("model", est)]).fit(odd["train"], odd["y2"])
+    onx = convert(pipe, numeric, categorical)
+    model = OnnxModel(onx)
+    assert model.numeric == numeric and model.categorical == categorical
+    assert len(set(model.names.values())) == 5  # distinct graph inputs
+    assert model.names["ratio/total"] != model.names["ratio_total"]
+    report = parity(pipe, onx, odd["test"])
+    assert report["passed"] and report["label_mismatches"] == 0, report
+    records = odd["test"].iloc[:5].replace({np.nan: None, "": None}).to_dict("records")
+    np.testing.assert_allclose(model.run_records(records)[1], pipe.predict_proba(odd["test"].iloc[:5]),
+                               atol=1e-6)

@@ -223,3 +223,18 @@ def test_split_keeps_rows_on_their_side_when_rows_are_appended():
     old_test, new_test = set(before[1]["row_id"]), set(after[1]["row_id"])
     moved = len(old_test - new_test) + len(set(before[0]["row_id"]) & new_test)
     assert moved <= 20, f"{moved} of 1000 earlier rows changed side"
+
+
+def test_time_split_trains_on_earlier_rows_and_tests_on_the_latest():
+    from tests.helpers import synthetic
+
+    df, target = synthetic.multiclass_with_date(200)
+    raw = ingest.ingest(df.sample(frac=1.0, random_state=0), None, "signup_date")  # shuffled file
+    train, test = split(raw, target, Split(method="time", test_size=0.25))
+    assert len(test) == 50 and len(train) == 150
+    assert train["signup_date"].max() <= test["signup_date"].min()
+    with pytest.raises(ValueError, match="split.method 'time' needs order_column"):
+        DataConfig.model_validate({"name": "d", "source": "d.csv", "target": "y", "positive_class": "a",
+                                   "split": {"method": "time"},
+                                   "schema": {"columns": {"y": {"type": "category",
+                                                                "categories": ["a", "b"]}}}})

@@ -1,0 +1,411 @@
+"""The inference log across replicas: an object store of Parquet partitions, and one reader.
+
+Every replica keeps its own SQLite log (:mod:`loopline.serving.inference_log`) as a local,
+crash-safe spool; when a store is configured, its shipper (:mod:`loopline.serving.shipping`)
+moves the rows there, one Parquet file per table and partition::
+
+    <store>/<table>/artifact=<a>/version=<v>/date=<YYYY-MM-DD>/hour=<HH>/<replica>-<seq>.parquet
+
+``table`` is ``requests``, ``feedback`` or ``errors`` with the columns of the SQLite tables
+plus ``replica``. A store is ``s3://bucket/prefix`` (credentials and endpoint from the
+environment: ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``,
+``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``, ``AWS_REGION``/``AWS_DEFAULT_REGION``; or the
+DVC remote's config when the store is derived from it) or ``file:///dir``.
+
+:func:`open_log` takes a local path or a store URL and reads either into the same frames
+(:func:`loopline.serving.inference_log.read_predictions` and ``read_request_errors``). The
+store's reader prunes partitions on date/hour (and version when asked), merges replicas, keeps
+one row per ``request_id`` (a batch shipped twice, after a crash between the upload and the
+spool's delete, or a file beside its compacted copy, counts once), the latest label per
+``(request_id, idx)`` wherever it arrived, and one row per distinct error. pyarrow reads
+(DuckDB's wheel cannot reach S3 offline); DuckDB de-duplicates over the arrow tables when
+there is anything to de-duplicate.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from loopline.core.errors import LooplineError
+from loopline.core.layout import LOG_STORE_PREFIX
+
+STORE_ENV = "LOOPLINE_LOG_STORE"
+OFF = "off"
+TABLES = ("requests", "feedback", "errors")
+PARTITIONS = ("artifact", "version", "date", "hour")
+NO_VERSION = "none"  # the version partition of a row without one (feedback, some errors)
+_URL = re.compile(r"^([a-z][a-z0-9+.-]*)://(.*)$")
+
+
+def _schemas() -> dict[str, Any]:
+    import pyarrow as pa
+
+    s, f, i = pa.string(), pa.float64(), pa.int64()
+    return {
+        "requests": pa.schema([("request_id", s), ("ts", f), ("model_version", s), ("n", i),
+                               ("inputs", s), ("predictions", s), ("probabilities", s),
+                               ("classes", s), ("latency_ms", f), ("shadow_version", s),
+                               ("shadow_predictions", s), ("shadow_probabilities", s),
+                               ("replica", s)]),
+        "feedback": pa.schema([("request_id", s), ("idx", i), ("label", s), ("ts", f),
+                               ("replica", s)]),
+        "errors": pa.schema([("ts", f), ("route", s), ("status", i), ("model_version", s),
+                             ("replica", s)]),
+    }
+
+
+def is_url(source: str | os.PathLike[str] | None) -> bool:
+    """Whether ``source`` names a store (``scheme://…``) rather than a local file."""
+    return source is not None and bool(_URL.match(str(source)))
+
+
+@dataclass(frozen=True)
+class Store:
+    """An object store location; ``options`` are S3 settings read from the DVC remote
+    (endpoint, region, keys), used where the environment has none."""
+
+    url: str
+    scheme: str
+    root: str  # the path inside the filesystem: "bucket/prefix" or "/dir"
+    options: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def filesystem(self) -> Any:
+        """A pyarrow filesystem for the store (nothing is contacted yet)."""
+        from pyarrow import fs
+
+        if self.scheme == "file":
+            return fs.LocalFileSystem()
+        env, opt = os.environ, self.options
+        endpoint = (env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+                    or opt.get("endpointurl"))
+        kwargs: dict[str, Any] = {
+            "region": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+            or opt.get("region") or "us-east-1",
+            "connect_timeout": 2.0, "request_timeout": 10.0,
+            "retry_strategy": fs.AwsStandardS3RetryStrategy(max_attempts=2)}
+        key = env.get("AWS_ACCESS_KEY_ID") or opt.get("access_key_id")
+        if key:
+            kwargs.update(access_key=key, secret_key=env.get("AWS_SECRET_ACCESS_KEY")
+                          or opt.get("secret_access_key"),
+                          session_token=env.get("AWS_SESSION_TOKEN") or opt.get("session_token"))
+        if endpoint:
+            scheme, _, rest = endpoint.partition("://")
+            kwargs.update(endpoint_override=rest.rstrip("/") if rest else scheme,
+                          scheme=scheme if rest else "https")
+        return fs.S3FileSystem(**kwargs)
+
+    def table_dir(self, table: str) -> str:
+        return f"{self.root}/{table}"
+
+    def partition_dir(self, table: str, artifact: str, version: str | None, ts: float) -> str:
+        moment = datetime.fromtimestamp(ts, UTC)
+        return (f"{self.table_dir(table)}/artifact={artifact}/version={version or NO_VERSION}/"
+                f"date={moment:%Y-%m-%d}/hour={moment:%H}")
+
+
+def parse(url: str, options: Mapping[str, str] | None = None) -> Store:
+    """The store of ``s3://bucket/prefix`` or ``file:///dir``.
+
+    Raises:
+        LooplineError: another scheme, no bucket, or a relative file path.
+    """
+    m = _URL.match(url.strip())
+    if not m:
+        raise LooplineError(f"log store {url!r} is not a URL: use s3://bucket/prefix or "
+                            "file:///absolute/dir")
+    scheme, rest = m.groups()
+    if scheme == "s3":
+        bucket, _, prefix = rest.partition("/")
+        if not bucket:
+            raise LooplineError(f"log store {url!r} names no bucket (s3://bucket/prefix)")
+        root = "/".join(p for p in (bucket, prefix.strip("/")) if p)
+    elif scheme == "file":
+        if not rest.startswith("/"):
+            raise LooplineError(f"log store {url!r}: a file store needs an absolute path "
+                                "(file:///dir)")
+        root = rest.rstrip("/") or "/"
+    else:
+        raise LooplineError(f"log store {url!r}: unsupported scheme {scheme!r} (s3:// or "
+                            "file://)")
+    return Store(url.strip(), scheme, root, dict(options or {}))
+
+
+def dvc_remote(root: Path) -> dict[str, str] | None:
+    """The DVC default remote's settings at ``root`` (url, endpointurl, keys…), if any."""
+    config = root / ".dvc" / "config"
+    if not config.is_file() or "remote" not in config.read_text(errors="replace"):
+        return None
+    from dvc.config import Config
+
+    try:
+        cfg = Config(dvc_dir=str(root / ".dvc"), validate=False)
+        name = cfg["core"].get("remote")
+        return {k: str(v) for k, v in cfg["remote"][name].items()} if name else None
+    except Exception:  # an unreadable DVC config means no derived store, not a failure here
+        return None
+
+
+def configured(url: str | None, root: Path | None) -> Store | None:
+    """The store in effect: ``LOOPLINE_LOG_STORE``, else ``url`` (``serve.log_store.url``),
+    else the DVC remote's bucket under ``inference-log/`` when that remote is S3; None when
+    there is none or it is ``off``."""
+    chosen = os.environ.get(STORE_ENV) or url
+    if chosen:
+        return None if chosen.strip() == OFF else parse(chosen)
+    remote = dvc_remote(root) if root is not None else None
+    if not remote or not remote.get("url", "").startswith("s3://"):
+        return None
+    bucket = remote["url"][len("s3://"):].split("/", 1)[0]
+    return parse(f"s3://{bucket}/{LOG_STORE_PREFIX}", remote)
+
+
+# ------------------------------------------------------------------------- writing
+
+
+def write_parquet(filesystem: Any, path: str, table: Any) -> None:
+    """Write ``table`` to ``path`` atomically: one PUT on S3, temp file + rename on disk."""
+    import pyarrow.parquet as pq
+    from pyarrow import fs
+
+    parent = path.rsplit("/", 1)[0]
+    if isinstance(filesystem, fs.LocalFileSystem):
+        filesystem.create_dir(parent, recursive=True)
+        tmp = f"{parent}/.{uuid.uuid4().hex}.tmp"  # a leading dot: datasets skip it
+        try:
+            pq.write_table(table, tmp, filesystem=filesystem, compression="zstd")
+            filesystem.move(tmp, path)
+        finally:
+            if filesystem.get_file_info(tmp).type != fs.FileType.NotFound:
+                filesystem.delete_file(tmp)
+        return
+    pq.write_table(table, path, filesystem=filesystem, compression="zstd")
+
+
+def arrow_table(name: str, rows: list[tuple], replica: str) -> Any:
+    """An arrow table of ``rows`` of SQLite table ``name`` (its columns, in order) + replica."""
+    import pyarrow as pa
+
+    schema = _schemas()[name]
+    columns = list(zip(*rows, strict=True)) if rows else [()] * (len(schema) - 1)
+    arrays = [pa.array(list(col), type=f.type) for col, f in zip(columns, schema, strict=False)]
+    arrays.append(pa.array([replica] * len(rows), type=pa.string()))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+# ------------------------------------------------------------------------- reading
+
+
+def _hour(ts: float) -> tuple[str, str]:
+    moment = datetime.fromtimestamp(ts, UTC)
+    return f"{moment:%Y-%m-%d}", f"{moment:%H}"
+
+
+def _window(since: float | None, until: float | None, *, rows: bool = True) -> Any:
+    """The dataset filter for ``since <= ts < until``: partitions first, then rows."""
+    import pyarrow.dataset as ds
+
+    date, hour, ts = ds.field("date"), ds.field("hour"), ds.field("ts")
+    expr = None
+
+    def both(a: Any, b: Any) -> Any:
+        return b if a is None else a & b
+
+    if since is not None:
+        d, h = _hour(since)
+        expr = both(expr, (date > d) | ((date == d) & (hour >= h)))
+        if rows:
+            expr = expr & (ts >= since)
+    if until is not None:
+        d, h = _hour(until)
+        expr = both(expr, (date < d) | ((date == d) & (hour <= h)))
+        if rows:
+            expr = expr & (ts < until)
+    return expr
+
+
+class StoreReader:
+    """Reads one store's tables, partition-pruned, into arrow tables."""
+
+    def __init__(self, store: Store, artifact: str | None = None) -> None:
+        self.store, self.artifact = store, artifact
+        self._fs = store.filesystem()
+
+    def _fail(self, err: Exception) -> LooplineError:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        return LooplineError(f"cannot read the inference log store {self.store.url}: {first}")
+
+    def has(self, table: str) -> bool:
+        from pyarrow import fs
+
+        try:
+            info = self._fs.get_file_info(self.store.table_dir(table))
+        except OSError as err:
+            raise self._fail(err) from None
+        return info.type == fs.FileType.Directory
+
+    def table(self, name: str, expr: Any = None, version: str | None = None) -> Any:
+        """The rows of ``name`` matching ``expr`` (an empty table when none were shipped)."""
+        import pyarrow as pa
+        import pyarrow.dataset as ds
+
+        schema = _schemas()[name]
+        part = pa.schema([(p, pa.string()) for p in PARTITIONS])
+        if not self.has(name):
+            return pa.Table.from_batches([], schema=schema)
+        if self.artifact is not None:
+            expr = (ds.field("artifact") == self.artifact) & expr if expr is not None else \
+                ds.field("artifact") == self.artifact
+        if version is not None:
+            cond = ds.field("version") == version
+            expr = cond if expr is None else expr & cond
+        for attempt in range(3):
+            try:
+                data = ds.dataset(self.store.table_dir(name), filesystem=self._fs,
+                                  format="parquet", schema=pa.unify_schemas([schema, part]),
+                                  partitioning=ds.partitioning(part, flavor="hive"))
+                return data.to_table(filter=expr, columns=schema.names)
+            except FileNotFoundError:  # a replica compacted files between listing and reading
+                if attempt == 2:
+                    raise self._fail(FileNotFoundError("files vanished while reading")) from None
+            except (OSError, pa.ArrowInvalid) as err:
+                raise self._fail(err) from None
+        raise AssertionError("unreachable")
+
+
+def _rows(table: Any, columns: list[str]) -> list[tuple]:
+    """``columns`` of an arrow table as Python tuples, row by row."""
+    return list(zip(*(table.column(c).to_pylist() for c in columns), strict=True))
+
+
+def _unique_requests(table: Any) -> Any:
+    """One row per request_id (a batch shipped twice counts once), by time then id."""
+    import pyarrow.compute as pc
+
+    if len(table) and pc.count_distinct(table.column("request_id")).as_py() < len(table):
+        import duckdb
+
+        con = duckdb.connect()
+        try:
+            con.register("requests", table)
+            rel = con.sql("SELECT DISTINCT ON (request_id) * FROM requests "
+                          "ORDER BY request_id, replica")
+            # DuckDB 2 names it to_arrow_table; 1.x arrow()
+            table = (getattr(rel, "to_arrow_table", None) or rel.arrow)()
+        finally:
+            con.close()
+    return table.sort_by([("ts", "ascending"), ("request_id", "ascending")])
+
+
+def store_predictions(reader: StoreReader, *, since: float | None = None,
+                      until: float | None = None, with_feedback: bool = True,
+                      version: str | None = None) -> Any:
+    """The frame of :func:`loopline.serving.inference_log.read_predictions` from a store."""
+    from loopline.serving.inference_log import frame
+
+    requests = _unique_requests(reader.table("requests", _window(since, until), version))
+    rows = _rows(requests, [c for c in requests.column_names if c != "replica"])
+    labels: dict[tuple[str, int], tuple[str, float]] = {}
+    if with_feedback and rows:
+        # a label arrives after its request, so partitions before `since` hold none (an hour
+        # earlier still, for the clocks of replicas that disagree)
+        early = None if since is None else since - 3600.0
+        feedback = reader.table("feedback", _window(early, None, rows=False)).sort_by(
+            [("ts", "ascending"), ("label", "descending")])
+        # in time order, so the latest label of (request_id, idx) is the one kept
+        labels = {(r, i): (lab, t) for r, i, lab, t in
+                  _rows(feedback, ["request_id", "idx", "label", "ts"])}
+    return frame(rows, labels)
+
+
+def store_request_errors(reader: StoreReader, *, since: float | None = None,
+                         until: float | None = None) -> Any:
+    """The frame of :func:`loopline.serving.inference_log.read_request_errors` from a store."""
+    import duckdb
+    import pandas as pd
+
+    columns = ["ts", "route", "status", "model_version"]
+    errors = reader.table("errors", _window(since, until))
+    con = duckdb.connect()
+    try:
+        con.register("errors", errors)
+        rows = con.execute("SELECT ts, route, status, model_version FROM (SELECT DISTINCT * "
+                           "FROM errors) ORDER BY ts, route, status").fetchall()
+    finally:
+        con.close()
+    return pd.DataFrame(rows, columns=columns)
+
+
+class LogSource:
+    """The inference log at a local path or in a store, read into the same frames."""
+
+    def __init__(self, source: str | os.PathLike[str] | Store, *,
+                 artifact: str | None = None) -> None:
+        if isinstance(source, Store):
+            self.store: Store | None = source
+        else:
+            self.store = parse(str(source)) if is_url(source) else None
+        self.where = self.store.url if self.store else str(source)
+        self.path = None if self.store else Path(source)
+        self._reader = StoreReader(self.store, artifact) if self.store else None
+
+    def check(self) -> LogSource:
+        """Raises LooplineError when there is no log at all (no file, nothing shipped)."""
+        if self._reader is not None:
+            if not self._reader.has("requests"):
+                raise LooplineError(f"no inference log in {self.where}: no replica has shipped "
+                                    "records there yet (is serve.log_store set on the service?)")
+        elif not self.path.is_file():
+            raise LooplineError(f"no inference log at {self.where} (serve the model first, or "
+                                "pass --log PATH or s3://bucket/prefix)")
+        return self
+
+    def predictions(self, *, since: float | None = None, until: float | None = None,
+                    with_feedback: bool = True, version: str | None = None) -> Any:
+        if self._reader is not None:
+            return store_predictions(self._reader, since=since, until=until,
+                                     with_feedback=with_feedback, version=version)
+        from loopline.serving.inference_log import read_predictions
+
+        df = read_predictions(self.path, since=since, until=until, with_feedback=with_feedback)
+        return df if version is None else df[df["model_version"] == version].reset_index(drop=True)
+
+    def request_errors(self, *, since: float | None = None, until: float | None = None) -> Any:
+        if self._reader is not None:
+            return store_request_errors(self._reader, since=since, until=until)
+        from loopline.serving.inference_log import read_request_errors
+
+        return read_request_errors(self.path, since=since, until=until)
+
+
+def open_log(source: str | os.PathLike[str] | Store, *, artifact: str | None = None) -> LogSource:
+    """The log at ``source`` (a local SQLite path or a store URL), checked to exist."""
+    return LogSource(source, artifact=artifact).check()
+
+
+def read_predictions(source: str | os.PathLike[str], **kwargs: Any) -> Any:
+    """:func:`loopline.serving.inference_log.read_predictions` for a path or a store URL."""
+    return open_log(source).predictions(**kwargs)
+
+
+def read_request_errors(source: str | os.PathLike[str], **kwargs: Any) -> Any:
+    """:func:`loopline.serving.inference_log.read_request_errors` for a path or a store URL."""
+    return open_log(source).request_errors(**kwargs)
+
+
+def default_source(root: Path, serve: Any) -> Store | str:
+    """Where monitoring reads by default: the configured store (with the DVC remote's
+    settings when derived from it), else the local log (``LOOPLINE_INFERENCE_LOG``, else
+    ``serve.log.path``)."""
+    from loopline.serving.spec import LOG_ENV
+
+    store = configured(serve.log_store.url, root)
+    if store is not None:
+        return store
+    return os.environ.get(LOG_ENV) or str(root / serve.log.path)

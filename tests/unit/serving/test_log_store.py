@@ -1,0 +1,187 @@
+"""The object store of the inference log (serving/log_store.py): locations and the reader."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from loopline.core.errors import LooplineError
+from loopline.serving import contract, log_store
+from loopline.serving.inference_log import InferenceLog, read_predictions, read_request_errors
+from loopline.serving.shipping import Shipper
+from tests.helpers import BIN
+from tests.helpers.commands import sh
+from tests.helpers.log_records import T0, write_log
+
+HOUR = 3600.0
+
+
+def ship(log: Path, store: log_store.Store, replica: str) -> None:
+    s = Shipper(log, store, artifact="credit", replica=replica, start=False)
+    s.ship()
+    s.close()
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> log_store.Store:
+    return log_store.parse(f"file://{tmp_path}/store")
+
+
+def test_parse_names_what_is_wrong() -> None:
+    s = log_store.parse("s3://bucket/some/prefix/")
+    assert (s.scheme, s.root) == ("s3", "bucket/some/prefix")
+    assert log_store.parse("file:///srv/logs").root == "/srv/logs"
+    for bad, words in [("gs://b/p", "unsupported scheme 'gs'"), ("s3:///p", "names no bucket"),
+                       ("file://rel/dir", "absolute path"), ("logs/x", "not a URL")]:
+        with pytest.raises(LooplineError, match=words):
+            log_store.parse(bad)
+    assert log_store.is_url("s3://b/p") and not log_store.is_url(Path("logs/inference.sqlite"))
+
+
+def test_configured_store_env_config_off_and_dvc_remote(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(log_store.STORE_ENV, raising=False)
+    assert log_store.configured(None, tmp_path) is None
+    assert log_store.configured("s3://b/p", tmp_path).url == "s3://b/p"
+    assert log_store.configured("off", tmp_path) is None
+    monkeypatch.setenv(log_store.STORE_ENV, "file:///srv/log")
+    assert log_store.configured("s3://b/p", tmp_path).url == "file:///srv/log"
+    monkeypatch.delenv(log_store.STORE_ENV)
+    sh("git", "init", "-q", cwd=tmp_path)
+    dvc = str(BIN / "dvc")
+    sh(dvc, "init", "-q", cwd=tmp_path)
+    sh(dvc, "remote", "add", "-d", "storage", "s3://models-bucket/dvc", cwd=tmp_path)
+    sh(dvc, "remote", "modify", "storage", "endpointurl", "http://127.0.0.1:9000", cwd=tmp_path)
+    sh(dvc, "remote", "modify", "--local", "storage", "access_key_id", "AKID", cwd=tmp_path)
+    derived = log_store.configured(None, tmp_path)
+    assert derived.url == "s3://models-bucket/inference-log"
+    assert derived.options["endpointurl"] == "http://127.0.0.1:9000"
+    assert derived.options["access_key_id"] == "AKID"  # config.local, never in the spec
+    assert "AKID" not in repr(derived)
+
+
+def test_the_store_gives_the_frames_of_the_local_reader(tmp_path: Path, store) -> None:
+    log = tmp_path / "log.sqlite"
+    writer = InferenceLog(log, flush_interval=30.0)
+    records = [{"Age": 30, "Home": "rent", "ratio/total": 0.5}, {"Age": None, "Home": "own",
+                                                                 "ratio/total": 1.5}]
+    writer.predictions("rec", T0, "v1", records, np.array(["bad", "good"], dtype=object),
+                       np.array([[0.7, 0.3], [0.2, 0.8]]), ["bad", "good"], 2.0)
+    cols = contract.ColumnRecords({"Age": [40, 50, 60], "Home": ["own", "rent", None],
+                                   "ratio/total": [1.0, 2.0, 3.0]}, 3)
+    writer.predictions("col", T0 + 5, "v2", cols, np.array(["good"] * 3, dtype=object),
+                       np.tile([0.1, 0.9], (3, 1)), ["bad", "good"], 3.0)
+    writer.feedback([("rec", 1, "bad"), ("col", 2, "good")], T0 + 60)
+    writer.feedback([("rec", 1, "good")], T0 + 120)  # a corrected label: the latest wins
+    writer.request_error(T0 + 1, "/predict", 400, "v1")
+    writer.request_error(T0 + 2, "/feedback", 413, None)
+    writer.close()
+    window = {"since": T0 + 1, "until": T0 + 10}
+    local, local_errors = read_predictions(log), read_request_errors(log)
+    local_window = read_predictions(log, **window)
+    local_errors_window = read_request_errors(log, **window)
+    ship(log, store, "a-1")
+    pd.testing.assert_frame_equal(log_store.read_predictions(store.url), local)
+    pd.testing.assert_frame_equal(log_store.read_request_errors(store.url), local_errors)
+    pd.testing.assert_frame_equal(log_store.read_predictions(store.url, **window), local_window)
+    pd.testing.assert_frame_equal(log_store.read_request_errors(store.url, **window),
+                                  local_errors_window)
+    assert list(local_window["request_id"]) == ["col"] * 3
+
+
+def _break(store_root: Path, table: str, hour: str, version: str = "v1") -> None:
+    """A file no reader can parse in one partition: reading it fails."""
+    folder = (store_root / table / "artifact=credit" / f"version={version}" / "date=2026-09-21"
+              / f"hour={hour}")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "zz-broken.parquet").write_bytes(b"not parquet at all")
+
+
+def test_reads_prune_partitions_on_time_and_version(tmp_path: Path, store) -> None:
+    log = tmp_path / "log.sqlite"
+    write_log(log, 12, step=HOUR / 2)  # 13:30 … 19:00, two per hour
+    write_log(log, 2, prefix="w", t0=T0 + 7 * HOUR, version="v2")
+    ship(log, store, "a-1")
+    root = Path(store.root)
+    _break(root, "requests", "13")  # outside every window read below
+    _break(root, "requests", "20", version="v1")
+    since, until = T0 + 2 * HOUR, T0 + 4 * HOUR  # 15:30 to 17:30
+    df = log_store.read_predictions(store.url, since=since, until=until)
+    assert list(df["request_id"]) == ["r4", "r5", "r6", "r7"]  # 15:30 16:00 16:30 17:00
+    v2 = log_store.read_predictions(store.url, since=T0, version="v2")
+    assert list(v2["request_id"]) == ["w0", "w1"]
+    with pytest.raises(LooplineError, match=f"cannot read the inference log store {store.url}"):
+        log_store.read_predictions(store.url)  # the whole store opens the broken files
+
+
+def test_replicas_merge_and_feedback_joins_wherever_it_arrived(tmp_path: Path, store) -> None:
+    a, b = tmp_path / "a.sqlite", tmp_path / "b.sqlite"
+    write_log(a, 4, prefix="a")
+    write_log(b, 3, prefix="b", t0=T0 + 60, feedback=[("a1", 0, "yes"), ("a3", 0, "no")])
+    late = InferenceLog(a, flush_interval=30.0)  # a later correction, on replica A
+    late.feedback([("a3", 0, "yes")], T0 + 10 * HOUR)
+    late.close()
+    ship(a, store, "host-a")
+    ship(b, store, "host-b")
+    df = log_store.read_predictions(store.url)
+    assert len(df) == 7 and df["request_id"].is_unique
+    labels = dict(zip(df["request_id"], df["label"], strict=True))
+    assert labels["a1"] == "yes" and labels["a3"] == "yes"
+    assert pd.isna(labels["a0"]) and pd.isna(labels["b0"])
+    assert list(df["ts"]) == sorted(df["ts"])
+
+
+def test_open_log_errors_are_one_line(tmp_path: Path, store) -> None:
+    with pytest.raises(LooplineError, match="no inference log at"):
+        log_store.open_log(tmp_path / "missing.sqlite")
+    with pytest.raises(LooplineError, match="no replica has shipped records there yet"):
+        log_store.open_log(store.url)
+    down = log_store.parse("s3://bucket/x", {"endpointurl": "http://127.0.0.1:9",
+                                              "access_key_id": "k", "secret_access_key": "s"})
+    with pytest.raises(LooplineError, match="cannot read the inference log store s3://bucket/x"):
+        log_store.open_log(down)  # nothing listens on port 9
+
+
+def test_the_local_log_and_the_store_answer_the_same_version_filter(tmp_path: Path,
+                                                                    store) -> None:
+    log = tmp_path / "log.sqlite"
+    write_log(log, 3)
+    write_log(log, 2, prefix="w", version="v2")
+    local = log_store.open_log(log).predictions(version="v2")
+    ship(log, store, "a-1")
+    pd.testing.assert_frame_equal(log_store.open_log(store.url).predictions(version="v2"), local)
+    assert list(local["request_id"]) == ["w0", "w1"]
+
+
+def test_monitoring_reads_the_configured_store_else_the_local_log(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from loopline.config.operations import ServeConfig
+    from loopline.serving.spec import LOG_ENV
+
+    for name in (log_store.STORE_ENV, LOG_ENV):
+        monkeypatch.delenv(name, raising=False)
+    serve = ServeConfig()
+    assert log_store.default_source(tmp_path, serve) == str(tmp_path / serve.log.path)
+    monkeypatch.setenv(LOG_ENV, "/var/lib/loopline/inference.sqlite")
+    assert log_store.default_source(tmp_path, serve) == "/var/lib/loopline/inference.sqlite"
+    configured = ServeConfig(log_store={"url": "s3://bucket/inference-log"})
+    assert log_store.default_source(tmp_path, configured).url == "s3://bucket/inference-log"
+    monkeypatch.setenv(log_store.STORE_ENV, "off")
+    assert log_store.default_source(tmp_path, configured) == "/var/lib/loopline/inference.sqlite"
+
+
+def test_a_label_from_a_replica_whose_clock_is_behind_still_joins(tmp_path: Path,
+                                                                  store) -> None:
+    a, b = tmp_path / "a.sqlite", tmp_path / "b.sqlite"
+    hour = T0 + 30 * 60  # 14:00:00
+    write_log(a, 1, prefix="a", t0=hour + 10)
+    fb = InferenceLog(b, flush_interval=30.0)
+    fb.feedback([("a0", 0, "yes")], hour - 10)  # B's clock says 13:59:50, the previous hour
+    fb.close()
+    ship(a, store, "host-a")
+    ship(b, store, "host-b")
+    df = log_store.read_predictions(store.url, since=hour, until=hour + 60)
+    assert df["label"].tolist() == ["yes"]
