@@ -20,6 +20,7 @@ Each is timed from a copy of the same pulled checkout; the ratio is ci / run (ta
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -46,9 +47,11 @@ def sh(*args: str, cwd: Path) -> str:
     return res.stdout
 
 
-def timed(args: list[str], cwd: Path) -> float:
+def timed(args: list[str], cwd: Path, out: list[str] | None = None) -> float:
     start = time.perf_counter()
-    sh(*args, cwd=cwd)
+    text = sh(*args, cwd=cwd)
+    if out is not None:
+        out.append(text)
     return time.perf_counter() - start
 
 
@@ -72,6 +75,7 @@ def main() -> None:
     runs: list[float] = []
     cis: list[float] = []
     reports: list[float] = []
+    ci_docs: list[str] = []
     try:
         up = tmp / "upstream"
         reference_repo(up)
@@ -100,7 +104,7 @@ def main() -> None:
             print(f"round {i + 1}: loopline ci pr …", flush=True)
             b = tmp / f"ci-{i}"
             shutil.copytree(work, b, symlinks=True)
-            cis.append(timed([loopline, "ci", "pr", "--json"], b))
+            cis.append(timed([loopline, "ci", "pr", "--json"], b, ci_docs))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     run, ci = statistics.median(runs), statistics.median(cis)
@@ -109,6 +113,11 @@ def main() -> None:
     print(f"{'loopline ci pr (act, clean clone, fresh venv)':<46}{ci:>10.1f}")
     print(f"{'ratio ci pr / run (target <= 1.5)':<46}{ci / run:>10.2f}")
     print(f"{'loopline report (target < 3 s)':<46}{statistics.median(reports):>10.2f}")
+    doc = json.loads(ci_docs[-1].strip().splitlines()[-1])
+    print("\nloopline ci pr, last round, seconds per step (the rest: clone, act, start-up):")
+    for step in doc["steps"]:
+        secs = "-" if step["seconds"] is None else f"{step['seconds']:.1f}"
+        print(f"  {step['step'][:60]:<62}{secs:>8}  {step['outcome']}")
 
 
 if __name__ == "__main__":

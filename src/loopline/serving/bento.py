@@ -24,9 +24,9 @@ from typing import Any
 from loopline.core.errors import LooplineError
 from loopline.core.files import copy_file, write_text
 from loopline.core.layout import BENTOFILE, CARD_JSON, MODEL_ONNX, SERVE_SPEC
-
-INFERENCE_LOG_NAME = "inference.sqlite"
 from loopline.serving.spec import SPEC_ENV, make_spec, write_spec
+
+INFERENCE_LOG_NAME = "inference.sqlite"  # in the image's volume, /var/lib/loopline
 
 SERVING_PACKAGES = ("bentoml", "onnxruntime", "numpy", "pydantic", "orjson", "typing_extensions")
 
@@ -239,8 +239,6 @@ def containerize(bento: str, image: str, *, backend: str = "auto", base: str | N
     """Build the image ``image`` of the Bento ``bento`` with Docker or buildah (Containerfile)."""
     import tempfile
 
-    from loopline.core.proc import run
-
     chosen = pick_backend(backend)
     base = base or DEFAULT_BASE[chosen]
     with tempfile.TemporaryDirectory(prefix="loopline-image-") as tmp:
@@ -253,5 +251,9 @@ def containerize(bento: str, image: str, *, backend: str = "auto", base: str | N
         for opt in opts or []:
             key, _, value = opt.partition("=")
             cmd += [f"--{key}", value] if value else [f"--{key}"]
-        run([*cmd, str(ctx)], what=f"{chosen} build", capture=False)
+        # the builder's progress goes to stderr, so stdout stays the command's (--json) own
+        res = subprocess.run([*cmd, str(ctx)], stdout=sys.stderr, check=False)
+        if res.returncode != 0:
+            raise LooplineError(f"{chosen} build of {image} failed (exit {res.returncode}); "
+                                "its output is above")
     return {"image": image, "bento": bento, "backend": chosen, "base": base}
