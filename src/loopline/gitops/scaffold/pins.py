@@ -199,6 +199,7 @@ def install_files(dest: Path) -> dict[str, bytes]:
 
 def workflow_install(text: str) -> str:
     """A workflow of the reference with its install step made the instance's (make install)."""
-    text = text.replace("uv sync --frozen --no-dev", "make install").replace("uv.lock", LOCK)
+    text = text.replace("uv sync --frozen --no-dev --compile-bytecode", "make install")
+    text = text.replace("uv.lock", LOCK)
     text = re.sub(r'^\s+- "pyproject\.toml"\n', "", text, flags=re.MULTILINE)
     return re.sub(r'^\s+- "src/\*\*"\n', "", text, flags=re.MULTILINE)
