@@ -38,8 +38,10 @@ logger = logging.getLogger("loopline.serving")
 
 SPEC, SPEC_PATH = read_spec()
 _CARD = bundle.check_spec(SPEC, SPEC_PATH.parent)  # a wrong file stops start-up here
-Records = contract.records_type(contract.record_type(_CARD["inputs"]), SPEC["max_batch"])
-Columns = contract.columns_type(_CARD["inputs"], SPEC["max_batch"])
+_PASS = _CARD.get("passthrough") or ()  # the file's other columns: accepted, ignored
+Records = contract.records_type(contract.record_type(_CARD["inputs"], passthrough=_PASS),
+                                SPEC["max_batch"])
+Columns = contract.columns_type(_CARD["inputs"], SPEC["max_batch"], passthrough=_PASS)
 FeedbackItems = contract.feedback_type(_CARD["classes"])
 quiet_bad_requests()
 
