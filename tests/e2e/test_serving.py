@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -31,17 +30,11 @@ from loopline.serving import bundle as bundles
 from loopline.serving.inference_log import read_predictions
 from tests.helpers import BIN
 from tests.helpers.commands import loopline, sh
+from tests.helpers.server import TOKEN, Server, free_port
 
-TOKEN = "test-admin-token"
 RECORD = {"Seniority": 9, "Home": "rent", "Time": 60, "Age": 30, "Marital": "married",
           "Records": "no", "Job": "freelance", "Expenses": 73, "Income": 129.0,
           "Assets": 0.0, "Debt": 0.0, "Amount": 800, "Price": 846}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def commit(root: Path, msg: str) -> None:
@@ -63,55 +56,6 @@ def two_versions(built_instance: Path, tmp_path_factory: pytest.TempPathFactory)
     commit(root, "logistic regression")
     loopline("register", "--force", "--reason", "second version for the serving tests", cwd=root)
     return root
-
-
-class Server:
-    """A `loopline serve` process and its URL; stop() sends SIGTERM (graceful)."""
-
-    def __init__(self, root: Path, *args: str, env: dict | None = None) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = root / "logs" / f"inference-{self.port}.sqlite"
-        self.env = {**os.environ, "LOOPLINE_ADMIN_TOKEN": TOKEN,
-                    "BENTOML_HOME": str(root / ".bentoml"), **(env or {})}
-        self.output = root / "logs" / f"server-{self.port}.out"  # a pipe nobody reads would fill
-        self.output.parent.mkdir(exist_ok=True)
-        with open(self.output, "wb") as out:
-            self.proc = subprocess.Popen(
-                [str(BIN / "loopline"), "serve", *args, "--port", str(self.port),
-                 "--log", str(self.log_path)],
-                cwd=root, env=self.env, stdout=out, stderr=subprocess.STDOUT)
-        self.client = httpx.Client(base_url=self.url, timeout=30.0)
-
-    def wait_ready(self, timeout: float = 90.0) -> Server:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"server exited {self.proc.returncode}:\n{self.read_output()}")
-            try:
-                if self.client.get("/readyz").status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
-        self.stop()
-        raise AssertionError("server not ready in time")
-
-    def predict(self, records: list[dict]) -> httpx.Response:
-        return self.client.post("/predict", json={"records": records})
-
-    def stop(self, timeout: float = 60.0) -> str:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.client.close()
-        return self.read_output()
-
-    def read_output(self) -> str:
-        return self.output.read_text(errors="replace")
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from loopline.cli.options import Command, JsonOpt, RepoOpt
-from loopline.cli.tables import print_json, print_monitor
+from loopline.cli.tables import print_json, print_monitor, print_records
 
 EXIT = {"GREEN": 0, "AMBER": 3, "RED": 4}  # 1 (error) and 2 (usage) keep their meaning
 
@@ -57,6 +57,8 @@ def monitor(
         print_json(doc)
     else:
         print_monitor(doc)
+    for line in doc.get("warnings") or []:
+        typer.echo(f"warning: {line}", err=True)
     raise typer.Exit(EXIT[doc["status"]] if doc["status"] in EXIT else 0)
 
 
@@ -76,7 +78,72 @@ def dashboard(
     typer.echo(f"dashboard written to {out} (status {status or 'NO DATA'})")
 
 
+def _names(values: list[str] | None) -> list[str]:
+    """``--columns a,b --columns c`` → ``[a, b, c]`` (a comma inside a name: repeat the option)."""
+    return [p.strip() for v in values or [] for p in v.split(",") if p.strip()]
+
+
+def log(
+    since: Annotated[str | None, typer.Option("--since", help="From this long ago (24h, 7d) or "
+                                              "this ISO date/time (UTC).")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Until this long ago or this ISO "
+                                              "date/time.")] = None,
+    version: Annotated[str | None, typer.Option("--version", help="Only records answered by "
+                                                "this model version.")] = None,
+    where: Annotated[str | None, typer.Option("--where", help="A SQL condition over the record "
+                                              "columns, e.g. \"Home == 'rent' AND Age < 30\" "
+                                              "(quote odd names: \"ratio/total\").")] = None,
+    wrong: Annotated[bool, typer.Option("--wrong", help="Only labelled records whose "
+                                        "prediction was wrong.")] = False,
+    labelled: Annotated[bool, typer.Option("--labelled", help="Only records with a feedback "
+                                           "label.")] = False,
+    columns: Annotated[list[str] | None, typer.Option(
+        "--columns", "-c", metavar="COL[,COL…]",
+        help="Columns to show (comma-separated or repeated).")] = None,
+    by: Annotated[list[str] | None, typer.Option(
+        "--by", metavar="COL[,COL…]",
+        help="Summarise per value of these columns: records, labelled, wrong, accuracy, "
+             "mean confidence.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", "-n", help="At most this many rows "
+                                              "(default 20 on a terminal, all with --json/"
+                                              "--csv).")] = None,
+    sql: Annotated[str | None, typer.Option("--sql", help="Any SQL over the tables records "
+                                            "and errors (DuckDB).")] = None,
+    csv: Annotated[bool, typer.Option("--csv", help="CSV on stdout.")] = False,
+    log_path: Annotated[Path | None, typer.Option("--log", help="Inference log (default "
+                                                  "serve.log.path).")] = None,
+    as_json: JsonOpt = False,
+    repo: RepoOpt = None,
+) -> None:
+    """What the model did, record by record: filter the inference log without writing SQL.
+
+    Columns: time, request_id, idx, version, prediction, label, correct, confidence,
+    latency_ms, then every input column under its own name.
+    """
+    from loopline.config.params import load_params
+    from loopline.core.layout import find_root
+    from loopline.monitoring.query import Query, run
+
+    if csv and as_json:
+        raise typer.BadParameter("choose one of --csv and --json", param_hint="--csv")
+    if log_path is None:
+        root = find_root(repo)
+        log_path = root / load_params(root).serve.log.path
+    shown = limit if limit is not None or csv or as_json else 20
+    q = Query(since=since, until=until, version=version, where=where, wrong=wrong,
+              labelled=labelled, columns=_names(columns), by=_names(by),
+              limit=None if shown is None else shown + (0 if csv or as_json else 1), sql=sql)
+    frame = run(Path(log_path), q)
+    if csv:
+        typer.echo(frame.to_csv(index=False), nl=False)
+    elif as_json:
+        typer.echo(frame.to_json(orient="records", date_format="iso", force_ascii=False))
+    else:
+        print_records(frame, shown)
+
+
 def add_commands(app: typer.Typer) -> None:
-    """Add ``monitor`` and ``dashboard`` to ``app`` (the ``loopline`` Typer app)."""
+    """Add ``monitor``, ``log`` and ``dashboard`` to ``app`` (the ``loopline`` Typer app)."""
     app.command("monitor", cls=Command)(monitor)
+    app.command("log", cls=Command)(log)
     app.command("dashboard", cls=Command)(dashboard)

@@ -17,11 +17,20 @@ from loopline.cli.options import Command, JsonOpt, RepoOpt
 from loopline.cli.tables import emit, print_history, print_json
 
 PushOpt = Annotated[str | None, typer.Option(
-    "--push", metavar="REMOTE", help="Push the new tag to REMOTE (git push --atomic); on failure "
-                                     "the local tag is removed.")]
+    "--push", metavar="REMOTE", help="Push the new tag to REMOTE first (git push --atomic), then "
+                                     "create it here; a refused push creates nothing.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Override a failed gate (needs --reason).")]
 ReasonOpt = Annotated[str | None, typer.Option(
     "--reason", help="Why the gate is overridden (recorded).")]
+
+
+def _repair(repo: Path | None) -> None:
+    """Finish or undo what a killed registry command left, saying so on stderr."""
+    from loopline.registry.settings import load_settings
+    from loopline.registry.write import repair
+
+    for line in repair(load_settings(repo).root):
+        typer.echo(line, err=True)
 
 
 def _pushed(res: dict) -> str:
@@ -40,6 +49,7 @@ def register(
     repo: RepoOpt = None,
 ) -> None:
     """Register the model of HEAD as a new version (tag ARTIFACT@vX.Y.Z)."""
+    _repair(repo)
     from loopline.registry import actions as registry
 
     res = registry.register(repo, bump=bump, version=version, push=push, force=force, reason=reason)
@@ -59,6 +69,7 @@ def promote(
     repo: RepoOpt = None,
 ) -> None:
     """Assign a version to a stage (a new tag ARTIFACT#STAGE#N)."""
+    _repair(repo)
     from loopline.registry import actions as registry
 
     res = registry.promote(version, to, root=repo, force=force, reason=reason, push=push)
@@ -81,6 +92,7 @@ def rollback(
     repo: RepoOpt = None,
 ) -> None:
     """Assign the previous gate-passed version (or --to VERSION) to a stage, as a new tag."""
+    _repair(repo)
     from loopline.registry import actions as registry
 
     res = registry.rollback(stage, to=to, root=repo, force=force, reason=reason, push=push)
@@ -95,6 +107,7 @@ def which(
     repo: RepoOpt = None,
 ) -> None:
     """Print the version currently assigned to a stage (exit 1 if none)."""
+    _repair(repo)
     from loopline.registry import actions as registry
 
     res = registry.which(stage, root=repo)
@@ -110,6 +123,7 @@ def history(
     repo: RepoOpt = None,
 ) -> None:
     """Audit timeline, newest first: registrations, promotions, rollbacks, forced, deleted."""
+    _repair(repo)
     from loopline.registry import actions as registry
 
     events = registry.history(repo, stage=stage)
@@ -128,6 +142,7 @@ def get(
     repo: RepoOpt = None,
 ) -> None:
     """Write DIR/model.onnx and DIR/card.json of a version, from the DVC cache or remote."""
+    _repair(repo)
     from loopline.core.layout import CARD_JSON, MODEL_ONNX
     from loopline.registry import fetch
 

@@ -114,6 +114,27 @@ def _fmt(value: float | None, fmt: str = "{:.3f}") -> str:
     return "–" if value is None else fmt.format(value)
 
 
+_TARGETS = (("latency_p50_ms", "p50", "{:.2f} ms"), ("latency_p99_ms", "p99", "{:.2f} ms"),
+            ("availability", "availability", "{:.2%}"), ("accuracy", "accuracy", "{:.3f}"),
+            ("cost_per_1k", "cost/1k", "{:.6f}"))
+
+
+def _target_cells(window: dict) -> list[str]:
+    """The latest window's targets, each value with its grade (colour on a terminal)."""
+    found, grades = window["targets"], window.get("grades") or {}
+    cells = []
+    for key, label, fmt in _TARGETS:
+        if found.get(key) is not None:
+            g = grades.get("accuracy_range" if key == "accuracy" else key) or "–"
+            cells.append(f"{label} {fmt.format(found[key])} [{RAG_COLORS.get(g, 'dim')}]{g}[/]")
+    gaps = found.get("slice_gap") or {}
+    if gaps:
+        col = max(gaps, key=lambda c: gaps[c]["gap"])
+        g = grades.get("slice_gap") or "–"
+        cells.append(f"slice gap {gaps[col]['gap']:.3f} ({col}) [{RAG_COLORS.get(g, 'dim')}]{g}[/]")
+    return cells
+
+
 def print_monitor(doc: dict) -> None:
     """``loopline monitor``: one row per window, then the reasons, alerts and actions."""
     from datetime import datetime, timezone
@@ -138,6 +159,9 @@ def print_monitor(doc: dict) -> None:
                       _fmt(w.get("error_rate"), "{:.1%}"),
                       f"[{RAG_COLORS.get(w['status'], 'dim')}]{w['status']}[/]")
     out.print(table)
+    latest = next((w for w in reversed(doc["windows"]) if w.get("targets")), None)
+    if latest:
+        out.print("  targets: " + " · ".join(_target_cells(latest)))
     for r in doc["reasons"]:
         out.print(f"  {r}", markup=False)
     for a in doc.get("alerts") or []:
@@ -146,6 +170,31 @@ def print_monitor(doc: dict) -> None:
     for a in doc.get("actions") or []:
         detail = {k: v for k, v in a.items() if k != "action"}
         out.print(f"  action {a['action']}: {json.dumps(detail, default=str)}", markup=False)
+
+
+def print_records(frame, shown: int | None) -> None:  # noqa: ANN001 (a pandas DataFrame)
+    """``loopline log``: the records (or summary rows) as a table; ``shown`` rows at most, and a
+    note when there were more (the frame holds one row more than shown when it was cut)."""
+    from rich.table import Table
+
+    out = console()
+    if frame.empty:
+        out.print("no records match", markup=False)
+        return
+    more = shown is not None and len(frame) > shown
+    rows = frame.head(shown) if more else frame
+    table = Table(show_header=True, header_style="bold")
+    for col in rows.columns:
+        table.add_column(str(col), overflow="fold")
+    for rec in rows.itertuples(index=False):
+        table.add_row(*("–" if v is None or v != v else
+                        (v.strftime("%Y-%m-%d %H:%M:%S") if hasattr(v, "strftime") else
+                         f"{v:.4g}" if isinstance(v, float) else str(v)) for v in rec),
+                      )
+    out.print(table)
+    if more:
+        out.print(f"(first {shown} rows; --limit N for more, --csv or --json for all)",
+                  markup=False)
 
 
 class StageDisplay:

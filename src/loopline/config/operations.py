@@ -4,13 +4,20 @@ simulated loop (conf/ groups serve, monitor, simulate; ``registry`` in conf/conf
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from loopline.config.pipeline import Strict
 from loopline.core.layout import ALERTS_DEFAULT, INFERENCE_LOG_DEFAULT, MONITOR_HISTORY_DEFAULT
-from loopline.core.names import LIVE_METRICS, check_known, check_name
+from loopline.core.names import (
+    DURATION_PATTERN,
+    LIVE_METRICS,
+    check_known,
+    check_name,
+    duration_seconds,
+)
 
 
 class RegistryConfig(Strict):
@@ -88,6 +95,68 @@ class Band(Strict):
         return "RED" if value > self.red else "AMBER" if value > self.amber else "GREEN"
 
 
+class Range(Strict):
+    """A permissible range: RED outside [low, high], AMBER within ``margin`` of either end."""
+
+    low: float | None = None
+    high: float | None = None
+    margin: float = Field(0.0, ge=0.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.low is None and self.high is None:
+            raise ValueError("a range needs low, high or both")
+        if self.low is not None and self.high is not None and self.low >= self.high:
+            raise ValueError(f"range low {self.low} must be below high {self.high}")
+        return self
+
+    def status(self, value: float | None) -> str | None:
+        if value is None or value != value:
+            return None
+        lo = -math.inf if self.low is None else self.low
+        hi = math.inf if self.high is None else self.high
+        if value < lo or value > hi:
+            return "RED"
+        return "AMBER" if value < lo + self.margin or value > hi - self.margin else "GREEN"
+
+    def describe(self) -> str:
+        lo = "-∞" if self.low is None else f"{self.low:g}"
+        hi = "∞" if self.high is None else f"{self.high:g}"
+        return f"range [{lo}, {hi}]" + (f", AMBER within {self.margin:g} of an end"
+                                        if self.margin else "")
+
+
+class SliceGapTarget(Strict):
+    """Governance: the largest gap of a live labelled metric between the groups of a column."""
+
+    columns: list[str] = Field(min_length=1)
+    metric: Literal["accuracy", "positive_rate", "error_rate"] = "accuracy"
+    min_records: int = Field(30, ge=1)   # groups with fewer labelled records are left out
+    band: Band = Band(amber=0.05, red=0.10)
+
+
+class CostTarget(Strict):
+    """Cost per 1,000 predictions from the model's compute seconds at a price per CPU-hour."""
+
+    cpu_hour_price: float = Field(gt=0.0)
+    per_1k: Band
+
+
+class Targets(Strict):
+    """Production targets (SLOs), graded per window like the other figures (null: not graded).
+
+    latency: the model's time per request in milliseconds, as the service logs it;
+    availability: the share of prediction requests not answered 5xx (4xx are the client's).
+    """
+
+    latency_p50_ms: Band | None = None
+    latency_p99_ms: Band | None = None
+    availability: Band | None = None
+    accuracy: Range | None = None
+    slice_gap: SliceGapTarget | None = None
+    cost: CostTarget | None = None
+
+
 class AlertConfig(Strict):
     statuses: list[Literal["AMBER", "RED"]] = ["AMBER", "RED"]
     file: str | None = ALERTS_DEFAULT
@@ -99,7 +168,7 @@ class AlertConfig(Strict):
 class MonitorConfig(Strict):
     """`loopline monitor`: windows over the inference log, RAG bands, alerts."""
 
-    window: str = Field("1d", pattern=r"^\d+[smhd]$")
+    window: str = Field("1d", pattern=DURATION_PATTERN)
     windows: int = Field(7, ge=1, le=10_000)
     min_rows: int = Field(100, ge=1)
     min_labels: int = Field(50, ge=1)
@@ -115,11 +184,11 @@ class MonitorConfig(Strict):
     history: str = MONITOR_HISTORY_DEFAULT
     html_max_rows: int = Field(20_000, ge=100)
     alerts: AlertConfig = AlertConfig()
+    targets: Targets = Targets()
 
     @property
     def window_seconds(self) -> int:
-        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}[self.window[-1]]
-        return int(self.window[:-1]) * unit
+        return duration_seconds(self.window)
 
     @model_validator(mode="after")
     def _checks(self) -> MonitorConfig:

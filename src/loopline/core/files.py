@@ -1,6 +1,8 @@
 """Files as loopline reads and writes them: atomic writes, digests, JSON.
 
-Every file is written to a temporary sibling and renamed into place (atomic on POSIX).
+Every file loopline writes goes through :func:`write_atomic`: a unique temporary sibling,
+never opened through a symlink, renamed into place (atomic on POSIX), with the mode the
+user's umask gives; logs are appended with :func:`append_text`.
 :class:`Outputs` records what a stage wrote and removes all of it if the stage fails, so
 DVC never sees partial outputs and nothing downstream runs on them. Reading JSON goes
 through :func:`read_json` (loopline's own outputs), :func:`load_json` (a file a user or
@@ -9,12 +11,13 @@ another command provides: a clear error) or :func:`json_or_none` (optional repor
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,27 +51,108 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
-def write_atomic(path: str | os.PathLike[str], writer: Callable[[Path], None]) -> Path:
-    """Call ``writer(tmp_path)`` then rename the temp file onto ``path``."""
+def file_mode() -> int:
+    """The mode a new file gets from the user's umask (0644 under the usual umask 022)."""
+    try:  # Linux: read the umask without changing it (os.umask would, for every thread)
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+class NotWritten(Exception):
+    """Raised by a ``check`` of :func:`write_atomic`: the temp file is dropped, nothing replaced."""
+
+
+def write_atomic(path: str | os.PathLike[str], writer: Callable[[Path], None] | None = None, *,
+                 chunks: Iterable[bytes] | None = None,
+                 check: Callable[[Path], None] | None = None, executable: bool = False) -> Path:
+    """The one way loopline writes a file: a unique temp file in the target's directory
+    (created exclusively, never through a symlink), filled, checked, then renamed onto
+    ``path`` (atomic; a symlink at ``path`` is replaced, never followed). The file gets the
+    mode of the user's umask (mkstemp's 0600 is widened to it).
+
+    Args:
+        path: The file to write.
+        writer: Fills the temp file by its path (for libraries that write files themselves:
+            pandas, pyarrow).
+        chunks: Or the bytes to write, written through the temp file's descriptor.
+        check: Called on the filled temp file; raising :class:`NotWritten` (or anything)
+            drops it and leaves ``path`` as it was.
+        executable: Also the execute bits the umask allows (a copied script).
+
+    Raises:
+        IsADirectoryError: ``path`` is a directory.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_dir() and not target.is_symlink():
+        raise IsADirectoryError(errno.EISDIR, "is a directory", str(target))
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
     try:
-        writer(Path(tmp))
+        mode = file_mode()
+        os.fchmod(fd, mode | (mode & 0o444) >> 2 if executable else mode)
+        if chunks is not None:
+            with os.fdopen(fd, "wb", closefd=True) as fh:
+                fd = -1
+                for chunk in chunks:
+                    fh.write(chunk)
+        else:
+            os.close(fd)
+            fd = -1
+        if writer is not None:
+            writer(Path(tmp))
+        if check is not None:
+            check(Path(tmp))
         os.replace(tmp, target)
     except BaseException:
+        if fd >= 0:
+            os.close(fd)
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> Path:
-    return write_atomic(path, lambda p: p.write_text(text, encoding="utf-8"))
+    return write_atomic(path, chunks=[text.encode("utf-8")])
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    return write_atomic(path, lambda p: p.write_bytes(data))
+    return write_atomic(path, chunks=[data])
+
+
+def read_chunks(path: str | os.PathLike[str], size: int = 1 << 20) -> Iterator[bytes]:
+    """A file's bytes in chunks (for :func:`write_atomic` and copies of large files)."""
+    with open(path, "rb") as fh:
+        while chunk := fh.read(size):
+            yield chunk
+
+
+def copy_file(src: str | os.PathLike[str], dest: str | os.PathLike[str],
+              check: Callable[[Path], None] | None = None) -> Path:
+    """Copy ``src`` to ``dest`` through :func:`write_atomic`: the content, and the mode from
+    the umask (with execute bits when ``src`` is executable)."""
+    return write_atomic(dest, chunks=read_chunks(src), check=check,
+                        executable=bool(os.stat(src).st_mode & 0o100))
+
+
+def append_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Append ``text`` to a log-like file in one write (created with the umask's mode; a
+    symlink at ``path`` is refused, never followed)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 file_mode())
+    try:
+        os.write(fd, text.encode("utf-8"))
+    finally:
+        os.close(fd)
+    return target
 
 
 def dumps_json(obj: Any) -> str:

@@ -63,6 +63,10 @@ SIMULATE_JSON = "simulate.json"
 SIMULATE_HTML = "simulate.html"
 REVIEW_MD = "review.md"
 
+# --------------------------------------------------------------------- registry
+REGISTRY_GIT_DIR = "loopline"       # in the git common dir: the registry's lock and journal
+REGISTRY_MARKERS = "refs/loopline/assigned"  # <artifact>/<stage>/<n>: every number ever assigned
+
 # ---------------------------------------------------------------------- serving
 CHAMPION_DIR = f"{STATE_DIR}/champion"  # the champion's model, fetched for the gate
 TIMINGS_JSON = f"{STATE_DIR}/timings.json"  # the search's wall-clock times: never committed

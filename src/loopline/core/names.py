@@ -118,3 +118,16 @@ def check_method(method: str, column: str, numeric: bool | None = None) -> None:
         applicable = ", ".join(k for k, v in DRIFT_METHODS.items() if not v.numeric_only)
         raise ValueError(f"drift method {method!r} applies to numeric columns, and {column!r} "
                          f"is categorical (use one of {applicable})")
+
+
+# A duration as configs and commands write it: a whole number and a unit (s, m, h, d).
+DURATION_PATTERN = r"^\d+[smhd]$"
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_seconds(text: str) -> int:
+    """Seconds in ``text`` (``90s``, ``15m``, ``24h``, ``7d``); ValueError naming the form."""
+    text = str(text).strip()
+    if not re.match(DURATION_PATTERN, text):
+        raise ValueError(f"{text!r} is not a duration: a whole number and s, m, h or d (e.g. 24h)")
+    return int(text[:-1]) * _UNIT_SECONDS[text[-1]]

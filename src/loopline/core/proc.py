@@ -24,8 +24,12 @@ def first_line(text: str) -> str:
 
 def run(cmd: Sequence[str], *, cwd: str | os.PathLike[str] | None = None, what: str | None = None,
         input: str | None = None, env: Mapping[str, str] | None = None, check: bool = True,
-        capture: bool = True, timeout: float | None = None) -> subprocess.CompletedProcess:
+        capture: bool = True, timeout: float | None = None,
+        pass_fds: Sequence[int] = ()) -> subprocess.CompletedProcess:
     """Run ``cmd`` (text in and out); with ``check``, a non-zero exit raises.
+
+    ``pass_fds`` are inherited by the program (e.g. a lock that must stay held for as long
+    as the program runs, even when this process is killed).
 
     Raises:
         LooplineError: the program cannot be started, timed out, or (``check``) failed.
@@ -34,7 +38,8 @@ def run(cmd: Sequence[str], *, cwd: str | os.PathLike[str] | None = None, what: 
     try:
         res = subprocess.run(list(cmd), cwd=cwd, input=input, capture_output=capture, text=True,
                              encoding="utf-8", errors="replace",
-                             env=dict(env) if env is not None else None, timeout=timeout)
+                             env=dict(env) if env is not None else None, timeout=timeout,
+                             pass_fds=tuple(pass_fds))
     except OSError as err:
         raise LooplineError(f"cannot run {what}: {err.strerror or err}") from None
     except subprocess.TimeoutExpired:

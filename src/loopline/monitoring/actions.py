@@ -26,7 +26,7 @@ from typing import Any
 
 from loopline.core.dvc import dvc
 from loopline.core.errors import LooplineError
-from loopline.core.files import json_or_none
+from loopline.core.files import append_text, json_or_none, write_atomic
 from loopline.core.git import git
 from loopline.core.layout import METRICS_JSON, PREPARE_JSON, Layout
 from loopline.monitoring.alerts import audit
@@ -127,11 +127,12 @@ def retrain(root: Path, params: Any, window: dict, labelled: Any, stage: str, *,
     API, ``GITHUB_TOKEN``); the checkout goes back to its branch, and registering and
     promoting follow the merge (main.yml). While such a pull request is open, no other is made.
     """
-    from loopline.monitoring.monitor import worst
+    from loopline.monitoring.monitor import SERVICE_FIGURES, worst
 
-    # the model's grades decide, not the error rate: that is the service's, and a new model
-    # would not mend it (nor should a RED error rate stop a retraining the model needs)
-    model_status = worst([g for k, g in (window.get("grades") or {}).items() if k != "error_rate"])
+    # the model's grades decide, not the error rate or the service's targets: a new model
+    # would not mend them (nor should a RED error rate stop a retraining the model needs)
+    model_status = worst([g for k, g in (window.get("grades") or {}).items()
+                          if k not in SERVICE_FIGURES])
     if model_status != "AMBER" or labelled is None:
         if window.get("status") == "AMBER" and model_status == "GREEN" and labelled is not None:
             return [{"action": "retrain", "done": False,
@@ -183,9 +184,10 @@ def retrain(root: Path, params: Any, window: dict, labelled: Any, stage: str, *,
     if parquet:
         import pandas as pd
 
-        pd.concat([old, rows.drop(columns="_ts")], ignore_index=True).to_parquet(source, index=False)
+        both = pd.concat([old, rows.drop(columns="_ts")], ignore_index=True)
+        write_atomic(source, lambda p: both.to_parquet(p, index=False))
     else:
-        rows.drop(columns="_ts").to_csv(source, mode="a", header=False, index=False)
+        append_text(source, rows.drop(columns="_ts").to_csv(header=False, index=False))
     entry.update(appended=True, through=float(rows["_ts"].max()))
     from loopline.pipeline.repro import run_pipeline
 

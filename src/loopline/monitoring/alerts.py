@@ -2,7 +2,8 @@
 
 The webhook URL comes from the environment variable named by ``monitor.alerts.webhook_env``
 and appears in no log, report or error message. A delivery that fails is retried with
-backoff and then recorded as failed in the audit log; it never stops the monitor.
+backoff and then recorded as failed in the audit log; it never stops the monitor, which
+sends alerts only once its own work (status, reports, actions) is done and written.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from loopline.config.operations import AlertConfig
+from loopline.core.files import append_text
 
 ICONS = {"GREEN": ":large_green_circle:", "AMBER": ":large_orange_circle:", "RED": ":red_circle:"}
 
@@ -23,6 +25,10 @@ def message(artifact: str, doc: dict, links: list[str]) -> dict:
     status = doc["status"]
     lines = [f"{ICONS.get(status, '')} *{artifact}*: monitor status *{status}*"]
     lines += [f"• {r}" for r in doc["reasons"]]
+    actions = doc.get("actions") or []  # done before the alert: it says what they did
+    if actions:
+        lines.append("Actions: " + ", ".join(
+            f"{a['action']} ({'done' if a.get('done') else 'not done'})" for a in actions))
     if links:
         lines.append("Reports: " + ", ".join(links))
     text = "\n".join(lines)
@@ -32,12 +38,12 @@ def message(artifact: str, doc: dict, links: list[str]) -> dict:
 
 
 def audit(path: Path, event: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps({"at": time.time(), **event}) + "\n")
+    append_text(path, json.dumps({"at": time.time(), **event}) + "\n")
 
 
 def _post(url: str, body: dict, cfg: AlertConfig) -> tuple[bool, str, int]:
+    """POST ``body``; ``(delivered, why not, attempts)``. Never raises, never names the URL
+    (it is a secret): a URL that cannot be sent to (bad host name, scheme) is not retried."""
     import httpx
 
     error, attempts = "", 0
@@ -50,10 +56,11 @@ def _post(url: str, body: dict, cfg: AlertConfig) -> tuple[bool, str, int]:
             error = f"HTTP {res.status_code}"
             if 400 <= res.status_code < 500 and res.status_code != 429:
                 break  # the receiver rejects it: retrying would not help
-        except (httpx.HTTPError, httpx.InvalidURL) as err:
-            error = type(err).__name__  # never the URL: it is a secret
-            if isinstance(err, httpx.InvalidURL):
-                break
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError) as err:
+            # ValueError: UnicodeError of a host name IDNA refuses, among others
+            return False, f"invalid webhook URL ({type(err).__name__})", attempts
+        except Exception as err:  # noqa: BLE001 - a notification is never fatal
+            error = type(err).__name__
         if attempt < cfg.retries:
             time.sleep(min(0.5 * 2 ** attempt, 8.0))
     return False, error, attempts
@@ -68,19 +75,33 @@ def deliver(root: Path, cfg: AlertConfig, artifact: str, doc: dict, links: list[
     outcomes: list[dict[str, Any]] = []
     if cfg.file:
         path = root / cfg.file
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(json.dumps({k: msg[k] for k in ("at", "artifact", "status", "reasons", "links")})
-                    + "\n")
-        outcomes.append({"channel": "file", "delivered": True, "path": cfg.file})
+        try:
+            append_text(path, json.dumps({k: msg[k] for k in ("at", "artifact", "status",
+                                                               "reasons", "links")}) + "\n")
+            outcomes.append({"channel": "file", "delivered": True, "path": cfg.file})
+        except OSError as err:
+            outcomes.append({"channel": "file", "delivered": False, "path": cfg.file,
+                             "error": f"cannot write {cfg.file}: {err.strerror or err}"})
     url = (os.environ.get(cfg.webhook_env) or "").strip()
     if url:
         ok, error, attempts = _post(url, {"text": msg["text"], "blocks": msg["blocks"]}, cfg)
+        error = error.replace(url, "<webhook URL>")  # belt and braces: never the secret
         outcomes.append({"channel": "webhook", "delivered": ok, "attempts": attempts,
                          **({"error": error} if error else {})})
     else:
         outcomes.append({"channel": "webhook", "delivered": False,
                          "error": f"{cfg.webhook_env} not set"})
     for o in outcomes:
-        audit(audit_path, {"action": "alert", "status": doc["status"], **o})
+        try:
+            audit(audit_path, {"action": "alert", "status": doc["status"], **o})
+        except OSError as err:
+            o["audit_error"] = err.strerror or str(err)
     return outcomes
+
+
+def warnings(outcomes: list[dict]) -> list[str]:
+    """One line per alert that was due and not delivered (no URL in it)."""
+    return [f"alert not delivered by {o['channel']}: {o.get('error', 'unknown error')}"
+            + (f" after {o['attempts']} attempts" if o.get("attempts", 1) > 1 else "")
+            for o in outcomes
+            if not o.get("delivered") and not o.get("error", "").endswith(" not set")]

@@ -2,8 +2,8 @@
 
 Reads the inference log and the training reference, computes the windows
 (:mod:`loopline.monitoring.monitor`), appends the status to the history, writes the Evidently
-HTML report of the latest window, delivers alerts and, when asked, acts on the status
-(:mod:`loopline.monitoring.actions`). The document is written to ``reports/monitor.json``
+HTML report of the latest window, when asked acts on the status
+(:mod:`loopline.monitoring.actions`), writes the document and only then delivers alerts. The document is written to ``reports/monitor.json``
 and every action to the audit log ``reports/monitor_audit.jsonl``.
 """
 
@@ -57,7 +57,6 @@ def check(root: Path, params: Any, cfg: Any, *, log_path: Path, until: float | N
         links.append(f"{params.paths.reports}/{MONITOR_HTML}")
     doc["history"] = mon.append_history(root / cfg.history, doc)[-50:]
     audit_path = lay.report(MONITOR_AUDIT)
-    doc["alerts"] = alerts.deliver(root, cfg.alerts, params.artifact, doc, links, audit_path)
     if act:
         from loopline.monitoring.actions import act as run_actions
 
@@ -65,6 +64,10 @@ def check(root: Path, params: Any, cfg: Any, *, log_path: Path, until: float | N
         doc["actions"] = run_actions(root, params, doc, service_url=service_url,
                                      audit_path=audit_path, push=push, labelled=labelled,
                                      retrain_pr=retrain_pr)
+    write_json(lay.report(MONITOR_JSON), doc)
+    # notify last: a failing notification never costs the status, the reports or the actions
+    doc["alerts"] = alerts.deliver(root, cfg.alerts, params.artifact, doc, links, audit_path)
+    doc["warnings"] = [*doc.get("warnings", []), *alerts.warnings(doc["alerts"])]
     write_json(lay.report(MONITOR_JSON), doc)
     return doc
 

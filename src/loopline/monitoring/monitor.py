@@ -31,12 +31,16 @@ import numpy as np
 import pandas as pd
 
 from loopline.config.operations import MonitorConfig
-from loopline.core.files import read_jsonl
+from loopline.core.files import append_text, read_jsonl
 from loopline.monitoring.drift import dataset_drift, jensenshannon
+from loopline.monitoring.targets import grade_targets
 from loopline.serving.inference_log import features
 
 ORDER = {"GREEN": 0, "AMBER": 1, "RED": 2}
 NO_DATA = "NO DATA"
+# Figures of the service, not of a model: they alert, but never retrain or roll a model back.
+SERVICE_FIGURES = frozenset({"error_rate", "availability", "latency_p50_ms", "latency_p99_ms",
+                             "cost_per_1k"})
 
 
 def worst(statuses: list[str | None]) -> str:
@@ -102,6 +106,8 @@ def window_report(df: pd.DataFrame, reference: pd.DataFrame, numeric: list[str],
         _grade_errors(out, errors, out["requests"], cfg, grade)
 
     X = features(df, numeric + categorical)
+    grade_targets(out, df, features(df), errors, cfg.targets, positive, grade,
+                  min_requests=cfg.min_requests)
     missing = {c: float(X[c].isna().mean()) for c in X.columns}
     out["missing_rate"] = missing
     worst_col = max(missing, key=missing.get) if missing else None
@@ -192,8 +198,8 @@ def window_report(df: pd.DataFrame, reference: pd.DataFrame, numeric: list[str],
 class _Grades:
     """A window's grade per figure and one reason per grade that is not GREEN.
 
-    The error rate is the service's, not a model's: :meth:`model_status` and
-    :meth:`model_reasons` leave it out.
+    The error rate and the service's targets (:data:`SERVICE_FIGURES`) are the service's,
+    not a model's: :meth:`model_status` and :meth:`model_reasons` leave them out.
     """
 
     def __init__(self) -> None:
@@ -208,10 +214,10 @@ class _Grades:
             self._reason_of[name] = self.reasons[-1]
 
     def model_status(self) -> str:
-        return worst([g for k, g in self.grades.items() if k != "error_rate"])
+        return worst([g for k, g in self.grades.items() if k not in SERVICE_FIGURES])
 
     def model_reasons(self) -> list[str]:
-        return [r for k, r in self._reason_of.items() if k != "error_rate"]
+        return [r for k, r in self._reason_of.items() if k not in SERVICE_FIGURES]
 
 
 def _grade_errors(out: dict, errors: pd.DataFrame, served: int, cfg: MonitorConfig,
@@ -219,16 +225,19 @@ def _grade_errors(out: dict, errors: pd.DataFrame, served: int, cfg: MonitorConf
     """Error count, by status and route, and the error rate of the prediction requests.
 
     Failed /feedback calls are counted by route but left out of the rate: successful ones
-    are not logged as requests, so they have no denominator.
+    are not logged as requests, so they have no denominator. Clients that went away before
+    sending their body (status 499) are counted apart, not as failures of the service.
     """
-    predict = errors[errors["route"] != "/feedback"]
+    gone = errors["status"] == 499
+    predict = errors[(errors["route"] != "/feedback") & ~gone]
     n = int(len(predict))
     total = served + n
     out["errors"] = {"count": int(len(errors)),
                      "by_status": {str(k): int(v) for k, v in
                                    errors["status"].value_counts().sort_index().items()},
                      "by_route": {str(k): int(v) for k, v in
-                                  errors["route"].value_counts().sort_index().items()}}
+                                  errors["route"].value_counts().sort_index().items()},
+                     **({"client_disconnects": int(gone.sum())} if gone.any() else {})}
     out["error_rate"] = n / total if total else None
     if cfg.error_rate is None or total < cfg.min_requests:
         return
@@ -302,8 +311,7 @@ def append_history(path: Path, doc: dict) -> list[dict]:
              "roc_auc": perf.get("roc_auc"), "accuracy": perf.get("accuracy"),
              "drift_share": latest.get("drift_share"), "records": latest.get("records", 0),
              "versions": latest.get("versions", [])}
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(entry, default=_json_default) + "\n")
+    append_text(path, json.dumps(entry, default=_json_default) + "\n")
     return read_jsonl(path)
 
 

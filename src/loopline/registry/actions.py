@@ -26,7 +26,31 @@ from loopline.registry.tags import (
     open_registry,
     utc_iso,
 )
-from loopline.registry.write import check_remote, create_tag, identity, push_tags
+from loopline.registry.write import (
+    Change,
+    apply,
+    check_remote,
+    identity,
+    make_tag,
+    marker_ref,
+    registry_lock,
+    repair,
+)
+
+
+def _check_artifact(ref: str, artifact: str) -> None:
+    """Refuse ``other@v1.2.0`` where ``artifact`` is this repository's artifact."""
+    named, at, _ = ref.rpartition("@")
+    if at and named != artifact:
+        raise LooplineError(f"{ref!r} names artifact {named!r}, but this repository's artifact "
+                            f"is {artifact!r} (artifact in params.yaml)")
+
+
+def _stamp(reg: Registry) -> tuple[str, str, int, str]:
+    """Who acts, git's ident, and a tagger time one second past the artifact's newest tag
+    (so GTO, which orders by whole seconds, reads the order loopline writes)."""
+    who, ident, now, zone = identity(reg.settings.root)
+    return who, ident, max(now, reg.newest_time() + 1), zone
 
 
 def register(root: str | os.PathLike[str] | None = None, *, bump: str = "minor",
@@ -52,60 +76,68 @@ def register(root: str | os.PathLike[str] | None = None, *, bump: str = "minor",
     reason = check_force(force, reason)
     settings = load_settings(root)
     base = settings.root
+    if version:
+        _check_artifact(version, settings.artifact)
     commit = check_clean(base)
-    reg = Registry.load(settings)
-    existing = reg.versions_at(commit)
-    if existing:
-        raise LooplineError(f"commit {commit[:12]} already has version {existing[0].tag}")
-    layout = load_layout(base)
-    card, md5s = check_model(layout)
-    gate = check_gate(layout, card, force)
-    name = normalize_version(version) if version else bump_version(
-        reg.latest().version if reg.latest() else None, bump)
-    semver_key(name)
-    if name in reg.versions:
-        raise LooplineError(f"version {name} of {settings.artifact} already exists "
-                            f"(on commit {reg.versions[name].commit[:12]})")
-    tag = f"{settings.artifact}@{name}"
-    if push:
-        check_remote(reg, push, re.compile(rf"^{re.escape(settings.artifact)}@(?:v\S+)$"))
-    who, now = identity(base)
-    meta = {**header(reg.next_seq(), "register"), "artifact": settings.artifact, "version": name,
-            "commit": commit, "who": who, "when": utc_iso(now), "forced": force, "reason": reason,
-            "gate": {k: gate.get(k) for k in ("verdict", "checks", "champion", "candidate")},
-            "metrics": card.get("metrics", {}),
-            "model": {"onnx_sha256": (card.get("model_files") or {}).get("onnx_sha256"),
-                      "onnx_md5": md5s[MODEL_ONNX], "card_md5": md5s[CARD_JSON]},
-            "data": {"raw_md5": (card.get("data") or {}).get("raw_md5")},
-            "params_hash": card.get("params_hash")}
-    create_tag(base, tag, commit, dumps(meta))
-    if push:
-        push_tags(base, push, [tag], created=tag)
+    repaired = repair(base)
+    with registry_lock(base) as lock:
+        reg = Registry.load(settings)
+        existing = reg.versions_at(commit)
+        if existing:
+            raise LooplineError(f"commit {commit[:12]} already has version {existing[0].tag}")
+        layout = load_layout(base)
+        card, md5s = check_model(layout)
+        gate = check_gate(layout, card, force)
+        taken = [*reg.versions, *reg.deregistered]  # a deregistered name is never reused
+        name = normalize_version(version) if version else bump_version(
+            max(taken, key=semver_key) if taken else None, bump)
+        semver_key(name)
+        if name in reg.versions or name in reg.deregistered:
+            raise LooplineError(f"version {name} of {settings.artifact} already exists "
+                                f"(tag {settings.artifact}@{name})")
+        tag = f"{settings.artifact}@{name}"
+        if push:
+            check_remote(reg, push, re.compile(rf"^{re.escape(settings.artifact)}@(?:v\S+)$"))
+        who, ident, when, zone = _stamp(reg)
+        meta = {**header(reg.next_seq(), "register"), "artifact": settings.artifact,
+                "version": name, "commit": commit, "who": who, "when": utc_iso(when),
+                "forced": force, "reason": reason,
+                "gate": {k: gate.get(k) for k in ("verdict", "checks", "champion", "candidate")},
+                "metrics": card.get("metrics", {}),
+                "model": {"onnx_sha256": (card.get("model_files") or {}).get("onnx_sha256"),
+                          "onnx_md5": md5s[MODEL_ONNX], "card_md5": md5s[CARD_JSON]},
+                "data": {"raw_md5": (card.get("data") or {}).get("raw_md5")},
+                "params_hash": card.get("params_hash"), "hw": reg.high_water()}
+        obj = make_tag(base, tag, commit, dumps(meta), ident, when, zone)
+        apply(base, Change({f"refs/tags/{tag}": obj}, {}, "register"), push, lock)
     return {"artifact": settings.artifact, "version": name, "tag": tag, "commit": commit,
-            "pushed": push, "metadata": meta}
+            "pushed": push, "metadata": meta, "repaired": repaired}
 
 
 # ------------------------------------------------------- promote and rollback
 
 
 def _assign(reg: Registry, v: Version, stage: str, action: str, *, forced: bool,
-            reason: str | None, push: str | None, extra: dict | None = None) -> dict:
+            reason: str | None, push: str | None, lock: int, extra: dict | None = None) -> dict:
     """Append the assignment tag ``<artifact>#<stage>#<n>`` for version ``v``."""
     settings = reg.settings
     remote_ns: tuple[int, ...] = ()
     if push:
         relevant = re.compile(rf"^{re.escape(settings.artifact)}#{re.escape(stage)}#(\d+)$"
                               rf"|^{re.escape(v.tag)}$()")
-        remote_ns = check_remote(reg, push, relevant)
-    n = reg.next_n(stage, remote_ns)
+        remote_ns = check_remote(reg, push, relevant, stage)
+    hw = reg.high_water({stage: remote_ns})
+    n = hw.get(stage, 0) + 1
+    hw[stage] = n
     tag = f"{settings.artifact}#{stage}#{n}"
-    who, now = identity(settings.root)
+    who, ident, when, zone = _stamp(reg)
     meta = {**header(reg.next_seq(), action), "action": action, "artifact": settings.artifact,
             "version": v.version, "stage": stage, "forced": forced, "reason": reason,
-            "who": who, "when": utc_iso(now), **(extra or {})}
-    create_tag(settings.root, tag, v.commit, dumps(meta))
-    if push:
-        push_tags(settings.root, push, [v.tag, tag], created=tag)
+            "who": who, "when": utc_iso(when), **(extra or {}), "hw": hw}
+    obj = make_tag(settings.root, tag, v.commit, dumps(meta), ident, when, zone)
+    change = Change({f"refs/tags/{tag}": obj, marker_ref(settings.artifact, stage, n): obj},
+                    {f"refs/tags/{v.tag}": v.object}, action)
+    apply(settings.root, change, push, lock)
     return {"artifact": settings.artifact, "stage": stage, "version": v.version, "tag": tag, "n": n,
             "commit": v.commit, "action": action, "forced": forced, "reason": reason,
             "who": who, "pushed": push, "created": True, **(extra or {})}
@@ -135,15 +167,21 @@ def promote(version: str, stage: str, *, root: str | os.PathLike[str] | None = N
         LooplineError: unknown version or stage, failed gate, or the remote moved.
     """
     reason = check_force(force, reason)
-    reg = open_registry(root)
-    reg.check_stage(stage)
-    v = reg.version(version)
-    cur = reg.current(stage)
-    if cur is not None and cur.version == v.version:
-        return _unchanged(reg, cur, "promote")
-    _gate_override(v, force, f"promote it to {stage}")
-    return _assign(reg, v, stage, "promote", forced=force and not v.gate_passed, reason=reason,
-                   push=push, extra={"previous": cur.version if cur else None})
+    settings = load_settings(root)
+    _check_artifact(version, settings.artifact)
+    repaired = repair(settings.root)
+    with registry_lock(settings.root) as lock:
+        reg = Registry.load(settings)
+        reg.check_stage(stage)
+        v = reg.version(version)
+        cur = reg.current(stage)
+        if cur is not None and cur.version == v.version:
+            return {**_unchanged(reg, cur, "promote"), "repaired": repaired}
+        _gate_override(v, force, f"promote it to {stage}")
+        res = _assign(reg, v, stage, "promote", forced=force and not v.gate_passed,
+                      reason=reason, push=push, lock=lock,
+                      extra={"previous": cur.version if cur else None})
+    return {**res, "repaired": repaired}
 
 
 def rollback_target(reg: Registry, stage: str, cur: Assignment) -> Version:
@@ -170,22 +208,28 @@ def rollback(stage: str, *, to: str | None = None, root: str | os.PathLike[str] 
         LooplineError: unknown stage or version, nothing assigned or nothing to roll back to.
     """
     reason = check_force(force, reason)
-    reg = open_registry(root)
-    reg.check_stage(stage)
-    cur = reg.current(stage)
-    if cur is None:
-        raise LooplineError(f"nothing to roll back: no version assigned to {stage}")
-    if to is None:
-        if force:
-            raise LooplineError("--force applies only with --to VERSION", exit_code=2)
-        target = rollback_target(reg, stage, cur)
-    else:
-        target = reg.version(to)
-        if target.version == cur.version:
-            raise LooplineError(f"{target.tag} is already current in {stage} ({cur.tag})")
-        _gate_override(target, force, f"roll {stage} back to it")
-    return _assign(reg, target, stage, "rollback", forced=force and not target.gate_passed,
-                   reason=reason, push=push, extra={"previous": cur.version})
+    settings = load_settings(root)
+    if to is not None:
+        _check_artifact(to, settings.artifact)
+    repaired = repair(settings.root)
+    with registry_lock(settings.root) as lock:
+        reg = Registry.load(settings)
+        reg.check_stage(stage)
+        cur = reg.current(stage)
+        if cur is None:
+            raise LooplineError(f"nothing to roll back: no version assigned to {stage}")
+        if to is None:
+            if force:
+                raise LooplineError("--force applies only with --to VERSION", exit_code=2)
+            target = rollback_target(reg, stage, cur)
+        else:
+            target = reg.version(to)
+            if target.version == cur.version:
+                raise LooplineError(f"{target.tag} is already current in {stage} ({cur.tag})")
+            _gate_override(target, force, f"roll {stage} back to it")
+        res = _assign(reg, target, stage, "rollback", forced=force and not target.gate_passed,
+                      reason=reason, push=push, lock=lock, extra={"previous": cur.version})
+    return {**res, "repaired": repaired}
 
 
 # ------------------------------------------------------------- which, history

@@ -45,7 +45,8 @@ def refresh_champion(root: Path, reports: str, stage: str) -> dict:
 
 
 def fetch_model(root: Path, version: str, sha256: str | None) -> dict:
-    """``{"onnx_path": ...}`` once ``version``'s model is in CHAMPION_DIR, else ``{"error": ...}``."""
+    """``{"onnx_path": ...}`` once ``version``'s model is in CHAMPION_DIR, else
+    ``{"error": ...}``."""
     dest = root / CHAMPION_DIR
     model = dest / MODEL_ONNX
     if not (sha256 and model.is_file() and sha256_file(model) == sha256):
@@ -56,5 +57,5 @@ def fetch_model(root: Path, version: str, sha256: str | None) -> dict:
             return {"error": f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"}
     ignore = dest / ".gitignore"  # state, never committed, whatever the repo's .gitignore says
     if not ignore.is_file():
-        ignore.write_text("*\n", encoding="utf-8")
+        write_text(ignore, "*\n")
     return {"onnx_path": f"{CHAMPION_DIR}/{MODEL_ONNX}"}

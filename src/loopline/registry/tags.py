@@ -9,10 +9,19 @@ The layout is GTO's, so ``gto show`` and ``gto history`` read the same repositor
   artifact and stage) on the same commit; its message is JSON too (action promote or
   rollback, version, stage, forced, reason, who, when, sequence number).
 
-The current model of a stage is its highest-numbered assignment tag that still exists, so
-deleting that tag (locally, or ``git push --delete origin TAG``) reverts the stage to the
-previous assignment. Versions are ordered by semver and events by (tagger time, sequence
-number), never by the one-second tagger time alone.
+GTO's own tags are read too: ``<artifact>#<stage>!#<n>`` (``gto deprecate``: the version
+leaves the stage) and ``<artifact>@<version>!#<n>`` (``gto deregister``: the version is gone).
+The current model of a stage is the version of its newest assignment tag that still exists,
+whose version is still registered and was not unassigned from the stage after it. Deleting
+that tag (locally, or ``git push --delete origin TAG``) reverts the stage to the previous
+assignment. Events are ordered by (tagger time, number, sequence number); loopline writes
+every tag at least one second after the artifact's newest tag, so GTO, which orders by the
+one-second tagger time alone, reads the same order.
+
+Assignment numbers are never reused: every number handed out is also kept as a marker ref
+``refs/loopline/assigned/<artifact>/<stage>/<n>`` (pushed with the tag, left in place when
+the tag is deleted), and every tag loopline writes records in its message the highest
+number of each stage it knew of (``hw``), so a clone that sees any later tag knows it too.
 
 Everything is read with one ``git for-each-ref`` call and messages are parsed lazily, so
 ``which``, ``promote`` and ``rollback`` stay fast with thousands of tags.
@@ -28,7 +37,7 @@ from datetime import UTC
 
 from loopline.core.errors import LooplineError
 from loopline.core.git import git
-from loopline.core.layout import PARAMS_FILE
+from loopline.core.layout import PARAMS_FILE, REGISTRY_MARKERS
 from loopline.registry.semver import SEMVER_RE, normalize_version, semver_key
 from loopline.registry.settings import RegistrySettings, load_settings
 
@@ -36,7 +45,7 @@ MESSAGE_SCHEMA = 1
 # A message loopline writes starts {"loopline": SCHEMA, "seq": N, ...} (see header()), so the
 # sequence number of thousands of tags is read without parsing their JSON.
 _SEQ_RE = re.compile(r'^\{"loopline": \d+, "seq": (\d+)')
-_FIELDS = ("%(refname:lstrip=2)", "%(objecttype)", "%(objectname)", "%(*objectname)",
+_FIELDS = ("%(refname)", "%(objecttype)", "%(objectname)", "%(*objectname)",
            "%(taggerdate:unix)", "%(contents)")
 _FORMAT = "%00".join(_FIELDS) + "%1e"
 
@@ -97,9 +106,15 @@ class Tag:
         return seq if isinstance(seq, int) else 0
 
     @property
-    def order(self) -> tuple[int, int]:
-        """Event order: tagger time, then sequence number (tags made in one second)."""
-        return self.time, self.seq
+    def order(self) -> tuple[int, int, int]:
+        """Event order: tagger time, then number and sequence number (tags of one second)."""
+        return self.time, getattr(self, "n", 0), self.seq
+
+    @property
+    def hw(self) -> dict[str, int]:
+        """The highest assignment number of each stage when this tag was written."""
+        hw = self.meta.get("hw")
+        return {k: v for k, v in hw.items() if isinstance(v, int)} if isinstance(hw, dict) else {}
 
     @property
     def who(self) -> str | None:
@@ -130,10 +145,11 @@ class Assignment(Tag):
     stage: str = ""
     n: int = 0
     version: str | None = None
+    removed: bool = False  # a GTO unassignment (``gto deprecate``): the version leaves the stage
 
     @property
     def action(self) -> str:
-        return self.meta.get("action", "promote")
+        return "unassign" if self.removed else self.meta.get("action", "promote")
 
     @property
     def forced(self) -> bool:
@@ -149,7 +165,7 @@ class Registry:
 
     Args:
         settings: The artifact, stages and repository root.
-        versions: Version tags by version string.
+        versions: Registered version tags by version string (deregistered ones left out).
         assignments: Assignment tags by stage, sorted by n.
     """
 
@@ -158,33 +174,66 @@ class Registry:
         self.settings = settings
         self.versions = versions
         self.assignments = assignments
+        self.unassignments: dict[str, list[Assignment]] = {}
+        self.deregistered: dict[str, Tag] = {}  # version to its (newest) deregistration tag
+        self.retired: dict[str, Version] = {}  # version tags that a deregistration outdates
+        self.markers: dict[str, dict[int, Assignment]] = {}  # stage to n to the assignment
         self._by_commit: dict[str, list[Version]] | None = None
 
     @classmethod
     def load(cls, settings: RegistrySettings) -> Registry:
-        """Read every version and assignment tag of the artifact with one for-each-ref."""
+        """Read every version, assignment and marker of the artifact with one for-each-ref."""
         a = settings.artifact
+        marks = f"{REGISTRY_MARKERS}/{a}/"
         res = git(settings.root, "for-each-ref", f"--format={_FORMAT}",
-                  f"refs/tags/{a}@*", f"refs/tags/{a}#*")
-        ver_re = re.compile(rf"^{re.escape(a)}@(v\S+)$")
-        asg_re = re.compile(rf"^{re.escape(a)}#([^#!]+)#(\d+)$")
+                  f"refs/tags/{a}@*", f"refs/tags/{a}#*", marks)
+        ver_re = re.compile(rf"^refs/tags/{re.escape(a)}@(v[^!#\s]+)(!)?(?:#\d+)?$")
+        asg_re = re.compile(rf"^refs/tags/{re.escape(a)}#([^#!]+)(!)?(?:#(\d+))?$")
+        mark_re = re.compile(rf"^{re.escape(marks)}([^/]+)/(\d+)$")
         versions: dict[str, Version] = {}
+        deregs: dict[str, Tag] = {}
         assignments: dict[str, list[Assignment]] = {}
+        unassignments: dict[str, list[Assignment]] = {}
+        markers: dict[str, dict[int, Assignment]] = {}
         for record in res.stdout.split("\x1e\n"):
             parts = record.split("\x00", 5)
             if len(parts) != 6 or parts[1] != "tag" or not parts[3]:
                 continue  # lightweight tags carry no author or time: GTO ignores them too
-            name, _, obj, commit, when, message = parts
+            ref, _, obj, commit, when, message = parts
             time = int(when) if when.isdigit() else 0
-            m = ver_re.match(name)
+            name = ref.removeprefix("refs/tags/")
+            m = ver_re.match(ref)
             if m and SEMVER_RE.match(m.group(1)):
-                versions[m.group(1)] = Version(name, obj, commit, time, message, version=m.group(1))
+                if m.group(2):
+                    old = deregs.get(m.group(1))
+                    tag = Tag(name, obj, commit, time, message)
+                    if old is None or tag.order > old.order:
+                        deregs[m.group(1)] = tag
+                else:
+                    versions[m.group(1)] = Version(name, obj, commit, time, message,
+                                                   version=m.group(1))
                 continue
-            m = asg_re.match(name)
+            m = asg_re.match(ref)
             if m:
-                assignments.setdefault(m.group(1), []).append(Assignment(
-                    name, obj, commit, time, message, stage=m.group(1), n=int(m.group(2))))
+                stage, removed, n = m.group(1), bool(m.group(2)), int(m.group(3) or 0)
+                into = unassignments if removed else assignments
+                into.setdefault(stage, []).append(Assignment(
+                    name, obj, commit, time, message, stage=stage, n=n, removed=removed))
+                continue
+            m = mark_re.match(ref)
+            if m:
+                stage, n = m.group(1), int(m.group(2))
+                markers.setdefault(stage, {})[n] = Assignment(
+                    f"{a}#{stage}#{n}", obj, commit, time, message, stage=stage, n=n)
+        retired = {}
+        for version, tag in deregs.items():  # GTO: the newest of the two decides
+            if version in versions and tag.order > versions[version].order:
+                retired[version] = versions.pop(version)
         reg = cls(settings, versions, assignments)
+        reg.retired = retired
+        reg.deregistered = deregs
+        reg.unassignments = unassignments
+        reg.markers = markers
         for items in assignments.values():
             items.sort(key=lambda t: t.n)
         return reg
@@ -231,6 +280,11 @@ class Registry:
                 raise LooplineError(f"HEAD ({head[:12]}) has no version of "
                                     f"{self.settings.artifact}: run `loopline register` first")
             return max(at_head, key=lambda v: semver_key(v.version))
+        named, at, _ = ref.rpartition("@")
+        if at and named != self.settings.artifact:
+            raise LooplineError(f"{ref!r} names artifact {named!r}, but this repository's "
+                                f"artifact is {self.settings.artifact!r} (artifact in "
+                                f"{PARAMS_FILE})")
         name = normalize_version(ref)
         found = self.versions.get(name)
         if found is None:
@@ -274,8 +328,9 @@ class Registry:
             if isinstance(named, str) and named in self.versions:
                 asg.version = named
             else:
-                at = self.versions_at(asg.commit)
-                asg.version = (max(at, key=lambda v: semver_key(v.version)).version if at
+                at = [v.version for v in self.versions_at(asg.commit)] or [
+                    v for v, t in self.deregistered.items() if t.commit == asg.commit]
+                asg.version = (max(at, key=semver_key) if at
                                else named if isinstance(named, str) else None)
         return asg.version
 
@@ -284,77 +339,79 @@ class Registry:
         return self.assignments.get(stage, [])
 
     def current(self, stage: str) -> Assignment | None:
-        """The stage's highest-numbered assignment tag, with its version resolved."""
-        items = self.stage_assignments(stage)
-        if not items:
-            return None
-        self.version_of(items[-1])
-        return items[-1]
+        """The stage's current assignment, with its version resolved: the newest assignment
+        whose version is still registered and was not unassigned from the stage after it
+        (GTO's reading; without GTO's tags, the highest-numbered existing assignment)."""
+        removed: dict[str | None, tuple] = {}
+        for u in self.unassignments.get(stage, []):
+            key = self.version_of(u)
+            removed[key] = max(removed.get(key, u.order), u.order)
+        for a in sorted(self.stage_assignments(stage), key=lambda t: t.order, reverse=True):
+            version = self.version_of(a)
+            if version in self.deregistered and version not in self.versions:
+                continue
+            if version in removed and removed[version] > a.order:
+                continue
+            return a
+        return None
+
+    def all_tags(self) -> list[Tag]:
+        """Every tag of the artifact (versions, assignments, GTO's unassignments and
+        deregistrations)."""
+        return [*self.versions.values(), *self.retired.values(), *self.deregistered.values(),
+                *(a for v in self.assignments.values() for a in v),
+                *(a for v in self.unassignments.values() for a in v)]
+
+    def newest_time(self) -> int:
+        """The tagger time of the artifact's newest tag (0 without tags)."""
+        return max([0, *(t.time for t in self.all_tags())])
+
+    def high_water(self, remote_ns: dict[str, tuple[int, ...]] | None = None) -> dict[str, int]:
+        """The highest assignment number each stage has ever used, as far as this clone can
+        tell: existing tags, marker refs, the ``hw`` of the newest tags, and the remote's."""
+        hw: dict[str, int] = {}
+
+        def see(stage: str, n: int) -> None:
+            hw[stage] = max(hw.get(stage, 0), n)
+
+        for stage, items in self.assignments.items():
+            for a in items:
+                see(stage, a.n)
+        for stage, marks in self.markers.items():
+            for n in marks:
+                see(stage, n)
+        newest = sorted(self.all_tags(), key=lambda t: t.order, reverse=True)[:3]
+        for t in newest:
+            for stage, n in t.hw.items():
+                see(stage, n)
+        for stage, ns in (remote_ns or {}).items():
+            for n in ns:
+                see(stage, n)
+        return hw
 
     def next_n(self, stage: str, remote_ns: tuple[int, ...] = ()) -> int:
-        """The next assignment number: one above every existing local and remote one."""
-        local = [a.n for a in self.stage_assignments(stage)]
-        return max([0, *local, *remote_ns]) + 1
+        """The next assignment number: one above every number the stage has ever used."""
+        return self.high_water({stage: remote_ns}).get(stage, 0) + 1
 
     def next_seq(self) -> int:
         """One above the highest sequence number of any tag of the artifact."""
-        tags: list[Tag] = [*self.versions.values(),
-                            *(a for v in self.assignments.values() for a in v)]
-        return max([0, *(t.seq for t in tags)]) + 1
-
-    # -- history ------------------------------------------------------------------
+        return max([0, *(t.seq for t in self.all_tags())]) + 1
 
     def events(self, stage: str | None = None) -> list[dict]:
-        """The audit timeline, newest first: registrations, promotions, rollbacks, deletions.
+        """The audit timeline, newest first (see :func:`loopline.registry.events.timeline`)."""
+        from loopline.registry.events import timeline
 
-        A gap in a stage's assignment numbers below an assignment that loopline wrote is an
-        assignment tag that was deleted; it is reported as a "deleted" event just before the
-        next existing assignment. Gaps below tags written by other tools are not reported:
-        ``gto assign`` numbers tags per artifact, not per stage, so its gaps mean nothing.
-        """
-        rows: list[tuple[tuple, dict]] = []
-        if stage is None:
-            for v in self.versions.values():
-                rows.append(((*v.order, 0), self._version_event(v)))
-        stages = [stage] if stage else sorted(self.assignments)
-        for st in stages:
-            present = self.stage_assignments(st)
-            for a in present:
-                rows.append(((*a.order, 1), self._assignment_event(a)))
-            rows += self._deleted_events(st, present)
-        rows.sort(key=lambda r: r[0], reverse=True)
-        return [row for _, row in rows]
+        return timeline(self, stage)
 
-    def _version_event(self, v: Version) -> dict:
-        m = v.meta
-        return {"time": utc_iso(v.time), "event": "register", "version": v.version, "stage": None,
-                "tag": v.tag, "n": None, "commit": v.commit, "who": m.get("who"),
-                "forced": bool(m.get("forced")), "reason": m.get("reason"),
-                "gate": v.verdict, "seq": v.seq}
-
-    def _assignment_event(self, a: Assignment) -> dict:
-        version = self.version_of(a)
-        gate = self.versions[version].verdict if version in self.versions else "unknown"
-        return {"time": utc_iso(a.time), "event": a.action, "version": version, "stage": a.stage,
-                "tag": a.tag, "n": a.n, "commit": a.commit, "who": a.who, "forced": a.forced,
-                "reason": a.reason, "gate": gate, "seq": a.seq}
-
-    def _deleted_events(self, stage: str, present: list[Assignment]) -> list[tuple[tuple, dict]]:
-        out = []
-        prev = 0
-        for a in present:
-            for n in range(prev + 1, a.n) if a.meta.get("loopline") else ():
-                key = (*a.order, 0, n)  # just before the assignment that followed it
-                out.append((key, {"time": None, "event": "deleted", "version": None,
-                                  "stage": stage, "tag": f"{self.settings.artifact}#{stage}#{n}",
-                                  "n": n, "commit": None, "who": None, "forced": False,
-                                  "reason": "assignment tag deleted (reverted)", "gate": None,
-                                  "seq": None}))
-            prev = a.n
-        return out
 
 
 def open_registry(root: str | os.PathLike[str] | None = None) -> Registry:
-    """Load the registry of the repository at or above ``root`` (default: the cwd)."""
-    return Registry.load(load_settings(root))
+    """Load the registry of the repository at or above ``root`` (default: the cwd), after
+    finishing or undoing what a killed registry command left (see
+    :func:`loopline.registry.write.repair`)."""
+    from loopline.registry.write import repair
+
+    settings = load_settings(root)
+    repair(settings.root)
+    return Registry.load(settings)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from loopline.core.errors import LooplineError
+from loopline.core.files import copy_file, write_text
 from loopline.core.layout import BENTOFILE, CARD_JSON, MODEL_ONNX, SERVE_SPEC
 from loopline.serving.spec import SPEC_ENV, make_spec, write_spec
 
@@ -68,7 +69,7 @@ def import_model(artifact: str, entry: dict[str, Any]) -> str:
     meta = {k: entry[k] for k in ("sha256", "tag", "commit", "source") if entry.get(k) is not None}
     with bentoml.models.create(tag, labels=labels, metadata=meta) as model:
         for name in (MODEL_ONNX, CARD_JSON):
-            shutil.copyfile(Path(entry["bundle"]) / name, Path(model.path) / name)
+            copy_file(Path(entry["bundle"]) / name, Path(model.path) / name)
     return tag
 
 
@@ -89,7 +90,7 @@ def write_context(ctx: Path, spec: dict[str, Any], *, labels: dict[str, str]) ->
     if ctx.exists():
         shutil.rmtree(ctx)
     ctx.mkdir(parents=True)
-    (ctx / "service.py").write_text(SERVICE_STUB, encoding="utf-8")
+    write_text(ctx / "service.py", SERVICE_STUB)
     write_spec(ctx / SERVE_SPEC, spec)
     package = Path(__file__).resolve().parents[1]
     shutil.copytree(package, ctx / "loopline",
@@ -104,7 +105,7 @@ def write_context(ctx: Path, spec: dict[str, Any], *, labels: dict[str, str]) ->
         "envs": [{"name": SPEC_ENV, "value": f"/home/bentoml/bento/src/{SERVE_SPEC}"},
                  {"name": "OMP_WAIT_POLICY", "value": "PASSIVE"}],
     }
-    (ctx / BENTOFILE).write_text(yaml.safe_dump(bentofile, sort_keys=False), encoding="utf-8")
+    write_text(ctx / BENTOFILE, yaml.safe_dump(bentofile, sort_keys=False))
     return ctx
 
 

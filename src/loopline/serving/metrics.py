@@ -19,6 +19,11 @@ FEEDBACK = bentoml.metrics.Counter(
 RELOADS = bentoml.metrics.Counter(
     name="loopline_reloads", documentation="Model reloads, by outcome", labelnames=["outcome"])
 
+CLIENT_DISCONNECTS = bentoml.metrics.Counter(
+    name="loopline_client_disconnects",
+    documentation="Requests whose client went away before sending the whole body, by route",
+    labelnames=["route"])
+
 
 def predicted(version: str, labels: list, seconds: float) -> None:
     """Count one request's predicted classes and observe its model time."""
@@ -33,3 +38,11 @@ def predicted(version: str, labels: list, seconds: float) -> None:
 def reloaded(outcome: str) -> None:
     """Count a reload: ``ok``, ``refused`` (HTTP), ``followed`` or ``failed`` (the watcher)."""
     RELOADS.labels(outcome).inc()
+
+
+ROUTES = frozenset({"/predict", "/predict_batch", "/feedback", "/model", "/admin/reload"})
+
+
+def client_disconnected(route: str) -> None:
+    """Count a client that went away mid-body (not a server error: nothing was answered)."""
+    CLIENT_DISCONNECTS.labels(route if route in ROUTES else "other").inc()

@@ -3,7 +3,9 @@
 :class:`RequestErrors` is ASGI middleware around the service: a request to /predict,
 /predict_batch or /feedback answered 4xx or 5xx, including BentoML's 504 on a timeout, is
 passed once to the sinks (the service's inference log, table ``errors``) with its time,
-route and status, for the monitor's error rate.
+route and status, for the monitor's error rate. A client that went away before its body
+was read (:mod:`loopline.serving.middleware`) is recorded with status
+:data:`CLIENT_DISCONNECTED` (499, as nginx counts it): neither a success nor a server error.
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from loopline.serving.middleware import DISCONNECTED
+
 logger = logging.getLogger("loopline.serving")
 
+CLIENT_DISCONNECTED = 499
 ROUTES = frozenset({"/predict", "/predict_batch", "/feedback"})
 # set by the service once its log is open (one service, so one sink, per worker process)
 SINKS: list[Callable[[float, str, int], None]] = []
@@ -42,7 +47,10 @@ class RequestErrors:
             await send(message)
 
         try:
-            return await self.app(scope, receive, watch)
+            await self.app(scope, receive, watch)
+            if not started and scope.get(DISCONNECTED):
+                record(route, CLIENT_DISCONNECTED)
+            return None
         except asyncio.CancelledError:  # BentoML's timeout, outside us, answers 504
             if not started:
                 record(route, 504)

@@ -26,11 +26,13 @@ from typing import Any
 
 import bentoml
 import orjson
+from pydantic import ConfigDict, create_model
 from starlette.responses import Response
 
 from loopline.serving import bundle, contract, metrics, request_errors
+from loopline.serving.openapi import DocumentedErrors
 from loopline.serving.inference_log import InferenceLog
-from loopline.serving.middleware import BodyLimit, NoLog, quiet_bad_requests
+from loopline.serving.middleware import NoLog, RequestGuard, quiet_bad_requests
 from loopline.serving.reload import Reloader
 from loopline.serving.spec import LOG_ENV, read_spec
 
@@ -44,6 +46,17 @@ Records = contract.records_type(contract.record_type(_CARD["inputs"], passthroug
 Columns = contract.columns_type(_CARD["inputs"], SPEC["max_batch"], passthrough=_PASS)
 FeedbackItems = contract.feedback_type(_CARD["classes"])
 quiet_bad_requests()
+
+
+class _Body(bentoml.IODescriptor):
+    """A request body: a field the endpoint does not take is refused (400), as in a record."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def _body(name: str, **fields: Any) -> type:
+    """The body model of one endpoint: ``field=(type, default)``, nothing else accepted."""
+    return create_model(name, __base__=_Body, **fields)
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -81,7 +94,7 @@ class LooplineService:
         logger.info("serving %s %s (sha256 %s)%s", SPEC["artifact"], served.version,
                     served.sha256[:12], f", shadow {self.shadow.version}" if self.shadow else "")
 
-    @bentoml.api(route="/predict")
+    @bentoml.api(route="/predict", input_spec=_body("PredictInput", records=(Records, ...)))
     async def predict(self, records: Records) -> contract.Prediction:  # type: ignore[valid-type]
         """Class and probabilities for each record (1 to max_batch records)."""
         start = time.perf_counter()
@@ -98,7 +111,8 @@ class LooplineService:
         metrics.predicted(served.version, labs, elapsed)
         return _json(body)
 
-    @bentoml.api(route="/predict_batch")
+    @bentoml.api(route="/predict_batch",
+                 input_spec=_body("PredictBatchInput", columns=(Columns, ...)))
     async def predict_batch(self, columns: Columns) -> dict:  # type: ignore[valid-type]
         """Batch scoring in columns: ``{"columns": {feature: [v1, v2, ...]}}``.
 
@@ -123,7 +137,7 @@ class LooplineService:
         metrics.predicted(served.version, labs, elapsed)
         return Response(body, media_type="application/json")
 
-    @bentoml.api(route="/feedback")
+    @bentoml.api(route="/feedback", input_spec=_body("FeedbackInput", labels=(FeedbackItems, ...)))
     async def feedback(self, labels: FeedbackItems) -> dict:  # type: ignore[valid-type]
         """Delayed ground truth: the label of record ``index`` (default 0) of a request."""
         self.log.feedback(((item["request_id"], item.get("index", 0), item["label"])
@@ -132,7 +146,7 @@ class LooplineService:
             metrics.FEEDBACK.labels(item["label"]).inc()
         return _json({"recorded": len(labels)})
 
-    @bentoml.api(route="/model")
+    @bentoml.api(route="/model", input_spec=_body("ModelInput"))
     async def model_info(self) -> dict:
         """The served version, its sha256, classes and input contract."""
         m = self.reloader.served
@@ -142,7 +156,7 @@ class LooplineService:
                       "shadow_version": self.shadow.version if self.shadow else None,
                       "max_batch": SPEC["max_batch"]})
 
-    @bentoml.api(route="/admin/reload")
+    @bentoml.api(route="/admin/reload", input_spec=_body("ReloadInput", ref=(str | None, None)))
     async def reload(self, ctx: bentoml.Context, ref: str | None = None) -> dict:
         """Switch to the version of ``ref`` (a stage or version; default: what was served from).
 
@@ -161,6 +175,9 @@ class LooplineService:
         self.log.close()
 
 
-# RequestErrors first, so it is the outer one and sees BodyLimit's 413 too
+# RequestErrors first, so it is the outer one and sees RequestGuard's 4xx too
+LooplineService.add_asgi_middleware(DocumentedErrors)
 LooplineService.add_asgi_middleware(request_errors.RequestErrors)
-LooplineService.add_asgi_middleware(BodyLimit, max_bytes=SPEC["max_body_bytes"])
+LooplineService.add_asgi_middleware(RequestGuard, max_bytes=SPEC["max_body_bytes"],
+                                    total_timeout=float(SPEC["timeout"]),
+                                    on_disconnect=metrics.client_disconnected)

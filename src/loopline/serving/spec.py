@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from loopline.core.errors import LooplineError
-from loopline.core.files import load_json
+from loopline.core.files import copy_file, load_json, sha256_file
 from loopline.core.layout import (
     CARD_JSON,
     MODEL_ONNX,
@@ -34,7 +33,12 @@ LOCAL = "local"
 
 
 def _local_export(root: Path, models: str, dest: Path) -> dict[str, Any]:
-    """The working tree's latest export (models/model.onnx and card.json), copied aside."""
+    """The working tree's latest export (models/model.onnx and card.json), copied aside.
+
+    No registry version names it, so it is verified against its model card only: a model
+    whose card was edited to match passes; a registered version is verified against the
+    sha256 in its registry tag.
+    """
     src_model, src_card = root / models / MODEL_ONNX, root / models / CARD_JSON
     if not src_model.is_file() or not src_card.is_file():
         raise LooplineError(f"no model to serve: no version is assigned to prod and there is no "
@@ -44,12 +48,18 @@ def _local_export(root: Path, models: str, dest: Path) -> dict[str, Any]:
     sha = (card.get("model_files") or {}).get("onnx_sha256")
     if not sha:
         raise LooplineError(f"{src_card} records no onnx_sha256; re-run the export stage")
+    got = sha256_file(src_model)
+    if got != sha:
+        raise LooplineError(f"{models}/{MODEL_ONNX} (sha256 {got[:12]}) is not the model its card "
+                            f"records (sha256 {sha[:12]}): no version is assigned to prod, so the "
+                            "workspace model is checked against its card only; rerun the "
+                            "pipeline (`loopline run`) or serve a registered version")
     bundle = dest / f"{LOCAL}-{sha[:12]}"
-    bundle.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src_model, bundle / MODEL_ONNX)
-    shutil.copyfile(src_card, bundle / CARD_JSON)
+    copy_file(src_model, bundle / MODEL_ONNX)
+    copy_file(src_card, bundle / CARD_JSON)
     return {"version": f"{LOCAL}-{sha[:12]}", "sha256": sha, "bundle": str(bundle),
-            "tag": None, "commit": None, "source": "local export"}
+            "tag": None, "commit": None,
+            "source": "local export, no version in prod: checked against its card only"}
 
 
 def resolve_model(root: Path, ref: str | None, *, models: str = MODELS_DEFAULT,

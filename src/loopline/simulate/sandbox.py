@@ -14,6 +14,7 @@ from typing import Any
 
 from loopline.core.dvc import dvc
 from loopline.core.errors import LooplineError
+from loopline.core.files import copy_file, write_text
 from loopline.core.git import git
 from loopline.core.layout import CONF_DIR, CONF_NAME, STATE_DIR
 from loopline.pipeline.tabular import read_table, write_table
@@ -49,15 +50,13 @@ def make_sandbox(root: Path, params: Any, workdir: Path, *, seed: int, quick: bo
                                 "--workdir")
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
-    (workdir / MARKER).write_text("made by loopline simulate; removed by the next run\n")
+    write_text(workdir / MARKER, "made by loopline simulate; removed by the next run\n")
     tracked = _git(root, "ls-files", "-z").split("\0")
     for rel in filter(None, tracked):
         src = root / rel
         if rel.startswith(("reports/", "logs/")) or not src.is_file():
             continue  # the sandbox's reports are its own
-        dest = workdir / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, dest)
+        copy_file(src, workdir / rel)
     source = root / data.source
     if not source.is_file():
         raise LooplineError(f"data.source {data.source} is missing: `loopline pull` it first")
@@ -76,11 +75,11 @@ def make_sandbox(root: Path, params: Any, workdir: Path, *, seed: int, quick: bo
         import yaml
 
         conf = workdir / CONF_DIR / f"{CONF_NAME}.yaml"
-        conf.write_text(conf.read_text(encoding="utf-8") + "\n# loopline simulate: the sandbox's "
-                        "overrides\n" + yaml.safe_dump(overrides, sort_keys=False), encoding="utf-8")
+        write_text(conf, conf.read_text(encoding="utf-8") + "\n# loopline simulate: the sandbox's "
+                   "overrides\n" + yaml.safe_dump(overrides, sort_keys=False))
     ignore = workdir / ".gitignore"
-    ignore.write_text((ignore.read_text() if ignore.is_file() else "")
-                      + f"\n/{MARKER}\n/logs/\n/{STATE_DIR}/\n/reports/monitor*\n/reports/alerts.jsonl\n")
+    write_text(ignore, (ignore.read_text() if ignore.is_file() else "")
+               + f"\n/{MARKER}\n/logs/\n/{STATE_DIR}/\n/reports/monitor*\n/reports/alerts.jsonl\n")
     git(workdir, "init", "-q", "-b", "main")
     _git(workdir, "config", "user.name", "loopline simulate")
     _git(workdir, "config", "user.email", "simulate@loopline.invalid")

@@ -96,3 +96,19 @@ def test_promoting_the_current_version_again_creates_nothing(repo: Repo) -> None
     res = registry.promote("v0.1.0", "staging", root=repo.path)
     assert not res["created"] and res["tag"] == f"{ART}#staging#1"
     assert repo.tags() == [f"{ART}#staging#1", f"{ART}@v0.1.0"]
+
+
+def test_a_foreign_artifact_name_is_refused_naming_both(repo: Repo) -> None:
+    repo.register("a")
+    repo.model("b")
+    both = r"'other-model@v9\.1\.0' names artifact 'other-model', but this repository's " \
+           r"artifact is 'credit-risk'"
+    with pytest.raises(LooplineError, match=both):
+        registry.register(repo.path, version="other-model@v9.1.0")
+    for call in (lambda: registry.promote("other-model@v9.1.0", "prod", root=repo.path),
+                 lambda: registry.rollback("prod", to="other-model@v9.1.0", root=repo.path)):
+        with pytest.raises(LooplineError, match=both):
+            call()
+    assert registry.register(repo.path, version=f"{ART}@v0.5.0")["version"] == "v0.5.0"
+    assert registry.promote(f"{ART}@v0.1.0", "prod", root=repo.path)["tag"] == f"{ART}#prod#1"
+    assert [t for t in repo.tags() if "other" in t] == []

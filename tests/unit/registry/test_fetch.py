@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -30,11 +32,39 @@ def test_get_writes_the_right_bytes_and_fails_clearly(repo: Repo, tmp_path: Path
     onnx_md5 = md5(repo.files[first]["model.onnx"])
     cached = repo.path / ".dvc" / "cache" / "files" / "md5" / onnx_md5[:2] / onnx_md5[2:]
     cached.write_bytes(b"rot")
-    with pytest.raises(LooplineError, match=rf"models/model\.onnx of credit-risk@v0\.1\.0 "
-                                            rf"\(md5 {onnx_md5}\) is not in the DVC cache and "
-                                            "cannot be fetched"):
+    # a corrupt cache copy and no remote: says both, and how to fix it
+    with pytest.raises(LooplineError, match=rf"^the DVC cache copy of models/model\.onnx of "
+                                            rf"credit-risk@v0\.1\.0 \({cached}\) is corrupt "
+                                            rf"\(its md5 is not {onnx_md5}\), and no DVC remote "
+                                            rf"is configured to fetch it from: remove it "
+                                            rf"\(rm {cached}\), then `dvc pull`"):
         get("v0.1.0", tmp_path / "out4", root=repo.path)
     assert not (tmp_path / "out4" / "model.onnx").exists()
+    cached.unlink()
+    with pytest.raises(LooplineError, match=rf"^models/model\.onnx of credit-risk@v0\.1\.0 "
+                                            rf"\(md5 {onnx_md5}\) is not in the DVC cache, and "
+                                            "no DVC remote is configured to fetch it from: add "):
+        get("v0.1.0", tmp_path / "out4", root=repo.path)
+
+
+def test_get_never_writes_outside_its_directory(repo: Repo, tmp_path: Path) -> None:
+    commit = repo.register("a")["commit"]
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    out.mkdir()
+    outside.mkdir()
+    for name in ("model.onnx", "card.json"):  # planted links where a fixed temp name would be
+        (out / f".{name}.tmp").symlink_to(outside / name)
+    (out / "card.json").symlink_to(outside / "card-target.json")  # and at the target itself
+    os.umask(0o022)
+    get("v0.1.0", out, root=repo.path)
+    assert list(outside.iterdir()) == []
+    for name in ("model.onnx", "card.json"):
+        path = out / name
+        assert not path.is_symlink() and path.read_bytes() == repo.files[commit][name]
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644  # the umask's mode, not mkstemp's
+    res = cli(repo.path, "get", "v0.1.0", "-o", str(out / "model.onnx"))
+    assert res.exit_code == 1 and str(res.exception).startswith(
+        f"--output {out / 'model.onnx'} is a file, not a directory")
 
 
 def test_get_fetches_from_the_dvc_remote_when_the_cache_lacks_the_objects(

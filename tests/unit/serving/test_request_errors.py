@@ -51,3 +51,35 @@ def test_request_errors_middleware_records_each_once(monkeypatch: pytest.MonkeyP
 
     asyncio.run(scenario())
     assert seen == [("/predict_batch", 400), ("/predict", 400), ("/feedback", 500), ("/predict", 504)]
+
+
+def test_a_client_gone_mid_body_is_recorded_as_499_not_500(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from loopline.serving import request_errors
+    from loopline.serving.middleware import RequestGuard
+
+    seen: list[tuple[str, int]] = []
+    monkeypatch.setattr(request_errors, "SINKS",
+                        [lambda ts, route, status: seen.append((route, status))])
+
+    async def app(scope, receive, send):  # never reached: the guard reads the body first
+        raise AssertionError("the app saw a half body")
+
+    async def scenario() -> None:
+        messages = [{"type": "http.request", "body": b'{"rec', "more_body": True},
+                    {"type": "http.disconnect"}]
+
+        async def receive():
+            return messages.pop(0)
+
+        async def send(message):
+            raise AssertionError(f"answered a client that went away: {message}")
+
+        scope = {"type": "http", "method": "POST", "path": "/predict",
+                 "headers": [(b"content-type", b"application/json"),
+                             (b"transfer-encoding", b"chunked")]}
+        await request_errors.RequestErrors(RequestGuard(app, 1000))(scope, receive, send)
+
+    asyncio.run(scenario())
+    assert seen == [("/predict", request_errors.CLIENT_DISCONNECTED)]

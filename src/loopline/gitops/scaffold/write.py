@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 from loopline.core.dvc import dvc
+from loopline.core.files import copy_file, write_bytes, write_text
 from loopline.core.git import git
 from loopline.core.layout import WORKFLOWS_DIR
 from loopline.gitops.scaffold.plan import Plan, make_plan
@@ -31,11 +32,9 @@ def _write(dest: Path, plan: Plan) -> list[str]:
     """Write the instance's files and the data into ``dest``; return the paths written."""
     written = instance_files(plan, shared_files())
     for rel, raw in written.items():
-        path = dest / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(raw)
+        write_bytes(dest / rel, raw)
     (dest / "data").mkdir(exist_ok=True)
-    shutil.copyfile(plan.data_file, dest / plan.source)
+    copy_file(plan.data_file, dest / plan.source)
     return sorted(written)
 
 
@@ -49,7 +48,7 @@ def _repo(dest: Path, plan: Plan) -> str:
     params = load_params(dest)
     git(dest, "init", "-q", "-b", "main")
     dvc(dest, "init", "-q")
-    (dest / ".dvc" / "config").write_text(DVC_CONFIG, encoding="utf-8")
+    write_text(dest / ".dvc" / "config", DVC_CONFIG)
     refresh_champion(dest, params.paths.reports, params.gate.champion.stage)
     git(dest, "add", "-A")
     git(dest, "commit", "-q", "-m",
