@@ -8,8 +8,11 @@
    runs them) shows what running stages inside dvc's process saves.
 2. A no-op ``loopline run`` and a no-op ``dvc repro`` on the built copy.
 3. ``loopline --help`` start-up.
+4. With ``--your-data``: a new user's data instead (bench/your_data.py): ``loopline init``
+   on a 10,000 × 56 CSV, and per synthetic set ``loopline run`` against a plain
+   scikit-learn script doing the same search.
 
-Usage: python bench/run.py [--repeat N]
+Usage: python bench/run.py [--repeat N] [--your-data [--search small]]
 """
 
 from __future__ import annotations
@@ -63,7 +66,16 @@ def fresh_copy(base: Path, name: str) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--repeat", type=int, default=3, help="repeats of each measurement")
-    args = ap.parse_args()
+    ap.add_argument("--your-data", action="store_true",
+                    help="measure init and run on the synthetic sets (bench/your_data.py)")
+    args, rest = ap.parse_known_args()
+    if args.your_data:
+        sys.path.insert(0, str(REPO / "bench"))
+        import your_data
+
+        sys.argv = [sys.argv[0], "--repeat", str(args.repeat), *rest]
+        your_data.main()
+        return
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", DVC_NO_ANALYTICS="1")
     loopline = str(BIN / "loopline")
     rows: list[tuple[str, float, float, str, str]] = []

@@ -76,7 +76,8 @@ def test_your_data_from_csv_to_served_predictions(tmp_path: Path, name: str) -> 
     card = json.loads((repo / "models/card.json").read_text())
     features = [c for c, r in roles.items() if r == "feature"]
     assert sorted(card["inputs"]) == sorted(features)  # the user's own names
-    records = [{k: v for k, v in r.items() if k in card["inputs"]} for r in _records(df, target)]
+    assert target in card["passthrough"]  # the file's other columns may come along
+    records = _records(df, target)  # every column of the file but the target, as pandas has them
     srv = Server(repo, "prod", "--workers", "1").wait_ready()
     try:
         res = srv.predict(records)
@@ -87,6 +88,10 @@ def test_your_data_from_csv_to_served_predictions(tmp_path: Path, name: str) -> 
         assert set(json.dumps(preds[0])) and set(preds[0]["probabilities"]) == classes
         bad = srv.predict([{**records[0], "no such column": 1}])
         assert bad.status_code == 400 and "no such column" in bad.text
+        labelled = df.head(5).to_dict("records")  # the target too: accepted and ignored
+        labelled = [{k: (None if isinstance(v, float) and math.isnan(v) else v)
+                     for k, v in r.items()} for r in labelled]
+        assert srv.predict(labelled).status_code == 200
     finally:
         srv.stop()
 

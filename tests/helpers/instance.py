@@ -63,7 +63,7 @@ def make_instance(dest: Path, *, fast: bool = True) -> Path:
     sh("git", "init", "-q", "-b", "main", cwd=dest)
     sh(str(BIN / "dvc"), "init", "-q", cwd=dest)
     shutil.copy2(REPO / ".dvc" / "config", dest / ".dvc" / "config")
-    (dest / ".gitignore").write_text("__pycache__/\n")
+    (dest / ".gitignore").write_text("__pycache__/\n/.loopline/\n")  # as every instance has
     if fast:
         fast_settings(dest)
         loopline("params", cwd=dest)

@@ -128,7 +128,7 @@ def run(
             for line in lines[1:]:
                 err.print(line, markup=False, highlight=False, soft_wrap=True)
             if result.tail and not verbose():
-                err.print(f"last lines of {where}'s output:", highlight=False)
+                err.print(f"the last lines {where} printed:", highlight=False)
                 for line in result.tail:
                     err.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
             if verbose():

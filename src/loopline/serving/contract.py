@@ -10,7 +10,10 @@ Numbers are strict: ``"30"`` or ``true`` for a number is an error, not a coercio
 integer column takes whole numbers, written as integers or as floats (``5.0``: pandas
 reads an integer column with gaps as floats, so ``df.to_dict("records")`` of the training
 file sends them so), and refuses ``5.5``. Nullable columns (those the imputation handles)
-may be null or left out; the others are required. Unknown fields are rejected.
+may be null or left out; the others are required. Columns of the training file that are
+not inputs (the target, the id and order columns, columns left out of the features: the
+card's ``passthrough``) may be sent and are ignored, so a row of the user's own file is a
+valid record; any other field is rejected.
 """
 
 from __future__ import annotations
@@ -52,11 +55,19 @@ def _field_type(name: str, spec: Mapping[str, Any]) -> Any:
     return Required[base]
 
 
-def record_type(inputs: Mapping[str, Mapping[str, Any]], name: str = "Record") -> type:
-    """A ``TypedDict`` for one record of the model's inputs (extra fields forbidden)."""
+def _passthrough(inputs: Mapping[str, Any], passthrough: Sequence[str]) -> dict[str, Any]:
+    """Fields accepted as anything and ignored (columns of the file that are not inputs)."""
+    return {c: NotRequired[Any] for c in passthrough if c not in inputs}
+
+
+def record_type(inputs: Mapping[str, Mapping[str, Any]], name: str = "Record",
+                passthrough: Sequence[str] = ()) -> type:
+    """A ``TypedDict`` for one record of the model's inputs (other fields forbidden, but
+    those of ``passthrough``, which are ignored)."""
     if not inputs:
         raise ValueError("the model card lists no inputs")
     fields = {col: _field_type(col, spec) for col, spec in inputs.items()}
+    fields.update(_passthrough(inputs, passthrough))
     td = TypedDict(name, fields)  # type: ignore[misc]
     return with_config(ConfigDict(extra="forbid"))(td)
 
@@ -67,7 +78,7 @@ def records_type(record: type, max_batch: int) -> Any:
 
 
 def columns_type(inputs: Mapping[str, Mapping[str, Any]], max_batch: int,
-                 name: str = "Columns") -> type:
+                 name: str = "Columns", passthrough: Sequence[str] = ()) -> type:
     """A ``TypedDict`` of columns (``{feature: [value, ...]}``) for batch scoring.
 
     Each column is validated as a list of scalars, about ten times faster than the same
@@ -81,6 +92,7 @@ def columns_type(inputs: Mapping[str, Mapping[str, Any]], max_batch: int,
             value = value | None
         column = Annotated[list[value], Field(min_length=1, max_length=max_batch)]
         fields[col] = NotRequired[column] if spec.get("nullable") else Required[column]
+    fields.update(_passthrough(inputs, passthrough))
     td = TypedDict(name, fields)  # type: ignore[misc]
     return with_config(ConfigDict(extra="forbid"))(td)
 

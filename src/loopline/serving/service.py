@@ -54,8 +54,10 @@ if SPEC["log"].get("enabled", True) and os.environ.get(log_check.CHECKED_ENV) !=
     logger.info("inference log %s checked%s%s", LOG_PATH,
                 " (new)" if _state["created"] else "",
                 f", {_state['replayed']} spooled rows replayed" if _state["replayed"] else "")
-Records = contract.records_type(contract.record_type(_CARD["inputs"]), SPEC["max_batch"])
-Columns = contract.columns_type(_CARD["inputs"], SPEC["max_batch"])
+_PASS = _CARD.get("passthrough") or ()  # the file's other columns: accepted, ignored
+Records = contract.records_type(contract.record_type(_CARD["inputs"], passthrough=_PASS),
+                                SPEC["max_batch"])
+Columns = contract.columns_type(_CARD["inputs"], SPEC["max_batch"], passthrough=_PASS)
 FeedbackItems = contract.feedback_type(_CARD["classes"])
 quiet_bad_requests()
 

@@ -86,3 +86,18 @@ def test_columns_contract_and_lengths() -> None:
     assert n == 3 and [b["loc"] for b in bad] == [["columns", "Records"]]
     feeds = onnx_feeds.from_columns(ok, 2, ["Age", "Income"], ["Home"])
     assert np.isnan(feeds["Income"]).all() and feeds["Home"].tolist() == [[""], ["rent"]]
+
+
+def test_the_files_other_columns_are_accepted_and_ignored() -> None:
+    """A row of the training file carries its target, id and dropped columns: accepted as
+    they are (the card's passthrough), while an unknown field is still refused."""
+    ta = validator_with_passthrough = TypeAdapter(contract.records_type(
+        contract.record_type(INPUTS, passthrough=["Status", "customer id", "Age"]), 3))
+    row = {**GOOD, "Status": "bad", "customer id": 17}
+    assert validator_with_passthrough.validate_python([row]) == [row]
+    with pytest.raises(ValidationError):
+        ta.validate_python([{**row, "Age": "30"}])  # an input stays an input
+    with pytest.raises(ValidationError):
+        ta.validate_python([{**row, "Zip": 1}])
+    cols = TypeAdapter(contract.columns_type(INPUTS, 3, passthrough=["Status"]))
+    assert cols.validate_python({"Age": [30], "Records": ["no"], "Status": ["bad"]})

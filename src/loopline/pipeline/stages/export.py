@@ -85,6 +85,8 @@ def build_card(params: Params, root: Path, onnx_bytes: bytes, classes: list[str]
         "classes": classes,
         "positive_class": params.data.positive_class,
         "inputs": input_spec(params),
+        # the data's other columns (target, id, order, left out): a request may carry them
+        "passthrough": [c for c in params.data.schema_.columns if c not in input_spec(params)],
         "metrics": metrics,
         "slice_gaps": slices.get("max_gap", {}),
         "slice_column": slices.get("column"),
