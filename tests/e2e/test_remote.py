@@ -182,7 +182,7 @@ def test_loopline_get_fetches_from_s3_when_the_cache_is_empty(built_copy: Path, 
     res = loopline_env("get", "v0.1.0", "-o", str(tmp_path / "none"), cwd=root, env=env,
                        check=False)
     assert res.returncode == 1
-    assert "is not in the DVC cache, and it cannot be fetched from DVC remote" in res.stderr
+    assert "is not in the DVC cache and cannot be fetched from the DVC remote" in res.stderr
     shutil.move(tmp_path / "cache", root / ".dvc" / "cache")
 
     dvc("push", cwd=root, env=env)

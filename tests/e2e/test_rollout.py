@@ -76,21 +76,27 @@ def _local_split(share: float) -> Split:
     return Split(version("v0.1.0"), version("v0.2.0"), share)
 
 
-def _wait_for_share(srv: Server, share: float, timeout: float = 20.0) -> None:
+def _wait_for_share(srv: Server, share: float, timeout: float = 20.0,
+                    previous: float = 25.0) -> None:
     """Every worker routes at ``share`` (a key only that share sends to the candidate, 20
-    answers in a row)."""
-    split = _local_split(share)
-    lower = _local_split(share - 0.5 if share else 0.0)
-    key = next(f"probe-{i}" for i in range(100_000)
-               if split.pick(f"probe-{i}", "0" * 32).version == "v0.2.0"
-               and lower.pick(f"probe-{i}", "0" * 32).version == "v0.1.0") if share else "probe-0"
+    answers in a row; for 0, a key that ``previous`` sent to the candidate, 20 answers in a
+    row from the champion)."""
+    if share:
+        split, lower = _local_split(share), _local_split(share - 0.5)
+        key = next(f"probe-{i}" for i in range(100_000)
+                   if split.pick(f"probe-{i}", "0" * 32).version == "v0.2.0"
+                   and lower.pick(f"probe-{i}", "0" * 32).version == "v0.1.0")
+    else:
+        before = _local_split(previous)
+        key = next(f"probe-{i}" for i in range(100_000)
+                   if before.pick(f"probe-{i}", "0" * 32).version == "v0.2.0")
     want = "v0.2.0" if share else "v0.1.0"
     deadline = time.monotonic() + timeout
-    streak = 0
-    while streak < 20:
+    # 40 requests 4 at a time (several connections, so every worker answers some), all from
+    # the version ``share`` sends the key to
+    while {(s, v) for _, s, v, _ in _send(srv.url, [key] * 40)} != {(200, want)}:
         assert time.monotonic() < deadline, f"workers did not all move to {share}%"
-        r = srv.client.post("/predict", json={"records": [RECORD], "key": key})
-        streak = streak + 1 if r.status_code == 200 and r.json()["model_version"] == want else 0
+        time.sleep(0.2)
 
 
 def _check_step(srv: Server, share: float, tag: str) -> dict[str, str]:

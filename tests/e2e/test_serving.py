@@ -119,6 +119,11 @@ def test_column_batches_answer_like_records(server: Server) -> None:
     assert body["predictions"] == [p["class"] for p in by_records]
     assert body["probabilities"] == [[p["probabilities"][c] for c in body["classes"]]
                                      for p in by_records]
+    # the file's other columns (the target here) are passthrough: any shape, ignored
+    passthrough = server.client.post("/predict_batch", json={"columns": {**columns,
+                                                                       "Status": None}})
+    assert passthrough.status_code == 200 and passthrough.json()["predictions"] == \
+        body["predictions"]
     short = {**columns, "Age": [30, 40]}
     bad = server.client.post("/predict_batch", json={"columns": short})
     assert bad.status_code == 400 and bad.json()["detail"][0]["loc"] == ["columns", "Age"]

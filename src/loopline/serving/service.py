@@ -77,11 +77,19 @@ def _json(body: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
-def _unlogged() -> Response:
+def _answer(ctx: Any, body: Any, status: int) -> Response:
+    """An error answer. BentoML sets the status of the response of a method that takes
+    ``ctx`` from ``ctx.response.status_code``, so for those both are set."""
+    if ctx is not None:
+        ctx.response.status_code = status
+    return _json(body, status)
+
+
+def _unlogged(ctx: Any = None) -> Response:
     """503 while neither the inference log nor its spool can be written: a prediction the
     log would lose is not answered (the service log says why)."""
-    return _json({"error": "the inference log cannot be written: predictions are paused "
-                           "until it can (see the service log)"}, 503)
+    return _answer(ctx, {"error": "the inference log cannot be written: predictions are "
+                                  "paused until it can (see the service log)"}, 503)
 
 
 def _load(entry: dict[str, Any]) -> bundle.ServedVersion:
@@ -130,7 +138,7 @@ class LooplineService:
         version; ``model_version`` says which answered.
         """
         if not self.log.accepting:
-            return _unlogged()
+            return _unlogged(ctx)
         rid = uuid.uuid4().hex
         # one split per request: a reload never changes the version of a request under way
         served = self.reloader.split.route(key, ctx.request.headers, rid)
@@ -158,10 +166,13 @@ class LooplineService:
         1,000 rows costs about a tenth of the same rows as records.
         """
         if not self.log.accepting:
-            return _unlogged()
+            return _unlogged(ctx)
+        if _PASS:  # the file's other columns: accepted in any shape, ignored
+            columns = {k: v for k, v in columns.items() if k not in _PASS}
         n, bad = contract.column_length(columns)
         if bad:
-            return _json({"error": f"{len(bad)} column(s) of the wrong length", "detail": bad}, 400)
+            return _answer(ctx, {"error": f"{len(bad)} column(s) of the wrong length",
+                                 "detail": bad}, 400)
         rid = uuid.uuid4().hex
         served = self.reloader.split.route(key, ctx.request.headers, rid)
         start = time.perf_counter()
