@@ -42,6 +42,10 @@ TABLES = ("requests", "feedback", "errors")
 PARTITIONS = ("artifact", "version", "date", "hour")
 NO_VERSION = "none"  # the version partition of a row without one (feedback, some errors)
 _URL = re.compile(r"^([a-z][a-z0-9+.-]*)://(.*)$")
+REQUEST_COLUMNS = ("request_id", "ts", "model_version", "n", "inputs", "predictions",
+                   "probabilities", "classes", "latency_ms", "shadow_version",
+                   "shadow_predictions", "shadow_probabilities")
+MEMORY_LIMIT = "400MB"  # DuckDB's working memory for a window; it spills to disk beyond
 
 
 def _schemas() -> dict[str, Any]:
@@ -430,12 +434,6 @@ class LogSource:
         from loopline.serving.inference_log import read_request_errors
 
         return read_request_errors(self.path, since=since, until=until)
-
-
-REQUEST_COLUMNS = ("request_id", "ts", "model_version", "n", "inputs", "predictions",
-                   "probabilities", "classes", "latency_ms", "shadow_version",
-                   "shadow_predictions", "shadow_probabilities")
-MEMORY_LIMIT = "400MB"  # DuckDB's working memory for a window; it spills to disk beyond
 
 
 class LogWindow:
