@@ -322,8 +322,29 @@ def run(log: pd.DataFrame, reference: pd.DataFrame, *, numeric: list[str], categ
     """The monitor document for the last ``cfg.windows`` windows ending at ``until``.
 
     ``size`` (seconds) overrides ``cfg.window`` (``loopline simulate`` cuts its own windows).
-    ``errors``: the log's failed requests over the same span, for the error rate.
+    ``errors``: the log's failed requests over the same span, for the error rate. ``log`` is
+    a frame of records (:func:`loopline.serving.inference_log.read_predictions`); a log of
+    any size goes through :func:`loopline.monitoring.columnar.run` instead, to the same
+    document.
     """
+
+    def report(k: int, start: float, end: float, failed: pd.DataFrame | None,
+               balance: dict[str, float]) -> dict | None:
+        part = log[(log["ts"] >= start) & (log["ts"] < end)]
+        if part.empty:
+            return None
+        return window_report(part, reference, numeric, categorical, classes, positive,
+                             balance, cfg, errors=failed)
+
+    return document(report, reference, target=target, cfg=cfg, until=until, size=size,
+                    errors=errors)
+
+
+def document(report: Any, reference: pd.DataFrame, *, target: str, cfg: MonitorConfig,
+             until: float | None = None, size: float | None = None,
+             errors: pd.DataFrame | None = None) -> dict:
+    """The monitor document: ``report(k, start, end, errors, class_balance)`` gives the
+    report of the k-th window back from ``until`` (None when it has no records)."""
     until = time.time() if until is None else until
     size = cfg.window_seconds if size is None else size
     balance = reference[target].astype(str).value_counts(normalize=True)
@@ -331,17 +352,16 @@ def run(log: pd.DataFrame, reference: pd.DataFrame, *, numeric: list[str], categ
     windows = []
     for k in range(cfg.windows, 0, -1):
         start, end = until - k * size, until - (k - 1) * size
-        part = log[(log["ts"] >= start) & (log["ts"] < end)]
         failed = (None if errors is None else
                   errors[(errors["ts"] >= start) & (errors["ts"] < end)])
         entry: dict[str, Any] = {"start": start, "end": end}
-        if part.empty and failed is not None and len(failed):
+        found = report(k, start, end, failed, class_balance)
+        if found is None and failed is not None and len(failed):
             entry.update(_errors_only(failed, cfg))
-        elif part.empty:
+        elif found is None:
             entry.update(status=NO_DATA, records=0, reasons=[])
         else:
-            entry.update(window_report(part, reference, numeric, categorical, classes, positive,
-                                       class_balance, cfg, errors=failed))
+            entry.update(found)
         windows.append(entry)
     judged = [w for w in windows if w["status"] != NO_DATA]
     latest = judged[-1] if judged else None

@@ -436,6 +436,11 @@ class LogSource:
         return read_request_errors(self.path, since=since, until=until)
 
 
+def arrow(result: Any) -> Any:
+    """A DuckDB relation as an arrow table (DuckDB 2 names it to_arrow_table; 1.x arrow())."""
+    return (getattr(result, "to_arrow_table", None) or result.arrow)()
+
+
 class LogWindow:
     """The log between ``since`` and ``until`` as DuckDB views, read column by column.
 
@@ -484,8 +489,8 @@ class LogWindow:
                         "(SELECT * FROM (VALUES (NULL::VARCHAR)) t(request_id) LIMIT 0)")
             return self._no_more()
         con.register("_requests", requests)
-        dups = con.execute("SELECT request_id FROM _requests GROUP BY request_id "
-                           "HAVING count(*) > 1").arrow()
+        dups = arrow(con.sql("SELECT request_id FROM _requests GROUP BY request_id "
+                             "HAVING count(*) > 1"))
         if len(dups):  # only those request_ids pay for the de-duplication
             con.register("_dups", dups)
             con.execute(
