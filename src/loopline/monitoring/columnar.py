@@ -10,7 +10,8 @@ pushed down, or the local SQLite log), reading only the columns each figure need
   from ``feedback``) gives, per window and per window and version, the counts, latency
   percentiles, missing counts per feature, predicted classes, invalid probabilities and the
   labelled performance as sums (confusion counts, Brier and log-loss sums, calibration bins);
-- a second pass, without the inputs, ranks the labelled probabilities for ROC AUC;
+- ROC AUC ranks the labelled records' probabilities (collected in that pass, 8 bytes a
+  labelled record) with numpy;
 - the drift tests compare the reference with a bounded, seeded sample of each window's
   records: the ``sample_rows`` records whose ``hash(request_id, idx, seed)`` is smallest
   (every record when the window has no more), the same sample from every copy of the log.
@@ -152,6 +153,9 @@ def _figure_sql(features: list[str], request_latency: bool) -> str:
         "count(label) AS labelled_all",
         "count(*) FILTER (WHERE label = prediction) AS correct_all",
         "histogram(prediction) AS shares",
+        # ROC AUC ranks the labelled probabilities: 8 bytes a labelled record, not a record
+        "list(p_pos) FILTER (WHERE ok AND y) AS ppos",
+        "list(p_pos) FILTER (WHERE ok AND NOT y) AS pneg",
         "list({'h': h, 'x': x}) FILTER (WHERE h <= t) AS sample"]
     if request_latency:
         parts.append("quantile_cont(latency_ms, [0.5, 0.99]) FILTER (WHERE idx = 0) AS rlat")
@@ -159,13 +163,18 @@ def _figure_sql(features: list[str], request_latency: bool) -> str:
             "GROUP BY GROUPING SETS ((w), (w, version))")
 
 
-_AUC = ("g AS (SELECT w, version, grouping(version) AS gv, p_pos AS p, count(*) FILTER "
-        "(WHERE y) AS pos, count(*) FILTER (WHERE NOT y) AS neg FROM e WHERE ok GROUP BY "
-        "GROUPING SETS ((w, p_pos), (w, version, p_pos))), "
-        "a AS (SELECT *, coalesce(sum(neg) OVER (PARTITION BY w, version, gv ORDER BY p ROWS "
-        "BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS below FROM g) "
-        "SELECT w, version, gv, sum(pos * (below + neg / 2.0::DOUBLE)) AS u, sum(pos) AS np, "
-        "sum(neg) AS nn FROM a GROUP BY w, version, gv")
+def _auc(pos: Any, neg: Any) -> float | None:
+    """ROC AUC of the positive records' probabilities against the negative ones' (the
+    Mann-Whitney U with ties counted half, as sklearn's roc_auc_score)."""
+    from scipy.stats import rankdata
+
+    if pos is None or neg is None or not len(pos) or not len(neg):
+        return None
+    p = np.asarray(pos.to_numpy(zero_copy_only=False), dtype=float)
+    q = np.asarray(neg.to_numpy(zero_copy_only=False), dtype=float)
+    ranks = rankdata(np.concatenate([p, q]))
+    u = ranks[: len(p)].sum() - len(p) * (len(p) + 1) / 2.0
+    return float(u / (len(p) * len(q)))
 
 
 def _performance(row: dict, auc: float | None) -> dict:
@@ -230,17 +239,14 @@ def window_figures(con: Any, win: _Windows, reference: pd.DataFrame, numeric: li
     head = f"WITH {_records(win, types)}, {_labelled(classes, positive, seed)} "
     request_latency = targets.latency_p50_ms is not None or targets.latency_p99_ms is not None
     table = arrow(con.sql(head + _figure_sql(features, request_latency)))
-    aucs = {(r[0], r[1] if r[2] == 0 else None): (r[3] / (r[4] * r[5]) if r[4] and r[5] else None)
-            for r in con.execute(f"WITH {_records(win, None)}, {_labelled(classes, positive, seed)}"
-                                 f", {_AUC}").fetchall()}
     slices = _slices(con, win, types, classes, positive, seed, slice_cols) if slice_cols else None
     out: dict[int, dict] = {}
-    samples = table.column("sample")
-    data = table.drop_columns(["sample"]).to_pylist()
+    samples, ppos, pneg = (table.column(c) for c in ("sample", "ppos", "pneg"))
+    data = table.drop_columns(["sample", "ppos", "pneg"]).to_pylist()
     for i, row in enumerate(data):
         w, version = int(row["w"]), (row["version"] if row["gv"] == 0 else None)
-        fig = _figure(row, features, samples[i].values, sample_rows, seed, cfg,
-                      aucs.get((w, version)))
+        auc = _auc(ppos[i].values, pneg[i].values)
+        fig = _figure(row, features, samples[i].values, sample_rows, seed, cfg, auc)
         if slices is not None:
             part = slices[slices["w"] == w]
             fig["slice_frame"] = part if version is None else part[part["version"] == version]

@@ -441,6 +441,35 @@ def arrow(result: Any) -> Any:
     return (getattr(result, "to_arrow_table", None) or result.arrow)()
 
 
+def _duplicated(reader: StoreReader, expr: Any) -> Any:
+    """The request_ids of the requests matching ``expr`` that occur more than once.
+
+    A request is logged by one replica, into the partition of its own time and version, so
+    a copy can only sit in another file of the same replica in the same partition (a batch
+    shipped again after a crash, a file beside its compacted copy): only such files are
+    read, and only their request_id column."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    data = reader._dataset("requests")
+    groups: dict[tuple[str, str], list[str]] = {}
+    for fragment in data.get_fragments(filter=expr):
+        folder, _, name = fragment.path.rpartition("/")
+        groups.setdefault((folder, name.rsplit("-", 1)[0]), []).append(fragment.path)
+    paths = [p for files in groups.values() if len(files) > 1 for p in files]
+    if not paths:
+        return pa.table({"request_id": pa.array([], pa.string())})
+    try:
+        ids = ds.dataset(paths, filesystem=data.filesystem, format="parquet").to_table(
+            columns=["request_id"]).column("request_id")
+    except (OSError, pa.ArrowInvalid) as err:  # a file compacted away meanwhile, the store
+        raise reader._fail(err) from None
+    counts = pc.value_counts(ids)
+    many = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
+    return pa.table({"request_id": many})
+
+
 class LogWindow:
     """The log between ``since`` and ``until`` as DuckDB views, read column by column.
 
@@ -489,8 +518,7 @@ class LogWindow:
                         "(SELECT * FROM (VALUES (NULL::VARCHAR)) t(request_id) LIMIT 0)")
             return self._no_more()
         con.register("_requests", requests)
-        dups = arrow(con.sql("SELECT request_id FROM _requests GROUP BY request_id "
-                             "HAVING count(*) > 1"))
+        dups = _duplicated(reader, reader._filter(_window(self.since, self.until), version))
         if len(dups):  # only those request_ids pay for the de-duplication
             con.register("_dups", dups)
             con.execute(
