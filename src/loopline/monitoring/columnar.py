@@ -131,83 +131,88 @@ def _labelled(classes: list[str], positive: str, seed: int) -> str:
             f"prediction = {pos} AS yhat, {bins} AS bin FROM d)")
 
 
-def _figure_sql(features: list[str], request_latency: bool) -> str:
-    clip = "greatest(least(p_pos, 1 - 1e-15), 1e-15)"
+# the labelled, valid records by (label is positive, predicted positive): their probabilities
+_CELLS = {"tp": "y AND yhat", "fn": "y AND NOT yhat", "fp": "NOT y AND yhat",
+          "tn": "NOT y AND NOT yhat"}
+
+
+def _figure_sql(features: list[str]) -> str:
+    """One pass over the records, one row per window and version (the window's figures are
+    merged from its versions' rows: sums, lists, histograms, samples)."""
     parts = [
-        "w", "version", "grouping(version) AS gv", "count(*) AS records",
-        "count(*) FILTER (WHERE idx = 0) AS requests",
-        "quantile_cont(latency_ms, [0.5, 0.99]) AS lat",
+        "w", "version", "count(*) AS records", "count(*) FILTER (WHERE idx = 0) AS requests",
         "sum(latency_ms) FILTER (WHERE idx = 0) AS rsum",
         *(f"count(x.{_ident(c)}) AS c{i}" for i, c in enumerate(features)),
-        "avg(p_pos) AS mean_pos", "count(*) FILTER (WHERE bad) AS invalid",
-        "count(*) FILTER (WHERE ok) AS labels", "count(*) FILTER (WHERE ok AND y) AS npos",
-        "count(*) FILTER (WHERE ok AND y AND yhat) AS tp",
-        "count(*) FILTER (WHERE ok AND NOT y AND yhat) AS fp",
-        "count(*) FILTER (WHERE ok AND y AND NOT yhat) AS fn",
-        "sum((CAST(y AS INTEGER) - p_pos) ** 2) FILTER (WHERE ok) AS brier",
-        f"sum(-(CAST(y AS INTEGER) * ln({clip}) + (1 - CAST(y AS INTEGER)) * ln(1 - {clip}))) "
-        "FILTER (WHERE ok) AS ll",
-        *(f"count(*) FILTER (WHERE ok AND bin = {b}) AS b{b}n, count(*) FILTER "
-          f"(WHERE ok AND y AND bin = {b}) AS b{b}y, sum(p_pos) FILTER (WHERE ok AND bin = {b}) "
-          f"AS b{b}p" for b in range(10)),
+        "sum(p_pos) AS psum", "count(p_pos) AS pcount", "count(*) FILTER (WHERE bad) AS invalid",
+        # probabilities of the labelled valid records, 8 bytes each, by confusion cell: the
+        # performance figures (ROC AUC ranks them) in numpy, as the frame path does
+        *(f"list(p_pos) FILTER (WHERE ok AND {cond}) AS {cell}" for cell, cond in _CELLS.items()),
         "count(label) AS labelled_all",
         "count(*) FILTER (WHERE label = prediction) AS correct_all",
         "histogram(prediction) AS shares",
-        # ROC AUC ranks the labelled probabilities: 8 bytes a labelled record, not a record
-        "list(p_pos) FILTER (WHERE ok AND y) AS ppos",
-        "list(p_pos) FILTER (WHERE ok AND NOT y) AS pneg",
         "list({'h': h, 'x': x}) FILTER (WHERE h <= t) AS sample"]
-    if request_latency:
-        parts.append("quantile_cont(latency_ms, [0.5, 0.99]) FILTER (WHERE idx = 0) AS rlat")
     return (f"SELECT {', '.join(parts)} FROM e JOIN _thr USING (w, version) "
+            "GROUP BY w, version")
+
+
+def _latency_sql(win: _Windows) -> str:
+    """Per window and per window and version: records, and the latency percentiles over
+    records (a request's latency once per record) and over requests; narrow columns only."""
+    return (f"WITH {_requests(win, False)} SELECT w, version, grouping(version) AS gv, "
+            "count(*) AS records, quantile_cont(latency_ms, [0.5, 0.99]) AS lat, "
+            "quantile_cont(latency_ms, [0.5, 0.99]) FILTER (WHERE k = 0) AS rlat "
+            "FROM (SELECT w, version, latency_ms, unnest(range(n)) AS k FROM req) "
             "GROUP BY GROUPING SETS ((w), (w, version))")
 
 
-def _auc(pos: Any, neg: Any) -> float | None:
-    """ROC AUC of the positive records' probabilities against the negative ones' (the
-    Mann-Whitney U with ties counted half, as sklearn's roc_auc_score)."""
-    from scipy.stats import rankdata
-
-    if pos is None or neg is None or not len(pos) or not len(neg):
-        return None
-    p = np.asarray(pos.to_numpy(zero_copy_only=False), dtype=float)
-    q = np.asarray(neg.to_numpy(zero_copy_only=False), dtype=float)
-    ranks = rankdata(np.concatenate([p, q]))
-    u = ranks[: len(p)].sum() - len(p) * (len(p) + 1) / 2.0
-    return float(u / (len(p) * len(q)))
-
-
-def _performance(row: dict, auc: float | None) -> dict:
-    """:func:`loopline.monitoring.monitor.performance` from a group's sums."""
-    n, tp, fp, fn = row["labels"], row["tp"], row["fp"], row["fn"]
-    tn = n - tp - fp - fn
-    ece = 0.0
-    for b in range(10):
-        k = row[f"b{b}n"]
-        if k:
-            ece += k / n * abs(row[f"b{b}y"] / k - row[f"b{b}p"] / k)
+def _performance(cells: dict[str, np.ndarray]) -> dict:
+    """:func:`loopline.monitoring.monitor.performance` from the labelled records'
+    probabilities by confusion cell."""
+    tp, fn, fp, tn = (len(cells[c]) for c in ("tp", "fn", "fp", "tn"))
+    n = tp + fn + fp + tn
+    pos = np.concatenate([cells["tp"], cells["fn"]])
+    neg = np.concatenate([cells["fp"], cells["tn"]])
+    p = np.concatenate([pos, neg])
+    y = np.concatenate([np.ones(len(pos)), np.zeros(len(neg))])
+    clipped = np.clip(p, 1e-15, 1 - 1e-15)
     out = {"labels": int(n), "accuracy": (tp + tn) / n,
            "precision": tp / (tp + fp) if tp + fp else 0.0,
            "recall": tp / (tp + fn) if tp + fn else 0.0,
            "f1": 2 * tp / (2 * tp + fp + fn) if 2 * tp + fp + fn else 0.0,
-           "brier": float(row["brier"]) / n, "ece": float(ece), "log_loss": float(row["ll"]) / n}
-    out["roc_auc"] = auc if 0 < row["npos"] < n else None
+           "brier": float(np.mean((y - p) ** 2)), "ece": mon._ece(y, p),
+           "log_loss": float(-np.mean(y * np.log(clipped) + (1 - y) * np.log(1 - clipped)))}
+    out["roc_auc"] = _auc(pos, neg) if len(pos) and len(neg) else None
     return out
 
 
-def _sample(values: Any, rows: int) -> pd.DataFrame | None:
-    """The ``rows`` records of a group's candidates (list of {h, x}) with the smallest h."""
+def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
+    """ROC AUC of the positives' probabilities against the negatives' (the Mann-Whitney U,
+    ties counted half, as sklearn's roc_auc_score)."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(np.concatenate([pos, neg]))
+    u = ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2.0
+    return float(u / (len(pos) * len(neg)))
+
+
+def _values(scalar: Any) -> np.ndarray:
+    values = scalar.values
+    return (np.zeros(0) if values is None else
+            np.asarray(values.to_numpy(zero_copy_only=False), dtype=float))
+
+
+def _sample(values: list, rows: int) -> pd.DataFrame | None:
+    """The ``rows`` records among the candidates (lists of {h, x}) with the smallest h."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if values is None or len(values) == 0:
+    values = [v for v in values if v is not None and len(v)]
+    if not values:
         return None
-    h = values.field("h")
+    values = pa.concat_arrays(values)
     if len(values) > rows:
-        keep = pc.sort_indices(h)[:rows]
-        values = values.take(keep)
-    xs = values.field("x")
-    return pa.Table.from_struct_array(xs).to_pandas()
+        values = values.take(pc.sort_indices(values.field("h"))[:rows])
+    return pa.Table.from_struct_array(values.field("x")).to_pandas()
 
 
 def window_figures(con: Any, win: _Windows, reference: pd.DataFrame, numeric: list[str],
@@ -224,8 +229,9 @@ def window_figures(con: Any, win: _Windows, reference: pd.DataFrame, numeric: li
     targets = cfg.targets
     slice_cols = [c for c in (targets.slice_gap.columns if targets.slice_gap else [])]
     types = feature_types(reference, list(dict.fromkeys(features + slice_cols)), numeric)
-    counts = con.execute(f"WITH {_requests(win, False)} SELECT w, version, "
-                         "sum(n) AS c FROM req GROUP BY w, version").fetchall()
+    lat = {(r["w"], r["version"] if r["gv"] == 0 else None): r
+           for r in arrow(con.sql(_latency_sql(win))).to_pylist()}
+    counts = [(w, v, r["records"]) for (w, v), r in lat.items() if v is not None]
     if not counts:
         return {}
     full = 2**64 - 1
@@ -237,65 +243,79 @@ def window_figures(con: Any, win: _Windows, reference: pd.DataFrame, numeric: li
                                   pa.uint64())})
     con.register("_thr", thr)
     head = f"WITH {_records(win, types)}, {_labelled(classes, positive, seed)} "
-    request_latency = targets.latency_p50_ms is not None or targets.latency_p99_ms is not None
-    table = arrow(con.sql(head + _figure_sql(features, request_latency)))
+    table = arrow(con.sql(head + _figure_sql(features)))
     slices = _slices(con, win, types, classes, positive, seed, slice_cols) if slice_cols else None
+    lists = ["sample", *_CELLS]
+    columns = {c: table.column(c) for c in lists}
+    rows = table.drop_columns(lists).to_pylist()
+    groups: dict[int, list[int]] = {}
+    for i, row in enumerate(rows):
+        groups.setdefault(int(row["w"]), []).append(i)
     out: dict[int, dict] = {}
-    samples, ppos, pneg = (table.column(c) for c in ("sample", "ppos", "pneg"))
-    data = table.drop_columns(["sample", "ppos", "pneg"]).to_pylist()
-    for i, row in enumerate(data):
-        w, version = int(row["w"]), (row["version"] if row["gv"] == 0 else None)
-        auc = _auc(ppos[i].values, pneg[i].values)
-        fig = _figure(row, features, samples[i].values, sample_rows, seed, cfg, auc)
+    for w, members in groups.items():
+        entry: dict[str, Any] = {"versions": {}}
+        for i in members:
+            version = rows[i]["version"]
+            entry["versions"][version] = _figure(
+                [rows[i]], {c: [columns[c][i]] for c in lists}, lat[(w, version)], features,
+                sample_rows, seed, cfg)
+        entry["all"] = _figure([rows[i] for i in members],
+                               {c: [columns[c][i] for i in members] for c in lists},
+                               lat[(w, None)], features, sample_rows, seed, cfg)
+        for version, fig in entry["versions"].items():
+            fig["versions"] = [version]
+            fig["performance_by_version"] = ({version: fig["performance_full"]}
+                                             if fig["labels"] >= cfg.min_labels else {})
+        entry["all"]["versions"] = sorted(entry["versions"])
+        entry["all"]["performance_by_version"] = {
+            v: f["performance_full"] for v, f in sorted(entry["versions"].items())
+            if f["labels"] >= cfg.min_labels}
         if slices is not None:
             part = slices[slices["w"] == w]
-            fig["slice_frame"] = part if version is None else part[part["version"] == version]
-        entry = out.setdefault(w, {"all": None, "versions": {}})
-        if version is None:
-            entry["all"] = fig
-        else:
-            entry["versions"][version] = fig
-    for entry in out.values():
-        entry["all"]["versions"] = sorted(entry["versions"])
-        for v, fig in entry["versions"].items():
-            fig["versions"] = [v]
-        perf = {v: f["performance_full"] for v, f in sorted(entry["versions"].items())
-                if f["labels"] >= cfg.min_labels}
-        entry["all"]["performance_by_version"] = perf
-        for fig in entry["versions"].values():
-            fig["performance_by_version"] = ({fig["versions"][0]: fig["performance_full"]}
-                                             if fig["labels"] >= cfg.min_labels else {})
+            entry["all"]["slice_frame"] = part
+            for version, fig in entry["versions"].items():
+                fig["slice_frame"] = part[part["version"] == version]
+        out[w] = entry
     return out
 
 
-def _figure(row: dict, features: list[str], candidates: Any, sample_rows: int, seed: int,
-            cfg: MonitorConfig, auc: float | None) -> dict:
-    records = int(row["records"])
-    lat = row["lat"]
-    fig: dict[str, Any] = {"requests": int(row["requests"]), "records": records,
-                           "latency_ms": {"p50": float(lat[0]), "p99": float(lat[1])}}
-    fig["missing_rate"] = {c: float((records - row[f"c{i}"]) / records)
-                           for i, c in enumerate(features)}
-    fig["missing_counts"] = {c: records - row[f"c{i}"] for i, c in enumerate(features)}
-    X = _sample(candidates, sample_rows)
+def _figure(rows: list[dict], lists: dict[str, list], lat: dict, features: list[str],
+            sample_rows: int, seed: int, cfg: MonitorConfig) -> dict:
+    """The figures of one window (or one version in it) from its versions' rows."""
+    def total(key: str) -> Any:
+        return sum(r[key] or 0 for r in rows)
+
+    records = int(total("records"))
+    fig: dict[str, Any] = {"requests": int(total("requests")), "records": records,
+                           "latency_ms": {"p50": float(lat["lat"][0]),
+                                          "p99": float(lat["lat"][1])}}
+    missing = {c: records - int(total(f"c{i}")) for i, c in enumerate(features)}
+    fig["missing_rate"] = {c: float(m / records) for c, m in missing.items()}
+    fig["missing_counts"] = missing
+    X = _sample([v.values for v in lists["sample"]], sample_rows)
     X = pd.DataFrame(columns=features) if X is None else X[features]
     fig["X"] = X.reset_index(drop=True)
     fig["sample"] = ({"rows": int(len(X)), "of": records, "seed": seed}
                      if len(X) < records else None)
-    shares = dict(row["shares"] or {})
-    total = sum(shares.values())
+    shares: dict[str, int] = {}
+    for r in rows:
+        found = r["shares"] or []  # an arrow map: (key, count) pairs
+        for k, v in (found.items() if isinstance(found, dict) else found):
+            shares[str(k)] = shares.get(str(k), 0) + v
+    count = sum(shares.values())
     ordered = sorted(shares.items(), key=lambda kv: (-kv[1], kv[0]))
-    fig["predicted_share"] = pd.Series({str(k): v / total for k, v in ordered}, dtype=float)
-    mean = row["mean_pos"]
-    fig["mean_positive_probability"] = float("nan") if mean is None else float(mean)
-    fig["invalid_predictions"] = int(row["invalid"])
-    fig["labels"] = int(row["labels"])
-    fig["performance_full"] = _performance(row, auc) if row["labels"] else None
-    fig["performance"] = fig["performance_full"] if row["labels"] >= cfg.min_labels else None
-    fig["request_latency"] = row.get("rlat")
-    fig["request_latency_sum"] = float(row["rsum"] or 0.0)
-    fig["labelled_all"] = int(row["labelled_all"])
-    fig["correct_all"] = int(row["correct_all"])
+    fig["predicted_share"] = pd.Series({k: v / count for k, v in ordered}, dtype=float)
+    n_p = total("pcount")
+    fig["mean_positive_probability"] = float(total("psum") / n_p) if n_p else float("nan")
+    fig["invalid_predictions"] = int(total("invalid"))
+    cells = {c: np.concatenate([_values(v) for v in lists[c]]) for c in _CELLS}
+    fig["labels"] = int(sum(len(v) for v in cells.values()))
+    fig["performance_full"] = _performance(cells) if fig["labels"] else None
+    fig["performance"] = fig["performance_full"] if fig["labels"] >= cfg.min_labels else None
+    fig["request_latency"] = lat["rlat"]
+    fig["request_latency_sum"] = float(total("rsum"))
+    fig["labelled_all"] = int(total("labelled_all"))
+    fig["correct_all"] = int(total("correct_all"))
     return fig
 
 
