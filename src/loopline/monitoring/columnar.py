@@ -37,11 +37,10 @@ from loopline.config.operations import MonitorConfig
 from loopline.monitoring import monitor as mon
 from loopline.monitoring import targets as tg
 
-SAMPLE_ROWS = 50_000  # records per window (and per version) the drift tests compare
+SAMPLE_ROWS = 20_000  # records per window (and per version) the drift tests compare
 SEED = 0
 COLUMNS = ("request_id", "ts", "model_version", "n", "inputs", "predictions", "probabilities",
            "classes", "latency_ms")
-_EDGES = [float(e) for e in np.linspace(0.0, 1.0, 11)[1:-1]]  # the inner edges of mon._ece's bins, exactly
 
 
 def _lit(value: str) -> str:
@@ -113,7 +112,7 @@ def _records(win: _Windows, types: dict[str, str] | None) -> str:
 
 def _labelled(classes: list[str], positive: str, seed: int) -> str:
     """CTE ``e``: ``rec`` with its label, p_pos, bad (invalid probabilities over
-    ``classes``), ok (labelled and valid), y, yhat, bin (calibration bin) and h (sample key)."""
+    ``classes``), ok (labelled and valid), y, yhat and h (the sample key)."""
     pcs = [f"pl[list_position(cls, {_lit(c)})]" for c in classes]
     if pcs:
         valid = " AND ".join([*(f"{p} BETWEEN 0 AND 1" for p in pcs),
@@ -122,13 +121,12 @@ def _labelled(classes: list[str], positive: str, seed: int) -> str:
     else:
         bad = "true"
     pos = _lit(positive)
-    bins = " + ".join(f"CAST(p_pos >= {e!r} AS INTEGER)" for e in _EDGES)
     return (f"lab AS (SELECT rec.*, f.label FROM rec LEFT JOIN feedback f ON "
             "f.request_id = rec.request_id AND f.idx = rec.idx), "
             f"d AS (SELECT *, pl[list_position(cls, {pos})] AS p_pos, {bad} AS bad, "
             f"hash(request_id, idx, {int(seed)}) AS h FROM lab), "
             f"e AS (SELECT *, label IS NOT NULL AND NOT bad AS ok, label = {pos} AS y, "
-            f"prediction = {pos} AS yhat, {bins} AS bin FROM d)")
+            f"prediction = {pos} AS yhat FROM d)")
 
 
 # the labelled, valid records by (label is positive, predicted positive): their probabilities
@@ -136,9 +134,17 @@ _CELLS = {"tp": "y AND yhat", "fn": "y AND NOT yhat", "fp": "NOT y AND yhat",
           "tn": "NOT y AND NOT yhat"}
 
 
-def _figure_sql(features: list[str]) -> str:
+def _figure_sql(features: list[str], thresholds: dict[tuple[int, str], int]) -> str:
     """One pass over the records, one row per window and version (the window's figures are
-    merged from its versions' rows: sums, lists, histograms, samples)."""
+    merged from its versions' rows: sums, lists, histograms, samples). ``thresholds``: the
+    largest sample key kept per window and version (a join to ``_thr`` when there are many)."""
+    if len(thresholds) <= 64:
+        threshold = "CASE " + " ".join(
+            f"WHEN w = {w} AND version = {_lit(v)} THEN {t}::UBIGINT"
+            for (w, v), t in thresholds.items()) + " END"
+        join = ""
+    else:
+        threshold, join = "t", " JOIN _thr USING (w, version)"
     parts = [
         "w", "version", "count(*) AS records", "count(*) FILTER (WHERE idx = 0) AS requests",
         "sum(latency_ms) FILTER (WHERE idx = 0) AS rsum",
@@ -150,9 +156,8 @@ def _figure_sql(features: list[str]) -> str:
         "count(label) AS labelled_all",
         "count(*) FILTER (WHERE label = prediction) AS correct_all",
         "histogram(prediction) AS shares",
-        "list({'h': h, 'x': x}) FILTER (WHERE h <= t) AS sample"]
-    return (f"SELECT {', '.join(parts)} FROM e JOIN _thr USING (w, version) "
-            "GROUP BY w, version")
+        f"list({{'h': h, 'x': x}}) FILTER (WHERE h <= {threshold}) AS sample"]
+    return f"SELECT {', '.join(parts)} FROM e{join} GROUP BY w, version"
 
 
 def _latency_sql(win: _Windows) -> str:
@@ -234,16 +239,18 @@ def window_figures(con: Any, win: _Windows, reference: pd.DataFrame, numeric: li
     counts = [(w, v, r["records"]) for (w, v), r in lat.items() if v is not None]
     if not counts:
         return {}
+    # a little more than sample_rows keys fall below t (the tail beyond 5 sigma never shows):
+    # the sample takes the sample_rows smallest, every record when there are no more
     full = 2**64 - 1
     margin = sample_rows + 5 * math.sqrt(sample_rows) + 10
-    thr = pa.table({"w": pa.array([c[0] for c in counts], pa.int64()),
-                    "version": pa.array([c[1] for c in counts], pa.string()),
-                    "t": pa.array([full if c[2] <= sample_rows else
-                                   min(full, int(margin / c[2] * 2**64)) for c in counts],
-                                  pa.uint64())})
-    con.register("_thr", thr)
+    thresholds = {(w, v): full if c <= sample_rows else min(full, int(margin / c * 2**64))
+                  for w, v, c in counts}
+    con.register("_thr", pa.table({
+        "w": pa.array([k[0] for k in thresholds], pa.int64()),
+        "version": pa.array([k[1] for k in thresholds], pa.string()),
+        "t": pa.array(list(thresholds.values()), pa.uint64())}))
     head = f"WITH {_records(win, types)}, {_labelled(classes, positive, seed)} "
-    table = arrow(con.sql(head + _figure_sql(features)))
+    table = arrow(con.sql(head + _figure_sql(features, thresholds)))
     slices = _slices(con, win, types, classes, positive, seed, slice_cols) if slice_cols else None
     lists = ["sample", *_CELLS]
     columns = {c: table.column(c) for c in lists}
