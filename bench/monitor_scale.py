@@ -193,11 +193,13 @@ def generate(args: argparse.Namespace, tmp: Path, s3: object) -> tuple[dict, flo
             START + args.days * 86400.0, files)
 
 
-def monitor(inst: Path, source: str, until: float, env: dict) -> tuple[float, float, dict]:
+def monitor(inst: Path, source: str, until: float, env: dict,
+            html: bool = True) -> tuple[float, float, dict]:
     """Wall seconds, peak RSS (MB) and the document of one `loopline monitor` process."""
     t = time.perf_counter()
     proc = subprocess.run(["/usr/bin/time", "-v", str(BIN / "loopline"), "monitor", "--log",
-                           source, "--until", repr(until), "--json", "--repo", str(inst)],
+                           source, "--until", repr(until), "--json", "--repo", str(inst),
+                           *([] if html else ["--no-html"])],
                           capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t
     if proc.returncode not in (0, 3, 4):
@@ -220,6 +222,8 @@ def main() -> None:
     ap.add_argument("--batch-share", type=float, default=0.0)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--keep", action="store_true", help="keep the generated logs (path shown)")
+    ap.add_argument("--no-html", action="store_true", help="monitor without the Evidently "
+                    "HTML report (a fixed cost, whatever the log's size)")
     args = ap.parse_args()
     if not (ROOT / "models/card.json").is_file():
         raise SystemExit("no model in models/: run `make run` first")
@@ -253,7 +257,8 @@ def main() -> None:
             docs = {}
             for r in range(args.rounds):
                 for name in names[r % 3:] + names[:r % 3]:
-                    wall, rss, doc = monitor(inst, sources[name], until, env)
+                    wall, rss, doc = monitor(inst, sources[name], until, env,
+                                             html=not args.no_html)
                     results[name].append((wall, rss))
                     docs[name] = doc
                     print(f"  round {r + 1} {name:<15}{wall:7.2f} s {rss:7.0f} MB  "
@@ -266,7 +271,8 @@ def main() -> None:
     ref = summary(docs["SQLite"])
     agree = all(summary(d) == ref for d in docs.values())
     print(f"\n`loopline monitor` over {args.records:,} records, {args.rounds} interleaved "
-          "rounds (shared machine, 2 cores), median (min–max):")
+          f"rounds (shared machine, 2 cores; HTML report {'off' if args.no_html else 'on'}), "
+          "median (min–max):")
     print(f"  {'source':<16}{'seconds':>8}  {'(min–max)':<14}{'peak RSS MB':>12}")
     out = {}
     for name, values in results.items():
