@@ -160,14 +160,98 @@ def _figure_sql(features: list[str], thresholds: dict[tuple[int, str], int]) -> 
     return f"SELECT {', '.join(parts)} FROM e{join} GROUP BY w, version"
 
 
-def _latency_sql(win: _Windows) -> str:
-    """Per window and per window and version: records, and the latency percentiles over
-    records (a request's latency once per record) and over requests; narrow columns only."""
-    return (f"WITH {_requests(win, False)} SELECT w, version, grouping(version) AS gv, "
-            "count(*) AS records, quantile_cont(latency_ms, [0.5, 0.99]) AS lat, "
-            "quantile_cont(latency_ms, [0.5, 0.99]) FILTER (WHERE k = 0) AS rlat "
-            "FROM (SELECT w, version, latency_ms, unnest(range(n)) AS k FROM req) "
-            "GROUP BY GROUPING SETS ((w), (w, version))")
+_BUCKET = ("CASE WHEN latency_ms > 0 THEN CAST(floor(log2(latency_ms) * 256) AS BIGINT) + 1 "
+           "ELSE -2147483648 END")  # 256 buckets an octave; zero and below in one
+
+
+def _latency_sql(win: _Windows, select: str, where: str = "") -> str:
+    """Over records (a request's latency once per record; ``k`` = 0 marks a request's first):
+    ``select`` grouped as the query needs."""
+    return (f"WITH {_requests(win, False)}, lat AS (SELECT w, version, latency_ms, "
+            f"{_BUCKET} AS b, unnest(range(n)) AS k FROM req) {select.format(where=where)}")
+
+
+def _lerp(a: float, b: float, t: float) -> float:
+    """numpy's linear interpolation (np.percentile's), to the last bit."""
+    diff = b - a
+    return float(b - diff * (1 - t)) if t >= 0.5 else float(a + diff * t)
+
+
+def latencies(con: Any, win: _Windows) -> dict[tuple[int, str | None], dict]:
+    """Per window (version None) and per window and version: records, requests, and the
+    latency p50 and p99 over records (``lat``) and over requests (``rlat``), exactly as
+    np.percentile, in memory bounded by the largest latency bucket that holds a percentile:
+    one narrow pass counts values per bucket, a second reads only the buckets needed."""
+    from loopline.serving.log_store import arrow
+
+    counts = arrow(con.sql(_latency_sql(win, (
+        "SELECT w, version, grouping(version) AS gv, b, count(*) AS c, count(*) FILTER "
+        "(WHERE k = 0) AS rc FROM lat GROUP BY GROUPING SETS ((w, b), (w, version, b)) "
+        "ORDER BY w, version, gv, b")))).to_pydict()
+    groups: dict[tuple[int, str | None], list] = {}
+    for w, v, gv, bucket, c, rc in zip(*counts.values(), strict=True):
+        groups.setdefault((w, None if gv else v), []).append((bucket, c, rc))
+    out: dict[tuple[int, str | None], dict] = {}
+    wanted: dict[tuple[int, str | None, int], list] = {}  # (w, v, bucket) -> needs
+    for key, buckets in groups.items():
+        info = out[key] = {"records": sum(x[1] for x in buckets),
+                           "requests": sum(x[2] for x in buckets)}
+        for what, col in (("lat", 1), ("rlat", 2)):
+            n = info["records" if what == "lat" else "requests"]
+            if not n:
+                info[what] = None
+                continue
+            for q in (0.5, 0.99):
+                h = (n - 1) * q
+                for rank in {int(math.floor(h)), int(math.ceil(h))}:
+                    seen = 0
+                    for bucket, *cs in buckets:
+                        if rank < seen + cs[col - 1]:
+                            wanted.setdefault((key[0], key[1], bucket), []).append(
+                                (what, rank - seen))
+                            break
+                        seen += cs[col - 1]
+    if not wanted:
+        return out
+    cond = " OR ".join(f"(w = {w} AND b = {b}" + (f" AND version = {_lit(v)})" if v else ")")
+                       for w, v, b in wanted)
+    values = arrow(con.sql(_latency_sql(win, "SELECT w, version, b, latency_ms, k = 0 AS first "
+                                        "FROM lat WHERE {where}", cond))).to_pydict()
+    found: dict[tuple[int, str | None, int, str], list[float]] = {}
+    for w, v, b, lat, first in zip(*values.values(), strict=True):
+        for version in (None, v):
+            if (w, version, b) in wanted:
+                found.setdefault((w, version, b, "lat"), []).append(lat)
+                if first:
+                    found.setdefault((w, version, b, "rlat"), []).append(lat)
+    at: dict[tuple, float] = {}
+    for (w, v, b), needs in wanted.items():
+        for what, offset in needs:
+            at[(w, v, what, offset, b)] = sorted(found[(w, v, b, what)])[offset]
+    for key, info in out.items():
+        for what in ("lat", "rlat"):
+            n = info["records" if what == "lat" else "requests"]
+            if not n:
+                continue
+            picked = []
+            for q in (0.5, 0.99):
+                h = (n - 1) * q
+                lo, hi = int(math.floor(h)), int(math.ceil(h))
+                picked.append(_lerp(_value(at, key, what, lo, groups[key], what == "rlat"),
+                                    _value(at, key, what, hi, groups[key], what == "rlat"),
+                                    h - lo))
+            info[what] = picked
+    return out
+
+
+def _value(at: dict, key: tuple, what: str, rank: int, buckets: list, requests: bool) -> float:
+    seen = 0
+    for bucket, c, rc in buckets:
+        size = rc if requests else c
+        if rank < seen + size:
+            return at[(key[0], key[1], what, rank - seen, bucket)]
+        seen += size
+    raise AssertionError("a rank beyond the count")
 
 
 def _performance(cells: dict[str, np.ndarray]) -> dict:
@@ -234,8 +318,7 @@ def window_figures(con: Any, win: _Windows, reference: pd.DataFrame, numeric: li
     targets = cfg.targets
     slice_cols = [c for c in (targets.slice_gap.columns if targets.slice_gap else [])]
     types = feature_types(reference, list(dict.fromkeys(features + slice_cols)), numeric)
-    lat = {(r["w"], r["version"] if r["gv"] == 0 else None): r
-           for r in arrow(con.sql(_latency_sql(win))).to_pylist()}
+    lat = latencies(con, win)
     counts = [(w, v, r["records"]) for (w, v), r in lat.items() if v is not None]
     if not counts:
         return {}
