@@ -274,21 +274,6 @@ class StoreReader:
                           schema=pa.unify_schemas([_schemas()[name], part]),
                           partitioning=ds.partitioning(part, flavor="hive"))
 
-    def dataset(self, name: str, expr: Any = None, version: str | None = None) -> Any:
-        """The files of ``name`` as a pyarrow dataset filtered by ``expr`` (partitions pruned
-        on date/hour/version, rows on ``ts``), for a columnar reader that reads only the
-        columns it needs, batch by batch; None when nothing was shipped."""
-        import pyarrow as pa
-
-        if not self.has(name):
-            return None
-        try:
-            data = self._dataset(name)
-            expr = self._filter(expr, version)
-            return data if expr is None else data.filter(expr)
-        except (OSError, pa.ArrowInvalid) as err:
-            raise self._fail(err) from None
-
     def table(self, name: str, expr: Any = None, version: str | None = None) -> Any:
         """The rows of ``name`` matching ``expr`` (an empty table when none were shipped)."""
         import pyarrow as pa
@@ -441,8 +426,8 @@ def arrow(result: Any) -> Any:
     return (getattr(result, "to_arrow_table", None) or result.arrow)()
 
 
-def _duplicated(reader: StoreReader, expr: Any) -> Any:
-    """The request_ids of the requests matching ``expr`` that occur more than once.
+def _duplicated(paths: list[str]) -> Any:
+    """The request_ids that occur more than once in the files at ``paths`` (local).
 
     A request is logged by one replica, into the partition of its own time and version, so
     a copy can only sit in another file of the same replica in the same partition (a batch
@@ -450,24 +435,38 @@ def _duplicated(reader: StoreReader, expr: Any) -> Any:
     read, and only their request_id column."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
 
-    data = reader._dataset("requests")
     groups: dict[tuple[str, str], list[str]] = {}
-    for fragment in data.get_fragments(filter=expr):
-        folder, _, name = fragment.path.rpartition("/")
-        groups.setdefault((folder, name.rsplit("-", 1)[0]), []).append(fragment.path)
-    paths = [p for files in groups.values() if len(files) > 1 for p in files]
-    if not paths:
+    for path in paths:
+        folder, _, name = path.rpartition("/")
+        groups.setdefault((folder, name.rsplit("-", 1)[0]), []).append(path)
+    many = [p for files in groups.values() if len(files) > 1 for p in files]
+    if not many:
         return pa.table({"request_id": pa.array([], pa.string())})
-    try:
-        ids = ds.dataset(paths, filesystem=data.filesystem, format="parquet").to_table(
-            columns=["request_id"]).column("request_id")
-    except (OSError, pa.ArrowInvalid) as err:  # a file compacted away meanwhile, the store
-        raise reader._fail(err) from None
+    ids = pa.chunked_array([pq.read_table(p, columns=["request_id"]).column("request_id")
+                            .combine_chunks() for p in many])
     counts = pc.value_counts(ids)
-    many = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
-    return pa.table({"request_id": many})
+    return pa.table({"request_id": pc.filter(counts.field("values"),
+                                             pc.greater(counts.field("counts"), 1))})
+
+
+def _fetch(filesystem: Any, path: str, local: str) -> None:
+    import shutil
+
+    Path(local).parent.mkdir(parents=True, exist_ok=True)
+    with filesystem.open_input_stream(path) as src, open(local, "wb") as out:
+        shutil.copyfileobj(src, out, 1 << 20)
+
+
+def _parquet(paths: list[str]) -> str:
+    listed = ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
+    return f"read_parquet([{listed}], union_by_name = true)"
+
+
+def _ts_where(since: float | None, until: float | None) -> str:
+    return " AND ".join([*([f"ts >= {since!r}"] if since is not None else []),
+                         *([f"ts < {until!r}"] if until is not None else [])]) or "true"
 
 
 class LogWindow:
@@ -512,13 +511,17 @@ class LogWindow:
 
     def _store_views(self, reader: StoreReader, cols: str, version: str | None) -> None:
         con = self.con
-        requests = reader.dataset("requests", _window(self.since, self.until), version)
-        if requests is None:
+        rows = _window(self.since, self.until)
+        where = _ts_where(self.since, self.until)
+        if version is not None:
+            where += f" AND model_version = '{version.replace(chr(39), chr(39) * 2)}'"
+        requests = self._files(reader, "requests", reader._filter(rows, version))
+        if not requests:
             con.execute(f"CREATE VIEW requests AS SELECT {cols} FROM "
                         "(SELECT * FROM (VALUES (NULL::VARCHAR)) t(request_id) LIMIT 0)")
             return self._no_more()
-        con.register("_requests", requests)
-        dups = _duplicated(reader, reader._filter(_window(self.since, self.until), version))
+        con.execute(f"CREATE VIEW _requests AS SELECT * FROM {_parquet(requests)} WHERE {where}")
+        dups = _duplicated(requests)
         if len(dups):  # only those request_ids pay for the de-duplication
             con.register("_dups", dups)
             con.execute(
@@ -531,26 +534,52 @@ class LogWindow:
         # a label arrives after its request, so partitions before `since` hold none (an hour
         # earlier still, for the clocks of replicas that disagree)
         early = None if self.since is None else self.since - 3600.0
-        feedback = reader.dataset("feedback", _window(early, None, rows=False))
-        if feedback is None:
+        feedback = self._files(reader, "feedback",
+                               reader._filter(_window(early, None, rows=False), None))
+        if not feedback:
             con.execute("CREATE VIEW feedback AS SELECT NULL::VARCHAR AS request_id, "
                         "NULL::BIGINT AS idx, NULL::VARCHAR AS label, NULL::DOUBLE AS ts LIMIT 0")
         else:
-            con.register("_feedback", feedback)
             # the latest label wins; at the same time, the first label in sort order
             con.execute("CREATE VIEW feedback AS SELECT request_id, idx, x.label AS label, "
                         "x.ts AS ts FROM (SELECT request_id, idx, arg_min({'label': label, "
-                        "'ts': ts}, {'t': -ts, 'label': label}) AS x FROM _feedback "
-                        "GROUP BY request_id, idx)")
-        errors = reader.dataset("errors", _window(self.since, self.until))
-        if errors is None:
+                        "'ts': ts}, {'t': -ts, 'label': label}) AS x FROM "
+                        f"{_parquet(feedback)} GROUP BY request_id, idx)")
+        errors = self._files(reader, "errors", reader._filter(rows, None))
+        if not errors:
             con.execute("CREATE VIEW errors AS SELECT NULL::DOUBLE AS ts, NULL::VARCHAR AS "
                         "route, NULL::BIGINT AS status, NULL::VARCHAR AS model_version LIMIT 0")
         else:
-            con.register("_errors", errors)
             con.execute("CREATE VIEW errors AS SELECT DISTINCT ts, route, status, model_version "
-                        "FROM _errors")
+                        f"FROM {_parquet(errors)} WHERE {_ts_where(self.since, self.until)}")
         return None
+
+    def _files(self, reader: StoreReader, name: str, expr: Any) -> list[str]:
+        """Local paths of ``name``'s files in the partitions ``expr`` keeps: a file store's
+        own, an S3 store's fetched into the temporary folder (whole objects, 8 at a time),
+        so DuckDB reads them natively, column by column, within its memory limit."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        import pyarrow as pa
+
+        if not reader.has(name):
+            return []
+        for attempt in range(3):
+            try:
+                paths = sorted(f.path for f in reader._dataset(name).get_fragments(filter=expr))
+                if reader.store.scheme == "file":
+                    return paths
+                local = [str(self._tmp / "store" / p) for p in paths]
+                with ThreadPoolExecutor(8) as pool:
+                    list(pool.map(lambda pair: _fetch(reader._fs, *pair), zip(paths, local,
+                                                                             strict=True)))
+                return local
+            except FileNotFoundError:  # a replica compacted files between listing and reading
+                if attempt == 2:
+                    raise reader._fail(FileNotFoundError("files vanished while reading")) from None
+            except (OSError, pa.ArrowInvalid) as err:
+                raise reader._fail(err) from None
+        raise AssertionError("unreachable")
 
     def _no_more(self) -> None:
         self.con.execute("CREATE VIEW feedback AS SELECT NULL::VARCHAR AS request_id, "
