@@ -6,21 +6,28 @@ the same figures come from SQL over the log's window (:class:`loopline.serving.l
 LogWindow`: the store's Parquet partitions scanned in place with the time window and version
 pushed down, or the local SQLite log), reading only the columns each figure needs:
 
-- one pass over the records (``requests`` unnested to one row per record, its label joined
-  from ``feedback``) gives, per window and per window and version, the counts, latency
-  percentiles, missing counts per feature, predicted classes, invalid probabilities and the
-  labelled performance as sums (confusion counts, Brier and log-loss sums, calibration bins);
-- ROC AUC ranks the labelled records' probabilities (collected in that pass, 8 bytes a
-  labelled record) with numpy;
+- a narrow pass (time, version, records per request, latency; no JSON) counts records and
+  requests per window and version and gives the exact latency percentiles (np.percentile's)
+  in bounded memory: values are counted per log-scale bucket, then only the buckets that
+  hold a percentile's ranks are read;
+- one pass over the records (``requests`` unnested to one row per record, the inputs as
+  records or as columns alike, its label joined from ``feedback``) gives, per window and
+  version, the missing counts per feature, predicted classes, invalid probabilities, the
+  labelled records' probabilities by confusion cell (8 bytes a labelled record: accuracy,
+  precision, recall, F1, Brier, log loss, calibration error and ROC AUC in numpy, as the
+  frame path) and the candidates of the drift sample; a window's figures are merged from
+  its versions';
 - the drift tests compare the reference with a bounded, seeded sample of each window's
-  records: the ``sample_rows`` records whose ``hash(request_id, idx, seed)`` is smallest
-  (every record when the window has no more), the same sample from every copy of the log.
-  A sampled window says so in its report (``drift_sample``: rows, of, seed).
+  records (and of each version's in it): the ``sample_rows`` records whose
+  ``hash(request_id, idx, seed)`` is smallest (every record when there are no more), the
+  same sample from every copy of the log. A sampled window says so in its report
+  (``drift_sample``: rows, of, seed) and in the reason of its drift grade.
 
 Everything else (grades, reasons, status, actions) is :func:`loopline.monitoring.monitor.
 assemble`, shared with the frame path, so both give the same report on the same records
 (up to floating-point summation order, and drift on a sample when a window is larger).
-Memory is bounded by DuckDB's limit (it spills beyond) and the samples, not by the log.
+Memory is bounded by DuckDB's limit (it spills beyond), the samples and the labelled
+records' probabilities, not by the number of records.
 """
 
 from __future__ import annotations
