@@ -29,7 +29,6 @@ import json
 import os
 import re
 import shutil
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -70,7 +69,7 @@ class Pool:
         self.prob = [json.dumps([[float(p), float(round(1 - p, 4))]]) for p in self.p]
         names = sorted({k for r in recs for k in r})
         self.batches, self.batch_p = [], []
-        for b in range(50):
+        for _ in range(50):
             idx = rng.integers(0, size, BATCH)
             self.batches.append(orjson.dumps({k: [recs[i].get(k) for i in idx] for k in names})
                                 .decode())
@@ -285,7 +284,7 @@ def main() -> None:
     sampled = [w.get("drift_sample") for w in docs["SQLite"]["windows"] if w.get("drift_sample")]
     if sampled:
         print(f"  drift on a seeded sample of {sampled[0]['rows']:,} records per window")
-    print(f"  targets: store ≤ 10 s and ≤ 1024 MB peak RSS")
+    print("  targets: store ≤ 10 s and ≤ 1024 MB peak RSS")
     (OUT / "monitor_scale.json").write_text(json.dumps(
         {"records": args.records, "files": files, "agree": agree, **out}, indent=2))
 

@@ -63,7 +63,8 @@ def _num(value: float) -> str:
         else repr(int(value))
 
 
-def feature_types(reference: pd.DataFrame, columns: list[str], numeric: list[str]) -> dict[str, str]:
+def feature_types(reference: pd.DataFrame, columns: list[str],
+                  numeric: list[str]) -> dict[str, str]:
     """DuckDB types to read the logged inputs as, from the reference's dtypes (so a number
     of a categorical column stays a number, as it is in the reference)."""
     out = {}
