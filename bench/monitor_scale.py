@@ -2,6 +2,7 @@
 
     python bench/monitor_scale.py [--records 10000000] [--days 7] [--replicas 2]
                                   [--label-share 0.25] [--batch-share 0] [--rounds 3]
+                                  [--no-html] [--keep]
 
 Writes ``--records`` records over ``--days`` days straight to Parquet with pyarrow, as the
 replicas' shippers lay them out (``requests|feedback|errors/artifact=/version=/date=/hour=/
@@ -14,8 +15,8 @@ traffic (windows with both); a label for ``--label-share`` of the records, arriv
 /predict_batch requests of 100 (inputs logged as columns), the rest one per request.
 
 Then `loopline monitor --log SOURCE --until END --json` (a subprocess, the 7 daily windows
-of the default config covering every record, the Evidently HTML of the latest window on)
-runs on each source, interleaved over ``--rounds`` rounds, under /usr/bin/time -v: wall
+of the default config covering every record; the Evidently HTML of the latest window too,
+unless ``--no-html``: a fixed cost of some seconds whatever the log's size) runs on each source, interleaved over ``--rounds`` rounds, under /usr/bin/time -v: wall
 seconds (median, min–max) and the peak RSS of the process. The documents are checked to
 agree (status, records, labels and performance of every window).
 
