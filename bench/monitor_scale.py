@@ -16,8 +16,9 @@ traffic (windows with both); a label for ``--label-share`` of the records, arriv
 
 Then `loopline monitor --log SOURCE --until END --json` (a subprocess, the 7 daily windows
 of the default config covering every record; the Evidently HTML of the latest window too,
-unless ``--no-html``: a fixed cost of some seconds whatever the log's size) runs on each source, interleaved over ``--rounds`` rounds, under /usr/bin/time -v: wall
-seconds (median, min–max) and the peak RSS of the process. The documents are checked to
+unless ``--no-html``: a fixed cost of some seconds whatever the log's size) runs on each
+source, interleaved over ``--rounds`` rounds, under /usr/bin/time -v: wall seconds (median,
+min–max) and the peak RSS of the process. The documents are checked to
 agree (status, records, labels and performance of every window).
 
 Needs data/prepared and models/ (`make run`).
