@@ -88,6 +88,46 @@ def rollback(root: Path, stage: str, window: dict, *, service_url: str | None,
     return out
 
 
+ROLLOUT_DECISIONS = ("advance", "complete", "abort")
+
+
+def rollout_step(root: Path, judgement: dict | None, *, service_url: str | None,
+                 token_env: str, push: str | None = None) -> list[dict]:
+    """Carry out the judge's decision on the rollout under way
+    (:mod:`loopline.monitoring.judge`): advance or complete it, or abort it with the reasons,
+    through :mod:`loopline.registry.rollout` (an audited registry event); then reload the
+    service, which reads the new share (or the new prod) from the registry. ``wait`` does
+    nothing. A rollout moved by someone else since it was judged is left alone."""
+    from loopline.registry import rollout
+
+    if not judgement or judgement.get("decision") not in ROLLOUT_DECISIONS:
+        return []
+    decision = judgement["decision"]
+    entry: dict[str, Any] = {"action": "rollout", "decision": decision, "done": False,
+                             "version": judgement["version"], "step": judgement.get("step"),
+                             "tag": judgement.get("tag")}
+    reason = ("monitor: " + "; ".join(judgement.get("reasons") or []))[:400]
+    try:
+        now = rollout.status(root)
+        if now is None or now["tag"] != judgement.get("tag"):
+            return [{**entry, "why": f"the rollout moved since it was judged "
+                                     f"({now['tag'] if now else 'none under way'})"}]
+        if decision == "abort":
+            res = rollout.abort(root, reason=reason, push=push)
+        else:
+            res = rollout.advance(root, reason=reason, push=push)
+    except LooplineError as err:
+        return [{**entry, "why": str(err)}]
+    out: list[dict[str, Any]] = [{
+        **entry, "done": True, "stage": res.get("stage"), "champion": res.get("champion"),
+        "share": res.get("share"), "previous_share": res.get("previous_share"),
+        "registry_tag": res.get("canary_tag") if decision == "abort" else res.get("tag"),
+        "reason": reason}]
+    if service_url:
+        out.append(reload_service(service_url, res.get("stage") or "prod", token_env))
+    return out
+
+
 def reload_service(url: str, stage: str, token_env: str) -> dict:
     from loopline.serving.reload import request_reload
 
