@@ -326,17 +326,29 @@ def _propose(root: Path, params: Any, entry: dict, window: dict, gate: dict, mes
 
 
 def act(root: Path, params: Any, doc: dict, *, service_url: str | None, audit_path: Path,
-        push: str | None = None, labelled: Any = None, retrain_pr: bool = False) -> list[dict]:
-    """Run the actions the latest window calls for; each is appended to the audit log."""
+        push: str | None = None, labelled: Any = None, retrain_pr: bool = False,
+        rollout: dict | None = None) -> list[dict]:
+    """Run the actions the latest window calls for; each is appended to the audit log.
+
+    While a rollout is under way (``rollout``, the judge's decision of this run), the stage
+    is the rollout's to move: no retraining or rollback (the judge aborts a failing
+    candidate; a retrained version would be another rollout), only the imputation record.
+    """
     window = latest_window(doc)
     if window is None:
         return []
     stage = params.registry.serving_stage
     done = imputation(root, params.paths.reports, window, params.monitor.missing_rate.amber)
-    done += rollback(root, stage, window, service_url=service_url,
-                     token_env=params.serve.admin_token_env, push=push)
-    done += retrain(root, params, window, labelled, stage, service_url=service_url, push=push,
-                    audit_path=audit_path, as_pr=retrain_pr)
+    if rollout is not None:
+        if window.get("status") in ("AMBER", "RED"):
+            done.append({"action": "hold", "done": False,
+                         "why": f"a rollout of {rollout.get('version')} to {stage} was under "
+                                "way: no retraining or rollback until it has ended"})
+    else:
+        done += rollback(root, stage, window, service_url=service_url,
+                         token_env=params.serve.admin_token_env, push=push)
+        done += retrain(root, params, window, labelled, stage, service_url=service_url,
+                        push=push, audit_path=audit_path, as_pr=retrain_pr)
     for entry in done:
         audit(audit_path, entry)
     return done

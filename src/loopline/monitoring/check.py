@@ -76,7 +76,7 @@ def check(root: Path, params: Any, cfg: Any, *, log_path: Any, until: float | No
             alerts.audit(audit_path, entry)
         doc["actions"] += run_actions(root, params, doc, service_url=service_url,
                                       audit_path=audit_path, push=push, labelled=labelled,
-                                      retrain_pr=retrain_pr)
+                                      retrain_pr=retrain_pr, rollout=judgement)
     write_json(lay.report(MONITOR_JSON), doc)
     # notify last: a failing notification never costs the status, the reports or the actions
     doc["alerts"] = alerts.deliver(root, cfg.alerts, params.artifact, doc, links, audit_path)
