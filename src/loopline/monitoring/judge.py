@@ -16,7 +16,10 @@ The criteria (``deploy.criteria``):
 - **accuracy, non-inferior**: the candidate's live accuracy is no worse than the champion's by
   more than ``margin``, one-sided at ``confidence`` (see :func:`noninferiority`). Shown: the
   step may advance. The opposite shown (the candidate worse by more than the margin): abort.
-  Neither yet: wait for more labels, up to :data:`PATIENCE` times ``min_labels``, then abort.
+  Neither: once the step's minimums are met, a candidate whose estimated difference is
+  already past the margin is aborted (a faulty candidate does not get more traffic while
+  evidence piles up; an equal one lands there with a chance of about 1% at the defaults);
+  otherwise wait for more labels, up to :data:`PATIENCE` times ``min_labels``, then abort.
 - **error rate** at most ``max_error_rate``: server errors (5xx) of the prediction routes over
   the step's requests. The service records a failed request under the version it serves from
   (the champion), not the one the split routed it to, so the rate is the whole service's
@@ -210,6 +213,9 @@ def judge(rollout: dict, frame: Any, errors: Any, *, now: float | None = None,
             abort.append(f"worse than the champion by more than the margin: {text}")
         elif ready and ni.shown:
             passed.append(f"non-inferior: {text}")
+        elif ready and ni.diff < -margin:
+            abort.append(f"worse than the champion by more than the margin at the step's "
+                         f"minimum: {text}")
         elif ready and cand["labels"] >= PATIENCE * max(min_labels, 1):
             abort.append(f"not shown non-inferior after {cand['labels']} labels "
                          f"({PATIENCE}x the minimum): {text}")

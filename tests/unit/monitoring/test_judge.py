@@ -166,3 +166,17 @@ def test_the_champion_of_earlier_steps_is_used_when_the_step_has_none() -> None:
     before = pd.concat([records("v1", 500, 500, 470, start=10_000)])
     j = judge(rollout(2, steps=[50.0, 100.0]), cand, None, now=1.0, champion_frame=before)
     assert j["decision"] == "complete" and j["champion_records"]["labels"] == 500
+
+
+def test_at_its_minimums_a_candidate_estimated_past_the_margin_is_aborted() -> None:
+    # 35 of 50 vs 51 of 60: p_c = 36/52 = 0.6923, p_0 = 52/62 = 0.8387, diff = -0.1464 past the
+    # margin of 0.1; se = 0.0793, upper = -0.0160: not conclusive, but no more traffic for it
+    frame = pd.concat([records("v2", 120, 50, 35), records("v1", 600, 60, 51)])
+    j = judge(rollout(), frame, errors(0), now=1.0)
+    assert j["test"]["diff"] == pytest.approx(36 / 52 - 52 / 62, abs=1e-9)
+    assert j["test"]["upper"] > -0.1  # not shown inferior
+    assert j["decision"] == "abort" and j["reasons"][0].startswith(
+        "worse than the champion by more than the margin at the step's minimum")
+    # the same numbers before the minimums wait (an early abort needs conclusive evidence)
+    early_frame = pd.concat([records("v2", 90, 50, 35), records("v1", 600, 60, 51)])
+    assert judge(rollout(), early_frame, errors(0), now=1.0)["decision"] == "wait"
