@@ -63,34 +63,48 @@ def _send(url: str, keys: list[str | None]) -> list[tuple[str | None, int, str |
         return list(pool.map(lambda k: one(c, k), keys))
 
 
+def _wait_for_candidate(srv: Server, version: str, timeout: float = 20.0) -> None:
+    """Every worker has loaded ``version`` as the candidate: 40 asks of /model, 4 at a time
+    (several connections, so every worker answers some), without a prediction (no record in
+    the log, which a judged step counts)."""
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=srv.url, timeout=30.0) as c, ThreadPoolExecutor(4) as pool:
+        while {r.json().get("candidate_version") for r in
+               pool.map(lambda _: c.post("/model", json={}), range(40))} != {version}:
+            assert time.monotonic() < deadline, f"workers did not all load {version}"
+            time.sleep(0.2)
+
+
 def _binomial(hits: int, n: int, share: float) -> bool:
     p = share / 100.0
     return abs(hits - n * p) <= 4.5 * math.sqrt(n * p * (1 - p))
 
 
-def _local_split(share: float) -> Split:
+def _local_split(share: float, candidate: str = "v0.2.0", champion: str = "v0.1.0") -> Split:
     """The service's rule, computed here: which keys the candidate gets at ``share``."""
     def version(v: str) -> ServedVersion:
         return ServedVersion(v, SimpleNamespace(sha256=v), [], {}, None)
 
-    return Split(version("v0.1.0"), version("v0.2.0"), share)
+    return Split(version(champion), version(candidate), share)
 
 
 def _wait_for_share(srv: Server, share: float, timeout: float = 20.0,
-                    previous: float = 25.0) -> None:
+                    previous: float = 25.0, candidate: str = "v0.2.0",
+                    champion: str = "v0.1.0") -> None:
     """Every worker routes at ``share`` (a key only that share sends to the candidate, 20
     answers in a row; for 0, a key that ``previous`` sent to the candidate, 20 answers in a
     row from the champion)."""
     if share:
-        split, lower = _local_split(share), _local_split(share - 0.5)
+        split = _local_split(share, candidate, champion)
+        lower = _local_split(share - 0.5, candidate, champion)
         key = next(f"probe-{i}" for i in range(100_000)
-                   if split.pick(f"probe-{i}", "0" * 32).version == "v0.2.0"
-                   and lower.pick(f"probe-{i}", "0" * 32).version == "v0.1.0")
+                   if split.pick(f"probe-{i}", "0" * 32).version == candidate
+                   and lower.pick(f"probe-{i}", "0" * 32).version == champion)
     else:
-        before = _local_split(previous)
+        before = _local_split(previous, candidate, champion)
         key = next(f"probe-{i}" for i in range(100_000)
-                   if before.pick(f"probe-{i}", "0" * 32).version == "v0.2.0")
-    want = "v0.2.0" if share else "v0.1.0"
+                   if before.pick(f"probe-{i}", "0" * 32).version == candidate)
+    want = candidate if share else champion
     deadline = time.monotonic() + timeout
     # 40 requests 4 at a time (several connections, so every worker answers some), all from
     # the version ``share`` sends the key to
@@ -348,10 +362,7 @@ def test_the_monitor_completes_a_good_canary_and_aborts_a_faulty_one(canary: Pat
         loopline("promote", "v0.3.0", "--to", "prod", cwd=root)
         sh(str(BIN / "loopline"), "reload", "--url", srv.url, cwd=root,
            env={**os.environ, "LOOPLINE_ADMIN_TOKEN": TOKEN})
-        deadline = time.monotonic() + 20
-        while srv.client.post("/model", json={}).json()["candidate_version"] != "v0.3.0":
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+        _wait_for_candidate(srv, "v0.3.0")
         sent = _traffic(srv, records[:100], wrong="v0.3.0")
         assert 0 < sent.get("v0.3.0", 0) < 40
         doc = _monitor_act(root, srv)
