@@ -61,6 +61,7 @@ MONITOR_AUDIT = "monitor_audit.jsonl"
 DASHBOARD_HTML = "dashboard.html"
 SIMULATE_JSON = "simulate.json"
 SIMULATE_HTML = "simulate.html"
+SIMULATE_CANARY_HTML = "simulate-canary.html"  # loopline simulate --scenario canary
 REVIEW_MD = "review.md"
 CI_DIR = f"{STATE_DIR}/ci"         # what `loopline ci` keeps of a run (artifacts), per workflow
 

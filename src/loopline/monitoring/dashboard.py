@@ -3,7 +3,7 @@
 Current status and its reasons, the status history as a chart (ROC AUC and drift share per
 monitor run over coloured RAG bands, with promotions and rollbacks marked), the latest
 windows, the production targets (SLOs: what was agreed, the latest value and the grade of each
-window), and links to the latest reports. The data is embedded as JSON and drawn by a small
+window), the monitor's decision on a rollout under way, and links to the latest reports. The data is embedded as JSON and drawn by a small
 script into inline SVG: no network, no external scripts, so the file opens anywhere (and
 CI can upload it as an artifact).
 """
@@ -22,6 +22,7 @@ from loopline.core.layout import (
     GATE_MD,
     MONITOR_HTML,
     MONITOR_JSON,
+    SIMULATE_CANARY_HTML,
     SIMULATE_HTML,
     Layout,
 )
@@ -42,6 +43,7 @@ PAGE = """<!doctype html>
 <h1>__TITLE__</h1>
 <p>Status <span id="status" class="badge">…</span> <span id="generated"></span></p>
 <ul id="reasons"></ul>
+<p id="rollout" hidden>Rollout: <span class="badge"></span> <span class="what"></span></p>
 <h2>History</h2>
 <div class="legend"><span style="color:#1565c0">● ROC AUC</span><span style="color:#6a1b9a">■ drift share</span>
 <span>▲ promote / ▼ rollback (prod)</span></div>
@@ -67,6 +69,13 @@ PAGE = """<!doctype html>
   document.getElementById("generated").textContent = d.generated_at ? "at " + iso(d.generated_at) + " UTC" : "";
   const reasons = document.getElementById("reasons"), links = document.getElementById("links");
   for (const r of d.reasons) { const li = document.createElement("li"); li.textContent = r; reasons.appendChild(li); }
+  if (d.rollout) {  // the monitor's decision on the rollout under way
+    const p = document.getElementById("rollout"), r = d.rollout; p.hidden = false;
+    const b = p.querySelector(".badge"); b.textContent = r.decision.toUpperCase();
+    b.className = "badge " + ({advance: "GREEN", complete: "GREEN", abort: "RED"}[r.decision] || "NODATA");
+    p.querySelector(".what").textContent = r.version + " (step " + r.step + "/" + r.steps + ", " + r.share +
+      "% of traffic): " + (r.reasons || []).join("; ");
+  }
   const body = document.querySelector("#windows tbody");
   for (const w of d.windows) {
     const tr = document.createElement("tr"); const p = w.performance || {}; const m = w.missing_rate || {};
@@ -178,6 +187,13 @@ def target_rows(windows: list[dict], targets: Any = None) -> list[dict[str, Any]
     return rows
 
 
+def _rollout(j: dict | None) -> dict | None:
+    """The monitor's decision on the rollout under way, as the page shows it."""
+    if not j or not j.get("decision"):
+        return None
+    return {k: j.get(k) for k in ("version", "step", "steps", "share", "decision", "reasons")}
+
+
 def render(artifact: str, monitor: dict | None, history: list[dict], events: list[dict],
            links: list[dict], targets: Any = None) -> str:
     """The page; ``events`` are registry events ({at, event, version}) of the monitored stage;
@@ -188,6 +204,7 @@ def render(artifact: str, monitor: dict | None, history: list[dict], events: lis
     data = {"status": monitor["status"], "reasons": monitor.get("reasons", []),
             "generated_at": monitor.get("generated_at"), "windows": shown,
             "targets": target_rows(shown, targets),
+            "rollout": _rollout(monitor.get("rollout")),
             "history": history[-500:], "events": events, "links": links}
     payload = json.dumps(data, default=str).replace("</", "<\\/")  # never closes the <script>
     return (PAGE.replace("__TITLE__", html.escape(f"{artifact}: live model health"))
@@ -206,7 +223,8 @@ def events_of(history: list[dict], stage: str) -> list[dict[str, Any]]:
     return out
 
 
-LINKED_REPORTS = (MONITOR_HTML, MONITOR_JSON, SIMULATE_HTML, GATE_HTML, GATE_MD, EVALUATION_MD)
+LINKED_REPORTS = (MONITOR_HTML, MONITOR_JSON, SIMULATE_HTML, SIMULATE_CANARY_HTML, GATE_HTML,
+                  GATE_MD, EVALUATION_MD)
 
 
 def write(root: Path, params: Any, output: Path | None = None) -> tuple[Path, str | None]:

@@ -184,11 +184,10 @@ def write(root: Path, params: Any, doc: dict, output: Path | None = None) -> tup
     Returns the paths of the HTML report and of the timeline (the same name, ``.json``).
     """
     from loopline.core.files import write_json, write_text
-    from loopline.core.layout import SIMULATE_HTML, Layout
+    from loopline.core.layout import SIMULATE_CANARY_HTML, SIMULATE_HTML, Layout
 
-    html_path = output or Layout.of(root, params.paths).report(SIMULATE_HTML)
-    if output is None and doc.get("scenario") == "canary":
-        html_path = html_path.with_name(f"{html_path.stem}-canary{html_path.suffix}")
+    default = SIMULATE_CANARY_HTML if doc.get("scenario") == "canary" else SIMULATE_HTML
+    html_path = output or Layout.of(root, params.paths).report(default)
     json_path = html_path.with_suffix(".json")
     write_json(json_path, doc)
     if doc.get("scenario") == "canary":

@@ -30,7 +30,10 @@ def monitor_doc() -> dict:
                    ("GREEN", 0.86, 0.0, 0.40, "GREEN", 0.81, "GREEN", 0.02, "GREEN"),
                    ("AMBER", 0.75, 0.3, 0.90, "AMBER", 0.74, "AMBER", 0.07, "AMBER"),
                    ("RED", 0.62, 0.6, 2.50, "RED", 0.62, "RED", 0.12, "RED")])]
-    return {"status": "RED", "reasons": ["RED: roc_auc 0.620 on 150 labelled records",
+    return {"status": "RED", "rollout": {"version": "v0.3.0", "step": 1, "steps": 2, "share": 10.0,
+                                         "decision": "abort", "reasons": ["worse than the champion"],
+                                         "candidate": {"records": 150}},
+            "reasons": ["RED: roc_auc 0.620 on 150 labelled records",
                                          "</script><script>document.title='pwned'</script>"],
             "generated_at": T0 + 3 * 3600, "windows": windows}
 
@@ -94,6 +97,8 @@ def test_the_page_renders_status_history_and_windows_in_chromium(tmp_path: Path)
     assert "▲ v0.2.0" in dom and "▼ v0.1.0" in dom
     assert len(re.findall(r'class="l st-(GREEN|AMBER|RED)"', dom)) == 3
     assert "<td>0.0%</td>" in dom and "<td>2.5%</td>" in dom and "<td>5.0%</td>" in dom
+    assert '<span class="badge RED">ABORT</span>' in dom
+    assert "v0.3.0 (step 1/2, 10% of traffic): worse than the champion" in dom
     assert dom.count('class="target"') == 3 and '<p id="no-targets" hidden="">' in dom
     assert '<td class="l grade st-RED">RED</td>' in dom and "<td>2.50 ms</td>" in dom
     assert "<title>credit-risk: live model health</title>" in dom  # the injected script never ran
