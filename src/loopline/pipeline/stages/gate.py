@@ -121,6 +121,9 @@ def scored_frame(y: np.ndarray, proba: np.ndarray, classes: list[str], positive:
     if len(classes) == 2:
         frame["proba"] = proba[:, classes.index(positive)]
     else:
+        # ONNX Runtime answers float32: rows sum to 1 within ~1e-7, which scikit-learn's
+        # log loss (inside Evidently) warns about; renormalised in float64 they sum to 1
+        proba = proba / proba.sum(axis=1, keepdims=True)
         for i, c in enumerate(classes):
             frame[c] = proba[:, i]
     return frame
