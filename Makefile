@@ -25,12 +25,16 @@ $(VENV)/.installed: uv.lock pyproject.toml | $(BIN)/uv
 run: install
 	$(BIN)/loopline run
 
-# The dashboard test renders the page in headless Chromium (Debian's package); without it
-# (no root, no apt) that one test is skipped.
+# The dashboard test renders the page in headless Chromium, the image registry test pushes to
+# a registry on 127.0.0.1 (Debian's chromium, buildah, skopeo, docker-registry); without them
+# (no root, no apt) those tests are skipped.
 test: install
-	@command -v chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1; \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1; } || \
-	  echo "chromium not installed: the dashboard rendering test will be skipped"
+	@command -v chromium >/dev/null 2>&1 && command -v skopeo >/dev/null 2>&1 && \
+	  command -v docker-registry >/dev/null 2>&1 && command -v buildah >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null 2>&1; DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	    chromium buildah skopeo docker-registry >/dev/null 2>&1; } || \
+	  echo "chromium, buildah, skopeo or docker-registry not installed: the dashboard" \
+	    "rendering and image registry tests will be skipped"
 	$(BIN)/python -m pytest
 
 # Unit tests only (tests/unit, about a minute); tests/e2e runs the real pipeline, servers, builds.

@@ -149,6 +149,18 @@ def save_mlflow_model(py: Path, dest: Path) -> None:
                    check=True, env=env, capture_output=True)
 
 
+def setup(prefix: str, **extra: str) -> tuple[Path, dict[str, str]]:
+    """Check for wrk and a built model; a temp dir and the environment of the servers."""
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed (Debian: apt-get install wrk; `make bench` does it)")
+    if not (ROOT / "models/model.onnx").is_file():
+        raise SystemExit("no model in models/: run `make run` first")
+    OUT.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    return tmp, {**os.environ, "BENTOML_HOME": str(tmp / "bentoml"),
+                 "BENTOML_DO_NOT_TRACK": "True", "OMP_WAIT_POLICY": "PASSIVE", **extra}
+
+
 def _median(values: list[float]) -> float:
     v = sorted(values)
     mid = len(v) // 2
@@ -161,14 +173,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5, help="rounds over all servers")
     ap.add_argument("--skip-mlflow", action="store_true")
     args = ap.parse_args()
-    if not shutil.which("wrk"):
-        raise SystemExit("wrk is not installed (Debian: apt-get install wrk; `make bench` does it)")
-    if not (ROOT / "models/model.onnx").is_file():
-        raise SystemExit("no model in models/: run `make run` first")
-    OUT.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="loopline-bench-"))
-    env = {**os.environ, "BENTOML_HOME": str(tmp / "bentoml"), "BENTOML_DO_NOT_TRACK": "True",
-           "OMP_WAIT_POLICY": "PASSIVE", "LOOPLINE_LOG_STORE": "off"}
+    tmp, env = setup("loopline-bench-", LOOPLINE_LOG_STORE="off")
     one = json.dumps({"records": sample_records(1)}).encode()
     batch_records = sample_records(1000)
     batch = json.dumps({"records": batch_records}).encode()

@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import timeit
 import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serving import BIN, OUT, ROOT, Proc, free_port, sample_records, wrk  # noqa: E402
+from serving import BIN, OUT, ROOT, Proc, free_port, sample_records, setup, wrk  # noqa: E402
 
 
 def route_ns() -> dict[str, float]:
@@ -51,14 +49,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--duration", type=int, default=4)
     args = ap.parse_args()
-    if not shutil.which("wrk"):
-        raise SystemExit("wrk is not installed (Debian: apt-get install wrk; `make bench` does it)")
-    if not (ROOT / "models/model.onnx").is_file():
-        raise SystemExit("no model in models/: run `make run` first")
-    OUT.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="loopline-split-"))
-    env = {**os.environ, "BENTOML_HOME": str(tmp / "bentoml"), "BENTOML_DO_NOT_TRACK": "True",
-           "OMP_WAIT_POLICY": "PASSIVE"}
+    tmp, env = setup("loopline-split-")
     record = sample_records(1)
     bodies = {"plain": json.dumps({"records": record}).encode(),
               "canary": json.dumps({"records": record, "key": "customer-42"}).encode()}

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_remote import S3, add_s3_remote, local_only_env, s3  # noqa: F401
 from tests.helpers import BIN
 from tests.helpers.commands import sh
 from tests.helpers.reference import bare_origin, commit, reference_repo, remote_tags
+from tests.helpers.s3 import REMOTE_BUCKET, S3, add_s3_remote, local_only_env, moto_s3
 
 ARTIFACT = "credit-risk"
 
@@ -39,7 +39,13 @@ def outcomes(doc: dict) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def populated(tmp_path_factory: pytest.TempPathFactory, s3: S3) -> Iterator[tuple[Path, Path]]:  # noqa: F811
+def s3() -> Iterator[S3]:
+    with moto_s3(REMOTE_BUCKET) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def populated(tmp_path_factory: pytest.TempPathFactory, s3: S3) -> Iterator[tuple[Path, Path]]:
     """A bare origin whose main has the pipeline's outputs, pushed to an S3 remote."""
     tmp = tmp_path_factory.mktemp("ci-main")
     up = reference_repo(tmp / "upstream")
@@ -102,7 +108,7 @@ def test_ci_pr_gives_the_gate_verdict_of_loopline_report(populated: tuple[Path, 
 
 
 def test_ci_main_without_a_populated_remote_reproduces_and_registers(
-        tmp_path: Path, s3: S3) -> None:  # noqa: F811
+        tmp_path: Path, s3: S3) -> None:
     up = reference_repo(tmp_path / "upstream")
     env = local_only_env()
     add_s3_remote(up, s3, "empty", env)

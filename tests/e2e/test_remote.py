@@ -15,11 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
-import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -27,63 +24,19 @@ import yaml
 
 from tests.helpers import BIN
 from tests.helpers.commands import sh
+from tests.helpers.s3 import REMOTE_BUCKET as BUCKET
+from tests.helpers.s3 import S3, add_s3_remote, local_only_env, moto_s3
 
-BUCKET = "loopline-remote"
 # Cached (DVC-managed, git-ignored) outputs that must round-trip through every remote.
 MUST_CACHE = {"data/raw/data.parquet", "data/prepared/train.parquet",
               "data/prepared/test.parquet", "models/model.joblib", "models/model.onnx",
               "models/card.json"}
-DEAD_PROXY = "http://127.0.0.1:9"  # discard port: nothing listens, connections are refused
-
-
-@dataclass(frozen=True)
-class S3:
-    endpoint: str
-    client: object  # a boto3 S3 client on the moto server
-
-    def keys(self, prefix: str) -> set[str]:
-        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET,
-                                                                       Prefix=prefix)
-        return {o["Key"] for page in pages for o in page.get("Contents", [])}
 
 
 @pytest.fixture(scope="module")
 def s3() -> Iterator[S3]:
-    """moto's S3 server in this process on 127.0.0.1 (a free port), with one bucket."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request on stderr
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                              aws_access_key_id="testing", aws_secret_access_key="testing")
-        client.create_bucket(Bucket=BUCKET)
-        yield S3(endpoint, client)
-    finally:
-        server.stop()
-
-
-def local_only_env(*, credentials: bool = True) -> dict[str, str]:
-    """The environment of dvc / loopline subprocesses: 127.0.0.1 only, dummy credentials."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.upper().startswith("AWS_") and k.lower() not in
-           ("http_proxy", "https_proxy", "all_proxy", "no_proxy")}
-    env.update({
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_CONFIG_FILE": "/nonexistent/aws/config",
-        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws/credentials",
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "HTTP_PROXY": DEAD_PROXY, "HTTPS_PROXY": DEAD_PROXY,
-        "http_proxy": DEAD_PROXY, "https_proxy": DEAD_PROXY,
-        "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
-    })
-    if credentials:
-        env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
-    return env
+    with moto_s3(BUCKET) as server:
+        yield server
 
 
 def dvc(*args: str, cwd: Path, env: dict[str, str], check: bool = True):
@@ -125,13 +78,6 @@ def assert_restored(root: Path, cached: dict[str, str]) -> None:
     assert got == cached
 
 
-def add_s3_remote(root: Path, s3: S3, prefix: str, env: dict[str, str], *local: str) -> str:
-    url = f"s3://{BUCKET}/{prefix}"
-    dvc("remote", "add", *local, "-d", "s3", url, cwd=root, env=env)
-    dvc("remote", "modify", *local, "s3", "endpointurl", s3.endpoint, cwd=root, env=env)
-    return url
-
-
 # ------------------------------------------------------------------------------ S3
 
 
@@ -145,7 +91,7 @@ def test_s3_push_pull_and_repro_pull(built_copy: Path, s3: S3) -> None:
 
     out = dvc("push", cwd=root, env=env).stdout
     assert f"{len(set(cached.values()))} files pushed" in out, out
-    keys = s3.keys("store/")
+    keys = set(s3.keys("store/"))
     assert {f"store/files/md5/{h[:2]}/{h[2:]}" for h in cached.values()} <= keys
 
     # dvc pull: an empty cache and no outputs come back byte for byte

@@ -63,34 +63,48 @@ def _send(url: str, keys: list[str | None]) -> list[tuple[str | None, int, str |
         return list(pool.map(lambda k: one(c, k), keys))
 
 
+def _wait_for_candidate(srv: Server, version: str, timeout: float = 20.0) -> None:
+    """Every worker has loaded ``version`` as the candidate: 40 asks of /model, 4 at a time
+    (several connections, so every worker answers some), without a prediction (no record in
+    the log, which a judged step counts)."""
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=srv.url, timeout=30.0) as c, ThreadPoolExecutor(4) as pool:
+        while {r.json().get("candidate_version") for r in
+               pool.map(lambda _: c.post("/model", json={}), range(40))} != {version}:
+            assert time.monotonic() < deadline, f"workers did not all load {version}"
+            time.sleep(0.2)
+
+
 def _binomial(hits: int, n: int, share: float) -> bool:
     p = share / 100.0
     return abs(hits - n * p) <= 4.5 * math.sqrt(n * p * (1 - p))
 
 
-def _local_split(share: float) -> Split:
+def _local_split(share: float, candidate: str = "v0.2.0", champion: str = "v0.1.0") -> Split:
     """The service's rule, computed here: which keys the candidate gets at ``share``."""
     def version(v: str) -> ServedVersion:
         return ServedVersion(v, SimpleNamespace(sha256=v), [], {}, None)
 
-    return Split(version("v0.1.0"), version("v0.2.0"), share)
+    return Split(version(champion), version(candidate), share)
 
 
 def _wait_for_share(srv: Server, share: float, timeout: float = 20.0,
-                    previous: float = 25.0) -> None:
+                    previous: float = 25.0, candidate: str = "v0.2.0",
+                    champion: str = "v0.1.0") -> None:
     """Every worker routes at ``share`` (a key only that share sends to the candidate, 20
     answers in a row; for 0, a key that ``previous`` sent to the candidate, 20 answers in a
     row from the champion)."""
     if share:
-        split, lower = _local_split(share), _local_split(share - 0.5)
+        split = _local_split(share, candidate, champion)
+        lower = _local_split(share - 0.5, candidate, champion)
         key = next(f"probe-{i}" for i in range(100_000)
-                   if split.pick(f"probe-{i}", "0" * 32).version == "v0.2.0"
-                   and lower.pick(f"probe-{i}", "0" * 32).version == "v0.1.0")
+                   if split.pick(f"probe-{i}", "0" * 32).version == candidate
+                   and lower.pick(f"probe-{i}", "0" * 32).version == champion)
     else:
-        before = _local_split(previous)
+        before = _local_split(previous, candidate, champion)
         key = next(f"probe-{i}" for i in range(100_000)
-                   if before.pick(f"probe-{i}", "0" * 32).version == "v0.2.0")
-    want = "v0.2.0" if share else "v0.1.0"
+                   if before.pick(f"probe-{i}", "0" * 32).version == candidate)
+    want = candidate if share else champion
     deadline = time.monotonic() + timeout
     # 40 requests 4 at a time (several connections, so every worker answers some), all from
     # the version ``share`` sends the key to
@@ -235,3 +249,142 @@ def test_a_blue_green_rollout_of_three_steps_completes_into_prod(canary: Path) -
     assert [(e["event"], e["stage"]) for e in events[:5]] == [
         ("complete", "canary"), ("promote", "prod"), ("advance", "canary"),
         ("advance", "canary"), ("rollout", "canary")]
+
+
+def test_split_shares_over_10000_requests_are_within_one_point() -> None:
+    """The service's rule over 10,000 callers and 10,000 request ids (seeded, as uuid4 hex):
+    the candidate's share is the declared one ±1 percentage point at every step."""
+    import random
+    import uuid
+
+    rng = random.Random(18)
+    rids = [uuid.UUID(int=rng.getrandbits(128), version=4).hex for _ in range(10_000)]
+    for share in (1.0, 5.0, 25.0, 50.0):
+        split = _local_split(share)
+        keyed = sum(split.pick(f"caller-{i}", rids[i]).version == "v0.2.0"
+                    for i in range(10_000))
+        unkeyed = sum(split.pick(None, rid).version == "v0.2.0" for rid in rids)
+        assert abs(keyed / 100 - share) <= 1.0, (share, keyed)
+        assert abs(unkeyed / 100 - share) <= 1.0, (share, unkeyed)
+
+
+JUDGED = "steps: [20, 50]\n  min_records: 40\n  min_labels: 30\n  criteria: {margin: 0.1}\n"
+
+
+def _real_records(root: Path, n: int) -> list[dict]:
+    import pandas as pd
+
+    from loopline.config.params import load_params
+    from loopline.simulate.stream import records_of
+
+    params = load_params(root)
+    numeric, categorical = params.data.feature_columns(params.features.drop)
+    frame = pd.read_parquet(root / "data/prepared/test.parquet").head(n)
+    return records_of(frame[numeric + categorical], params)
+
+
+def _traffic(srv: Server, records: list[dict], wrong: str | None) -> dict[str, int]:
+    """One request per record (keyed), every answer labelled at once: right, except those of
+    version ``wrong`` (a faulty candidate, as the labels see it). Waits until the log has
+    the records and labels; the count of records per version."""
+    answers = []
+    with httpx.Client(base_url=srv.url, timeout=30.0) as c:
+        for i, rec in enumerate(records):
+            r = c.post("/predict", json={"records": [rec], "key": f"k{time.time_ns()}-{i}"})
+            assert r.status_code == 200, r.text
+            answers.append(r.json())
+        labels = []
+        for a in answers:
+            cls = a["predictions"][0]["class"]
+            other = next(k for k in a["predictions"][0]["probabilities"] if k != cls)
+            labels.append({"request_id": a["request_id"],
+                           "label": other if a["model_version"] == wrong else cls})
+        assert c.post("/feedback", json={"labels": labels}).status_code == 200
+    rids = {a["request_id"] for a in answers}
+    deadline = time.monotonic() + 20
+    while True:
+        df = read_predictions(srv.log_path)
+        df = df[df["request_id"].isin(rids)]
+        if len(df) == len(rids) and df["label"].notna().all():
+            break
+        assert time.monotonic() < deadline, "the log did not get the step's records"
+        time.sleep(0.2)
+    counts: dict[str, int] = {}
+    for a in answers:
+        counts[a["model_version"]] = counts.get(a["model_version"], 0) + 1
+    return counts
+
+
+def _monitor_act(root: Path, srv: Server) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "LOOPLINE_ALERT_WEBHOOK"}
+    res = sh(str(BIN / "loopline"), "monitor", "--act", "--json", "--no-html", "--window", "1h",
+             "--windows", "1", "--log", str(srv.log_path), "--service-url", srv.url,
+             cwd=root, check=False, env={**env, "LOOPLINE_ADMIN_TOKEN": TOKEN})
+    assert res.returncode in (0, 3, 4), res.stdout[-2000:] + res.stderr[-2000:]
+    return json.loads(res.stdout)
+
+
+def test_the_monitor_completes_a_good_canary_and_aborts_a_faulty_one(canary: Path) -> None:
+    root = canary
+    conf = root / "conf" / "config.yaml"
+    conf.write_text(conf.read_text().replace("steps: [5, 25, 50]\n", JUDGED))
+    loopline("params", cwd=root)
+    _commit(root, "a canary judged on few records")
+    loopline("promote", "v0.2.0", "--to", "prod", cwd=root)
+    srv = Server(root).wait_ready()
+    records = _real_records(root, 300)
+    try:
+        # step 1 (20%): the candidate answers as well as the champion
+        assert _traffic(srv, records[:260], wrong=None).get("v0.2.0", 0) >= 40
+        doc = _monitor_act(root, srv)
+        assert doc["rollout"]["decision"] == "advance", doc["rollout"]
+        acted = {a["action"]: a for a in doc["actions"]}
+        assert acted["rollout"]["done"] and acted["rollout"]["share"] == 50.0
+        assert acted["reload"]["done"]
+        assert "non-inferior" in acted["rollout"]["reason"]
+        _wait_for_share(srv, 50.0)
+        # step 2 (50%), the last: complete, v0.2.0 becomes prod
+        assert _traffic(srv, records[:120], wrong=None).get("v0.2.0", 0) >= 40
+        doc = _monitor_act(root, srv)
+        assert doc["rollout"]["decision"] == "complete", doc["rollout"]
+        assert doc["rollout"]["candidate"]["records"] >= 40
+        assert [a["action"] for a in doc["actions"]][:2] == ["rollout", "reload"]
+        completed = doc["actions"][0]["registry_tag"]
+        assert loopline("which", "prod", cwd=root).stdout.strip() == "v0.2.0"
+        alerts = [json.loads(x) for x in (root / "reports/alerts.jsonl").read_text().splitlines()]
+        assert [a["rollout"][0]["decision"] for a in alerts if a.get("rollout")] == [
+            "advance", "complete"]
+
+        # a faulty v0.3.0 (every answer of its is wrong) is aborted within its first step
+        (root / "NOTES.md").write_text("v0.3.0\n")
+        _commit(root, "v0.3.0")
+        loopline("register", cwd=root)
+        loopline("promote", "v0.3.0", "--to", "prod", cwd=root)
+        sh(str(BIN / "loopline"), "reload", "--url", srv.url, cwd=root,
+           env={**os.environ, "LOOPLINE_ADMIN_TOKEN": TOKEN})
+        _wait_for_candidate(srv, "v0.3.0")
+        sent = _traffic(srv, records[:100], wrong="v0.3.0")
+        assert 0 < sent.get("v0.3.0", 0) < 40
+        doc = _monitor_act(root, srv)
+        j = doc["rollout"]
+        assert j["decision"] == "abort" and j["candidate"]["records"] < 40, j
+        assert j["reasons"][0].startswith("worse than the champion by more than the margin")
+        acted = {a["action"]: a for a in doc["actions"]}
+        assert acted["rollout"]["done"] and acted["reload"]["done"]
+        aborted = acted["rollout"]["registry_tag"]
+        info = srv.client.post("/model", json={}).json()
+        assert (info["model_version"], info["candidate_version"]) == ("v0.2.0", None)
+    finally:
+        srv.stop()
+    assert _gto_stages(root) == {"prod": "v0.2.0"}
+    history = [e for e in json.loads(loopline("history", "--json", cwd=root).stdout)
+               if e["event"] != "register"]
+    assert [(e["event"], e["stage"], e["version"]) for e in history[:6]] == [
+        ("abort", "canary", "v0.3.0"), ("rollout", "canary", "v0.3.0"),
+        ("complete", "canary", "v0.2.0"), ("promote", "prod", "v0.2.0"),
+        ("advance", "canary", "v0.2.0"), ("rollout", "canary", "v0.2.0")]
+    assert history[0]["reason"].startswith("monitor: worse than the champion")
+    from gto import api
+
+    refs = {e["ref"]: e["version"] for e in api.history(str(root), artifact="credit-risk")}
+    assert refs[aborted] == "v0.3.0" and refs[completed] == "v0.2.0", refs

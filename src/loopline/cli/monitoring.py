@@ -30,11 +30,13 @@ def monitor(
     act: Annotated[bool, typer.Option("--act", help="Act on the status: record the imputation of "
                                       "alarming features; on AMBER retrain on the labelled window "
                                       "(promote on a passed gate); on RED live performance roll "
-                                      "prod back (and reload --service-url).")] = False,
+                                      "prod back; advance, complete or abort the rollout under "
+                                      "way as judged on the live log (and reload "
+                                      "--service-url).")] = False,
     service_url: Annotated[str | None, typer.Option(
-        "--service-url", help="The running service to reload after a rollback.")] = None,
+        "--service-url", help="The running service to reload after a rollback or a rollout's step.")] = None,
     push: Annotated[str | None, typer.Option(
-        "--push", metavar="REMOTE", help="Push a rollback's tag to REMOTE (as CI does).")] = None,
+        "--push", metavar="REMOTE", help="Push a rollback's or a rollout's tags to REMOTE (as CI does).")] = None,
     retrain_pr: Annotated[bool, typer.Option(
         "--retrain-pr", help="Propose a passed retraining as a pull request (branch pushed to "
                              "--push REMOTE; GITHUB_TOKEN) instead of registering and promoting "

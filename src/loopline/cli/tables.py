@@ -164,6 +164,10 @@ def print_monitor(doc: dict) -> None:
         out.print("  targets: " + " · ".join(_target_cells(latest)))
     for r in doc["reasons"]:
         out.print(f"  {r}", markup=False)
+    if doc.get("rollout"):
+        from loopline.monitoring.judge import describe
+
+        out.print(f"  {describe(doc['rollout'])}", markup=False)
     for a in doc.get("alerts") or []:
         state = "sent" if a["delivered"] else f"not sent ({a.get('error')})"
         out.print(f"  alert via {a['channel']}: {state}", markup=False)

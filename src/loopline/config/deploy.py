@@ -24,7 +24,7 @@ class DeployCriteria(Strict):
     the live labelled metric by more than ``margin`` (one-sided, at ``confidence``), an
     error rate at most ``max_error_rate``, a p99 latency at most ``p99_ms`` (null: not judged)."""
 
-    margin: float = Field(0.02, ge=0.0, le=1.0)
+    margin: float = Field(0.05, ge=0.0, le=1.0)
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
     max_error_rate: float = Field(0.01, ge=0.0, le=1.0)
     p99_ms: float | None = Field(None, gt=0.0)
@@ -36,7 +36,7 @@ class DeployConfig(Strict):
     strategy: Literal["cutover", "canary", "blue_green"] = "cutover"
     steps: list[float] = [1.0, 5.0, 25.0, 50.0]
     min_records: int = Field(1000, ge=1)
-    min_labels: int = Field(200, ge=0)
+    min_labels: int = Field(500, ge=0)
     criteria: DeployCriteria = DeployCriteria()
 
     @field_validator("steps")

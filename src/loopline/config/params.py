@@ -99,6 +99,9 @@ class Params(Strict):
         if self.gate.champion.stage not in self.registry.stages:
             raise ValueError(f"gate.champion.stage {self.gate.champion.stage!r} is not one of "
                              f"registry.stages {self.registry.stages}")
+        if self.gate.latency.p99_ms == "target" and self.monitor.targets.latency_p99_ms is None:
+            raise ValueError("gate.latency.p99_ms is 'target' but monitor.targets.latency_p99_ms "
+                             "is not set: agree a latency target (conf/monitor) or give a number")
         if (self.gate.slices.min or self.gate.slices.max_gap) and self.evaluate.slice_column is None:
             raise ValueError("gate.slices needs evaluate.slice_column")
         sim = self.simulate

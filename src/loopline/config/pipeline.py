@@ -279,6 +279,28 @@ class DriftCheck(Strict):
         return self
 
 
+class LatencyCheck(Strict):
+    """The candidate's offline latency: ONNX Runtime answering one record per call (a batch
+    of 1, as the service's ``/predict`` runs it), p99 over ``calls`` timed calls.
+
+    ``p99_ms``: null = not checked; a number of milliseconds; or ``target``: the GREEN bound
+    of the production target ``monitor.targets.latency_p99_ms``, so the gate and the monitor
+    judge against the same agreed figure.
+    """
+
+    p99_ms: float | Literal["target"] | None = None
+    calls: int = Field(500, ge=50, le=100_000)
+
+    @field_validator("p99_ms", mode="before")
+    @classmethod
+    def _positive(cls, v: Any) -> Any:
+        if v is None or v == "target":
+            return v
+        if isinstance(v, bool) or not isinstance(v, float | int) or v <= 0:
+            raise ValueError("must be a positive number of milliseconds or 'target'")
+        return float(v)
+
+
 class GateConfig(Strict):
     """Explicit one-sided checks; an empty gate is a configuration error, never a pass.
 
@@ -294,6 +316,7 @@ class GateConfig(Strict):
     slices: SliceChecks = SliceChecks()
     drift: DriftCheck = DriftCheck()
     parity: bool = True
+    latency: LatencyCheck = LatencyCheck()
 
     @model_validator(mode="after")
     def _has_thresholds(self) -> GateConfig:

@@ -61,6 +61,7 @@ MONITOR_AUDIT = "monitor_audit.jsonl"
 DASHBOARD_HTML = "dashboard.html"
 SIMULATE_JSON = "simulate.json"
 SIMULATE_HTML = "simulate.html"
+SIMULATE_CANARY_HTML = "simulate-canary.html"  # loopline simulate --scenario canary
 REVIEW_MD = "review.md"
 CI_DIR = f"{STATE_DIR}/ci"         # what `loopline ci` keeps of a run (artifacts), per workflow
 
@@ -70,7 +71,7 @@ REGISTRY_MARKERS = "refs/loopline/assigned"  # <artifact>/<stage>/<n>: every num
 
 # ---------------------------------------------------------------------- serving
 CHAMPION_DIR = f"{STATE_DIR}/champion"  # the champion's model, fetched for the gate
-TIMINGS_JSON = f"{STATE_DIR}/timings.json"  # the search's wall-clock times: never committed
+TIMINGS_JSON = f"{STATE_DIR}/timings.json"  # wall-clock figures (search, gate latency): never committed
 SERVE_DIR = f"{STATE_DIR}/serve"  # what `loopline serve` prepares (spec, fetched bundles)
 SERVE_SPEC = "loopline_serve.json"  # the spec built into a Bento
 RUN_SPEC = "spec.json"              # the spec of one `loopline serve` run (SERVE_DIR/run-PORT/)

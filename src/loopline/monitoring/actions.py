@@ -88,6 +88,46 @@ def rollback(root: Path, stage: str, window: dict, *, service_url: str | None,
     return out
 
 
+ROLLOUT_DECISIONS = ("advance", "complete", "abort")
+
+
+def rollout_step(root: Path, judgement: dict | None, *, service_url: str | None,
+                 token_env: str, push: str | None = None) -> list[dict]:
+    """Carry out the judge's decision on the rollout under way
+    (:mod:`loopline.monitoring.judge`): advance or complete it, or abort it with the reasons,
+    through :mod:`loopline.registry.rollout` (an audited registry event); then reload the
+    service, which reads the new share (or the new prod) from the registry. ``wait`` does
+    nothing. A rollout moved by someone else since it was judged is left alone."""
+    from loopline.registry import rollout
+
+    if not judgement or judgement.get("decision") not in ROLLOUT_DECISIONS:
+        return []
+    decision = judgement["decision"]
+    entry: dict[str, Any] = {"action": "rollout", "decision": decision, "done": False,
+                             "version": judgement["version"], "step": judgement.get("step"),
+                             "tag": judgement.get("tag")}
+    reason = ("monitor: " + "; ".join(judgement.get("reasons") or []))[:400]
+    try:
+        now = rollout.status(root)
+        if now is None or now["tag"] != judgement.get("tag"):
+            return [{**entry, "why": f"the rollout moved since it was judged "
+                                     f"({now['tag'] if now else 'none under way'})"}]
+        if decision == "abort":
+            res = rollout.abort(root, reason=reason, push=push)
+        else:
+            res = rollout.advance(root, reason=reason, push=push)
+    except LooplineError as err:
+        return [{**entry, "why": str(err)}]
+    out: list[dict[str, Any]] = [{
+        **entry, "done": True, "stage": res.get("stage"), "champion": res.get("champion"),
+        "share": res.get("share"), "previous_share": res.get("previous_share"),
+        "registry_tag": res.get("canary_tag") if decision == "abort" else res.get("tag"),
+        "reason": reason}]
+    if service_url:
+        out.append(reload_service(service_url, res.get("stage") or "prod", token_env))
+    return out
+
+
 def reload_service(url: str, stage: str, token_env: str) -> dict:
     from loopline.serving.reload import request_reload
 
@@ -286,17 +326,29 @@ def _propose(root: Path, params: Any, entry: dict, window: dict, gate: dict, mes
 
 
 def act(root: Path, params: Any, doc: dict, *, service_url: str | None, audit_path: Path,
-        push: str | None = None, labelled: Any = None, retrain_pr: bool = False) -> list[dict]:
-    """Run the actions the latest window calls for; each is appended to the audit log."""
+        push: str | None = None, labelled: Any = None, retrain_pr: bool = False,
+        rollout: dict | None = None) -> list[dict]:
+    """Run the actions the latest window calls for; each is appended to the audit log.
+
+    While a rollout is under way (``rollout``, the judge's decision of this run), the stage
+    is the rollout's to move: no retraining or rollback (the judge aborts a failing
+    candidate; a retrained version would be another rollout), only the imputation record.
+    """
     window = latest_window(doc)
     if window is None:
         return []
     stage = params.registry.serving_stage
     done = imputation(root, params.paths.reports, window, params.monitor.missing_rate.amber)
-    done += rollback(root, stage, window, service_url=service_url,
-                     token_env=params.serve.admin_token_env, push=push)
-    done += retrain(root, params, window, labelled, stage, service_url=service_url, push=push,
-                    audit_path=audit_path, as_pr=retrain_pr)
+    if rollout is not None:
+        if window.get("status") in ("AMBER", "RED"):
+            done.append({"action": "hold", "done": False,
+                         "why": f"a rollout of {rollout.get('version')} to {stage} was under "
+                                "way: no retraining or rollback until it has ended"})
+    else:
+        done += rollback(root, stage, window, service_url=service_url,
+                         token_env=params.serve.admin_token_env, push=push)
+        done += retrain(root, params, window, labelled, stage, service_url=service_url,
+                        push=push, audit_path=audit_path, as_pr=retrain_pr)
     for entry in done:
         audit(audit_path, entry)
     return done

@@ -25,6 +25,9 @@ def message(artifact: str, doc: dict, links: list[str]) -> dict:
     status = doc["status"]
     lines = [f"{ICONS.get(status, '')} *{artifact}*: monitor status *{status}*"]
     lines += [f"• {r}" for r in doc["reasons"]]
+    for a in rollout_decisions(doc):
+        lines.append(f"Rollout of {a['version']}: *{a['decision']}* at step {a['step']} "
+                     f"({a.get('reason') or ''})")
     actions = doc.get("actions") or []  # done before the alert: it says what they did
     if actions:
         lines.append("Actions: " + ", ".join(
@@ -35,6 +38,11 @@ def message(artifact: str, doc: dict, links: list[str]) -> dict:
     return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
             "status": status, "reasons": doc["reasons"], "artifact": artifact, "links": links,
             "at": doc["generated_at"]}
+
+
+def rollout_decisions(doc: dict) -> list[dict]:
+    """The rollout decisions the monitor carried out (advance, complete, abort)."""
+    return [a for a in doc.get("actions") or [] if a.get("action") == "rollout" and a.get("done")]
 
 
 def audit(path: Path, event: dict) -> None:
@@ -68,16 +76,21 @@ def _post(url: str, body: dict, cfg: AlertConfig) -> tuple[bool, str, int]:
 
 def deliver(root: Path, cfg: AlertConfig, artifact: str, doc: dict, links: list[str],
             audit_path: Path) -> list[dict]:
-    """Send the alert if the status calls for one; one outcome per channel (also audited)."""
-    if doc["status"] not in cfg.statuses:
+    """Send the alert if the status or a rollout decision calls for one; one outcome per
+    channel (also audited)."""
+    if doc["status"] not in cfg.statuses and not rollout_decisions(doc):
         return []
     msg = message(artifact, doc, links)
     outcomes: list[dict[str, Any]] = []
     if cfg.file:
         path = root / cfg.file
         try:
-            append_text(path, json.dumps({k: msg[k] for k in ("at", "artifact", "status",
-                                                               "reasons", "links")}) + "\n")
+            line = {k: msg[k] for k in ("at", "artifact", "status", "reasons", "links")}
+            decided = rollout_decisions(doc)
+            if decided:
+                line["rollout"] = [{k: a.get(k) for k in ("decision", "version", "step",
+                                                          "reason")} for a in decided]
+            append_text(path, json.dumps(line) + "\n")
             outcomes.append({"channel": "file", "delivered": True, "path": cfg.file})
         except OSError as err:
             outcomes.append({"channel": "file", "delivered": False, "path": cfg.file,

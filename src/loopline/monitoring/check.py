@@ -55,14 +55,24 @@ def check(root: Path, params: Any, cfg: Any, *, log_path: Any, until: float | No
         links.append(f"{params.paths.reports}/{MONITOR_HTML}")
     doc["history"] = mon.append_history(root / cfg.history, doc)[-50:]
     audit_path = lay.report(MONITOR_AUDIT)
+    from loopline.monitoring import judge
+
+    judgement = judge.evaluate(root, source, now=until)  # the rollout under way, if any
+    if judgement is not None:
+        doc["rollout"] = judgement
     if act:
         from loopline.monitoring.actions import act as run_actions
+        from loopline.monitoring.actions import rollout_step
 
         # the monitored span's labelled records, not only the latest window's
         labelled = source.labelled(since=end - span, until=end)
-        doc["actions"] = run_actions(root, params, doc, service_url=service_url,
-                                     audit_path=audit_path, push=push, labelled=labelled,
-                                     retrain_pr=retrain_pr)
+        doc["actions"] = rollout_step(root, judgement, service_url=service_url,
+                                      token_env=params.serve.admin_token_env, push=push)
+        for entry in doc["actions"]:
+            alerts.audit(audit_path, entry)
+        doc["actions"] += run_actions(root, params, doc, service_url=service_url,
+                                      audit_path=audit_path, push=push, labelled=labelled,
+                                      retrain_pr=retrain_pr, rollout=judgement)
     write_json(lay.report(MONITOR_JSON), doc)
     # notify last: a failing notification never costs the status, the reports or the actions
     doc["alerts"] = alerts.deliver(root, cfg.alerts, params.artifact, doc, links, audit_path)

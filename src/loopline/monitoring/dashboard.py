@@ -2,7 +2,8 @@
 
 Current status and its reasons, the status history as a chart (ROC AUC and drift share per
 monitor run over coloured RAG bands, with promotions and rollbacks marked), the latest
-windows, and links to the latest reports. The data is embedded as JSON and drawn by a small
+windows, the production targets (SLOs: what was agreed, the latest value and the grade of each
+window), the monitor's decision on a rollout under way, and links to the latest reports. The data is embedded as JSON and drawn by a small
 script into inline SVG: no network, no external scripts, so the file opens anywhere (and
 CI can upload it as an artifact).
 """
@@ -21,6 +22,7 @@ from loopline.core.layout import (
     GATE_MD,
     MONITOR_HTML,
     MONITOR_JSON,
+    SIMULATE_CANARY_HTML,
     SIMULATE_HTML,
     Layout,
 )
@@ -35,11 +37,13 @@ PAGE = """<!doctype html>
  table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}
  th{background:#f4f4f4}td.l,th.l{text-align:left} svg{border:1px solid #ddd;background:#fff}
  .legend span{margin-right:14px}
+ .st-GREEN{color:#2e7d32;font-weight:600}.st-AMBER{color:#ef8f00;font-weight:600}.st-RED{color:#c62828;font-weight:600}
 </style></head>
 <body>
 <h1>__TITLE__</h1>
 <p>Status <span id="status" class="badge">…</span> <span id="generated"></span></p>
 <ul id="reasons"></ul>
+<p id="rollout" hidden>Rollout: <span class="badge"></span> <span class="what"></span></p>
 <h2>History</h2>
 <div class="legend"><span style="color:#1565c0">● ROC AUC</span><span style="color:#6a1b9a">■ drift share</span>
 <span>▲ promote / ▼ rollback (prod)</span></div>
@@ -48,6 +52,10 @@ PAGE = """<!doctype html>
 <table id="windows"><thead><tr><th class="l">window end (UTC)</th><th>records</th><th>labels</th>
 <th>roc_auc</th><th>accuracy</th><th>drift share</th><th>worst missing</th><th>p99 ms</th><th>errors</th>
 <th class="l">status</th></tr></thead><tbody></tbody></table>
+<h2>Production targets</h2>
+<p id="no-targets">No production targets configured (<code>monitor.targets</code> in conf/monitor).</p>
+<table id="targets" hidden><thead><tr><th class="l">target</th><th class="l">agreed</th><th>latest</th>
+<th class="l">grade</th><th class="l">grades, oldest → newest window</th></tr></thead><tbody></tbody></table>
 <h2>Reports</h2><ul id="links"></ul>
 <script id="data" type="application/json">__DATA__</script>
 <script>
@@ -61,6 +69,13 @@ PAGE = """<!doctype html>
   document.getElementById("generated").textContent = d.generated_at ? "at " + iso(d.generated_at) + " UTC" : "";
   const reasons = document.getElementById("reasons"), links = document.getElementById("links");
   for (const r of d.reasons) { const li = document.createElement("li"); li.textContent = r; reasons.appendChild(li); }
+  if (d.rollout) {  // the monitor's decision on the rollout under way
+    const p = document.getElementById("rollout"), r = d.rollout; p.hidden = false;
+    const b = p.querySelector(".badge"); b.textContent = r.decision.toUpperCase();
+    b.className = "badge " + ({advance: "GREEN", complete: "GREEN", abort: "RED"}[r.decision] || "NODATA");
+    p.querySelector(".what").textContent = r.version + " (step " + r.step + "/" + r.steps + ", " + r.share +
+      "% of traffic): " + (r.reasons || []).join("; ");
+  }
   const body = document.querySelector("#windows tbody");
   for (const w of d.windows) {
     const tr = document.createElement("tr"); const p = w.performance || {}; const m = w.missing_rate || {};
@@ -72,6 +87,19 @@ PAGE = """<!doctype html>
       if (i === 0 || i === 9) td.className = "l"; if (i === 9) td.classList.add("st-" + String(c).replace(" ", ""));
       tr.appendChild(td); });
     body.appendChild(tr);
+  }
+  if (d.targets.length) {
+    document.getElementById("no-targets").hidden = true; const tt = document.getElementById("targets"); tt.hidden = false;
+    for (const t of d.targets) {
+      const tr = document.createElement("tr"); tr.className = "target";
+      [t.label, t.agreed, t.value, t.grade].forEach((c, i) => { const td = document.createElement("td"); td.textContent = c;
+        if (i !== 2) td.className = "l"; if (i === 3) td.classList.add("grade", "st-" + c); tr.appendChild(td); });
+      const hist = document.createElement("td"); hist.className = "l";
+      for (const g of t.history) { const s = document.createElement("span"); s.className = "badge " + (g.grade || "NODATA");
+        s.title = iso(g.end) + " UTC: " + g.value; s.textContent = g.grade ? g.grade[0] : "–"; s.style.padding = "0 4px"; s.style.marginRight = "2px";
+        hist.appendChild(s); }
+      tr.appendChild(hist); tt.tBodies[0].appendChild(tr);
+    }
   }
   for (const l of d.links) { const li = document.createElement("li"); const a = document.createElement("a");
     a.href = l.href; a.textContent = l.label; li.appendChild(a); links.appendChild(li); }
@@ -101,14 +129,82 @@ PAGE = """<!doctype html>
 """
 
 
+# (key in a window's ``targets``, its grade's name, label, format of the value)
+TARGETS = (("latency_p50_ms", "latency_p50_ms", "latency p50", "{:.2f} ms"),
+           ("latency_p99_ms", "latency_p99_ms", "latency p99", "{:.2f} ms"),
+           ("availability", "availability", "availability", "{:.2%}"),
+           ("accuracy", "accuracy_range", "accuracy", "{:.3f}"),
+           ("slice_gap", "slice_gap", "slice gap", "{:.3f}"),
+           ("cost_per_1k", "cost_per_1k", "cost per 1,000 predictions", "{:.6f}"))
+
+
+def _agreed(targets: Any, key: str) -> str:
+    """What was agreed for a target, in words (the configured bands or range)."""
+    from loopline.monitoring.targets import _bands
+
+    if targets is None:
+        return ""
+    if key == "accuracy":
+        return targets.accuracy.describe() if targets.accuracy else ""
+    if key == "slice_gap":
+        g = targets.slice_gap
+        return f"{g.metric} gap over {', '.join(g.columns)}: {_bands(g.band)}" if g else ""
+    if key == "cost_per_1k":
+        c = targets.cost
+        return f"{_bands(c.per_1k)} at {c.cpu_hour_price:g}/CPU-hour" if c else ""
+    band = getattr(targets, key, None)
+    return _bands(band) if band is not None else ""
+
+
+def _target_value(found: dict, key: str, fmt: str) -> tuple[str, float | None]:
+    value = found.get(key)
+    if key == "slice_gap":
+        if not value:
+            return "–", None
+        col = max(value, key=lambda c: value[c]["gap"])
+        return f"{value[col]['gap']:.3f} ({col})", value[col]["gap"]
+    return ("–", None) if value is None else (fmt.format(value), float(value))
+
+
+def target_rows(windows: list[dict], targets: Any = None) -> list[dict[str, Any]]:
+    """One row per production target found in the windows: what was agreed, the latest
+    value and grade, and the grade of every window (the SLO's recent history)."""
+    graded = [w for w in windows if w.get("targets")]
+    rows = []
+    for key, grade_name, label, fmt in TARGETS:
+        seen = [w for w in graded if w["targets"].get(key) not in (None, {})]
+        if not seen:
+            continue
+        history = []
+        for w in graded:
+            text, _ = _target_value(w["targets"], key, fmt)
+            history.append({"end": w["end"], "value": text,
+                            "grade": (w.get("grades") or {}).get(grade_name)})
+        text, value = _target_value(seen[-1]["targets"], key, fmt)
+        rows.append({"key": key, "label": label, "agreed": _agreed(targets, key), "value": text,
+                     "raw": value, "grade": (seen[-1].get("grades") or {}).get(grade_name) or "–",
+                     "history": history})
+    return rows
+
+
+def _rollout(j: dict | None) -> dict | None:
+    """The monitor's decision on the rollout under way, as the page shows it."""
+    if not j or not j.get("decision"):
+        return None
+    return {k: j.get(k) for k in ("version", "step", "steps", "share", "decision", "reasons")}
+
+
 def render(artifact: str, monitor: dict | None, history: list[dict], events: list[dict],
-           links: list[dict]) -> str:
-    """The page; ``events`` are registry events ({at, event, version}) of the monitored stage."""
+           links: list[dict], targets: Any = None) -> str:
+    """The page; ``events`` are registry events ({at, event, version}) of the monitored stage;
+    ``targets``: ``monitor.targets`` of the config, to say what was agreed per target."""
     monitor = monitor or {"status": "NO DATA", "reasons": ["no monitor run yet: run `loopline monitor`"],
                           "windows": [], "generated_at": None}
+    shown = [w for w in monitor.get("windows", []) if w.get("status") != "NO DATA"][-12:]
     data = {"status": monitor["status"], "reasons": monitor.get("reasons", []),
-            "generated_at": monitor.get("generated_at"),
-            "windows": [w for w in monitor.get("windows", []) if w.get("status") != "NO DATA"][-12:],
+            "generated_at": monitor.get("generated_at"), "windows": shown,
+            "targets": target_rows(shown, targets),
+            "rollout": _rollout(monitor.get("rollout")),
             "history": history[-500:], "events": events, "links": links}
     payload = json.dumps(data, default=str).replace("</", "<\\/")  # never closes the <script>
     return (PAGE.replace("__TITLE__", html.escape(f"{artifact}: live model health"))
@@ -127,7 +223,8 @@ def events_of(history: list[dict], stage: str) -> list[dict[str, Any]]:
     return out
 
 
-LINKED_REPORTS = (MONITOR_HTML, MONITOR_JSON, SIMULATE_HTML, GATE_HTML, GATE_MD, EVALUATION_MD)
+LINKED_REPORTS = (MONITOR_HTML, MONITOR_JSON, SIMULATE_HTML, SIMULATE_CANARY_HTML, GATE_HTML,
+                  GATE_MD, EVALUATION_MD)
 
 
 def write(root: Path, params: Any, output: Path | None = None) -> tuple[Path, str | None]:
@@ -154,5 +251,6 @@ def write(root: Path, params: Any, output: Path | None = None) -> tuple[Path, st
     out = output or lay.report(DASHBOARD_HTML)
     links = [{"label": name, "href": os.path.relpath(lay.report(name), out.resolve().parent)}
              for name in LINKED_REPORTS if lay.report(name).is_file()]
-    write_text(out, render(params.artifact, doc, history, events, links))
+    write_text(out, render(params.artifact, doc, history, events, links,
+                           params.monitor.targets))
     return out, doc["status"] if doc else None

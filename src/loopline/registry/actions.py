@@ -25,6 +25,7 @@ from loopline.registry.tags import (
     Version,
     dumps,
     header,
+    locked_registry,
     open_registry,
     utc_iso,
 )
@@ -35,8 +36,6 @@ from loopline.registry.write import (
     identity,
     make_tag,
     marker_ref,
-    registry_lock,
-    repair,
 )
 
 
@@ -93,9 +92,7 @@ def register(root: str | os.PathLike[str] | None = None, *, bump: str = "minor",
     if version:
         _check_artifact(version, settings.artifact)
     commit = check_clean(base)
-    repaired = repair(base)
-    with registry_lock(base) as lock:
-        reg = Registry.load(settings)
+    with locked_registry(settings) as (reg, lock, repaired):
         existing = reg.versions_at(commit)
         if existing:
             raise LooplineError(f"commit {commit[:12]} already has version {existing[0].tag}")
@@ -187,10 +184,7 @@ def promote(version: str, stage: str, *, root: str | os.PathLike[str] | None = N
     reason = check_force(force, reason)
     settings = load_settings(root)
     _check_artifact(version, settings.artifact)
-    repaired = repair(settings.root)
-    with registry_lock(settings.root) as lock:
-        reg = Registry.load(settings)
-        reg.check_stage(stage)
+    with locked_registry(settings, stage) as (reg, lock, repaired):
         v = reg.version(version)
         cur = reg.current(stage)
         if cur is not None and cur.version == v.version:
@@ -270,10 +264,7 @@ def rollback(stage: str, *, to: str | None = None, root: str | os.PathLike[str] 
     settings = load_settings(root)
     if to is not None:
         _check_artifact(to, settings.artifact)
-    repaired = repair(settings.root)
-    with registry_lock(settings.root) as lock:
-        reg = Registry.load(settings)
-        reg.check_stage(stage)
+    with locked_registry(settings, stage) as (reg, lock, repaired):
         cur = reg.current(stage)
         if cur is None:
             raise LooplineError(f"nothing to roll back: no version assigned to {stage}")

@@ -32,6 +32,8 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC
 
@@ -396,6 +398,22 @@ class Registry:
 
         return timeline(self, stage)
 
+
+
+@contextmanager
+def locked_registry(settings: RegistrySettings,
+                    stage: str | None = None) -> Iterator[tuple[Registry, int, list[str]]]:
+    """For a command that writes tags: what a killed registry command left repaired first,
+    then the registry loaded under the registry lock (and ``stage`` checked). Yields the
+    registry, the lock (for the transaction) and what was repaired."""
+    from loopline.registry.write import registry_lock, repair
+
+    repaired = repair(settings.root)
+    with registry_lock(settings.root) as lock:
+        reg = Registry.load(settings)
+        if stage is not None:
+            reg.check_stage(stage)
+        yield reg, lock, repaired
 
 
 def open_registry(root: str | os.PathLike[str] | None = None) -> Registry:

@@ -8,7 +8,8 @@ the image that is already there; it never rebuilds it.
 ``serve.image_registry`` is either a local directory holding one OCI image layout per
 artifact (``oci:/srv/images`` or ``/srv/images`` -> ``oci:/srv/images/<artifact>:<tag>``),
 or a registry (``registry.example.com/team`` -> ``registry.example.com/team/<artifact>:<tag>``,
-pushed with buildah, credentials from buildah's own login).
+pushed with buildah, credentials from buildah's own login; a registry served over plain
+HTTP is marked ``insecure`` in containers' registries.conf, which buildah and skopeo read).
 """
 
 from __future__ import annotations
@@ -66,15 +67,43 @@ def _layout_tags(layout: Path) -> dict[str, str]:
     }
 
 
+# what each tool says when the registry answers that it has no such manifest
+_NOT_FOUND = re.compile(r"manifest unknown|no such manifest|not found|name unknown|"
+                        r"no such image", re.I)
+
+
 def exists(ref: str) -> bool:
-    """Whether the registry holds ``ref`` (an OCI layout is read; a registry is asked)."""
+    """Whether the registry holds ``ref`` (an OCI layout is read; a registry is asked).
+
+    A registry is asked with skopeo (on GitHub's runners and in Debian; it reads the same
+    registries.conf and login as buildah), else ``docker manifest inspect``, else buildah
+    (newer buildah inspects a remote manifest; 1.28 cannot). Only the registry's "no such
+    manifest" means no: an unreachable registry, a refused login or a TLS error is an error
+    that names itself, never a reason to rebuild.
+    """
     if ref.startswith("oci:"):
         path, _, tag = ref[4:].rpartition(":")
         return tag in _layout_tags(Path(path))
-    from loopline.core.proc import run
+    import shutil
 
-    res = run(["buildah", "manifest", "inspect", f"docker://{ref}"], what="buildah", check=False)
-    return res.returncode == 0
+    from loopline.core.proc import first_line, run
+
+    if shutil.which("skopeo"):
+        cmd = ["skopeo", "inspect", "--raw", f"docker://{ref}"]
+    elif shutil.which("docker"):
+        cmd = ["docker", "manifest", "inspect", ref]
+    elif shutil.which("buildah"):
+        cmd = ["buildah", "manifest", "inspect", f"docker://{ref}"]
+    else:
+        raise LooplineError(f"cannot ask the registry for {ref}: none of skopeo, docker or "
+                            "buildah is installed (Debian: apt-get install skopeo)")
+    res = run(cmd, what=cmd[0], check=False)
+    if res.returncode == 0:
+        return True
+    err = (res.stderr or "") + (res.stdout or "")
+    if _NOT_FOUND.search(err):
+        return False
+    raise LooplineError(f"{cmd[0]} could not ask the registry for {ref}: {first_line(err)}")
 
 
 def describe(params: Any, root: Path, ref: str) -> dict[str, Any]:

@@ -184,12 +184,101 @@ def write(root: Path, params: Any, doc: dict, output: Path | None = None) -> tup
     Returns the paths of the HTML report and of the timeline (the same name, ``.json``).
     """
     from loopline.core.files import write_json, write_text
-    from loopline.core.layout import SIMULATE_HTML, Layout
+    from loopline.core.layout import SIMULATE_CANARY_HTML, SIMULATE_HTML, Layout
 
-    html_path = output or Layout.of(root, params.paths).report(SIMULATE_HTML)
+    default = SIMULATE_CANARY_HTML if doc.get("scenario") == "canary" else SIMULATE_HTML
+    html_path = output or Layout.of(root, params.paths).report(default)
     json_path = html_path.with_suffix(".json")
     write_json(json_path, doc)
+    if doc.get("scenario") == "canary":
+        write_text(html_path, render_canary(doc, params.artifact))
+        return html_path, json_path
     band = params.monitor.performance.get("roc_auc")
     write_text(html_path, render(doc, params.artifact,
                                  {"amber": band.amber, "red": band.red} if band else {}))
     return html_path, json_path
+
+
+DECISION_COLORS = {"advance": "#1565c0", "complete": "#2e7d32", "abort": "#c62828",
+                   "wait": "#bdbdbd"}
+
+
+def _canary_plot(steps: list[dict]) -> str:
+    """The candidate's share per simulation step, each step's bar coloured by the decision."""
+    n, h, top, bottom = max(len(steps), 1), 180, 10, 30
+
+    def y(v: float) -> float:
+        return top + (1 - v / 100.0) * (h - top - bottom)
+
+    cw = (W - L - R) / n
+    out = [f'<svg id="canary" width="{W}" height="{h}" role="img" aria-label="share per step">']
+    for v in (0, 50, 100):
+        out.append(f'<line x1="{L}" x2="{W - R}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#ddd"/>'
+                   f'<text x="{L - 6}" y="{y(v) + 4:.1f}" text-anchor="end" font-size="11">{v}%</text>')
+    for i, s in enumerate(steps):
+        share = s.get("share") or 0.0
+        color = DECISION_COLORS.get(str(s["decision"]).split(" ")[0], "#9e9e9e")
+        out.append(f'<rect class="decision {_esc(s["decision"])}" x="{L + i * cw:.1f}" '
+                   f'y="{y(share):.1f}" width="{cw - 2:.1f}" height="{y(0) - y(share):.1f}" '
+                   f'fill="{color}"><title>step {s["step"]}: {_esc(s["candidate"])} at '
+                   f'{share:g}%, {_esc(s["decision"])}</title></rect>'
+                   f'<text x="{L + (i + 0.5) * cw:.1f}" y="{h - bottom + 14}" text-anchor="middle" '
+                   f'font-size="11">{s["step"]}</text>')
+    legend = " ".join(f'<tspan fill="{c}">■ {k}</tspan>' for k, c in DECISION_COLORS.items())
+    out.append(f'<text x="{L}" y="{h - 4}" font-size="11">share routed to the candidate per '
+               f'step, coloured by the monitor\'s decision: {legend}</text></svg>')
+    return "".join(out)
+
+
+def render_canary(doc: dict, artifact: str) -> str:
+    """The page of ``loopline simulate --scenario canary``."""
+    def pct(v: Any) -> str:
+        return "–" if v is None else f"{v:.3f}"
+
+    rows = "".join(
+        f'<tr><td>{s["step"]}</td><td class="l">{_esc(s["candidate"])}</td>'
+        f'<td>{s.get("rollout_step") or "–"}</td><td>{(s.get("share") or 0):g}%</td>'
+        f'<td class="l">{_esc(", ".join(f"{k}: {v}" for k, v in s["served"].items()))}</td>'
+        f'<td>{s.get("candidate_records") or 0}</td><td>{s.get("candidate_labels") or 0}</td>'
+        f'<td>{pct(s.get("candidate_accuracy"))}</td><td>{pct(s.get("champion_accuracy"))}</td>'
+        f'<td class="l"><b style="color:{DECISION_COLORS.get(str(s["decision"]).split(" ")[0], "#999")}">'
+        f'{_esc(s["decision"])}</b></td><td class="l small">{_esc("; ".join(s["reasons"]))}</td></tr>'
+        for s in doc["steps"])
+    outcome = "".join(
+        f'<tr><td class="l">{_esc(r["kind"])}</td><td class="l">{_esc(r["version"])}</td>'
+        f'<td class="l">{_esc(r["outcome"] or "still under way")}</td><td class="l">'
+        + _esc("; ".join(f'step {d["step"]}: {d["decision"]} (rollout step {d["rollout_step"]}, '
+                         f'{d["candidate_records"]} records, {d["candidate_labels"]} labels, '
+                         f'{d["label_to_decision_s"]} s after the last label)'
+                         for d in r["decisions"])) + "</td></tr>" for r in doc["rollouts"])
+    reg = "".join(f'<tr><td class="l">{_esc(e["event"])}{" (forced)" if e["forced"] else ""}</td>'
+                  f'<td class="l">{_esc(e.get("stage") or "")}</td>'
+                  f'<td class="l">{_esc(e["version"] or "")}</td>'
+                  f'<td class="l small">{_esc(e.get("reason") or "")}</td></tr>'
+                  for e in doc["registry"])
+    plan = doc["plan"]
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{_esc(artifact)}: loopline simulate --scenario canary (seed {doc["seed"]})</title>
+<style>
+body{{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1000px}}
+table{{border-collapse:collapse;font-size:13px;margin:8px 0 20px}} td,th{{border:1px solid #ddd;padding:3px 6px;text-align:right}}
+th{{background:#f4f4f4}} td.l,th.l{{text-align:left}} td.small{{font-size:11px;color:#555}} svg{{display:block;margin:4px 0 16px}}
+</style></head><body>
+<h1>{_esc(artifact)}: canary rollouts judged on live traffic (seed {doc["seed"]})</h1>
+<p>Plan: steps {_esc(plan["steps"])} % of traffic, at least {plan["min_records"]} predictions and
+{plan["min_labels"]} labels of the candidate per step; accuracy non-inferior within
+{plan["criteria"]["margin"]} at {plan["criteria"]["confidence"]:.0%} confidence, error rate at most
+{plan["criteria"]["max_error_rate"]:.0%}. {doc["config"]["records_per_step"]} records per step,
+labels {doc["config"]["label_delay"]} step(s) late. Sandbox: <code>{_esc(doc["sandbox"])}</code>,
+{doc["seconds"]:.0f} s.</p>
+<h2>Rollouts</h2>
+<table id="rollouts"><tr><th class="l">candidate</th><th class="l">version</th><th class="l">outcome</th><th class="l">decisions</th></tr>{outcome}</table>
+{_canary_plot(doc["steps"])}
+<h2>Timeline</h2>
+<table id="timeline"><tr><th>step</th><th class="l">candidate</th><th>rollout step</th><th>share</th>
+<th class="l">records served by</th><th>candidate records (step)</th><th>labels</th><th>candidate accuracy</th>
+<th>champion accuracy</th><th class="l">decision</th><th class="l">reasons</th></tr>{rows}</table>
+<h2>Registry history, oldest first</h2>
+<table id="registry"><tr><th class="l">event</th><th class="l">stage</th><th class="l">version</th><th class="l">reason</th></tr>{reg}</table>
+</body></html>
+"""

@@ -36,8 +36,10 @@ def _git(cwd: Path, *args: str) -> str:
     return git(cwd, *args).stdout.strip()
 
 
-def make_sandbox(root: Path, params: Any, workdir: Path, *, seed: int, quick: bool) -> Any:
-    """Copy the instance's tracked files into ``workdir``, hold back the traffic; the pool."""
+def make_sandbox(root: Path, params: Any, workdir: Path, *, seed: int, quick: bool,
+                 extra: dict | None = None) -> Any:
+    """Copy the instance's tracked files into ``workdir``, hold back the traffic; the pool.
+    ``extra``: config values of the scenario, merged over ``simulate.overrides``."""
     import numpy as np
 
     data = params.data
@@ -71,6 +73,8 @@ def make_sandbox(root: Path, params: Any, workdir: Path, *, seed: int, quick: bo
     overrides = dict(params.simulate.overrides)
     if quick:
         overrides = _merge(overrides, QUICK)
+    if extra:
+        overrides = _merge(overrides, extra)
     if overrides:  # values in conf/config.yaml itself win over its groups (`_self_` comes last)
         import yaml
 
@@ -110,7 +114,8 @@ def first_version(work: Path) -> dict:
 
 
 def faulty_model(work: Path, params: Any, seed: int) -> str:
-    """Train on a faulty extract (labels shuffled) on a branch; register and force it to prod."""
+    """Train on a faulty extract (labels shuffled) on a branch; register and force it to prod
+    (under a canary or blue_green ``deploy.strategy``, that starts a rollout of it)."""
     import numpy as np
 
     from loopline.pipeline.repro import run_pipeline
@@ -132,3 +137,14 @@ def faulty_model(work: Path, params: Any, seed: int) -> str:
     _git(work, "checkout", "-q", "main")
     dvc(work, "checkout", "-q")
     return reg["version"]
+
+
+def same_model(work: Path, note: str) -> str:
+    """Register the model of the current pipeline outputs again, on a new commit: a
+    candidate as good as prod (its gate passed); the version."""
+    from loopline.registry import actions as registry
+
+    write_text(work / "NOTES.md", note + "\n")
+    _git(work, "add", "NOTES.md")
+    _git(work, "commit", "-q", "-m", note)
+    return registry.register(work)["version"]

@@ -20,7 +20,7 @@ def test_a_canary_plan_composes_from_overrides():
     deploy = params_for(["deploy.strategy=canary", "deploy.steps=[1,5,25,50,100]",
                          "deploy.criteria.p99_ms=40"]).deploy
     assert deploy.progressive and deploy.steps == [1, 5, 25, 50, 100]
-    assert deploy.criteria.p99_ms == 40 and deploy.criteria.margin == 0.02
+    assert deploy.criteria.p99_ms == 40 and deploy.criteria.margin == 0.05
     plan = deploy.plan()
     assert plan["strategy"] == "canary" and plan["criteria"]["confidence"] == 0.95
     assert params_for(["deploy.strategy=blue_green"]).deploy.strategy == "blue_green"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from loopline.monitoring.dashboard import events_of, render
+from loopline.monitoring.dashboard import events_of, render, target_rows
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 T0 = 1_800_000_000
@@ -21,10 +21,19 @@ def monitor_doc() -> dict:
     windows = [{"start": T0 + 3600 * k, "end": T0 + 3600 * (k + 1), "status": s, "records": 300,
                 "labels": 150, "performance": {"roc_auc": auc, "accuracy": 0.8},
                 "drift_share": drift, "missing_rate": {"Income": 0.1}, "latency_ms": {"p99": 0.5},
-                "error_rate": 0.025 * k}
-               for k, (s, auc, drift) in enumerate([("GREEN", 0.86, 0.0), ("AMBER", 0.75, 0.3),
-                                                     ("RED", 0.62, 0.6)])]
-    return {"status": "RED", "reasons": ["RED: roc_auc 0.620 on 150 labelled records",
+                "error_rate": 0.025 * k,
+                "targets": {"latency_p99_ms": p99, "accuracy": acc,
+                            "slice_gap": {"Home": {"groups": {"rent": 0.8, "own": 0.8 - gap},
+                                                   "gap": gap}}},
+                "grades": {"latency_p99_ms": g99, "accuracy_range": gacc, "slice_gap": ggap}}
+               for k, (s, auc, drift, p99, g99, acc, gacc, gap, ggap) in enumerate([
+                   ("GREEN", 0.86, 0.0, 0.40, "GREEN", 0.81, "GREEN", 0.02, "GREEN"),
+                   ("AMBER", 0.75, 0.3, 0.90, "AMBER", 0.74, "AMBER", 0.07, "AMBER"),
+                   ("RED", 0.62, 0.6, 2.50, "RED", 0.62, "RED", 0.12, "RED")])]
+    return {"status": "RED", "rollout": {"version": "v0.3.0", "step": 1, "steps": 2, "share": 10.0,
+                                         "decision": "abort", "reasons": ["worse than the champion"],
+                                         "candidate": {"records": 150}},
+            "reasons": ["RED: roc_auc 0.620 on 150 labelled records",
                                          "</script><script>document.title='pwned'</script>"],
             "generated_at": T0 + 3 * 3600, "windows": windows}
 
@@ -42,6 +51,22 @@ def test_embedded_data_cannot_close_the_script() -> None:
     assert page.count("</script>") == 2  # the data block and the drawing script, nothing more
     data = re.search(r'<script id="data" type="application/json">(.*?)</script>', page, re.S).group(1)
     assert json.loads(data)["reasons"][1].startswith("</script>")
+
+
+def test_target_rows_show_what_was_agreed_the_latest_value_and_each_windows_grade() -> None:
+    from loopline.config.operations import Targets
+
+    targets = Targets.model_validate({"latency_p99_ms": {"amber": 0.5, "red": 2.0},
+                                      "accuracy": {"low": 0.7, "high": 0.99, "margin": 0.05},
+                                      "slice_gap": {"columns": ["Home"]}})
+    rows = {r["key"]: r for r in target_rows(monitor_doc()["windows"], targets)}
+    assert list(rows) == ["latency_p99_ms", "accuracy", "slice_gap"]  # the order of TARGETS
+    p99 = rows["latency_p99_ms"]
+    assert (p99["value"], p99["grade"], p99["agreed"]) == ("2.50 ms", "RED", "GREEN ≤ 0.5, RED > 2")
+    assert [h["grade"] for h in p99["history"]] == ["GREEN", "AMBER", "RED"]
+    assert rows["accuracy"]["agreed"] == "range [0.7, 0.99], AMBER within 0.05 of an end"
+    assert rows["slice_gap"]["value"] == "0.120 (Home)" and rows["slice_gap"]["raw"] == 0.12
+    assert target_rows([{"end": T0, "status": "GREEN"}]) == []  # no targets: no rows
 
 
 def test_events_come_from_the_registry_history() -> None:
@@ -72,6 +97,10 @@ def test_the_page_renders_status_history_and_windows_in_chromium(tmp_path: Path)
     assert "▲ v0.2.0" in dom and "▼ v0.1.0" in dom
     assert len(re.findall(r'class="l st-(GREEN|AMBER|RED)"', dom)) == 3
     assert "<td>0.0%</td>" in dom and "<td>2.5%</td>" in dom and "<td>5.0%</td>" in dom
+    assert '<span class="badge RED">ABORT</span>' in dom
+    assert "v0.3.0 (step 1/2, 10% of traffic): worse than the champion" in dom
+    assert dom.count('class="target"') == 3 and '<p id="no-targets" hidden="">' in dom
+    assert '<td class="l grade st-RED">RED</td>' in dom and "<td>2.50 ms</td>" in dom
     assert "<title>credit-risk: live model health</title>" in dom  # the injected script never ran
     shot = tmp_path / "dashboard.png"
     chromium(f"--screenshot={shot}", "--window-size=1150,1100", page.as_uri(), cwd=tmp_path)

@@ -28,3 +28,34 @@ def test_report_has_its_plots_and_escapes_text() -> None:
         assert element in page
     assert page.count('class="point"') == 3 and page.count('class="event"') == 1
     assert "<b>x</b>" not in page and "&lt;b&gt;x&lt;/b&gt;" in page
+
+
+def test_canary_report_shows_each_step_and_decision() -> None:
+    import json
+
+    from loopline.simulate.canary import PLAN
+    from loopline.simulate.report import render_canary
+
+    def step(k: int, cand: str, share: float, decision: str) -> dict:
+        return {"step": k, "candidate": cand, "served": {"v1": 225, cand: 25},
+                "rollout_step": 1 if share == 10 else 2, "share": share,
+                "candidate_records": 25 * k, "candidate_labels": 20 * k,
+                "candidate_accuracy": 0.8, "champion_accuracy": 0.79, "decision": decision,
+                "reasons": ["<i>why</i>"], "label_to_decision_s": 0.3}
+
+    steps = [step(1, "v2", 10, "wait"), step(2, "v2", 10, "advance"),
+             step(3, "v2", 50, "complete"), step(4, "v3", 10, "abort")]
+    doc = {"scenario": "canary", "seed": 0, "sandbox": "/tmp/x", "seconds": 60.0, "plan": PLAN,
+           "config": {"records_per_step": 250, "label_delay": 1}, "steps": steps,
+           "rollouts": [{"version": "v2", "kind": "good", "outcome": "complete",
+                         "decisions": [steps[1], steps[2]]},
+                        {"version": "v3", "kind": "faulty", "outcome": "abort",
+                         "decisions": [steps[3]]}],
+           "registry": [{"event": "abort", "stage": "canary", "version": "v3", "forced": False,
+                         "reason": "monitor: worse"}]}
+    page = render_canary(json.loads(json.dumps(doc)), "credit-risk")
+    assert '<svg id="canary"' in page and 'id="timeline"' in page and 'id="rollouts"' in page
+    assert [page.count(f'class="decision {d}"') for d in ("wait", "advance", "complete",
+                                                          "abort")] == [1, 1, 1, 1]
+    assert "<i>why</i>" not in page and "&lt;i&gt;why&lt;/i&gt;" in page
+    assert "step 4: abort (rollout step 1, 100 records, 80 labels, 0.3 s after" in page

@@ -157,3 +157,45 @@ def test_a_tampered_champion_model_fails_its_checks(tmp_path) -> None:
     champion = {"stage": "prod", "version": "v0.1.0", "onnx_sha256": "0" * 64}
     values, _ = gate._champion_values(tmp_path, champion, rel, None, None, "Status", "bad")
     assert values is None and "not the registered" in champion["error"]
+
+
+# ------------------------------------------------------------ offline latency
+
+
+def test_offline_latency_times_one_record_calls_of_the_exported_model(tmp_path) -> None:
+    from loopline.model.onnx.convert import convert
+    from tests.helpers.model_data import CATEGORICAL, NUMERIC, fit_pipeline, model_frames
+
+    frames = model_frames()
+    path = tmp_path / "model.onnx"
+    path.write_bytes(convert(fit_pipeline(frames, "hgb", "median", "most_frequent"),
+                             NUMERIC, CATEGORICAL))
+    test = frames["test"].copy()
+    test.iloc[0, 0] = np.nan  # a missing value is sent as null, as a client would
+    got = gate.offline_latency(path, test, calls=60)
+    assert got["calls"] == 60 and 0 < got["p50_ms"] <= got["p99_ms"] < 1000
+
+
+def test_latency_check_records_the_outcome_and_the_bound_not_the_figure() -> None:
+    assert gate.latency_check({"p50_ms": 0.1, "p99_ms": 0.3, "calls": 500}, None) == []
+    ok, = gate.latency_check({"p50_ms": 0.1, "p99_ms": 0.3, "calls": 500}, 2.0)
+    assert ok.passed and ok.value is None and ok.threshold == 2.0 and ok.kind == "latency"
+    slow, = gate.latency_check({"p50_ms": 1.0, "p99_ms": 2.5, "calls": 500}, 2.0)
+    assert not slow.passed and "over 2 ms" in slow.reason and gate.verdict([ok, slow]) == "fail"
+
+
+def test_latency_bound_is_a_number_or_the_production_targets_green_bound() -> None:
+    from loopline.config.params import validate_params
+    from tests.helpers.config import composed, error_of
+
+    raw = composed()
+    assert gate.latency_bound(validate_params(raw)) is None
+    raw["gate"]["latency"] = {"p99_ms": 5}
+    assert gate.latency_bound(validate_params(raw)) == 5
+    raw["gate"]["latency"] = {"p99_ms": "target"}
+    assert "monitor.targets.latency_p99_ms is not set" in error_of(raw)
+    raw["monitor"]["targets"] = {"latency_p99_ms": {"amber": 3.0, "red": 10.0}}
+    assert gate.latency_bound(validate_params(raw)) == 3.0
+    for bad in (0, -1, "fast"):
+        raw["gate"]["latency"] = {"p99_ms": bad}
+        assert "gate.latency.p99_ms" in error_of(raw), bad
