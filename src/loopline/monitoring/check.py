@@ -29,7 +29,7 @@ def check(root: Path, params: Any, cfg: Any, *, log_path: Any, until: float | No
     import pandas as pd
 
     from loopline.core.files import write_json
-    from loopline.monitoring import alerts
+    from loopline.monitoring import alerts, columnar
     from loopline.monitoring import monitor as mon
     from loopline.serving.log_store import open_log
 
@@ -44,16 +44,11 @@ def check(root: Path, params: Any, cfg: Any, *, log_path: Any, until: float | No
     classes = list(params.data.schema_.columns[target].categories or [])
     end = time.time() if until is None else until
     span = cfg.windows * (cfg.window_seconds if size is None else size)
-    frame = source.predictions(since=end - span, until=end)
-    errors = source.request_errors(since=end - span, until=end)
-    doc = mon.run(frame, reference, numeric=numeric, categorical=categorical, classes=classes,
-                  positive=params.data.positive_class, target=target, cfg=cfg, until=end, size=size,
-                  errors=errors)
+    # columnar: aggregates in SQL over the window, drift on a bounded sample per window
+    doc, latest = columnar.run(source, reference, numeric=numeric, categorical=categorical,
+                               classes=classes, positive=params.data.positive_class,
+                               target=target, cfg=cfg, until=end, size=size)
     links = [f"{params.paths.reports}/{MONITOR_JSON}"]
-    latest = None
-    if doc["latest_window"]:
-        w = doc["latest_window"]
-        latest = frame[(frame["ts"] >= w["start"]) & (frame["ts"] < w["end"])]
     if html and latest is not None and len(latest):
         evidently_html(lay.report(MONITOR_HTML), reference, latest, numeric, categorical,
                        cfg.html_max_rows)
@@ -69,7 +64,8 @@ def check(root: Path, params: Any, cfg: Any, *, log_path: Any, until: float | No
         from loopline.monitoring.actions import act as run_actions
         from loopline.monitoring.actions import rollout_step
 
-        labelled = frame[frame["label"].notna()]  # the monitored span, not only the latest window
+        # the monitored span's labelled records, not only the latest window's
+        labelled = source.labelled(since=end - span, until=end)
         doc["actions"] = rollout_step(root, judgement, service_url=service_url,
                                       token_env=params.serve.admin_token_env, push=push)
         for entry in doc["actions"]:
@@ -87,13 +83,15 @@ def check(root: Path, params: Any, cfg: Any, *, log_path: Any, until: float | No
 
 def evidently_html(path: Path, reference: Any, part: Any, numeric: list[str],
                    categorical: list[str], max_rows: int) -> None:
-    """Evidently's drift and data summary report of ``part`` against the reference."""
+    """Evidently's drift and data summary report of ``part`` against the reference:
+    ``part`` is records (a frame of :func:`read_predictions`) or their features."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset, DataSummaryPreset
 
     from loopline.serving.inference_log import features
 
-    cur = features(part, numeric + categorical).reset_index(drop=True)
+    cur = (features(part, numeric + categorical) if "inputs" in part.columns
+           else part[numeric + categorical]).reset_index(drop=True)
     cur = cur.sample(min(len(cur), max_rows), random_state=0) if len(cur) > max_rows else cur
     ref = reference[numeric + categorical]
     ref = ref.sample(min(len(ref), max_rows), random_state=0) if len(ref) > max_rows else ref

@@ -95,20 +95,73 @@ def window_report(df: pd.DataFrame, reference: pd.DataFrame, numeric: list[str],
     (:func:`loopline.serving.inference_log.read_request_errors`), graded by ``cfg.error_rate``.
     """
     df = df.reset_index(drop=True)  # labels and probabilities are aligned by position
-    out: dict[str, Any] = {"requests": int(df["request_id"].nunique()), "records": int(len(df)),
+    fig = frame_figures(df, numeric, categorical, classes, positive, cfg)
+
+    def targets(out: dict, grade: _Grades) -> None:
+        grade_targets(out, df, features(df), errors, cfg.targets, positive, grade,
+                      min_requests=cfg.min_requests)
+
+    def version_report(version: str) -> dict:
+        part = df[df["model_version"] == version]
+        return window_report(part, reference, numeric, categorical, classes, positive,
+                             class_balance, cfg, by_version=False)
+
+    return assemble(fig, reference, numeric, categorical, classes, class_balance, cfg,
+                    errors=errors,
+                    targets=targets, version_report=version_report if by_version else None)
+
+
+def frame_figures(df: pd.DataFrame, numeric: list[str], categorical: list[str],
+                  classes: list[str], positive: str, cfg: MonitorConfig) -> dict:
+    """What :func:`assemble` grades, from a window's records (one row per record)."""
+    fig: dict[str, Any] = {"requests": int(df["request_id"].nunique()), "records": int(len(df)),
                            "versions": sorted(df["model_version"].unique().tolist())}
+    lat = df["latency_ms"].to_numpy(dtype=float)
+    fig["latency_ms"] = {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99))}
+    X = features(df, numeric + categorical)
+    fig["X"] = X
+    fig["missing_rate"] = {c: float(X[c].isna().mean()) for c in X.columns}
+    pred = df["prediction"].astype(str)
+    fig["predicted_share"] = pred.value_counts(normalize=True)
+    p_pos = df["probabilities"].map(lambda d: d.get(positive) if isinstance(d, dict) else None)
+    fig["mean_positive_probability"] = float(p_pos.astype(float).mean())
+    probs = np.array([[d.get(c, np.nan) for c in classes] for d in df["probabilities"]], dtype=float)
+    bad = (~np.isfinite(probs).all(axis=1) | (probs < 0).any(axis=1) | (probs > 1).any(axis=1)
+           | (np.abs(probs.sum(axis=1) - 1.0) > 1e-4))
+    fig["invalid_predictions"] = int(bad.sum())
+    labelled = df[df["label"].notna().to_numpy() & ~bad]  # invalid rows are graded apart
+    fig["labels"] = int(len(labelled))
+    fig["performance"], fig["performance_by_version"] = None, {}
+    if len(labelled) >= cfg.min_labels:
+        fig["performance"] = performance(labelled["label"], labelled["prediction"],
+                                         p_pos[labelled.index], positive)
+        for version, part in labelled.groupby("model_version"):
+            if len(part) >= cfg.min_labels:
+                fig["performance_by_version"][str(version)] = performance(
+                    part["label"], part["prediction"], p_pos[part.index], positive)
+    return fig
+
+
+def assemble(fig: dict, reference: pd.DataFrame, numeric: list[str], categorical: list[str],
+             classes: list[str], class_balance: dict[str, float], cfg: MonitorConfig, *,
+             errors: pd.DataFrame | None, targets: Any, version_report: Any = None) -> dict:
+    """A window's report from its figures (:func:`frame_figures`, or the columnar reader's
+    :func:`loopline.monitoring.columnar.window_figures`): grades, reasons, status.
+
+    ``targets(out, grade)`` grades the production targets; ``version_report(version)`` is
+    the report of one version's records (for ``status_by_version`` when several served).
+    ``fig["X"]`` holds the records' features the drift tests compare with the reference: all
+    of them, or a sample (``fig["sample"]``: rows, of, seed) stated in the report.
+    """
+    out: dict[str, Any] = {"requests": fig["requests"], "records": fig["records"],
+                           "versions": fig["versions"]}
     grade = _Grades()
     grades, reasons = grade.grades, grade.reasons
-
-    lat = df["latency_ms"].to_numpy(dtype=float)
-    out["latency_ms"] = {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99))}
+    out["latency_ms"] = fig["latency_ms"]
     if errors is not None:
         _grade_errors(out, errors, out["requests"], cfg, grade)
-
-    X = features(df, numeric + categorical)
-    grade_targets(out, df, features(df), errors, cfg.targets, positive, grade,
-                  min_requests=cfg.min_requests)
-    missing = {c: float(X[c].isna().mean()) for c in X.columns}
+    targets(out, grade)
+    missing = fig["missing_rate"]
     out["missing_rate"] = missing
     worst_col = max(missing, key=missing.get) if missing else None
     if worst_col is not None:
@@ -116,38 +169,39 @@ def window_report(df: pd.DataFrame, reference: pd.DataFrame, numeric: list[str],
               f"{worst_col} missing in {missing[worst_col]:.0%} of records "
               f"(bands {cfg.missing_rate.amber:.0%}/{cfg.missing_rate.red:.0%})")
 
-    if len(df) >= cfg.min_rows:
-        drift = dataset_drift(reference, X, numeric, categorical, methods=cfg.drift_methods,
+    records = out["records"]
+    if records >= cfg.min_rows:
+        drift = dataset_drift(reference, fig["X"], numeric, categorical, methods=cfg.drift_methods,
                               thresholds={c: cfg.drift_threshold for c in numeric + categorical}
                               if cfg.drift_threshold else None)
         out["drift"] = [d.as_dict() for d in drift]
         judged = [d for d in drift if d.current_rows > 0]
         share = sum(d.drifted for d in judged) / len(judged) if judged else 0.0
         out["drift_share"] = share
+        sample = fig.get("sample")
+        if sample is not None:
+            out["drift_sample"] = sample
         drifted = [d.column for d in judged if d.drifted]
+        on = (f"; on a sample of {sample['rows']:,} of {sample['of']:,} records"
+              if sample is not None else "")
         grade("drift_share", cfg.drift_share.status(share),
-              f"{len(drifted)} of {len(judged)} features drifted ({', '.join(drifted)})")
+              f"{len(drifted)} of {len(judged)} features drifted ({', '.join(drifted)}){on}")
     else:
         out["drift"], out["drift_share"] = [], None
         grades["drift_share"] = None
 
-    pred = df["prediction"].astype(str)
-    shares = pred.value_counts(normalize=True)
+    shares = fig["predicted_share"]
     out["predicted_share"] = {str(k): float(v) for k, v in shares.items()}
-    p_pos = df["probabilities"].map(lambda d: d.get(positive) if isinstance(d, dict) else None)
-    out["mean_positive_probability"] = float(p_pos.astype(float).mean())
-    probs = np.array([[d.get(c, np.nan) for c in classes] for d in df["probabilities"]], dtype=float)
-    bad = (~np.isfinite(probs).all(axis=1) | (probs < 0).any(axis=1) | (probs > 1).any(axis=1)
-           | (np.abs(probs.sum(axis=1) - 1.0) > 1e-4))
-    invalid = int(bad.sum())
+    out["mean_positive_probability"] = fig["mean_positive_probability"]
+    invalid = fig["invalid_predictions"]
     out["invalid_predictions"] = invalid
     grade("invalid_predictions", "RED" if invalid else "GREEN",
           f"{invalid} records with invalid probabilities")
     top = shares.index[0] if len(shares) else None
-    constant = len(df) >= cfg.min_rows and top is not None and shares.iloc[0] >= cfg.constant_share
+    constant = records >= cfg.min_rows and top is not None and shares.iloc[0] >= cfg.constant_share
     grade("constant_predictions", "AMBER" if constant else "GREEN",
           f"{shares.iloc[0]:.1%} of records predicted {top!r}" if top is not None else "")
-    if len(df) >= cfg.min_rows:
+    if records >= cfg.min_rows:
         p = np.array([class_balance.get(c, 0.0) for c in classes])
         q = np.array([out["predicted_share"].get(c, 0.0) for c in classes])
         js = jensenshannon(p, q) if p.sum() > 0 and q.sum() > 0 else 0.0
@@ -158,37 +212,34 @@ def window_report(df: pd.DataFrame, reference: pd.DataFrame, numeric: list[str],
     else:
         out["prediction_drift"] = None
 
-    labelled = df[df["label"].notna().to_numpy() & ~bad]  # invalid rows are graded above
-    out["labels"] = int(len(labelled))
-    if len(labelled) >= cfg.min_labels:
-        perf = performance(labelled["label"], labelled["prediction"], p_pos[labelled.index], positive)
+    out["labels"] = fig["labels"]
+    perf = fig["performance"]
+    if perf is not None:
         out["performance"] = perf
         for name, band in cfg.performance.items():
             value = perf.get(name)
             grade(name, band.status(value),
-                  f"{name} {value:.3f} on {len(labelled)} labelled records ({_bands(band)})"
+                  f"{name} {value:.3f} on {out['labels']} labelled records ({_bands(band)})"
                   if value is not None else f"{name} undefined")
         # per version, so an action judges a version on its own records only
         out["performance_by_version"] = {}
-        for version, part in labelled.groupby("model_version"):
-            if len(part) >= cfg.min_labels:
-                vp = performance(part["label"], part["prediction"], p_pos[part.index], positive)
-                vp["status"] = worst([b.status(vp.get(n)) for n, b in cfg.performance.items()])
-                out["performance_by_version"][str(version)] = vp
+        for version, vp in fig["performance_by_version"].items():
+            vp = dict(vp)
+            vp["status"] = worst([b.status(vp.get(n)) for n, b in cfg.performance.items()])
+            out["performance_by_version"][version] = vp
     else:
         out["performance"] = None
         out["performance_by_version"] = {}
     out["grades"] = grades
     out["status"] = worst(list(grades.values()))
     out["reasons"] = reasons
-    if by_version:  # each version on its own records, so an action judges the one in service
-        out["status_by_version"] = {}
-        for version, part in df.groupby("model_version"):
+    if version_report is not None:  # each version on its own records, so an action judges
+        out["status_by_version"] = {}  # the one in service
+        for version in out["versions"]:
             if len(out["versions"]) == 1:
                 sub = {**out, "status": grade.model_status(), "reasons": grade.model_reasons()}
             else:
-                sub = window_report(part, reference, numeric, categorical, classes, positive,
-                                    class_balance, cfg, by_version=False)
+                sub = version_report(version)
             out["status_by_version"][str(version)] = {
                 "status": sub["status"], "records": sub["records"], "labels": sub["labels"],
                 "reasons": sub["reasons"]}
@@ -271,8 +322,29 @@ def run(log: pd.DataFrame, reference: pd.DataFrame, *, numeric: list[str], categ
     """The monitor document for the last ``cfg.windows`` windows ending at ``until``.
 
     ``size`` (seconds) overrides ``cfg.window`` (``loopline simulate`` cuts its own windows).
-    ``errors``: the log's failed requests over the same span, for the error rate.
+    ``errors``: the log's failed requests over the same span, for the error rate. ``log`` is
+    a frame of records (:func:`loopline.serving.inference_log.read_predictions`); a log of
+    any size goes through :func:`loopline.monitoring.columnar.run` instead, to the same
+    document.
     """
+
+    def report(k: int, start: float, end: float, failed: pd.DataFrame | None,
+               balance: dict[str, float]) -> dict | None:
+        part = log[(log["ts"] >= start) & (log["ts"] < end)]
+        if part.empty:
+            return None
+        return window_report(part, reference, numeric, categorical, classes, positive,
+                             balance, cfg, errors=failed)
+
+    return document(report, reference, target=target, cfg=cfg, until=until, size=size,
+                    errors=errors)
+
+
+def document(report: Any, reference: pd.DataFrame, *, target: str, cfg: MonitorConfig,
+             until: float | None = None, size: float | None = None,
+             errors: pd.DataFrame | None = None) -> dict:
+    """The monitor document: ``report(k, start, end, errors, class_balance)`` gives the
+    report of the k-th window back from ``until`` (None when it has no records)."""
     until = time.time() if until is None else until
     size = cfg.window_seconds if size is None else size
     balance = reference[target].astype(str).value_counts(normalize=True)
@@ -280,17 +352,16 @@ def run(log: pd.DataFrame, reference: pd.DataFrame, *, numeric: list[str], categ
     windows = []
     for k in range(cfg.windows, 0, -1):
         start, end = until - k * size, until - (k - 1) * size
-        part = log[(log["ts"] >= start) & (log["ts"] < end)]
         failed = (None if errors is None else
                   errors[(errors["ts"] >= start) & (errors["ts"] < end)])
         entry: dict[str, Any] = {"start": start, "end": end}
-        if part.empty and failed is not None and len(failed):
+        found = report(k, start, end, failed, class_balance)
+        if found is None and failed is not None and len(failed):
             entry.update(_errors_only(failed, cfg))
-        elif part.empty:
+        elif found is None:
             entry.update(status=NO_DATA, records=0, reasons=[])
         else:
-            entry.update(window_report(part, reference, numeric, categorical, classes, positive,
-                                       class_balance, cfg, errors=failed))
+            entry.update(found)
         windows.append(entry)
     judged = [w for w in windows if w["status"] != NO_DATA]
     latest = judged[-1] if judged else None

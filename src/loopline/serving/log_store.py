@@ -42,6 +42,10 @@ TABLES = ("requests", "feedback", "errors")
 PARTITIONS = ("artifact", "version", "date", "hour")
 NO_VERSION = "none"  # the version partition of a row without one (feedback, some errors)
 _URL = re.compile(r"^([a-z][a-z0-9+.-]*)://(.*)$")
+REQUEST_COLUMNS = ("request_id", "ts", "model_version", "n", "inputs", "predictions",
+                   "probabilities", "classes", "latency_ms", "shadow_version",
+                   "shadow_predictions", "shadow_probabilities")
+MEMORY_LIMIT = "400MB"  # DuckDB's working memory for a window; it spills to disk beyond
 
 
 def _schemas() -> dict[str, Any]:
@@ -250,26 +254,37 @@ class StoreReader:
             raise self._fail(err) from None
         return info.type == fs.FileType.Directory
 
-    def table(self, name: str, expr: Any = None, version: str | None = None) -> Any:
-        """The rows of ``name`` matching ``expr`` (an empty table when none were shipped)."""
-        import pyarrow as pa
+    def _filter(self, expr: Any, version: str | None) -> Any:
         import pyarrow.dataset as ds
 
-        schema = _schemas()[name]
-        part = pa.schema([(p, pa.string()) for p in PARTITIONS])
-        if not self.has(name):
-            return pa.Table.from_batches([], schema=schema)
         if self.artifact is not None:
             expr = (ds.field("artifact") == self.artifact) & expr if expr is not None else \
                 ds.field("artifact") == self.artifact
         if version is not None:
             cond = ds.field("version") == version
             expr = cond if expr is None else expr & cond
+        return expr
+
+    def _dataset(self, name: str) -> Any:
+        import pyarrow as pa
+        import pyarrow.dataset as ds
+
+        part = pa.schema([(p, pa.string()) for p in PARTITIONS])
+        return ds.dataset(self.store.table_dir(name), filesystem=self._fs, format="parquet",
+                          schema=pa.unify_schemas([_schemas()[name], part]),
+                          partitioning=ds.partitioning(part, flavor="hive"))
+
+    def table(self, name: str, expr: Any = None, version: str | None = None) -> Any:
+        """The rows of ``name`` matching ``expr`` (an empty table when none were shipped)."""
+        import pyarrow as pa
+
+        schema = _schemas()[name]
+        if not self.has(name):
+            return pa.Table.from_batches([], schema=schema)
+        expr = self._filter(expr, version)
         for attempt in range(3):
             try:
-                data = ds.dataset(self.store.table_dir(name), filesystem=self._fs,
-                                  format="parquet", schema=pa.unify_schemas([schema, part]),
-                                  partitioning=ds.partitioning(part, flavor="hive"))
+                data = self._dataset(name)
                 return data.to_table(filter=expr, columns=schema.names)
             except FileNotFoundError:  # a replica compacted files between listing and reading
                 if attempt == 2:
@@ -376,12 +391,263 @@ class LogSource:
         df = read_predictions(self.path, since=since, until=until, with_feedback=with_feedback)
         return df if version is None else df[df["model_version"] == version].reset_index(drop=True)
 
+    def labelled(self, *, since: float | None = None, until: float | None = None,
+                 version: str | None = None) -> Any:
+        """The frame of :meth:`predictions`, only the records that have a feedback label
+        (what a retraining takes), without reading the other records' inputs."""
+        from loopline.serving.inference_log import frame
+
+        with self.window(since=since, until=until, version=version) as win:
+            rows = win.con.execute(
+                "SELECT * FROM requests WHERE request_id IN (SELECT request_id FROM feedback) "
+                "ORDER BY ts, request_id").fetchall()
+            labels = {(r, i): (lab, t) for r, i, lab, t in win.con.execute(
+                "SELECT request_id, idx, label, ts FROM feedback WHERE request_id IN (SELECT "
+                "request_id FROM requests)").fetchall()}
+        df = frame(rows, labels)
+        return df[df["label"].notna()].reset_index(drop=True)
+
+    def window(self, *, since: float | None = None, until: float | None = None,
+               version: str | None = None,
+               columns: tuple[str, ...] | list[str] = REQUEST_COLUMNS) -> LogWindow:
+        """The records of ``since <= ts < until`` as DuckDB views (:class:`LogWindow`)."""
+        return LogWindow(self, since=since, until=until, version=version, columns=columns)
+
     def request_errors(self, *, since: float | None = None, until: float | None = None) -> Any:
         if self._reader is not None:
             return store_request_errors(self._reader, since=since, until=until)
         from loopline.serving.inference_log import read_request_errors
 
         return read_request_errors(self.path, since=since, until=until)
+
+
+def arrow(result: Any) -> Any:
+    """A DuckDB relation as an arrow table (DuckDB 2 names it to_arrow_table; 1.x arrow())."""
+    return (getattr(result, "to_arrow_table", None) or result.arrow)()
+
+
+def _duplicated(paths: list[str]) -> Any:
+    """The request_ids that occur more than once in the files at ``paths`` (local).
+
+    A request is logged by one replica, into the partition of its own time and version, so
+    a copy can only sit in another file of the same replica in the same partition (a batch
+    shipped again after a crash, a file beside its compacted copy): only such files are
+    read, and only their request_id column."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    groups: dict[tuple[str, str], list[str]] = {}
+    for path in paths:
+        folder, _, name = path.rpartition("/")
+        groups.setdefault((folder, name.rsplit("-", 1)[0]), []).append(path)
+    many = [p for files in groups.values() if len(files) > 1 for p in files]
+    if not many:
+        return pa.table({"request_id": pa.array([], pa.string())})
+    ids = pa.chunked_array([pq.read_table(p, columns=["request_id"]).column("request_id")
+                            .combine_chunks() for p in many])
+    counts = pc.value_counts(ids)
+    return pa.table({"request_id": pc.filter(counts.field("values"),
+                                             pc.greater(counts.field("counts"), 1))})
+
+
+def _fetch(filesystem: Any, path: str, local: str) -> None:
+    import shutil
+
+    Path(local).parent.mkdir(parents=True, exist_ok=True)
+    with filesystem.open_input_stream(path) as src, open(local, "wb") as out:
+        shutil.copyfileobj(src, out, 1 << 20)
+
+
+def _parquet(paths: list[str]) -> str:
+    listed = ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
+    return f"read_parquet([{listed}], union_by_name = true)"
+
+
+def _ts_where(since: float | None, until: float | None) -> str:
+    return " AND ".join([*([f"ts >= {since!r}"] if since is not None else []),
+                         *([f"ts < {until!r}"] if until is not None else [])]) or "true"
+
+
+class LogWindow:
+    """The log between ``since`` and ``until`` as DuckDB views, read column by column.
+
+    - ``requests``: the columns of the SQLite table (or those asked for), one row per
+      ``request_id`` (a batch shipped twice counts once);
+    - ``feedback``: ``request_id, idx, label, ts``, the latest label of each record wherever
+      it arrived;
+    - ``errors``: ``ts, route, status, model_version``, one row per distinct error.
+
+    A store's views scan its Parquet partitions in place (pruned on date/hour and version,
+    only the columns a query names); a local SQLite log is first copied, window only and
+    batch by batch, into a temporary Parquet file (DuckDB's SQLite scanner is an extension
+    that cannot be installed offline), so both are read by the same SQL in bounded memory.
+    Use as a context manager; :attr:`con` is the DuckDB connection.
+    """
+
+    def __init__(self, source: LogSource, *, since: float | None = None,
+                 until: float | None = None, version: str | None = None,
+                 columns: tuple[str, ...] | list[str] = REQUEST_COLUMNS,
+                 memory_limit: str = MEMORY_LIMIT) -> None:
+        import tempfile
+
+        import duckdb
+
+        self.source, self.since, self.until = source, since, until
+        self._tmp = Path(tempfile.mkdtemp(prefix="loopline-log-"))
+        self.con = duckdb.connect()
+        try:
+            self.con.execute(f"SET memory_limit = '{memory_limit}'")
+            self.con.execute(f"SET temp_directory = '{self._tmp / 'spill'}'")
+            self.con.execute("SET preserve_insertion_order = false")
+            cols = ", ".join(columns)
+            if source._reader is not None:
+                self._store_views(source._reader, cols, version)
+            else:
+                self._sqlite_views(source.path, list(columns), version)
+        except BaseException:
+            self.close()
+            raise
+
+    def _store_views(self, reader: StoreReader, cols: str, version: str | None) -> None:
+        con = self.con
+        rows = _window(self.since, self.until)
+        where = _ts_where(self.since, self.until)
+        if version is not None:
+            where += f" AND model_version = '{version.replace(chr(39), chr(39) * 2)}'"
+        requests = self._files(reader, "requests", reader._filter(rows, version))
+        if not requests:
+            con.execute(f"CREATE VIEW requests AS SELECT {cols} FROM "
+                        "(SELECT * FROM (VALUES (NULL::VARCHAR)) t(request_id) LIMIT 0)")
+            return self._no_more()
+        con.execute(f"CREATE VIEW _requests AS SELECT * FROM {_parquet(requests)} WHERE {where}")
+        dups = _duplicated(requests)
+        if len(dups):  # only those request_ids pay for the de-duplication
+            con.register("_dups", dups)
+            con.execute(
+                f"CREATE VIEW requests AS SELECT {cols} FROM _requests WHERE request_id NOT IN "
+                f"(SELECT request_id FROM _dups) UNION ALL SELECT {cols} FROM (SELECT * FROM "
+                "_requests WHERE request_id IN (SELECT request_id FROM _dups) QUALIFY "
+                "row_number() OVER (PARTITION BY request_id ORDER BY replica) = 1)")
+        else:
+            con.execute(f"CREATE VIEW requests AS SELECT {cols} FROM _requests")
+        # a label arrives after its request, so partitions before `since` hold none (an hour
+        # earlier still, for the clocks of replicas that disagree)
+        early = None if self.since is None else self.since - 3600.0
+        feedback = self._files(reader, "feedback",
+                               reader._filter(_window(early, None, rows=False), None))
+        if not feedback:
+            con.execute("CREATE VIEW feedback AS SELECT NULL::VARCHAR AS request_id, "
+                        "NULL::BIGINT AS idx, NULL::VARCHAR AS label, NULL::DOUBLE AS ts LIMIT 0")
+        else:
+            # the latest label wins; at the same time, the first label in sort order
+            con.execute("CREATE VIEW feedback AS SELECT request_id, idx, x.label AS label, "
+                        "x.ts AS ts FROM (SELECT request_id, idx, arg_min({'label': label, "
+                        "'ts': ts}, {'t': -ts, 'label': label}) AS x FROM "
+                        f"{_parquet(feedback)} GROUP BY request_id, idx)")
+        errors = self._files(reader, "errors", reader._filter(rows, None))
+        if not errors:
+            con.execute("CREATE VIEW errors AS SELECT NULL::DOUBLE AS ts, NULL::VARCHAR AS "
+                        "route, NULL::BIGINT AS status, NULL::VARCHAR AS model_version LIMIT 0")
+        else:
+            con.execute("CREATE VIEW errors AS SELECT DISTINCT ts, route, status, model_version "
+                        f"FROM {_parquet(errors)} WHERE {_ts_where(self.since, self.until)}")
+        return None
+
+    def _files(self, reader: StoreReader, name: str, expr: Any) -> list[str]:
+        """Local paths of ``name``'s files in the partitions ``expr`` keeps: a file store's
+        own, an S3 store's fetched into the temporary folder (whole objects, 8 at a time),
+        so DuckDB reads them natively, column by column, within its memory limit."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        import pyarrow as pa
+
+        if not reader.has(name):
+            return []
+        for attempt in range(3):
+            try:
+                paths = sorted(f.path for f in reader._dataset(name).get_fragments(filter=expr))
+                if reader.store.scheme == "file":
+                    return paths
+                local = [str(self._tmp / "store" / p) for p in paths]
+                with ThreadPoolExecutor(8) as pool:
+                    list(pool.map(lambda pair: _fetch(reader._fs, *pair), zip(paths, local,
+                                                                             strict=True)))
+                return local
+            except FileNotFoundError:  # a replica compacted files between listing and reading
+                if attempt == 2:
+                    raise reader._fail(FileNotFoundError("files vanished while reading")) from None
+            except (OSError, pa.ArrowInvalid) as err:
+                raise reader._fail(err) from None
+        raise AssertionError("unreachable")
+
+    def _no_more(self) -> None:
+        self.con.execute("CREATE VIEW feedback AS SELECT NULL::VARCHAR AS request_id, "
+                         "NULL::BIGINT AS idx, NULL::VARCHAR AS label, NULL::DOUBLE AS ts LIMIT 0")
+        self.con.execute("CREATE VIEW errors AS SELECT NULL::DOUBLE AS ts, NULL::VARCHAR AS "
+                         "route, NULL::BIGINT AS status, NULL::VARCHAR AS model_version LIMIT 0")
+
+    def _sqlite_views(self, path: Path, columns: list[str], version: str | None) -> None:
+        import sqlite3
+
+        from loopline.serving.inference_log import _ts_range, _unreadable, connect
+
+        where, args = _ts_range(self.since, self.until)
+        if version is not None:
+            where = (where + " AND" if where else " WHERE") + " model_version = ?"
+            args = [*args, version]
+        schema = _schemas()["requests"]
+        conn = connect(path, readonly=True)
+        try:
+            self._copy(conn, f"SELECT {', '.join(columns)} FROM requests{where}", args,
+                       [schema.field(c) for c in columns], "requests")
+            self._copy(conn, "SELECT request_id, idx, label, ts FROM feedback", [],
+                       list(_schemas()["feedback"])[:4], "feedback")
+            has_errors = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                                      "name = 'errors'").fetchone()
+            if has_errors:  # every error of the window: a failed request may have no version
+                e_where, e_args = _ts_range(self.since, self.until)
+                self._copy(conn, f"SELECT ts, route, status, model_version FROM errors{e_where}",
+                           e_args, list(_schemas()["errors"])[:4], "errors")
+            else:
+                self.con.execute("CREATE VIEW errors AS SELECT NULL::DOUBLE AS ts, NULL::VARCHAR "
+                                 "AS route, NULL::BIGINT AS status, NULL::VARCHAR AS "
+                                 "model_version LIMIT 0")
+        except sqlite3.DatabaseError as err:
+            raise _unreadable(path, err) from err
+        finally:
+            conn.close()
+
+    def _copy(self, conn: Any, sql: str, args: list, fields: list, name: str,
+              batch: int = 100_000) -> None:
+        """Rows of ``sql`` into a temporary Parquet file, viewed as ``name``."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        schema = pa.schema(fields)
+        out = self._tmp / f"{name}.parquet"
+        cursor = conn.execute(sql, args)
+        with pq.ParquetWriter(out, schema, compression="zstd", compression_level=1) as writer:
+            while rows := cursor.fetchmany(batch):
+                cols = list(zip(*rows, strict=True))
+                writer.write_table(pa.Table.from_arrays(
+                    [pa.array(c, type=f.type) for c, f in zip(cols, fields, strict=True)],
+                    schema=schema))
+        self.con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{out}')")
+
+    def close(self) -> None:
+        import shutil
+
+        try:
+            self.con.close()
+        finally:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def __enter__(self) -> LogWindow:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def open_log(source: str | os.PathLike[str] | Store, *, artifact: str | None = None) -> LogSource:

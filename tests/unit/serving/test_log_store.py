@@ -185,3 +185,38 @@ def test_a_label_from_a_replica_whose_clock_is_behind_still_joins(tmp_path: Path
     ship(b, store, "host-b")
     df = log_store.read_predictions(store.url, since=hour, until=hour + 60)
     assert df["label"].tolist() == ["yes"]
+
+
+def test_the_window_views_count_a_batch_shipped_twice_once(tmp_path: Path, store) -> None:
+    a, b = tmp_path / "a.sqlite", tmp_path / "b.sqlite"
+    write_log(a, 6, prefix="a", step=HOUR / 2, feedback=[("a1", 0, "no")], errors=2)
+    write_log(b, 2, prefix="b", feedback=[("a1", 0, "yes"), ("b0", 0, "no")])
+    local = log_store.open_log(a)
+    with local.window(since=T0, until=T0 + 2 * HOUR, columns=["request_id", "ts"]) as win:
+        local_ids = win.con.execute("SELECT request_id FROM requests ORDER BY 1").fetchall()
+    ship(a, store, "host-a")  # the shipper empties its spool
+    ship(b, store, "host-b")
+    # a crash between an upload and the spool's delete: the same rows under another name
+    first = sorted(Path(store.root).glob("requests/**/host-a-*.parquet"))[0]
+    (first.parent / "host-a-999999.parquet").write_bytes(first.read_bytes())
+    source = log_store.open_log(store.url)
+    since, until = T0, T0 + 2 * HOUR  # a0 … a3 and both of b
+
+    def views(src: log_store.LogSource) -> tuple:
+        with src.window(since=since, until=until) as win:
+            q = win.con.execute
+            return (q("SELECT request_id FROM requests ORDER BY 1").fetchall(),
+                    q("SELECT request_id, idx, label FROM feedback ORDER BY 1, 2").fetchall(),
+                    q("SELECT count(*) FROM errors").fetchone()[0])
+
+    requests, feedback, errors = views(source)
+    assert [r for (r,) in requests] == ["a0", "a1", "a2", "a3", "b0", "b1"]
+    # the latest label wins wherever it arrived: A's (3 h in) over B's (20 min in)
+    assert feedback == [("a1", 0, "no"), ("b0", 0, "no")] and errors == 2
+    assert local_ids == [("a0",), ("a1",), ("a2",), ("a3",)]  # the SQLite log's window
+    labelled = source.labelled(since=since, until=until)
+    assert list(labelled["request_id"]) == ["b0", "a1"] and list(labelled["label"]) == ["no",
+                                                                                        "no"]
+    pd.testing.assert_frame_equal(
+        labelled, source.predictions(since=since, until=until).dropna(subset=["label"])
+        .reset_index(drop=True))

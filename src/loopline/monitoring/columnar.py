@@ -1,0 +1,528 @@
+"""``loopline monitor`` over a log of any size: each window's figures computed by DuckDB.
+
+:func:`loopline.monitoring.monitor.run` takes the log as a pandas frame, one row per record
+with its inputs as dicts: fine for a day of one replica, not for ten million records. Here
+the same figures come from SQL over the log's window (:class:`loopline.serving.log_store.
+LogWindow`: the store's Parquet partitions scanned in place with the time window and version
+pushed down, or the local SQLite log), reading only the columns each figure needs:
+
+- a narrow pass (time, version, records per request, latency; no JSON) counts records and
+  requests per window and version and gives the exact latency percentiles (np.percentile's)
+  in bounded memory: values are counted per log-scale bucket, then only the buckets that
+  hold a percentile's ranks are read;
+- one pass over the records (``requests`` unnested to one row per record, the inputs as
+  records or as columns alike, its label joined from ``feedback``) gives, per window and
+  version, the missing counts per feature, predicted classes, invalid probabilities, the
+  labelled records' probabilities by confusion cell (8 bytes a labelled record: accuracy,
+  precision, recall, F1, Brier, log loss, calibration error and ROC AUC in numpy, as the
+  frame path) and the candidates of the drift sample; a window's figures are merged from
+  its versions';
+- the drift tests compare the reference with a bounded, seeded sample of each window's
+  records (and of each version's in it): the ``sample_rows`` records whose
+  ``hash(request_id, idx, seed)`` is smallest (every record when there are no more), the
+  same sample from every copy of the log. A sampled window says so in its report
+  (``drift_sample``: rows, of, seed) and in the reason of its drift grade.
+
+Everything else (grades, reasons, status, actions) is :func:`loopline.monitoring.monitor.
+assemble`, shared with the frame path, so both give the same report on the same records
+(up to floating-point summation order, and drift on a sample when a window is larger).
+Memory is bounded by DuckDB's limit (it spills beyond), the samples and the labelled
+records' probabilities, not by the number of records.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from loopline.config.operations import MonitorConfig
+from loopline.monitoring import monitor as mon
+from loopline.monitoring import targets as tg
+
+SAMPLE_ROWS = 20_000  # records per window (and per version) the drift tests compare
+SEED = 0
+COLUMNS = ("request_id", "ts", "model_version", "n", "inputs", "predictions", "probabilities",
+           "classes", "latency_ms")
+
+
+def _lit(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _num(value: float) -> str:
+    return repr(float(value)) if not float(value).is_integer() or abs(value) > 2**52 \
+        else repr(int(value))
+
+
+def feature_types(reference: pd.DataFrame, columns: list[str],
+                  numeric: list[str]) -> dict[str, str]:
+    """DuckDB types to read the logged inputs as, from the reference's dtypes (so a number
+    of a categorical column stays a number, as it is in the reference)."""
+    out = {}
+    for c in columns:
+        kind = reference[c].dtype.kind if c in reference.columns else "O"
+        out[c] = ("BIGINT" if kind in "iu" else "DOUBLE" if kind == "f" or c in numeric
+                  and kind not in "b" else "BOOLEAN" if kind == "b" else "VARCHAR")
+    return out
+
+
+class _Windows:
+    def __init__(self, until: float, size: float, count: int) -> None:
+        self.until, self.size, self.count = until, size, count
+        self.start = until - count * size
+
+
+def _requests(win: _Windows, inputs: bool) -> str:
+    """CTE ``req``: the requests in the span with their window ``w`` (0 = the oldest)."""
+    s, u, n = _num(win.size), _num(win.until), win.count
+    start = f"({u} - {n} * {s})"
+    return (f"req0 AS (SELECT request_id, ts, model_version AS version, latency_ms, n, "
+            f"predictions, probabilities, classes{', inputs' if inputs else ''}, "
+            f"CAST(floor((ts - {start}) / {s}) AS BIGINT) AS w0 FROM requests "
+            f"WHERE ts >= {start} AND ts < {u}), "
+            # the same comparisons as the frame path's windows, at their float boundaries
+            f"req AS (SELECT * EXCLUDE (w0), w0 - CAST(ts < {u} - ({n} - w0) * {s} AS BIGINT) "
+            f"+ CAST(ts >= {u} - ({n} - w0 - 1) * {s} AS BIGINT) AS w FROM req0)")
+
+
+def _records(win: _Windows, types: dict[str, str] | None) -> str:
+    """CTEs ``req`` and ``rec``, one row per record: w, version, request_id, idx, ts,
+    latency_ms, prediction, pl (probabilities in the order of cls), cls, and x, the struct
+    of the ``types`` features when given (inputs as records or as columns alike)."""
+    req = _requests(win, bool(types))
+    if types:
+        rows_type = _lit(json.dumps([types]))
+        cols_type = _lit(json.dumps({k: [v] for k, v in types.items()}))
+        pack = ", ".join(f"{_ident(c)} := colsx.{_ident(c)}[i + 1]" for c in types)
+        xs = (f", CASE WHEN starts_with(ltrim(inputs), '{{') THEN list_transform(range(n), "
+              f"lambda i: struct_pack({pack})) ELSE from_json(inputs, {rows_type}) END AS xs")
+        inner = (f"(SELECT *, CASE WHEN starts_with(ltrim(inputs), '{{') THEN "
+                 f"from_json(inputs, {cols_type}) END AS colsx FROM req)")
+        unnest_x = ", unnest(xs) AS x"
+    else:
+        xs, inner, unnest_x = "", "req", ""
+    rec = (f"rec AS (SELECT w, version, request_id, ts, latency_ms, cls, unnest(range(n)) AS "
+           f"idx, unnest(preds) AS prediction, unnest(probs) AS pl{unnest_x} FROM (SELECT *, "
+           "from_json(predictions, '[\"VARCHAR\"]') AS preds, from_json(probabilities, "
+           f"'[[\"DOUBLE\"]]') AS probs, from_json(classes, '[\"VARCHAR\"]') AS cls{xs} "
+           f"FROM {inner}))")
+    return f"{req}, {rec}"
+
+
+def _labelled(classes: list[str], positive: str, seed: int) -> str:
+    """CTE ``e``: ``rec`` with its label, p_pos, bad (invalid probabilities over
+    ``classes``), ok (labelled and valid), y, yhat and h (the sample key)."""
+    pcs = [f"pl[list_position(cls, {_lit(c)})]" for c in classes]
+    if pcs:
+        valid = " AND ".join([*(f"{p} BETWEEN 0 AND 1" for p in pcs),
+                              f"abs({' + '.join(pcs)} - 1.0) <= 1e-4"])
+        bad = f"coalesce(NOT ({valid}), true)"
+    else:
+        bad = "true"
+    pos = _lit(positive)
+    return (f"lab AS (SELECT rec.*, f.label FROM rec LEFT JOIN feedback f ON "
+            "f.request_id = rec.request_id AND f.idx = rec.idx), "
+            f"d AS (SELECT *, pl[list_position(cls, {pos})] AS p_pos, {bad} AS bad, "
+            f"hash(request_id, idx, {int(seed)}) AS h FROM lab), "
+            f"e AS (SELECT *, label IS NOT NULL AND NOT bad AS ok, label = {pos} AS y, "
+            f"prediction = {pos} AS yhat FROM d)")
+
+
+# the labelled, valid records by (label is positive, predicted positive): their probabilities
+_CELLS = {"tp": "y AND yhat", "fn": "y AND NOT yhat", "fp": "NOT y AND yhat",
+          "tn": "NOT y AND NOT yhat"}
+
+
+def _figure_sql(features: list[str], thresholds: dict[tuple[int, str], int]) -> str:
+    """One pass over the records, one row per window and version (the window's figures are
+    merged from its versions' rows: sums, lists, histograms, samples). ``thresholds``: the
+    largest sample key kept per window and version (a join to ``_thr`` when there are many)."""
+    if len(thresholds) <= 64:
+        threshold = "CASE " + " ".join(
+            f"WHEN w = {w} AND version = {_lit(v)} THEN {t}::UBIGINT"
+            for (w, v), t in thresholds.items()) + " END"
+        join = ""
+    else:
+        threshold, join = "t", " JOIN _thr USING (w, version)"
+    parts = [
+        "w", "version", "count(*) AS records", "count(*) FILTER (WHERE idx = 0) AS requests",
+        "sum(latency_ms) FILTER (WHERE idx = 0) AS rsum",
+        *(f"count(x.{_ident(c)}) AS c{i}" for i, c in enumerate(features)),
+        "sum(p_pos) AS psum", "count(p_pos) AS pcount", "count(*) FILTER (WHERE bad) AS invalid",
+        # probabilities of the labelled valid records, 8 bytes each, by confusion cell: the
+        # performance figures (ROC AUC ranks them) in numpy, as the frame path does
+        *(f"list(p_pos) FILTER (WHERE ok AND {cond}) AS {cell}" for cell, cond in _CELLS.items()),
+        "count(label) AS labelled_all",
+        "count(*) FILTER (WHERE label = prediction) AS correct_all",
+        "histogram(prediction) AS shares",
+        f"list({{'h': h, 'x': x}}) FILTER (WHERE h <= {threshold}) AS sample"]
+    return f"SELECT {', '.join(parts)} FROM e{join} GROUP BY w, version"
+
+
+_BUCKET = ("CASE WHEN latency_ms > 0 THEN CAST(floor(log2(latency_ms) * 256) AS BIGINT) + 1 "
+           "ELSE -2147483648 END")  # 256 buckets an octave; zero and below in one
+
+
+def _latency_sql(win: _Windows, select: str, where: str = "") -> str:
+    """Over records (a request's latency once per record; ``k`` = 0 marks a request's first):
+    ``select`` grouped as the query needs."""
+    return (f"WITH {_requests(win, False)}, lat AS (SELECT w, version, latency_ms, "
+            f"{_BUCKET} AS b, unnest(range(n)) AS k FROM req) {select.format(where=where)}")
+
+
+def _lerp(a: float, b: float, t: float) -> float:
+    """numpy's linear interpolation (np.percentile's), to the last bit."""
+    diff = b - a
+    return float(b - diff * (1 - t)) if t >= 0.5 else float(a + diff * t)
+
+
+def latencies(con: Any, win: _Windows) -> dict[tuple[int, str | None], dict]:
+    """Per window (version None) and per window and version: records, requests, and the
+    latency p50 and p99 over records (``lat``) and over requests (``rlat``), exactly as
+    np.percentile, in memory bounded by the largest latency bucket that holds a percentile:
+    one narrow pass counts values per bucket, a second reads only the buckets needed."""
+    from loopline.serving.log_store import arrow
+
+    counts = arrow(con.sql(_latency_sql(win, (
+        "SELECT w, version, grouping(version) AS gv, b, count(*) AS c, count(*) FILTER "
+        "(WHERE k = 0) AS rc FROM lat GROUP BY GROUPING SETS ((w, b), (w, version, b)) "
+        "ORDER BY w, version, gv, b")))).to_pydict()
+    groups: dict[tuple[int, str | None], list] = {}
+    for w, v, gv, bucket, c, rc in zip(*counts.values(), strict=True):
+        groups.setdefault((w, None if gv else v), []).append((bucket, c, rc))
+    out: dict[tuple[int, str | None], dict] = {}
+    wanted: dict[tuple[int, str | None, int], list] = {}  # (w, v, bucket) -> needs
+    for key, buckets in groups.items():
+        info = out[key] = {"records": sum(x[1] for x in buckets),
+                           "requests": sum(x[2] for x in buckets)}
+        for what, col in (("lat", 1), ("rlat", 2)):
+            n = info["records" if what == "lat" else "requests"]
+            if not n:
+                info[what] = None
+                continue
+            for q in (0.5, 0.99):
+                h = (n - 1) * q
+                for rank in {int(math.floor(h)), int(math.ceil(h))}:
+                    seen = 0
+                    for bucket, *cs in buckets:
+                        if rank < seen + cs[col - 1]:
+                            wanted.setdefault((key[0], key[1], bucket), []).append(
+                                (what, rank - seen))
+                            break
+                        seen += cs[col - 1]
+    if not wanted:
+        return out
+    cond = " OR ".join(f"(w = {w} AND b = {b}" + (f" AND version = {_lit(v)})" if v else ")")
+                       for w, v, b in wanted)
+    values = arrow(con.sql(_latency_sql(win, "SELECT w, version, b, latency_ms, k = 0 AS first "
+                                        "FROM lat WHERE {where}", cond))).to_pydict()
+    found: dict[tuple[int, str | None, int, str], list[float]] = {}
+    for w, v, b, lat, first in zip(*values.values(), strict=True):
+        for version in (None, v):
+            if (w, version, b) in wanted:
+                found.setdefault((w, version, b, "lat"), []).append(lat)
+                if first:
+                    found.setdefault((w, version, b, "rlat"), []).append(lat)
+    at: dict[tuple, float] = {}
+    for (w, v, b), needs in wanted.items():
+        for what, offset in needs:
+            at[(w, v, what, offset, b)] = sorted(found[(w, v, b, what)])[offset]
+    for key, info in out.items():
+        for what in ("lat", "rlat"):
+            n = info["records" if what == "lat" else "requests"]
+            if not n:
+                continue
+            picked = []
+            for q in (0.5, 0.99):
+                h = (n - 1) * q
+                lo, hi = int(math.floor(h)), int(math.ceil(h))
+                picked.append(_lerp(_value(at, key, what, lo, groups[key], what == "rlat"),
+                                    _value(at, key, what, hi, groups[key], what == "rlat"),
+                                    h - lo))
+            info[what] = picked
+    return out
+
+
+def _value(at: dict, key: tuple, what: str, rank: int, buckets: list, requests: bool) -> float:
+    seen = 0
+    for bucket, c, rc in buckets:
+        size = rc if requests else c
+        if rank < seen + size:
+            return at[(key[0], key[1], what, rank - seen, bucket)]
+        seen += size
+    raise AssertionError("a rank beyond the count")
+
+
+def _performance(cells: dict[str, np.ndarray]) -> dict:
+    """:func:`loopline.monitoring.monitor.performance` from the labelled records'
+    probabilities by confusion cell."""
+    tp, fn, fp, tn = (len(cells[c]) for c in ("tp", "fn", "fp", "tn"))
+    n = tp + fn + fp + tn
+    pos = np.concatenate([cells["tp"], cells["fn"]])
+    neg = np.concatenate([cells["fp"], cells["tn"]])
+    p = np.concatenate([pos, neg])
+    y = np.concatenate([np.ones(len(pos)), np.zeros(len(neg))])
+    clipped = np.clip(p, 1e-15, 1 - 1e-15)
+    out = {"labels": int(n), "accuracy": (tp + tn) / n,
+           "precision": tp / (tp + fp) if tp + fp else 0.0,
+           "recall": tp / (tp + fn) if tp + fn else 0.0,
+           "f1": 2 * tp / (2 * tp + fp + fn) if 2 * tp + fp + fn else 0.0,
+           "brier": float(np.mean((y - p) ** 2)), "ece": mon._ece(y, p),
+           "log_loss": float(-np.mean(y * np.log(clipped) + (1 - y) * np.log(1 - clipped)))}
+    out["roc_auc"] = _auc(pos, neg) if len(pos) and len(neg) else None
+    return out
+
+
+def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
+    """ROC AUC of the positives' probabilities against the negatives' (the Mann-Whitney U,
+    ties counted half, as sklearn's roc_auc_score)."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(np.concatenate([pos, neg]))
+    u = ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2.0
+    return float(u / (len(pos) * len(neg)))
+
+
+def _values(scalar: Any) -> np.ndarray:
+    values = scalar.values
+    return (np.zeros(0) if values is None else
+            np.asarray(values.to_numpy(zero_copy_only=False), dtype=float))
+
+
+def _sample(values: list, rows: int) -> pd.DataFrame | None:
+    """The ``rows`` records among the candidates (lists of {h, x}) with the smallest h."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    values = [v for v in values if v is not None and len(v)]
+    if not values:
+        return None
+    values = pa.concat_arrays(values)
+    if len(values) > rows:
+        values = values.take(pc.sort_indices(values.field("h"))[:rows])
+    return pa.Table.from_struct_array(values.field("x")).to_pandas()
+
+
+def window_figures(con: Any, win: _Windows, reference: pd.DataFrame, numeric: list[str],
+                   categorical: list[str], classes: list[str], positive: str,
+                   cfg: MonitorConfig, *, sample_rows: int = SAMPLE_ROWS,
+                   seed: int = SEED) -> dict[int, dict]:
+    """Per window index (0 = oldest) that has records: ``{"all": fig, "versions": {v: fig}}``
+    with the figures of :func:`loopline.monitoring.monitor.frame_figures`."""
+    import pyarrow as pa
+
+    from loopline.serving.log_store import arrow
+
+    features = numeric + categorical
+    targets = cfg.targets
+    slice_cols = [c for c in (targets.slice_gap.columns if targets.slice_gap else [])]
+    types = feature_types(reference, list(dict.fromkeys(features + slice_cols)), numeric)
+    lat = latencies(con, win)
+    counts = [(w, v, r["records"]) for (w, v), r in lat.items() if v is not None]
+    if not counts:
+        return {}
+    # a little more than sample_rows keys fall below t (the tail beyond 5 sigma never shows):
+    # the sample takes the sample_rows smallest, every record when there are no more
+    full = 2**64 - 1
+    margin = sample_rows + 5 * math.sqrt(sample_rows) + 10
+    thresholds = {(w, v): full if c <= sample_rows else min(full, int(margin / c * 2**64))
+                  for w, v, c in counts}
+    con.register("_thr", pa.table({
+        "w": pa.array([k[0] for k in thresholds], pa.int64()),
+        "version": pa.array([k[1] for k in thresholds], pa.string()),
+        "t": pa.array(list(thresholds.values()), pa.uint64())}))
+    head = f"WITH {_records(win, types)}, {_labelled(classes, positive, seed)} "
+    table = arrow(con.sql(head + _figure_sql(features, thresholds)))
+    slices = _slices(con, win, types, classes, positive, seed, slice_cols) if slice_cols else None
+    lists = ["sample", *_CELLS]
+    columns = {c: table.column(c) for c in lists}
+    rows = table.drop_columns(lists).to_pylist()
+    groups: dict[int, list[int]] = {}
+    for i, row in enumerate(rows):
+        groups.setdefault(int(row["w"]), []).append(i)
+    out: dict[int, dict] = {}
+    for w, members in groups.items():
+        entry: dict[str, Any] = {"versions": {}}
+        for i in members:
+            version = rows[i]["version"]
+            entry["versions"][version] = _figure(
+                [rows[i]], {c: [columns[c][i]] for c in lists}, lat[(w, version)], features,
+                sample_rows, seed, cfg)
+        entry["all"] = _figure([rows[i] for i in members],
+                               {c: [columns[c][i] for i in members] for c in lists},
+                               lat[(w, None)], features, sample_rows, seed, cfg)
+        for version, fig in entry["versions"].items():
+            fig["versions"] = [version]
+            fig["performance_by_version"] = ({version: fig["performance_full"]}
+                                             if fig["labels"] >= cfg.min_labels else {})
+        entry["all"]["versions"] = sorted(entry["versions"])
+        entry["all"]["performance_by_version"] = {
+            v: f["performance_full"] for v, f in sorted(entry["versions"].items())
+            if f["labels"] >= cfg.min_labels}
+        if slices is not None:
+            part = slices[slices["w"] == w]
+            entry["all"]["slice_frame"] = part
+            for version, fig in entry["versions"].items():
+                fig["slice_frame"] = part[part["version"] == version]
+        out[w] = entry
+    return out
+
+
+def _figure(rows: list[dict], lists: dict[str, list], lat: dict, features: list[str],
+            sample_rows: int, seed: int, cfg: MonitorConfig) -> dict:
+    """The figures of one window (or one version in it) from its versions' rows."""
+    def total(key: str) -> Any:
+        return sum(r[key] or 0 for r in rows)
+
+    records = int(total("records"))
+    fig: dict[str, Any] = {"requests": int(total("requests")), "records": records,
+                           "latency_ms": {"p50": float(lat["lat"][0]),
+                                          "p99": float(lat["lat"][1])}}
+    missing = {c: records - int(total(f"c{i}")) for i, c in enumerate(features)}
+    fig["missing_rate"] = {c: float(m / records) for c, m in missing.items()}
+    fig["missing_counts"] = missing
+    X = _sample([v.values for v in lists["sample"]], sample_rows)
+    X = pd.DataFrame(columns=features) if X is None else X[features]
+    fig["X"] = X.reset_index(drop=True)
+    fig["sample"] = ({"rows": int(len(X)), "of": records, "seed": seed}
+                     if len(X) < records else None)
+    shares: dict[str, int] = {}
+    for r in rows:
+        found = r["shares"] or []  # an arrow map: (key, count) pairs
+        for k, v in (found.items() if isinstance(found, dict) else found):
+            shares[str(k)] = shares.get(str(k), 0) + v
+    count = sum(shares.values())
+    ordered = sorted(shares.items(), key=lambda kv: (-kv[1], kv[0]))
+    fig["predicted_share"] = pd.Series({k: v / count for k, v in ordered}, dtype=float)
+    n_p = total("pcount")
+    fig["mean_positive_probability"] = float(total("psum") / n_p) if n_p else float("nan")
+    fig["invalid_predictions"] = int(total("invalid"))
+    cells = {c: np.concatenate([_values(v) for v in lists[c]]) for c in _CELLS}
+    fig["labels"] = int(sum(len(v) for v in cells.values()))
+    fig["performance_full"] = _performance(cells) if fig["labels"] else None
+    fig["performance"] = fig["performance_full"] if fig["labels"] >= cfg.min_labels else None
+    fig["request_latency"] = lat["rlat"]
+    fig["request_latency_sum"] = float(total("rsum"))
+    fig["labelled_all"] = int(total("labelled_all"))
+    fig["correct_all"] = int(total("correct_all"))
+    return fig
+
+
+def _slices(con: Any, win: _Windows, types: dict[str, str], classes: list[str], positive: str,
+            seed: int, columns: list[str]) -> pd.DataFrame:
+    """The labelled records (valid or not) with the slice columns, for the slice-gap target."""
+    cols = ", ".join(f"x.{_ident(c)} AS {_ident(c)}" for c in columns)
+    return con.execute(f"WITH {_records(win, types)}, {_labelled(classes, positive, seed)} "
+                       f"SELECT w, version, prediction, label, {cols} FROM e WHERE label IS NOT "
+                       "NULL ORDER BY ts, request_id, idx").df()
+
+
+def grade_targets(out: dict, fig: dict, errors: pd.DataFrame | None, cfg: MonitorConfig,
+                  positive: str, grade: Any) -> None:
+    """:func:`loopline.monitoring.targets.grade_targets` from a window's figures."""
+    targets, bands = cfg.targets, tg._bands
+    found: dict[str, Any] = {}
+    for name, q, i in (("latency_p50_ms", 50, 0), ("latency_p99_ms", 99, 1)):
+        band = getattr(targets, name)
+        if band is not None and fig["requests"]:
+            found[name] = float(fig["request_latency"][i])
+            grade(name, band.status(found[name]),
+                  f"model latency p{q} {found[name]:.2f} ms ({bands(band)})")
+    if targets.availability is not None:
+        served = fig["requests"]
+        found["availability"] = tg.availability(served, errors)
+        if found["availability"] is not None and served + len(errors) >= cfg.min_requests:
+            grade("availability", targets.availability.status(found["availability"]),
+                  f"availability {found['availability']:.2%} ({bands(targets.availability)})")
+    labelled = fig["labelled_all"]
+    if targets.accuracy is not None and labelled:
+        acc = fig["correct_all"] / labelled
+        found["accuracy"] = acc
+        grade("accuracy_range", targets.accuracy.status(acc),
+              f"accuracy {acc:.3f} on {labelled} labelled records "
+              f"({targets.accuracy.describe()})")
+    gap = targets.slice_gap
+    if gap is not None and labelled:
+        part = fig["slice_frame"].reset_index(drop=True)
+        inputs = part[[c for c in gap.columns]].copy()
+        for c in gap.columns:  # a column with gaps in the window is float in the frame path
+            if fig["missing_counts"].get(c) and inputs[c].dtype.kind in "iu":
+                inputs[c] = inputs[c].astype(float)
+        gaps = tg.slice_gaps(part, inputs, gap.columns, gap.metric, positive, gap.min_records)
+        found["slice_gap"] = gaps
+        if gaps:
+            col = max(gaps, key=lambda c: gaps[c]["gap"])
+            g = gaps[col]
+            lo, hi = min(g["groups"], key=g["groups"].get), max(g["groups"], key=g["groups"].get)
+            grade("slice_gap", gap.band.status(g["gap"]),
+                  f"{gap.metric} gap {g['gap']:.3f} between {col} {hi!r} and {lo!r} "
+                  f"({bands(gap.band)})")
+    if targets.cost is not None and fig["records"]:
+        seconds = fig["request_latency_sum"] / 1000.0
+        per_1k = seconds / 3600.0 * targets.cost.cpu_hour_price / fig["records"] * 1000.0
+        found["cost_per_1k"] = per_1k
+        found["compute_seconds"] = seconds
+        grade("cost_per_1k", targets.cost.per_1k.status(per_1k),
+              f"cost {per_1k:.6f} per 1,000 predictions ({seconds:.2f} compute s at "
+              f"{targets.cost.cpu_hour_price:g}/CPU-hour; {bands(targets.cost.per_1k)})")
+    if found:
+        out["targets"] = found
+
+
+def run(source: Any, reference: pd.DataFrame, *, numeric: list[str], categorical: list[str],
+        classes: list[str], positive: str, target: str, cfg: MonitorConfig,
+        until: float | None = None, size: float | None = None,
+        sample_rows: int = SAMPLE_ROWS, seed: int = SEED) -> tuple[dict, pd.DataFrame | None]:
+    """The document of :func:`loopline.monitoring.monitor.run` from ``source`` (an open
+    :class:`loopline.serving.log_store.LogSource`), and the latest window's drift sample
+    (its features, for the HTML report; None without data)."""
+    until = time.time() if until is None else until
+    size = cfg.window_seconds if size is None else size
+    span = cfg.windows * size
+    errors = source.request_errors(since=until - span, until=until)
+    win = _Windows(until, size, cfg.windows)
+    with source.window(since=until - span, until=until, columns=COLUMNS) as log:
+        figs = window_figures(log.con, win, reference, numeric, categorical, classes, positive,
+                              cfg, sample_rows=sample_rows, seed=seed)
+
+    def report(k: int, start: float, end: float, failed: pd.DataFrame | None,
+               balance: dict[str, float]) -> dict | None:
+        entry = figs.get(cfg.windows - k)
+        if entry is None:
+            return None
+        return _report(entry["all"], entry["versions"], reference, numeric, categorical,
+                       classes, positive, balance, cfg, failed)
+
+    doc = mon.document(report, reference, target=target, cfg=cfg, until=until, size=size,
+                       errors=errors)
+    latest = None
+    if doc["latest_window"]:
+        k = round((until - doc["latest_window"]["end"]) / size) + 1
+        entry = figs.get(cfg.windows - k)
+        latest = entry["all"]["X"] if entry else None
+    return doc, latest
+
+
+def _report(fig: dict, versions: dict[str, dict], reference: pd.DataFrame, numeric: list[str],
+            categorical: list[str], classes: list[str], positive: str,
+            balance: dict[str, float], cfg: MonitorConfig, errors: pd.DataFrame | None, *,
+            by_version: bool = True) -> dict:
+    def targets(out: dict, grade: Any) -> None:
+        grade_targets(out, fig, errors, cfg, positive, grade)
+
+    def version_report(version: str) -> dict:
+        return _report(versions[version], {}, reference, numeric, categorical, classes,
+                       positive, balance, cfg, None, by_version=False)
+
+    return mon.assemble(fig, reference, numeric, categorical, classes, balance, cfg,
+                        errors=errors, targets=targets,
+                        version_report=version_report if by_version else None)
