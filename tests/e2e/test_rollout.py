@@ -63,8 +63,9 @@ def _send(url: str, keys: list[str | None]) -> list[tuple[str | None, int, str |
         return list(pool.map(lambda k: one(c, k), keys))
 
 
-def _wait_for_candidate(srv: Server, version: str, timeout: float = 20.0) -> None:
-    """Every worker has loaded ``version`` as the candidate: 40 asks of /model, 4 at a time
+def _wait_for_candidate(srv: Server, version: str | None, timeout: float = 20.0) -> None:
+    """Every worker has loaded ``version`` as the candidate (None: no rollout): 40 asks of
+    /model, 4 at a time
     (several connections, so every worker answers some), without a prediction (no record in
     the log, which a judged step counts)."""
     deadline = time.monotonic() + timeout
@@ -372,8 +373,8 @@ def test_the_monitor_completes_a_good_canary_and_aborts_a_faulty_one(canary: Pat
         acted = {a["action"]: a for a in doc["actions"]}
         assert acted["rollout"]["done"] and acted["reload"]["done"]
         aborted = acted["rollout"]["registry_tag"]
-        info = srv.client.post("/model", json={}).json()
-        assert (info["model_version"], info["candidate_version"]) == ("v0.2.0", None)
+        _wait_for_candidate(srv, None)  # every worker: all traffic back to the champion
+        assert srv.client.post("/model", json={}).json()["model_version"] == "v0.2.0"
     finally:
         srv.stop()
     assert _gto_stages(root) == {"prod": "v0.2.0"}
