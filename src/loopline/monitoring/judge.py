@@ -20,12 +20,11 @@ The criteria (``deploy.criteria``):
   already past the margin is aborted (a faulty candidate does not get more traffic while
   evidence piles up; an equal one lands there with a chance of about 1% at the defaults);
   otherwise wait for more labels, up to :data:`PATIENCE` times ``min_labels``, then abort.
-- **error rate** at most ``max_error_rate``: server errors (5xx) of the prediction routes over
-  the step's requests. The service records a failed request under the version it serves from
-  (the champion), not the one the split routed it to, so the rate is the whole service's
-  during the step: a candidate failing every request it gets at a share of 5% raises it to
-  about 5%. Client errors (4xx) are left out: a request is validated against the contract
-  before it is routed, and both versions share one contract.
+- **error rate** at most ``max_error_rate``: server errors (5xx) of the prediction routes
+  among the requests routed to the candidate during the step (the service records a failure
+  after routing under the version it was routed to). Client errors (4xx) are left out: a
+  request is validated against the contract before it is routed, and both versions share
+  one contract.
 - **p99 latency** of the candidate's records at most ``p99_ms`` (when set).
 
 A step is judged once its minimums are met; before that it can only be aborted, and only on
@@ -183,16 +182,16 @@ def judge(rollout: dict, frame: Any, errors: Any, *, now: float | None = None,
         wait.append(f"step {rollout['step']} needs {' and '.join(miss)} of {cand_v}")
     level = conf if ready else early(conf)
 
-    # errors: the service's 5xx of prediction routes during the step
+    # errors: the candidate's 5xx of prediction routes during the step
     if errors is not None:
-        failed = errors[(errors["status"] >= SERVER_ERROR) & (errors["route"] != "/feedback")]
-        served = int(frame["request_id"].nunique())
-        total = served + len(failed)
+        failed = errors[(errors["status"] >= SERVER_ERROR) & (errors["route"] != "/feedback")
+                        & (errors["model_version"] == cand_v)]
+        total = cand["requests"] + len(failed)
         rate = len(failed) / total if total else None
         out["error_rate"] = rate
         if total:
-            text = (f"error rate {rate:.2%} ({len(failed)} of {total} requests failed with 5xx "
-                    f"during the step; at most {max_err:.2%})")
+            text = (f"error rate {rate:.2%} ({len(failed)} of {total} requests routed to "
+                    f"{cand_v} failed with 5xx during the step; at most {max_err:.2%})")
             if (ready and rate > max_err) or wilson_lower(len(failed), total, level) > max_err:
                 abort.append(text)
             elif ready:

@@ -118,8 +118,9 @@ class LooplineService:
                                     flush_rows=log["flush_rows"], shadow=lambda: self.shadow,
                                     count=metrics.log_rows)
             self.shipper = shipping.start(SPEC, LOG_PATH, on_backlog=metrics.log_backlog)
-        request_errors.SINKS[:] = [lambda ts, route, status: self.log.request_error(
-            ts, route, status, self.reloader.served.version)]
+        # an error before routing (a bad request) is the serving version's
+        request_errors.SINKS[:] = [lambda ts, route, status, version: self.log.request_error(
+            ts, route, status, version or self.reloader.served.version)]
         self.reloader.start()
         served = self.reloader.served
         routed = self.reloader.split
@@ -142,6 +143,7 @@ class LooplineService:
         rid = uuid.uuid4().hex
         # one split per request: a reload never changes the version of a request under way
         served = self.reloader.split.route(key, ctx.request.headers, rid)
+        request_errors.routed_to(ctx.request.scope, served.version)
         start = time.perf_counter()
         labels, proba = served.model.run_records(records)
         elapsed = time.perf_counter() - start
@@ -175,6 +177,7 @@ class LooplineService:
                                  "detail": bad}, 400)
         rid = uuid.uuid4().hex
         served = self.reloader.split.route(key, ctx.request.headers, rid)
+        request_errors.routed_to(ctx.request.scope, served.version)
         start = time.perf_counter()
         labels, proba = served.model.run_columns(columns, n)
         elapsed = time.perf_counter() - start

@@ -92,9 +92,9 @@ def records(version: str, n: int, labelled: int, right: int, *, latency: float =
                          "latency_ms": latency})
 
 
-def errors(n: int, status: int = 500) -> pd.DataFrame:
+def errors(n: int, status: int = 500, version: str = "v2") -> pd.DataFrame:
     return pd.DataFrame({"ts": [1.0] * n, "route": "/predict", "status": status,
-                         "model_version": "v1"})
+                         "model_version": version})
 
 
 def test_wait_says_how_many_records_and_labels_are_missing() -> None:
@@ -140,12 +140,14 @@ def test_inconclusive_waits_then_aborts_after_patience() -> None:
 def test_server_errors_abort_and_client_errors_do_not() -> None:
     frame = pd.concat([records("v2", 120, 100, 95), records("v1", 880, 500, 475)])
     assert judge(rollout(), frame, errors(30, 400), now=1.0)["decision"] == "advance"
-    j = judge(rollout(), frame, errors(30, 500), now=1.0)  # 30 of 1030: 2.9% > 1%
-    assert j["decision"] == "abort" and j["error_rate"] == pytest.approx(30 / 1030)
-    assert j["reasons"] == ["error rate 2.91% (30 of 1030 requests failed with 5xx during the "
-                            "step; at most 1.00%)"]
-    # early: 30 failures in 130 requests is conclusive before the step's minimums
-    early_frame = pd.concat([records("v2", 10, 0, 0), records("v1", 90, 0, 0)])
+    # the champion's failures are not the candidate's
+    assert judge(rollout(), frame, errors(30, 500, "v1"), now=1.0)["decision"] == "advance"
+    j = judge(rollout(), frame, errors(3, 500), now=1.0)  # 3 of 123: 2.4% > 1%
+    assert j["decision"] == "abort" and j["error_rate"] == pytest.approx(3 / 123)
+    assert j["reasons"] == ["error rate 2.44% (3 of 123 requests routed to v2 failed with 5xx "
+                            "during the step; at most 1.00%)"]
+    # early: 30 failures in 70 requests is conclusive before the step's minimums; 1 in 41 not
+    early_frame = pd.concat([records("v2", 40, 0, 0), records("v1", 90, 0, 0)])
     assert judge(rollout(), early_frame, errors(30), now=1.0)["decision"] == "abort"
     assert judge(rollout(), early_frame, errors(1), now=1.0)["decision"] == "wait"
 

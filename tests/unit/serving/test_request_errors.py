@@ -10,9 +10,10 @@ def test_request_errors_middleware_records_each_once(monkeypatch: pytest.MonkeyP
 
     from loopline.serving import request_errors
 
-    seen: list[tuple[str, int]] = []
+    seen: list[tuple] = []
     monkeypatch.setattr(request_errors, "SINKS",
-                        [lambda ts, route, status: seen.append((route, status))])
+                        [lambda ts, route, status, version: seen.append((route, status)
+                                                                        + ((version,) if version else ()))])
 
     def app_answering(status: int, then: BaseException | None = None):
         async def app(scope, receive, send):
@@ -22,8 +23,10 @@ def test_request_errors_middleware_records_each_once(monkeypatch: pytest.MonkeyP
                 raise then
         return app
 
-    def app_raising(exc: BaseException):
+    def app_raising(exc: BaseException, routed: str | None = None):
         async def app(scope, receive, send):
+            if routed:  # the service routed the request to a version, then failed
+                request_errors.routed_to({**scope}, routed)  # a shallow copy, as downstream
             raise exc
         return app
 
@@ -46,11 +49,13 @@ def test_request_errors_middleware_records_each_once(monkeypatch: pytest.MonkeyP
         await call(app_answering(400, then=RuntimeError("after the answer")))  # once, not twice
         await call(app_raising(RuntimeError("bug")), "/feedback")
         await call(app_raising(asyncio.CancelledError()))  # BentoML's timeout
+        await call(app_raising(RuntimeError("candidate failed"), routed="v2"))
         request_errors.SINKS[:] = [lambda *a: 1 / 0]  # a broken sink never breaks a response
         await call(app_answering(400))
 
     asyncio.run(scenario())
-    assert seen == [("/predict_batch", 400), ("/predict", 400), ("/feedback", 500), ("/predict", 504)]
+    assert seen == [("/predict_batch", 400), ("/predict", 400), ("/feedback", 500), ("/predict", 504),
+                    ("/predict", 500, "v2")]  # recorded under the version it was routed to
 
 
 def test_a_client_gone_mid_body_is_recorded_as_499_not_500(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -59,9 +64,10 @@ def test_a_client_gone_mid_body_is_recorded_as_499_not_500(monkeypatch: pytest.M
     from loopline.serving import request_errors
     from loopline.serving.middleware import RequestGuard
 
-    seen: list[tuple[str, int]] = []
+    seen: list[tuple] = []
     monkeypatch.setattr(request_errors, "SINKS",
-                        [lambda ts, route, status: seen.append((route, status))])
+                        [lambda ts, route, status, version: seen.append((route, status)
+                                                                        + ((version,) if version else ()))])
 
     async def app(scope, receive, send):  # never reached: the guard reads the body first
         raise AssertionError("the app saw a half body")
