@@ -37,5 +37,5 @@ class Minimal:
                 feeds[name] = np.array([[r.get(name)] for r in records], dtype=np.float64)
         labels, proba = self.session.run(None, feeds)
         body = {"predictions": [{"class": lab, "probabilities": p}
-                                for lab, p in zip(labels.tolist(), proba.tolist())]}
+                                for lab, p in zip(labels.tolist(), proba.tolist(), strict=True)]}
         return Response(orjson.dumps(body), media_type="application/json")

@@ -72,7 +72,7 @@ class Proc:
     def __init__(self, name: str, argv: list[str], url: str, env: dict, cwd: Path,
                  probe: tuple[str, bytes]) -> None:
         self.name, self.url, self.probe = name, url, probe
-        self.out = open(OUT / f"{name}.log", "wb")
+        self.out = open(OUT / f"{name}.log", "wb")  # noqa: SIM115 (closed by stop())
         self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=self.out,
                                      stderr=subprocess.STDOUT, start_new_session=True)
 

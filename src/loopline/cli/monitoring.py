@@ -76,7 +76,7 @@ def monitor(
         print_monitor(doc)
     for line in doc.get("warnings") or []:
         typer.echo(f"warning: {line}", err=True)
-    raise typer.Exit(EXIT[doc["status"]] if doc["status"] in EXIT else 0)
+    raise typer.Exit(EXIT.get(doc["status"], 0))
 
 
 def dashboard(

@@ -60,7 +60,8 @@ def register(
 
 
 def promote(
-    version: Annotated[str, typer.Argument(help="The version, e.g. v0.3.0, or HEAD (the version of the checked-out commit).")],
+    version: Annotated[str, typer.Argument(
+        help="The version, e.g. v0.3.0, or HEAD (the version of the checked-out commit).")],
     to: Annotated[str, typer.Option("--to", help="The stage, e.g. prod.")],
     force: ForceOpt = False,
     reason: ReasonOpt = None,

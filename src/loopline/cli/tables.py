@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC
 
 import typer
 
@@ -137,7 +138,7 @@ def _target_cells(window: dict) -> list[str]:
 
 def print_monitor(doc: dict) -> None:
     """``loopline monitor``: one row per window, then the reasons, alerts and actions."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from rich.table import Table
 
@@ -150,7 +151,7 @@ def print_monitor(doc: dict) -> None:
     for w in doc["windows"]:
         perf = w.get("performance") or {}
         miss = w.get("missing_rate") or {}
-        end = datetime.fromtimestamp(w["end"], tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
+        end = datetime.fromtimestamp(w["end"], tz=UTC).strftime("%Y-%m-%d %H:%M")
         table.add_row(end, str(w.get("records", 0)), str(w.get("labels", 0)),
                       _fmt(perf.get("roc_auc")), _fmt(perf.get("accuracy")),
                       _fmt(w.get("drift_share"), "{:.0%}"),

@@ -3,8 +3,9 @@
 Reads the inference log and the training reference, computes the windows
 (:mod:`loopline.monitoring.monitor`), appends the status to the history, writes the Evidently
 HTML report of the latest window, when asked acts on the status
-(:mod:`loopline.monitoring.actions`), writes the document and only then delivers alerts. The document is written to ``reports/monitor.json``
-and every action to the audit log ``reports/monitor_audit.jsonl``.
+(:mod:`loopline.monitoring.actions`), writes the document and only then delivers alerts.
+The document is written to ``reports/monitor.json`` and every action to the audit log
+``reports/monitor_audit.jsonl``.
 """
 
 from __future__ import annotations

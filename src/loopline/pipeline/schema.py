@@ -53,7 +53,8 @@ def infer_schema(df: pd.DataFrame, target: str) -> dict:
             distinct values, or fractional numbers: a regression target).
     """
     if target not in df.columns:
-        raise LooplineError(f"target {target!r} is not a column of the data (columns: {', '.join(map(str, df.columns))})")
+        raise LooplineError(f"target {target!r} is not a column of the data "
+                            f"(columns: {', '.join(map(str, df.columns))})")
     columns = {str(c): infer_column(df[c]) for c in df.columns if c != "row_id"}
     t = columns[target]
     classes = sorted(as_text(df[target].dropna()).unique())  # true/1, not True/1.0

@@ -19,10 +19,10 @@ valid record; any other field is rejected.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired, Required
 
 from pydantic import ConfigDict, Field, with_config
-from typing_extensions import NotRequired, Required, TypedDict
+from typing_extensions import TypedDict
 
 # A Python identifier is not required of a column name, so records are TypedDicts built
 # with the functional syntax, which takes any string key.

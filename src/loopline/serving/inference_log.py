@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +136,6 @@ def read_predictions(path: str | Path, *, since: float | None = None,
     probabilities (dict class → p), latency_ms, shadow_version, shadow_prediction,
     shadow_probabilities (dict or None), and label, label_ts (null until feedback).
     """
-    import pandas as pd
 
     where, args = _ts_range(since, until)
     conn = connect(path, readonly=True)
@@ -175,10 +175,10 @@ def frame(requests: Iterable[Sequence], labels: Mapping[tuple[str, int], tuple[s
             out.append({
                 "request_id": rid, "idx": i, "ts": ts, "model_version": version,
                 "inputs": records[i], "prediction": preds[i],
-                "probabilities": dict(zip(classes, probs[i])), "latency_ms": latency,
+                "probabilities": dict(zip(classes, probs[i], strict=True)), "latency_ms": latency,
                 "shadow_version": s_version,
                 "shadow_prediction": s_preds[i] if s_preds else None,
-                "shadow_probabilities": (dict(zip(s_probs["classes"], s_probs["p"][i]))
+                "shadow_probabilities": (dict(zip(s_probs["classes"], s_probs["p"][i], strict=True))
                                          if s_probs else None),
                 "label": label, "label_ts": label_ts})
     columns = ["request_id", "idx", "ts", "model_version", "inputs", "prediction",

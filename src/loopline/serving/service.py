@@ -149,8 +149,8 @@ class LooplineService:
         elapsed = time.perf_counter() - start
         labs = labels.tolist()
         body = {"request_id": rid, "model_version": served.version,
-                "predictions": [{"class": lab, "probabilities": dict(zip(served.classes, p))}
-                                for lab, p in zip(labs, proba.tolist())]}
+                "predictions": [{"class": lab, "probabilities": dict(zip(served.classes, p, strict=True))}
+                                for lab, p in zip(labs, proba.tolist(), strict=True)]}
         self.log.predictions(rid, time.time(), served.version, records, labels, proba,
                              served.classes, elapsed * 1000.0)
         metrics.predicted(served.version, labs, elapsed)

@@ -39,9 +39,8 @@ class Service:
     def command(self) -> tuple[list[str], dict[str, str]]:
         """The BentoML command and environment, with the spec of prod written for it."""
         from loopline.config.params import load_params
-        from loopline.serving.spec import prepare_run
-
         from loopline.serving.log_store import OFF, STORE_ENV
+        from loopline.serving.spec import prepare_run
 
         run = prepare_run(self.work, load_params(self.work), STAGE, port=self.port, workers=1)
         # the sandbox's loop is one machine: its log stays local, whatever the shell exports

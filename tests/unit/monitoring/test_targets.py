@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from loopline.config.operations import MonitorConfig, Range, Targets
 from loopline.monitoring.monitor import _Grades
-from loopline.monitoring.targets import availability, grade_targets, slice_gaps
+from loopline.monitoring.targets import availability, grade_targets
 from loopline.serving.inference_log import features
 
 

@@ -19,7 +19,6 @@ from pathlib import Path
 from loopline.core.errors import LooplineError
 from loopline.core.names import NAME_HINT, NAME_RE
 
-
 FEATURE, TARGET, ID, ORDER, DROPPED = "feature", "target", "id", "order", "left out"
 #: a unique column whose name says "identifier"
 ID_NAME = re.compile(r"(^|[^a-z])(id|ids|key|uuid|guid|index|idx)([^a-z]|$)|^unnamed: ?\d+$|^row",

@@ -454,7 +454,8 @@ def evaluate_gate(root: Path, params: Params) -> tuple[dict, list[Any]]:
     champion.setdefault("stage", cfg.champion.stage)
     model = champion.pop("onnx_path", None)  # where it is, not what it is: not in the report
     champ_values, champ_snap = _champion_values(root, champion, model, X, y, target, positive)
-    checks = (baseline_checks(cand, prior, cfg) + absolute_checks(cand, cfg) + champion_checks(cand, champ_values, champion, cfg)
+    checks = (baseline_checks(cand, prior, cfg) + absolute_checks(cand, cfg)
+              + champion_checks(cand, champ_values, champion, cfg)
               + slice_checks(read_json(lay.report(SLICES_JSON)), cfg) + drift_check(drift_rows, cfg)
               + parity_check(read_json(lay.report(PARITY_JSON)), cfg))
     bound = latency_bound(params)
