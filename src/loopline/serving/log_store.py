@@ -426,29 +426,25 @@ def arrow(result: Any) -> Any:
     return (getattr(result, "to_arrow_table", None) or result.arrow)()
 
 
-def _duplicated(paths: list[str]) -> Any:
+def _duplicated(con: Any, paths: list[str]) -> Any:
     """The request_ids that occur more than once in the files at ``paths`` (local).
 
-    A request is logged by one replica, into the partition of its own time and version, so
-    a copy can only sit in another file of the same replica in the same partition (a batch
-    shipped again after a crash, a file beside its compacted copy): only such files are
-    read, and only their request_id column."""
+    A request is logged into the partition of its own time and version, so a copy can only
+    sit in another file of the same partition (a batch shipped again after a crash, also
+    under another replica name when a re-created container took over the spool, or a file
+    beside its compacted copy): only partitions of more than one file are read, and only
+    their request_id column."""
     import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
-    groups: dict[tuple[str, str], list[str]] = {}
+    groups: dict[str, list[str]] = {}
     for path in paths:
-        folder, _, name = path.rpartition("/")
-        groups.setdefault((folder, name.rsplit("-", 1)[0]), []).append(path)
+        groups.setdefault(path.rpartition("/")[0], []).append(path)
     many = [p for files in groups.values() if len(files) > 1 for p in files]
     if not many:
         return pa.table({"request_id": pa.array([], pa.string())})
-    ids = pa.chunked_array([pq.read_table(p, columns=["request_id"]).column("request_id")
-                            .combine_chunks() for p in many])
-    counts = pc.value_counts(ids)
-    return pa.table({"request_id": pc.filter(counts.field("values"),
-                                             pc.greater(counts.field("counts"), 1))})
+    # DuckDB's aggregate spills to disk past the connection's memory limit
+    return arrow(con.sql(f"SELECT request_id FROM {_parquet(many)} GROUP BY request_id "
+                         "HAVING count(*) > 1"))
 
 
 def _fetch(filesystem: Any, path: str, local: str) -> None:
@@ -516,21 +512,22 @@ class LogWindow:
         if version is not None:
             where += f" AND model_version = '{version.replace(chr(39), chr(39) * 2)}'"
         requests = self._files(reader, "requests", reader._filter(rows, version))
-        if not requests:
-            con.execute(f"CREATE VIEW requests AS SELECT {cols} FROM "
-                        "(SELECT * FROM (VALUES (NULL::VARCHAR)) t(request_id) LIMIT 0)")
-            return self._no_more()
-        con.execute(f"CREATE VIEW _requests AS SELECT * FROM {_parquet(requests)} WHERE {where}")
-        dups = _duplicated(requests)
-        if len(dups):  # only those request_ids pay for the de-duplication
-            con.register("_dups", dups)
-            con.execute(
-                f"CREATE VIEW requests AS SELECT {cols} FROM _requests WHERE request_id NOT IN "
-                f"(SELECT request_id FROM _dups) UNION ALL SELECT {cols} FROM (SELECT * FROM "
-                "_requests WHERE request_id IN (SELECT request_id FROM _dups) QUALIFY "
-                "row_number() OVER (PARTITION BY request_id ORDER BY replica) = 1)")
+        if not requests:  # no predictions in the span: typed, empty (errors may still be)
+            con.register("_no_requests", _schemas()["requests"].empty_table())
+            con.execute(f"CREATE VIEW requests AS SELECT {cols} FROM _no_requests")
         else:
-            con.execute(f"CREATE VIEW requests AS SELECT {cols} FROM _requests")
+            con.execute(f"CREATE VIEW _requests AS SELECT * FROM {_parquet(requests)} "
+                        f"WHERE {where}")
+            dups = _duplicated(con, requests)
+            if len(dups):  # only those request_ids pay for the de-duplication
+                con.register("_dups", dups)
+                con.execute(
+                    f"CREATE VIEW requests AS SELECT {cols} FROM _requests WHERE request_id NOT "
+                    f"IN (SELECT request_id FROM _dups) UNION ALL SELECT {cols} FROM (SELECT * "
+                    "FROM _requests WHERE request_id IN (SELECT request_id FROM _dups) QUALIFY "
+                    "row_number() OVER (PARTITION BY request_id ORDER BY replica) = 1)")
+            else:
+                con.execute(f"CREATE VIEW requests AS SELECT {cols} FROM _requests")
         # a label arrives after its request, so partitions before `since` hold none (an hour
         # earlier still, for the clocks of replicas that disagree)
         early = None if self.since is None else self.since - 3600.0
@@ -580,12 +577,6 @@ class LogWindow:
             except (OSError, pa.ArrowInvalid) as err:
                 raise reader._fail(err) from None
         raise AssertionError("unreachable")
-
-    def _no_more(self) -> None:
-        self.con.execute("CREATE VIEW feedback AS SELECT NULL::VARCHAR AS request_id, "
-                         "NULL::BIGINT AS idx, NULL::VARCHAR AS label, NULL::DOUBLE AS ts LIMIT 0")
-        self.con.execute("CREATE VIEW errors AS SELECT NULL::DOUBLE AS ts, NULL::VARCHAR AS "
-                         "route, NULL::BIGINT AS status, NULL::VARCHAR AS model_version LIMIT 0")
 
     def _sqlite_views(self, path: Path, columns: list[str], version: str | None) -> None:
         import sqlite3

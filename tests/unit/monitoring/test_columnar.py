@@ -194,3 +194,14 @@ def test_a_window_larger_than_the_sample_states_its_seeded_sample(logs: dict) ->
     assert columnar_doc(logs["store"], cfg, sample_rows=150)["windows"][1]["drift"] == w1["drift"]
     other = columnar_doc(logs["sqlite"], cfg, sample_rows=150, seed=1)["windows"][1]["drift"]
     assert other != w1["drift"]
+
+
+def test_a_span_without_predictions_is_no_data_from_the_store_as_from_sqlite(logs: dict) -> None:
+    later = UNTIL + 30 * 86400.0  # nothing logged in these windows: no request files at all
+    docs = [columnar.run(logs[k], reference(), classes=["bad", "good"], positive="bad",
+                         target="y", cfg=CFG, until=later, **FEATURES)[0]
+            for k in ("sqlite", "store")]
+    same(docs[0], docs[1])
+    assert docs[1]["status"] == "NO DATA"
+    assert all(w["records"] == 0 for w in docs[1]["windows"])
+    assert logs["store"].labelled(since=later - 3600.0, until=later).empty

@@ -199,6 +199,9 @@ def test_the_window_views_count_a_batch_shipped_twice_once(tmp_path: Path, store
     # a crash between an upload and the spool's delete: the same rows under another name
     first = sorted(Path(store.root).glob("requests/**/host-a-*.parquet"))[0]
     (first.parent / "host-a-999999.parquet").write_bytes(first.read_bytes())
+    # and under a new replica name: a re-created container shipping the spool it took over
+    other = sorted(Path(store.root).glob("requests/**/host-b-*.parquet"))[0]
+    (other.parent / "host-c-000001.parquet").write_bytes(other.read_bytes())
     source = log_store.open_log(store.url)
     since, until = T0, T0 + 2 * HOUR  # a0 … a3 and both of b
 
