@@ -107,15 +107,11 @@ def rollout_step(root: Path, judgement: dict | None, *, service_url: str | None,
                              "version": judgement["version"], "step": judgement.get("step"),
                              "tag": judgement.get("tag")}
     reason = ("monitor: " + "; ".join(judgement.get("reasons") or []))[:400]
-    try:
-        now = rollout.status(root)
-        if now is None or now["tag"] != judgement.get("tag"):
-            return [{**entry, "why": f"the rollout moved since it was judged "
-                                     f"({now['tag'] if now else 'none under way'})"}]
+    try:  # only if the rollout is still where it was judged (checked under the registry lock)
         if decision == "abort":
-            res = rollout.abort(root, reason=reason, push=push)
+            res = rollout.abort(root, reason=reason, push=push, expect=judgement.get("tag"))
         else:
-            res = rollout.advance(root, reason=reason, push=push)
+            res = rollout.advance(root, reason=reason, push=push, expect=judgement.get("tag"))
     except LooplineError as err:
         return [{**entry, "why": str(err)}]
     out: list[dict[str, Any]] = [{

@@ -24,15 +24,22 @@ from typing import TYPE_CHECKING, Any
 
 from loopline.core.errors import LooplineError
 from loopline.registry.settings import load_settings, read_keys
-from loopline.registry.tags import CANARY, Assignment, Registry, Version, dumps, header, utc_iso
+from loopline.registry.tags import (
+    CANARY,
+    Assignment,
+    Registry,
+    Version,
+    dumps,
+    header,
+    locked_registry,
+    utc_iso,
+)
 from loopline.registry.write import (
     Change,
     apply,
     check_remote,
     make_tag,
     marker_ref,
-    registry_lock,
-    repair,
 )
 
 if TYPE_CHECKING:
@@ -177,13 +184,21 @@ def status(root: str | os.PathLike[str] | None = None) -> dict | None:
     return active(open_registry(root))
 
 
+def _expected(cur: dict | None, expect: str | None) -> None:
+    """With ``expect`` (the canary tag a decision was made on): refuse when the rollout
+    has moved since, under the registry lock, so two judges cannot both move one step."""
+    if expect is not None and (cur is None or cur["tag"] != expect):
+        raise LooplineError(f"the rollout moved since it was judged on {expect} (now "
+                            f"{cur['tag'] if cur else 'none under way'}): nothing done")
+
+
 def advance(root: str | os.PathLike[str] | None = None, *, reason: str | None = None,
-            push: str | None = None) -> dict:
-    """Move the rollout to its next step, or complete it past the last one."""
+            push: str | None = None, expect: str | None = None) -> dict:
+    """Move the rollout to its next step, or complete it past the last one (``expect``:
+    only if its current canary tag is still that one)."""
     settings = load_settings(root)
-    repair(settings.root)
-    with registry_lock(settings.root) as lock:
-        reg = Registry.load(settings)
+    with locked_registry(settings) as (reg, lock, _):
+        _expected(active(reg), expect)
         cur, v = _under_way(reg)
         base = {"reason": reason, "target": cur["stage"], "champion": cur["champion"],
                 "plan": cur["plan"], "started": cur["started"]}
@@ -205,16 +220,16 @@ def advance(root: str | os.PathLike[str] | None = None, *, reason: str | None = 
 
 
 def abort(root: str | os.PathLike[str] | None = None, *, reason: str,
-          push: str | None = None) -> dict:
+          push: str | None = None, expect: str | None = None) -> dict:
     """End the rollout: the candidate leaves ``canary`` (GTO's unassignment, with the reason);
-    all traffic goes back to the champion."""
+    all traffic goes back to the champion (``expect``: only if its current canary tag is
+    still that one)."""
     if not reason or not reason.strip():
         raise LooplineError("abort needs --reason \"...\" (recorded in the registry)", exit_code=2)
     settings = load_settings(root)
-    repair(settings.root)
-    with registry_lock(settings.root) as lock:
-        reg = Registry.load(settings)
+    with locked_registry(settings) as (reg, lock, _):
         cur = active(reg)
+        _expected(cur, expect)
         if cur is None:
             raise LooplineError(f"no rollout of {settings.artifact} is under way "
                                 f"(nothing assigned to {CANARY})")

@@ -192,3 +192,17 @@ def test_a_canary_assignment_without_a_plan_routes_nothing_and_can_be_aborted(re
         rollout.advance(repo.path)
     rollout.abort(repo.path, reason="not ours")
     assert rollout.status(repo.path) is None
+
+
+def test_a_decision_on_a_step_that_has_moved_does_nothing(repo: Repo) -> None:
+    _two_versions(repo)
+    registry.promote("v0.2.0", "prod", root=repo.path)
+    judged = f"{ART}#canary#1"
+    rollout.advance(repo.path, expect=judged)  # the first judge moves the step
+    for move in (lambda: rollout.advance(repo.path, expect=judged),
+                 lambda: rollout.abort(repo.path, reason="bad", expect=judged)):
+        with pytest.raises(LooplineError, match=rf"moved since it was judged on {judged} "
+                                                rf"\(now {ART}#canary#2\)"):
+            move()  # a second judge of the same step: nothing written
+    state = rollout.status(repo.path)
+    assert (state["tag"], state["step"], state["share"]) == (f"{ART}#canary#2", 2, 10.0)
