@@ -73,8 +73,7 @@ PAGE = """<!doctype html>
     const p = document.getElementById("rollout"), r = d.rollout; p.hidden = false;
     const b = p.querySelector(".badge"); b.textContent = r.decision.toUpperCase();
     b.className = "badge " + ({advance: "GREEN", complete: "GREEN", abort: "RED"}[r.decision] || "NODATA");
-    p.querySelector(".what").textContent = r.version + " (step " + r.step + "/" + r.steps + ", " + r.share +
-      "% of traffic): " + (r.reasons || []).join("; ");
+    p.querySelector(".what").textContent = r.text;
   }
   const body = document.querySelector("#windows tbody");
   for (const w of d.windows) {
@@ -191,7 +190,10 @@ def _rollout(j: dict | None) -> dict | None:
     """The monitor's decision on the rollout under way, as the page shows it."""
     if not j or not j.get("decision"):
         return None
-    return {k: j.get(k) for k in ("version", "step", "steps", "share", "decision", "reasons")}
+    where = (f" (step {j['step']}/{j['steps']}, {j.get('share') or 0:g}% of traffic)"
+             if j.get("step") and j.get("steps") else "")
+    return {"decision": j["decision"],
+            "text": f"{j.get('version')}{where}: {'; '.join(j.get('reasons') or [])}"}
 
 
 def render(artifact: str, monitor: dict | None, history: list[dict], events: list[dict],

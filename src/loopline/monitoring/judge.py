@@ -25,7 +25,8 @@ The criteria (``deploy.criteria``):
   after routing under the version it was routed to). Client errors (4xx) are left out: a
   request is validated against the contract before it is routed, and both versions share
   one contract.
-- **p99 latency** of the candidate's records at most ``p99_ms`` (when set).
+- **p99 latency** of the candidate's requests at most ``p99_ms`` (when set; per request, as the
+  monitor's latency target counts it).
 
 A step is judged once its minimums are met; before that it can only be aborted, and only on
 evidence that is conclusive at the stricter level :func:`early` (repeated looks at a growing
@@ -129,7 +130,7 @@ def _arm(df: Any) -> dict[str, Any]:
 
     labelled = df[df["label"].notna()]
     right = int((labelled["prediction"].astype(str) == labelled["label"].astype(str)).sum())
-    lat = df["latency_ms"].to_numpy(dtype=float)
+    lat = df.drop_duplicates("request_id")["latency_ms"].to_numpy(dtype=float)  # per request
     return {"records": int(len(df)), "requests": int(df["request_id"].nunique()),
             "labels": int(len(labelled)), "correct": right,
             "accuracy": right / len(labelled) if len(labelled) else None,
@@ -257,14 +258,14 @@ def evaluate(root: Any, source: Any, *, now: float | None = None) -> dict[str, A
         return {"version": cur["version"], "tag": cur["tag"], "decision": "wait",
                 "reasons": [f"{cur['tag']} records no rollout plan: `loopline rollout abort` it"]}
     since = parse_time(cur["updated"])
-    frame = source.predictions(since=since)
-    errors = source.request_errors(since=since)
+    frame = source.predictions(since=since, until=now)
+    errors = source.request_errors(since=since, until=now)
     plan = cur.get("plan") or {}
     champ = frame[frame["model_version"] == cur["champion"]]
     wanted = max(int(plan.get("min_labels", 200)), 1)
     champion_frame = None
     if champ["label"].notna().sum() < wanted and cur["started"] != cur["updated"]:
-        champion_frame = source.predictions(since=parse_time(cur["started"]))
+        champion_frame = source.predictions(since=parse_time(cur["started"]), until=now)
     return judge(cur, frame, errors, now=now, champion_frame=champion_frame)
 
 

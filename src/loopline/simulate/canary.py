@@ -123,6 +123,13 @@ class _Run:
             if entry["decision"] in ("complete", "abort"):
                 out["outcome"] = entry["decision"]
                 break
+        else:  # undecided within simulate.steps: end it, so the next rollout can start
+            from loopline.registry import rollout
+
+            rollout.abort(self.work, reason=f"simulation: undecided after "
+                                            f"{self.params.simulate.steps} steps")
+            self.service.reload()
+            out["outcome"] = "undecided (aborted)"
         return out
 
     def step(self) -> dict:

@@ -69,6 +69,16 @@ def test_target_rows_show_what_was_agreed_the_latest_value_and_each_windows_grad
     assert target_rows([{"end": T0, "status": "GREEN"}]) == []  # no targets: no rows
 
 
+def test_the_rollout_line_without_a_plan_names_no_step() -> None:
+    from loopline.monitoring.dashboard import _rollout
+
+    assert _rollout(None) is None
+    bare = {"version": "v2", "tag": "m#canary#1", "decision": "wait",
+            "reasons": ["m#canary#1 records no rollout plan"]}
+    assert _rollout(bare) == {"decision": "wait",
+                              "text": "v2: m#canary#1 records no rollout plan"}
+
+
 def test_events_come_from_the_registry_history() -> None:
     hist = [{"time": "2027-01-15T08:00:00Z", "event": "promote", "stage": "prod", "version": "v2"},
             {"time": "2027-01-15T09:00:00Z", "event": "register", "version": "v3"},
