@@ -50,9 +50,10 @@ $(BIN)/python:
 $(BIN)/uv: | $(BIN)/python
 \t$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==%(uv)s
 
+# The stamp is made anew, never touched: in CI the venv may be hard links to a cache entry.
 $(VENV)/.installed: %(lock)s | $(BIN)/python $(if $(filter $(BIN)/uv,$(UV)),$(BIN)/uv)
-\t$(UV) pip sync --python $(BIN)/python %(lock)s
-\t@touch $@
+\t$(UV) pip sync --compile-bytecode --python $(BIN)/python %(lock)s
+\t@rm -f $@ && touch $@
 
 run: install
 \t$(BIN)/loopline run
