@@ -376,7 +376,12 @@ def run(
     shutil.rmtree(artifacts, ignore_errors=True)
     artifacts.mkdir(parents=True)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="loopline-ci-", ignore_cleanup_errors=True) as tmp:
+    # next to the actions cache, so a restore can hard-link its files (one file system)
+    runs = None if cold else cache_dir().parent / "runs"
+    if runs is not None:
+        runs.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="loopline-ci-", dir=runs,
+                                     ignore_cleanup_errors=True) as tmp:
         work = Path(tmp) / "repo"
         work.mkdir()
         info = clone(root, work, dirty=dirty, cold=cold)
