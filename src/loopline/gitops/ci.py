@@ -9,12 +9,18 @@ event GitHub would send: ``pr`` a pull request from the current branch into ``ba
 ``main`` a push to main, ``release`` a push or deletion of a tag, ``monitor`` a manual run.
 
 Nothing is fetched: ``actions/checkout`` is act's own copy of the clone; the set-up actions
-the workflows use (``astral-sh/setup-uv``, ``actions/upload-artifact``) are replaced by the
-offline actions shipped in :data:`ACTIONS_DIR` (``--local-repository``); any other action
-is refused before act starts. The runner's PATH has no loopline on it: the workflow
-installs it from the clone, as on a fresh GitHub runner. Secrets and variables the workflow
+the workflows use (``astral-sh/setup-uv``, ``actions/cache/restore`` and ``/save``,
+``actions/upload-artifact``) are replaced by the offline actions shipped in
+:data:`ACTIONS_DIR` (``--local-repository``); any other action is refused before act
+starts. The cache entries those save (the workflows' venv, keyed on uv.lock) are kept
+across runs in :func:`cache_dir` (``$XDG_CACHE_HOME/loopline/act/cache``, least recently
+used dropped beyond :data:`CACHE_LIMIT_GB`), as GitHub keeps a repository's caches.
+
+The runner's PATH has no loopline on it: the workflow installs it from the clone, as on a
+fresh GitHub runner. Secrets and variables the workflow
 names are passed from the environment variables of the same name. The clone's DVC cache is
-this checkout's (content-addressed, so only time is saved); ``cold`` gives it its own.
+this checkout's (content-addressed, so only time is saved); ``cold`` gives it its own, and
+an empty actions cache (a runner for which nothing was ever saved).
 """
 
 from __future__ import annotations
@@ -36,7 +42,12 @@ from loopline.core.layout import CI_DIR, WORKFLOWS_DIR
 
 ACTIONS_DIR = Path(__file__).with_name("actions")
 #: owner/repo of a remote action -> the offline action (a folder of ACTIONS_DIR) act runs
-OFFLINE_ACTIONS = {"astral-sh/setup-uv": "setup-uv", "actions/upload-artifact": "upload-artifact"}
+OFFLINE_ACTIONS = {
+    "astral-sh/setup-uv": "setup-uv",
+    "actions/upload-artifact": "upload-artifact",
+    "actions/cache": "cache",  # its restore/ and save/ (actions/cache itself saves in a post step)
+}
+CACHE_LIMIT_GB = float(os.environ.get("LOOPLINE_CI_CACHE_GB", "10"))  # GitHub's, per repository
 EVENTS = {"pr": "pull_request", "main": "push", "monitor": "workflow_dispatch"}
 TAIL_LINES = 40  # of a failed step's output, in the result
 _REF = re.compile(r"\$\{\{[^}]*?\b(secrets|vars)\.([A-Za-z_][A-Za-z0-9_]*)")
@@ -60,22 +71,38 @@ def load_workflow(root: Path, name: str) -> dict:
 
 
 def offline_actions(doc: dict, name: str) -> dict[str, Path]:
-    """``uses`` value -> the local action that replaces it; refuses what cannot run offline."""
+    """``owner/repo@ref`` -> the local folder that replaces that repository's actions.
+
+    A ``uses`` of a sub-folder (``actions/cache/restore@v4``) runs that folder of it. Refuses
+    what cannot run offline.
+    """
     out: dict[str, Path] = {}
     for job_id, job in doc["jobs"].items():
         for step in job.get("steps") or []:
             uses = str(step.get("uses") or "")
             if not uses:
                 continue
-            repo, _, ref = uses.partition("@")
-            if repo == "actions/checkout" and not {"repository", "ref"} & set(
+            path, _, ref = uses.partition("@")
+            repo, sub = "/".join(path.split("/")[:2]), "/".join(path.split("/")[2:])
+            if path == "actions/checkout" and not {"repository", "ref"} & set(
                 step.get("with") or {}
             ):
                 continue  # act copies the workspace itself: this is the clone
-            if repo in OFFLINE_ACTIONS and ref:
-                out[uses] = ACTIONS_DIR / OFFLINE_ACTIONS[repo]
+            local = ACTIONS_DIR / OFFLINE_ACTIONS.get(repo, "-")
+            if repo in OFFLINE_ACTIONS and ref and (local / sub / "action.yml").is_file():
+                out[f"{repo}@{ref}"] = local
                 continue
-            known = ", ".join(["actions/checkout", *OFFLINE_ACTIONS])
+            if repo == "actions/cache" and not sub:
+                raise LooplineError(
+                    f"{name}.yml job {job_id!r} uses {uses!r}: it saves in a post step, which "
+                    "loopline ci does not run offline; use actions/cache/restore and "
+                    "actions/cache/save of the same version (what GitHub documents for a "
+                    "cache saved before the job ends)"
+                )
+            known = (
+                "actions/checkout, astral-sh/setup-uv, actions/upload-artifact, "
+                "actions/cache/restore, actions/cache/save"
+            )
             raise LooplineError(
                 f"{name}.yml job {job_id!r} uses {uses!r}, which loopline ci cannot "
                 f"run without the network (it runs: {known})"
@@ -192,7 +219,50 @@ def event(
     return name, {"ref": f"refs/heads/{info['branch']}", "inputs": {}, "repository": repo}
 
 
-def _runner_env(artifacts: Path) -> dict[str, str]:
+def cache_dir() -> Path:
+    """Where the offline actions/cache keeps its entries across runs (LOOPLINE_CI_CACHE)."""
+    if os.environ.get("LOOPLINE_CI_CACHE"):
+        return Path(os.environ["LOOPLINE_CI_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "loopline" / "act" / "cache"
+
+
+def prune_cache(root: Path, limit_gb: float = CACHE_LIMIT_GB) -> list[str]:
+    """Drop the least recently used entries beyond ``limit_gb``, and unfinished saves.
+
+    Returns: the keys dropped.
+    """
+    entries = []
+    for version in root.glob("*") if root.is_dir() else []:
+        for entry in version.glob(".new-*"):
+            if time.time() - entry.stat().st_mtime > 3600:  # a save that was interrupted
+                shutil.rmtree(entry, ignore_errors=True)
+        for entry in version.glob("*"):
+            if not (entry / "manifest").is_file() or entry.name.startswith("."):
+                continue
+            used = max(
+                (entry / name).stat().st_mtime
+                for name in ("manifest", "used")
+                if (entry / name).exists()
+            )
+            size = sum(
+                int(line.rsplit(" ", 2)[1])
+                for line in (entry / "manifest").read_text(encoding="utf-8").splitlines()
+                if line.count(" ") >= 2
+            )
+            entries.append((used, size, entry))
+    total, dropped = sum(e[1] for e in entries), []
+    for _used, size, entry in sorted(entries):
+        if total <= limit_gb * 1e9:
+            break
+        key = (entry / "key").read_text(encoding="utf-8") if (entry / "key").exists() else ""
+        shutil.rmtree(entry, ignore_errors=True)
+        total -= size
+        dropped.append(key)
+    return dropped
+
+
+def _runner_env(artifacts: Path, cache: Path) -> dict[str, str]:
     """This environment without loopline's own bin directory (a fresh runner has none)."""
     ours = str(Path(sys.executable).parent)
     path = os.pathsep.join(
@@ -201,7 +271,11 @@ def _runner_env(artifacts: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
     uv = Path(sys.executable).with_name("uv")
     env.update(
-        PATH=path, LOOPLINE_CI_ARTIFACTS=str(artifacts), DVC_NO_ANALYTICS="1", UV_NO_PROGRESS="1"
+        PATH=path,
+        LOOPLINE_CI_ARTIFACTS=str(artifacts),
+        LOOPLINE_CI_CACHE=str(cache),
+        DVC_NO_ANALYTICS="1",
+        UV_NO_PROGRESS="1",
     )
     if uv.is_file() or shutil.which("uv"):
         env["LOOPLINE_CI_UV"] = str(uv) if uv.is_file() else str(shutil.which("uv"))
@@ -302,7 +376,12 @@ def run(
     shutil.rmtree(artifacts, ignore_errors=True)
     artifacts.mkdir(parents=True)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="loopline-ci-", ignore_cleanup_errors=True) as tmp:
+    # next to the actions cache, so a restore can hard-link its files (one file system)
+    runs = None if cold else cache_dir().parent / "runs"
+    if runs is not None:
+        runs.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="loopline-ci-", dir=runs,
+                                     ignore_cleanup_errors=True) as tmp:
         work = Path(tmp) / "repo"
         work.mkdir()
         info = clone(root, work, dirty=dirty, cold=cold)
@@ -315,7 +394,10 @@ def run(
                 f"▶ {workflow}.yml on {event_name} at {info['sha'][:12]} (clean clone, act)",
                 flush=True,
             )
-        results, notices, code = _drive(cmd, work, _runner_env(artifacts), echo)
+        cache = Path(tmp) / "cache" if cold else cache_dir()
+        results, notices, code = _drive(cmd, work, _runner_env(artifacts, cache), echo)
+    if not cold:
+        prune_cache(cache_dir())
     res = summarize(doc, workflow, event_name, results, notices, code)
     res.update(
         commit=info["sha"],

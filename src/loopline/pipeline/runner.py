@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -46,6 +47,39 @@ def fixed_hash_seed() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+
+
+#: heavy modules of the stages after train (export: skl2onnx, onnxruntime; evaluate:
+#: sklearn.inspection; gate: Evidently, ~4 s), imported while the search runs
+LATER_IMPORTS = ("evidently", "evidently.presets", "skl2onnx", "onnxruntime",
+                 "sklearn.inspection")
+_in_dvc_process = False  # set by run_in_process: the stages after this one run here too
+
+
+def prefetch_later_imports() -> threading.Thread | None:
+    """Import :data:`LATER_IMPORTS` in a background thread, when the later stages run here.
+
+    Called by train once its own imports are done, just before the search: the search's
+    workers are other processes and this one mostly waits, so the imports cost the gate
+    nothing. A stage that needs a module the thread is still importing waits for it
+    (Python's import lock); a failed import is left for that stage to raise. Run as its own
+    process (``--isolated``, a plain ``dvc repro``) a stage prefetches nothing.
+    """
+    if not _in_dvc_process or os.environ.get("LOOPLINE_PREFETCH") == "0":
+        return None
+
+    def load() -> None:
+        import importlib
+
+        for module in LATER_IMPORTS:
+            try:
+                importlib.import_module(module)
+            except Exception:  # noqa: BLE001 - the stage that imports it reports it
+                return
+
+    thread = threading.Thread(target=load, name="loopline-prefetch", daemon=True)
+    thread.start()
+    return thread
 
 
 def check_stage(name: str) -> None:
@@ -88,6 +122,8 @@ def run_in_process(name: str, cwd: str, env: dict[str, str]) -> int:
     from loopline.core.errors import LooplineError
     from loopline.core.layout import find_root
 
+    global _in_dvc_process
+    _in_dvc_process = True
     added = {k: v for k, v in env.items() if k.startswith("DVC_") and os.environ.get(k) != v}
     saved_env = {k: os.environ.get(k) for k in added}
     saved_cwd = os.getcwd()

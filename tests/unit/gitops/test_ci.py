@@ -46,9 +46,36 @@ def test_no_step_or_job_is_guarded_on_act() -> None:
 
 def test_every_action_of_the_workflows_runs_offline() -> None:
     for path in WORKFLOWS.glob("*.yml"):
-        actions = ci.offline_actions(ci.load_workflow(REPO, path.stem), path.stem)
-        for uses, local in actions.items():
-            assert (local / "action.yml").is_file(), uses
+        doc = ci.load_workflow(REPO, path.stem)
+        actions = ci.offline_actions(doc, path.stem)
+        for job in doc["jobs"].values():
+            for step in job["steps"]:
+                uses = step.get("uses", "")
+                if not uses or uses.startswith("actions/checkout@"):
+                    continue
+                name, _, ref = uses.partition("@")
+                repo, sub = "/".join(name.split("/")[:2]), name.split("/")[2:]
+                assert (actions[f"{repo}@{ref}"].joinpath(*sub) / "action.yml").is_file(), uses
+
+
+def test_the_venv_is_cached_on_uv_lock_in_every_workflow_that_installs() -> None:
+    for path in WORKFLOWS.glob("*.yml"):
+        for job in ci.load_workflow(REPO, path.stem)["jobs"].values():
+            uses = [s.get("uses", "").partition("@")[0] for s in job["steps"]]
+            runs = [s.get("run", "") for s in job["steps"]]
+            if not any(r.startswith("uv sync") for r in runs):
+                continue
+            first = next(i for i, r in enumerate(runs) if r.startswith("uv sync"))
+            restore, save = uses.index("actions/cache/restore"), uses.index("actions/cache/save")
+            assert restore < first < save, path.name
+            key = job["steps"][restore]["with"]["key"]
+            assert "hashFiles('uv.lock')" in key and "py3.11" in key, path.name
+
+
+def test_actions_cache_with_its_post_step_is_refused_with_the_alternative() -> None:
+    doc = {"jobs": {"a": {"steps": [{"uses": "actions/cache@v5", "with": {"path": "x"}}]}}}
+    with pytest.raises(LooplineError, match="actions/cache/restore"):
+        ci.offline_actions(doc, "x")
 
 
 def test_an_action_that_needs_the_network_is_refused_by_name() -> None:

@@ -83,3 +83,24 @@ def test_sys_exit_in_a_stage_is_its_exit_code_not_the_end_of_dvc(
     assert capsys.readouterr().err == "cannot go on\n"
     assert stagerun.run_in_process("train", str(tmp_path), stage_env) == 0
     assert stagerun.run_in_process("train", str(tmp_path), stage_env) == 1  # sys.exit(True)
+
+
+def test_later_imports_are_prefetched_only_when_the_stages_run_in_dvcs_process(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from loopline.pipeline import runner
+
+    for name in ("wave", "loopline_no_such_module", "tomllib"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.setattr(runner, "LATER_IMPORTS", ("wave", "loopline_no_such_module", "tomllib"))
+    monkeypatch.setattr(runner, "_in_dvc_process", False)
+    assert runner.prefetch_later_imports() is None  # a stage process of its own: nothing
+    monkeypatch.setattr(runner, "_in_dvc_process", True)
+    thread = runner.prefetch_later_imports()
+    assert thread is not None
+    thread.join(timeout=60)
+    assert "wave" in sys.modules  # imported in the background
+    assert "tomllib" not in sys.modules  # a failed import stops the prefetch, silently
+    monkeypatch.setenv("LOOPLINE_PREFETCH", "0")
+    assert runner.prefetch_later_imports() is None

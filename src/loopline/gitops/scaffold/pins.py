@@ -39,6 +39,7 @@ BIN    := $(CURDIR)/$(VENV)/bin
 UV     ?= $(shell command -v uv 2>/dev/null || echo $(BIN)/uv)
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
+export UV_COMPILE_BYTECODE ?= 1
 
 .PHONY: install run test clean
 
@@ -50,9 +51,10 @@ $(BIN)/python:
 $(BIN)/uv: | $(BIN)/python
 \t$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==%(uv)s
 
+# The stamp is made anew, never touched: in CI the venv may be hard links to a cache entry.
 $(VENV)/.installed: %(lock)s | $(BIN)/python $(if $(filter $(BIN)/uv,$(UV)),$(BIN)/uv)
 \t$(UV) pip sync --python $(BIN)/python %(lock)s
-\t@touch $@
+\t@rm -f $@ && touch $@
 
 run: install
 \t$(BIN)/loopline run
@@ -199,7 +201,7 @@ def install_files(dest: Path) -> dict[str, bytes]:
 
 def workflow_install(text: str) -> str:
     """A workflow of the reference with its install step made the instance's (make install)."""
-    text = text.replace("uv sync --frozen --no-dev --compile-bytecode", "make install")
+    text = text.replace("uv sync --frozen --no-dev", "make install")
     text = text.replace("uv.lock", LOCK)
     text = re.sub(r'^\s+- "pyproject\.toml"\n', "", text, flags=re.MULTILINE)
     return re.sub(r'^\s+- "src/\*\*"\n', "", text, flags=re.MULTILINE)
