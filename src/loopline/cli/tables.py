@@ -213,7 +213,9 @@ class StageDisplay:
         self.names = names
         self.states: dict[str, str] = {}
         self.live = None
-        if out.is_terminal:
+        # a workflow step's log is a file even when the runner gives it a terminal (act
+        # does): redrawn rows would land in it as hundreds of escape-coded lines
+        if out.is_terminal and os.environ.get("GITHUB_ACTIONS") != "true":
             from rich.live import Live
 
             self.live = Live(self._render(), console=out, refresh_per_second=8, transient=False)

@@ -35,3 +35,15 @@ def test_columns_sets_the_width_of_a_pipe(monkeypatch) -> None:
     assert tables.console(file=io.StringIO()).width == 100
     monkeypatch.setenv("COLUMNS", "")
     assert tables.console(file=io.StringIO()).width == tables.PIPE_WIDTH
+
+
+def test_stage_progress_is_live_on_a_terminal_but_not_in_a_workflow_step(monkeypatch) -> None:
+    from rich.console import Console
+
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    term = Console(file=io.StringIO(), force_terminal=True)
+    display = tables.StageDisplay(term, ["train"])
+    assert display.live is not None
+    display.live.stop()
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")  # act gives steps a terminal: lines instead
+    assert tables.StageDisplay(term, ["train"]).live is None
