@@ -171,6 +171,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     ap.add_argument("--rounds", type=int, default=5, help="rounds over all servers")
+    ap.add_argument("--connections", type=int, default=8,
+                    help="wrk connections (more spread them over both workers of a server)")
     ap.add_argument("--skip-mlflow", action="store_true")
     args = ap.parse_args()
     tmp, env = setup("loopline-bench-", LOOPLINE_LOG_STORE="off")
@@ -241,10 +243,11 @@ def main() -> None:
         runs = {**{n: (urls[n] + s[3], s[4]) for n, s in servers.items()},
                 "batch columns": (urls["loopline"] + "/predict_batch", batch_columns),
                 "batch records": (urls["loopline"] + "/predict", batch)}
-        print(f"warm-up, then {args.rounds} rounds of wrk -t1 -c8 -d{args.duration}s per "
+        print(f"warm-up, then {args.rounds} rounds of wrk -t1 -c{args.connections} "
+              f"-d{args.duration}s per "
               f"server, interleaved (2 workers each):", flush=True)
         for url, body in runs.values():
-            wrk(url, body, connections=8, duration=2)
+            wrk(url, body, connections=args.connections, duration=2)
         rounds: dict[str, list[dict]] = {n: [] for n in runs}
         names = list(runs)
         for r in range(args.rounds):
@@ -253,7 +256,8 @@ def main() -> None:
                 order.reverse()
             for name in order:
                 url, body = runs[name]
-                rounds[name].append(wrk(url, body, connections=8, duration=args.duration,
+                rounds[name].append(wrk(url, body, connections=args.connections,
+                                        duration=args.duration,
                                         warm=False))
             print(f"  round {r + 1}: " + "  ".join(
                 f"{n} {rounds[n][-1]['rps']:.0f}" for n in names), flush=True)
