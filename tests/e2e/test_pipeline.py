@@ -38,7 +38,12 @@ def test_first_run_produces_every_output(built_instance: Path) -> None:
     stages = lock(root)
     raw_out = {o["path"]: o["md5"] for o in stages["ingest"]["outs"]}
     assert card["data"]["raw_md5"] == raw_out["data/raw/data.parquet"]
-    assert card["lineage"]["dvc_lock"]["train"]["deps"]["data/prepared/train.parquet"]
+    lineage = card["lineage"]["dvc_lock"]
+    prepared = {o["path"]: o["md5"] for o in stages["prepare"]["outs"]}
+    assert lineage["prepare"]["outs"]["data/prepared/train.parquet"] == prepared[
+        "data/prepared/train.parquet"]
+    assert lineage["ingest"]["outs"] == {"data/raw/data.parquet": raw_out["data/raw/data.parquet"]}
+    assert not any(p.endswith(".py") for st in lineage.values() for p in st["outs"])
     assert card["parity"]["passed"] is True
     assert card["metrics"]["roc_auc"] == metrics["roc_auc"]
     assert card["importance"], "permutation importance is in the card"

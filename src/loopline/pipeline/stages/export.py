@@ -31,25 +31,37 @@ from loopline.core.layout import (
     PARITY_JSON,
     SEARCH_JSON,
     SLICES_JSON,
+    TEST_SPLIT,
+    TRAIN_SPLIT,
     Layout,
 )
 from loopline.core.names import METRICS
 from loopline.pipeline.tabular import ROW_ID, feature_columns, load_split, xy
 
 UPSTREAM = ("ingest", "validate", "prepare", "train", "evaluate")
+# the upstream outputs export depends on (dvc.yaml), by file name
+_READS = frozenset({TRAIN_SPLIT, TEST_SPLIT, MODEL_JOBLIB, METRICS_JSON, SLICES_JSON,
+                    IMPORTANCE_JSON, SEARCH_JSON})  # and paths.raw
 
 
-def lock_lineage(root: Path) -> dict:
-    """Deps and outs hashes of the upstream stages as recorded in dvc.lock."""
+def lock_lineage(root: Path, params: Params) -> dict:
+    """The hashes dvc.lock records for the upstream outputs this stage reads (the data
+    splits, the ingested data, the model and its reports), by stage.
+
+    Only files that are this stage's own dependencies (dvc.yaml) are named, nor any source
+    file: anything else could change (and rerun its stage) without rerunning this one, and
+    the card would then name a stale hash that a fresh clone reproducing the commit would
+    not (another card, another dvc.lock). The code of a version is its commit, in the
+    registry tag.
+    """
     stages = read_lock(root)
+    reads = {Path(params.paths.raw).name, *_READS}
     out = {}
     for name in UPSTREAM:
-        st = stages.get(name)
-        if st:
-            out[name] = {
-                "deps": {d["path"]: d.get("md5") for d in st.get("deps", [])},
-                "outs": {o["path"]: o.get("md5") for o in st.get("outs", [])},
-            }
+        outs = {o["path"]: o.get("md5") for o in (stages.get(name) or {}).get("outs", [])
+                if Path(o["path"]).name in reads}
+        if outs:
+            out[name] = {"outs": outs}
     return out
 
 
@@ -108,7 +120,7 @@ def build_card(params: Params, root: Path, onnx_bytes: bytes, classes: list[str]
             "onnx_sha256": hashlib.sha256(onnx_bytes).hexdigest(),
             "onnx_bytes": len(onnx_bytes),
         },
-        "lineage": {"dvc_lock": lock_lineage(root)},
+        "lineage": {"dvc_lock": lock_lineage(root, params)},
         "created_by": f"loopline {__version__}",
     }
 
