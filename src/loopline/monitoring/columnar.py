@@ -428,54 +428,24 @@ def _slices(con: Any, win: _Windows, types: dict[str, str], classes: list[str], 
 
 def grade_targets(out: dict, fig: dict, errors: pd.DataFrame | None, cfg: MonitorConfig,
                   positive: str, grade: Any) -> None:
-    """:func:`loopline.monitoring.targets.grade_targets` from a window's figures."""
-    targets, bands = cfg.targets, tg._bands
-    found: dict[str, Any] = {}
-    for name, q, i in (("latency_p50_ms", 50, 0), ("latency_p99_ms", 99, 1)):
-        band = getattr(targets, name)
-        if band is not None and fig["requests"]:
-            found[name] = float(fig["request_latency"][i])
-            grade(name, band.status(found[name]),
-                  f"model latency p{q} {found[name]:.2f} ms ({bands(band)})")
-    if targets.availability is not None:
-        served = fig["requests"]
-        found["availability"] = tg.availability(served, errors)
-        if found["availability"] is not None and served + len(errors) >= cfg.min_requests:
-            grade("availability", targets.availability.status(found["availability"]),
-                  f"availability {found['availability']:.2%} ({bands(targets.availability)})")
-    labelled = fig["labelled_all"]
-    if targets.accuracy is not None and labelled:
-        acc = fig["correct_all"] / labelled
-        found["accuracy"] = acc
-        grade("accuracy_range", targets.accuracy.status(acc),
-              f"accuracy {acc:.3f} on {labelled} labelled records "
-              f"({targets.accuracy.describe()})")
-    gap = targets.slice_gap
-    if gap is not None and labelled:
+    """:func:`loopline.monitoring.targets.grade_figures` from a window's figures."""
+    gap = cfg.targets.slice_gap
+
+    def gaps() -> dict:
         part = fig["slice_frame"].reset_index(drop=True)
-        inputs = part[[c for c in gap.columns]].copy()
+        inputs = part[list(gap.columns)].copy()
         for c in gap.columns:  # a column with gaps in the window is float in the frame path
             if fig["missing_counts"].get(c) and inputs[c].dtype.kind in "iu":
                 inputs[c] = inputs[c].astype(float)
-        gaps = tg.slice_gaps(part, inputs, gap.columns, gap.metric, positive, gap.min_records)
-        found["slice_gap"] = gaps
-        if gaps:
-            col = max(gaps, key=lambda c: gaps[c]["gap"])
-            g = gaps[col]
-            lo, hi = min(g["groups"], key=g["groups"].get), max(g["groups"], key=g["groups"].get)
-            grade("slice_gap", gap.band.status(g["gap"]),
-                  f"{gap.metric} gap {g['gap']:.3f} between {col} {hi!r} and {lo!r} "
-                  f"({bands(gap.band)})")
-    if targets.cost is not None and fig["records"]:
-        seconds = fig["request_latency_sum"] / 1000.0
-        per_1k = seconds / 3600.0 * targets.cost.cpu_hour_price / fig["records"] * 1000.0
-        found["cost_per_1k"] = per_1k
-        found["compute_seconds"] = seconds
-        grade("cost_per_1k", targets.cost.per_1k.status(per_1k),
-              f"cost {per_1k:.6f} per 1,000 predictions ({seconds:.2f} compute s at "
-              f"{targets.cost.cpu_hour_price:g}/CPU-hour; {bands(targets.cost.per_1k)})")
-    if found:
-        out["targets"] = found
+        return tg.slice_gaps(part, inputs, gap.columns, gap.metric, positive, gap.min_records)
+
+    tg.grade_figures(
+        out, cfg.targets, grade,
+        latency=(float(fig["request_latency"][0]), float(fig["request_latency"][1]))
+        if fig["requests"] else None,
+        served=fig["requests"], errors=errors, min_requests=cfg.min_requests,
+        labelled=fig["labelled_all"], correct=fig["correct_all"], records=fig["records"],
+        compute_ms=fig["request_latency_sum"], gaps=gaps)
 
 
 def run(source: Any, reference: pd.DataFrame, *, numeric: list[str], categorical: list[str],

@@ -72,44 +72,67 @@ def slice_gaps(labelled: pd.DataFrame, inputs: pd.DataFrame, columns: list[str],
 def grade_targets(out: dict, df: pd.DataFrame, inputs: pd.DataFrame,
                   errors: pd.DataFrame | None, targets: Targets, positive: str | None,
                   grade: Grade, *, min_requests: int = 1) -> None:
-    """Add ``out["targets"]`` (each configured target's value) and grade each one.
+    """Add ``out["targets"]`` (each configured target's value) and grade each one, from a
+    window's records (``df``) and inputs (:func:`grade_figures` does the grading).
 
     Availability is graded once a window has ``min_requests`` (served and failed)."""
-    found: dict[str, Any] = {}
     per_request = df.drop_duplicates("request_id")["latency_ms"].to_numpy(dtype=float)
-    for name, q in (("latency_p50_ms", 50), ("latency_p99_ms", 99)):
+    labelled = df[df["label"].notna()]
+    correct = int((labelled["prediction"].astype(str) == labelled["label"].astype(str)).sum())
+    gap = targets.slice_gap
+    grade_figures(
+        out, targets, grade,
+        latency=(float(np.percentile(per_request, 50)), float(np.percentile(per_request, 99)))
+        if len(per_request) else None,
+        served=int(df["request_id"].nunique()), errors=errors, min_requests=min_requests,
+        labelled=len(labelled), correct=correct, records=len(df),
+        compute_ms=float(per_request.sum()),
+        gaps=lambda: slice_gaps(labelled, inputs, gap.columns, gap.metric, positive,
+                                gap.min_records))
+
+
+def grade_figures(out: dict, targets: Targets, grade: Grade, *,
+                  latency: tuple[float, float] | None, served: int,
+                  errors: pd.DataFrame | None, min_requests: int, labelled: int, correct: int,
+                  records: int, compute_ms: float,
+                  gaps: Callable[[], dict[str, dict[str, Any]]]) -> None:
+    """Grade a window's targets from its figures, however they were computed (the frame
+    of :func:`grade_targets`, or DuckDB's aggregates in :mod:`loopline.monitoring.columnar`):
+    ``latency`` the per-request (p50, p99) in ms or None, ``served`` the requests answered,
+    ``labelled``/``correct`` the labelled records and those predicted right, ``records``
+    and ``compute_ms`` (the model's time over the window's requests) for the cost, and
+    ``gaps`` computing the slice gaps (called only when that target is set)."""
+    found: dict[str, Any] = {}
+    for name, q, i in (("latency_p50_ms", 50, 0), ("latency_p99_ms", 99, 1)):
         band = getattr(targets, name)
-        if band is not None and len(per_request):
-            found[name] = float(np.percentile(per_request, q))
+        if band is not None and latency is not None:
+            found[name] = latency[i]
             grade(name, band.status(found[name]),
                   f"model latency p{q} {found[name]:.2f} ms ({_bands(band)})")
     if targets.availability is not None:
-        served = int(df["request_id"].nunique())
         found["availability"] = availability(served, errors)
         if found["availability"] is not None and served + len(errors) >= min_requests:
             grade("availability", targets.availability.status(found["availability"]),
                   f"availability {found['availability']:.2%} ({_bands(targets.availability)})")
-    labelled = df[df["label"].notna()]
-    if targets.accuracy is not None and len(labelled):
-        acc = float((labelled["prediction"].astype(str) == labelled["label"].astype(str)).mean())
+    if targets.accuracy is not None and labelled:
+        acc = correct / labelled
         found["accuracy"] = acc
         grade("accuracy_range", targets.accuracy.status(acc),
-              f"accuracy {acc:.3f} on {len(labelled)} labelled records "
+              f"accuracy {acc:.3f} on {labelled} labelled records "
               f"({targets.accuracy.describe()})")
     gap = targets.slice_gap
-    if gap is not None and len(labelled):
-        gaps = slice_gaps(labelled, inputs, gap.columns, gap.metric, positive, gap.min_records)
-        found["slice_gap"] = gaps
-        if gaps:
-            col = max(gaps, key=lambda c: gaps[c]["gap"])
-            g = gaps[col]
+    if gap is not None and labelled:
+        found["slice_gap"] = by_column = gaps()
+        if by_column:
+            col = max(by_column, key=lambda c: by_column[c]["gap"])
+            g = by_column[col]
             lo, hi = min(g["groups"], key=g["groups"].get), max(g["groups"], key=g["groups"].get)
             grade("slice_gap", gap.band.status(g["gap"]),
                   f"{gap.metric} gap {g['gap']:.3f} between {col} {hi!r} and {lo!r} "
                   f"({_bands(gap.band)})")
-    if targets.cost is not None and len(df):
-        seconds = float(per_request.sum()) / 1000.0
-        per_1k = seconds / 3600.0 * targets.cost.cpu_hour_price / len(df) * 1000.0
+    if targets.cost is not None and records:
+        seconds = compute_ms / 1000.0
+        per_1k = seconds / 3600.0 * targets.cost.cpu_hour_price / records * 1000.0
         found["cost_per_1k"] = per_1k
         found["compute_seconds"] = seconds
         grade("cost_per_1k", targets.cost.per_1k.status(per_1k),
