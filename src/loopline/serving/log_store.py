@@ -27,14 +27,16 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from loopline.core.errors import LooplineError
 from loopline.core.layout import LOG_STORE_PREFIX
+
+T = TypeVar("T")
 
 STORE_ENV = "LOOPLINE_LOG_STORE"
 OFF = "off"
@@ -282,11 +284,18 @@ class StoreReader:
         if not self.has(name):
             return pa.Table.from_batches([], schema=schema)
         expr = self._filter(expr, version)
+        return self.retrying(lambda: self._dataset(name).to_table(filter=expr,
+                                                                   columns=schema.names))
+
+    def retrying(self, read: Callable[[], T]) -> T:
+        """``read()``, again (up to 3 times) when a replica compacted files between the
+        listing and the read; a store error as one line naming the store."""
+        import pyarrow as pa
+
         for attempt in range(3):
             try:
-                data = self._dataset(name)
-                return data.to_table(filter=expr, columns=schema.names)
-            except FileNotFoundError:  # a replica compacted files between listing and reading
+                return read()
+            except FileNotFoundError:
                 if attempt == 2:
                     raise self._fail(FileNotFoundError("files vanished while reading")) from None
             except (OSError, pa.ArrowInvalid) as err:
@@ -557,26 +566,20 @@ class LogWindow:
         so DuckDB reads them natively, column by column, within its memory limit."""
         from concurrent.futures import ThreadPoolExecutor
 
-        import pyarrow as pa
-
         if not reader.has(name):
             return []
-        for attempt in range(3):
-            try:
-                paths = sorted(f.path for f in reader._dataset(name).get_fragments(filter=expr))
-                if reader.store.scheme == "file":
-                    return paths
-                local = [str(self._tmp / "store" / p) for p in paths]
-                with ThreadPoolExecutor(8) as pool:
-                    list(pool.map(lambda pair: _fetch(reader._fs, *pair), zip(paths, local,
-                                                                             strict=True)))
-                return local
-            except FileNotFoundError:  # a replica compacted files between listing and reading
-                if attempt == 2:
-                    raise reader._fail(FileNotFoundError("files vanished while reading")) from None
-            except (OSError, pa.ArrowInvalid) as err:
-                raise reader._fail(err) from None
-        raise AssertionError("unreachable")
+
+        def fetch() -> list[str]:
+            paths = sorted(f.path for f in reader._dataset(name).get_fragments(filter=expr))
+            if reader.store.scheme == "file":
+                return paths
+            local = [str(self._tmp / "store" / p) for p in paths]
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(lambda pair: _fetch(reader._fs, *pair),
+                              zip(paths, local, strict=True)))
+            return local
+
+        return reader.retrying(fetch)
 
     def _sqlite_views(self, path: Path, columns: list[str], version: str | None) -> None:
         import sqlite3
