@@ -121,17 +121,26 @@ def _tree(root: int) -> list[int]:
     return out
 
 
-def _cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU seconds of ``pids`` (all their threads) so far."""
-    ticks = 0
+def _cpu_seconds(pids: list[int]) -> tuple[float, float]:
+    """User + system CPU seconds so far of ``pids``: in all, and in their threads other than
+    the main ones (in a worker: the inference log's writer, the shipper, the reloader)."""
+    total = others = 0
     for pid in pids:
         try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
+            tasks = list(Path(f"/proc/{pid}/task").iterdir())
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+        for task in tasks:
+            try:
+                stat = (task / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2:].split()
+            ticks = int(fields[11]) + int(fields[12])
+            total += ticks
+            others += ticks if task.name != str(pid) else 0
+    tck = os.sysconf("SC_CLK_TCK")
+    return total / tck, others / tck
 
 
 def _split(port: int) -> list[int]:
@@ -152,14 +161,20 @@ def wrk(url: str, body: bytes, *, connections: int, duration: int, warm: bool = 
     processes and threads: what a request costs, whatever else the machine runs) and how
     wrk's connections landed on its workers (``split``, sampled a second into the run).
     """
-    body_file = OUT / "body.json"
+    return wrk_together([(url, body, pid)], connections=connections, duration=duration,
+                        warm=warm, reconnect=reconnect)[0]
+
+
+def _script(i: int, body: bytes, reconnect: int) -> Path:
+    """wrk's Lua script of load ``i``: POST ``body``, report percentiles as JSON."""
+    body_file = OUT / f"body-{i}.json"
     body_file.write_bytes(body)
-    script = OUT / "post.lua"
+    script = OUT / f"post-{i}.lua"
     # One request in ``reconnect`` asks the server to close its connection and wrk
     # connects again: a server's workers share one listening socket and the first to wake
-    # accepts every pending connection, so wrk's connections, opened at once, would stay
-    # on one worker for the whole run (30 of 32 in some rounds, and throughput bimodal);
-    # reconnecting lets the less busy worker take them, as it would under real traffic.
+    # accepts every pending connection, so wrk's connections, opened at once, can stay on
+    # one worker for the whole run (30 of 32 in some rounds); reconnecting gives the other
+    # worker a chance to take them, as it would under real traffic.
     close = f"n = n + 1\n  if n % {reconnect} == 0 then return closing end\n  " if reconnect else ""
     script.write_text(
         'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
@@ -174,27 +189,41 @@ def wrk(url: str, body: bytes, *, connections: int, duration: int, warm: bool = 
         '\\"non2xx\\": %d}\\n", latency:percentile(50), latency:percentile(99), '
         'summary.errors.status + summary.errors.connect + summary.errors.read + '
         'summary.errors.write + summary.errors.timeout, summary.errors.status))\nend\n')
-    base = ["wrk", "-t1", f"-c{connections}", "-s", str(script), url]
+    return script
+
+
+def wrk_together(loads: list[tuple[str, bytes, int | None]], *, connections: int, duration: int,
+                 warm: bool = True, reconnect: int = 0) -> list[dict]:
+    """:func:`wrk` on each ``(url, body, pid)`` at the same time (one wrk each): servers
+    loaded together share whatever the machine gives at that moment, so their ratio does
+    not depend on what else ran before or after."""
+    bases = [["wrk", "-t1", f"-c{connections}", "-s", str(_script(i, body, reconnect)), url]
+             for i, (url, body, _) in enumerate(loads)]
     if warm:
-        subprocess.run([*base[:3], "-d2s", *base[3:]], capture_output=True, check=True)
-    pids = _tree(pid) if pid is not None else []
-    cpu0 = _cpu_seconds(pids)
-    run = subprocess.Popen([*base[:3], f"-d{duration}s", *base[3:]], stdout=subprocess.PIPE,
-                           text=True)
-    split: list[int] = []
-    if pid is not None:
-        time.sleep(min(1.0, duration / 4))
-        split = _split(int(url.split(":")[2].split("/")[0]))
-    out, _ = run.communicate()
-    if run.returncode:
-        raise SystemExit(f"wrk failed on {url}")
-    cpu = _cpu_seconds(pids) - cpu0
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    requests = int(re.search(r"(\d+) requests in", out).group(1))
-    extra = json.loads(out[out.index("JSON ") + 5:].splitlines()[0])
-    return {"rps": rps, "p50_ms": extra["p50"] / 1000, "p99_ms": extra["p99"] / 1000,
-            "errors": extra["errors"], "split": split,
-            "cpu_ms": cpu * 1000 / requests if pids and requests else None}
+        for w in [subprocess.Popen([*b[:3], "-d2s", *b[3:]], stdout=subprocess.DEVNULL)
+                  for b in bases]:
+            w.wait()
+    pids = [_tree(pid) if pid is not None else [] for _, _, pid in loads]
+    cpu0 = [_cpu_seconds(p) for p in pids]
+    runs = [subprocess.Popen([*b[:3], f"-d{duration}s", *b[3:]], stdout=subprocess.PIPE, text=True)
+            for b in bases]
+    time.sleep(min(1.0, duration / 4))
+    splits = [_split(int(url.split(":")[2].split("/")[0])) if pid is not None else []
+              for url, _, pid in loads]
+    results = []
+    for (url, _, _), run, p, c0, split in zip(loads, runs, pids, cpu0, splits, strict=True):
+        out, _ = run.communicate()
+        if run.returncode:
+            raise SystemExit(f"wrk failed on {url}")
+        cpu, background = (b - a for a, b in zip(c0, _cpu_seconds(p), strict=True))
+        rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+        requests = int(re.search(r"(\d+) requests in", out).group(1))
+        extra = json.loads(out[out.index("JSON ") + 5:].splitlines()[0])
+        results.append({"rps": rps, "p50_ms": extra["p50"] / 1000, "p99_ms": extra["p99"] / 1000,
+                        "errors": extra["errors"], "split": split,
+                        "cpu_ms": cpu * 1000 / requests if p and requests else None,
+                        "background_us": background * 1e6 / requests if p and requests else None})
+    return results
 
 
 def ensure_mlflow() -> Path | None:
@@ -247,10 +276,13 @@ def main() -> None:
     ap.add_argument("--reconnect", type=int, default=100,
                     help="each wrk connection closes and reconnects after this many requests, "
                          "so connections spread over a server's workers (0: never)")
+    ap.add_argument("--together", action="store_true",
+                    help="load the single-record servers all at once each round (one wrk "
+                         "each): their ratios then see the same machine at the same moment")
     ap.add_argument("--skip-mlflow", action="store_true")
     ap.add_argument("--only", default="",
                     help="comma-separated servers to measure (of: minimal, loopline, no-log, "
-                         "shipping, canary, mlflow, batch); default all")
+                         "no-log again, shipping, canary, mlflow, batch); default all")
     args = ap.parse_args()
     only = {n.strip() for n in args.only.split(",") if n.strip()}
     if only and "loopline" not in only:
@@ -266,8 +298,8 @@ def main() -> None:
 
     # loopline's own spec, from `loopline serve --dry-run`, with the log on and off
     specs = {}
-    for name, enabled in (("loopline", True), ("no-log", False), ("shipping", True),
-                          ("canary", True)):
+    for name, enabled in (("loopline", True), ("no-log", False), ("no-log again", False),
+                          ("shipping", True), ("canary", True)):
         spec = json.loads(subprocess.run(
             [str(BIN / "loopline"), "serve", "--dry-run", "--port", "1"], cwd=ROOT, env=env,
             capture_output=True, text=True, check=True).stdout)
@@ -290,6 +322,9 @@ def main() -> None:
                      "/predict", one),
         "no-log": (serve, {**env, "LOOPLINE_SERVE_SPEC": str(specs["no-log"])}, tmp,
                    "/predict", one),
+        # the same server twice: their ratio is the noise floor of the run (ideally 1.00)
+        "no-log again": (serve, {**env, "LOOPLINE_SERVE_SPEC": str(specs["no-log again"])},
+                         tmp, "/predict", one),
         "shipping": (serve, {**env, "LOOPLINE_SERVE_SPEC": str(specs["shipping"]),
                              "LOOPLINE_LOG_STORE": (tmp / "store").as_uri()}, tmp,
                      "/predict", one),
@@ -328,22 +363,27 @@ def main() -> None:
                                            batch_columns),
                          "batch records": ("loopline", urls["loopline"] + "/predict", batch)})
         print(f"warm-up, then {args.rounds} rounds of wrk -t1 -c{args.connections} "
-              f"-d{args.duration}s per "
-              f"server, interleaved (2 workers each):", flush=True)
+              f"-d{args.duration}s per server (2 workers each), "
+              f"{'loaded together' if args.together else 'interleaved'}:", flush=True)
         for _, url, body in runs.values():
             wrk(url, body, connections=args.connections, duration=2, reconnect=args.reconnect)
         rounds: dict[str, list[dict]] = {n: [] for n in runs}
         names = list(runs)
+        together = [n for n in names if args.together and not n.startswith("batch")]
         for r in range(args.rounds):
             order = names[r % len(names):] + names[:r % len(names)]
             if r % 2:
                 order.reverse()
-            for name in order:
-                server, url, body = runs[name]
-                rounds[name].append(wrk(url, body, connections=args.connections,
-                                        duration=args.duration, warm=False,
-                                        pid=procs[server].proc.pid,
-                                        reconnect=args.reconnect))
+            if together:  # all single-record servers at once, then the rest one by one
+                order = [tuple(together)] + [n for n in order if n not in together]
+            for step in order:
+                group = step if isinstance(step, tuple) else (step,)
+                results = wrk_together(
+                    [(runs[n][1], runs[n][2], procs[runs[n][0]].proc.pid) for n in group],
+                    connections=args.connections, duration=args.duration, warm=False,
+                    reconnect=args.reconnect)
+                for name, result in zip(group, results, strict=True):
+                    rounds[name].append(result)
             print(f"  round {r + 1}: " + "  ".join(
                 f"{n} {rounds[n][-1]['rps']:.0f} ({rounds[n][-1]['cpu_ms']:.2f} ms cpu, "
                 f"{'/'.join(map(str, rounds[n][-1]['split']))})" for n in names), flush=True)
@@ -369,6 +409,9 @@ def main() -> None:
          "rps", "≥ 0.5"),
         ("/predict (1,000 records) rows/s vs onnxruntime", "batch records", "onnxruntime 1k",
          "rps", "(records)"),
+        ("same server twice (noise floor), req/s", "no-log again", "no-log", "rps", "≈ 1"),
+        ("same server twice (noise floor), CPU per request", "no-log", "no-log again",
+         "cpu_ms", "≈ 1"),
         ("logging on vs off, req/s", "loopline", "no-log", "rps", "≥ 0.95"),
         ("logging off vs on, server CPU per request", "no-log", "loopline", "cpu_ms", "≥ 0.95"),
         ("shipping on (every 1 s) vs off, req/s", "shipping", "loopline", "rps", "≥ 0.95"),
@@ -380,7 +423,7 @@ def main() -> None:
             if a in rounds and b in rounds]
     print()
     print(f"{'server (medians)':<18}{'req/s':>10}{'spread':>16}{'p50 ms':>9}{'p99 ms':>9}"
-          f"{'errors':>8}{'cpu ms/req':>12}{'busiest worker':>16}")
+          f"{'errors':>8}{'cpu ms/req':>12}{'bg µs/req':>11}{'busiest worker':>16}")
     for name in runs:
         rps = [x["rps"] for x in rounds[name]]
         busiest = [max(x["split"]) / sum(x["split"]) for x in rounds[name] if x["split"]]
@@ -389,6 +432,7 @@ def main() -> None:
               f"{_median([x['p99_ms'] for x in rounds[name]]):>9.2f}"
               f"{sum(x['errors'] for x in rounds[name]):>8}"
               f"{_median([x['cpu_ms'] for x in rounds[name]]):>12.3f}"
+              f"{_median([x['background_us'] for x in rounds[name]]):>11.1f}"
               f"{f'{_median(busiest):.0%} of conns' if busiest else '':>16}")
     if raw_rows is not None:
         print(f"{'onnxruntime 1k':<18}{raw_rows / 1000:>10.0f}   (batches/s in-process: "

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from loopline.serving import spool
-from loopline.serving.inference_log import INSERTS, connect, dumps
+from loopline.serving.inference_log import INSERTS, connect, dumps, insert
 
 logger = logging.getLogger("loopline.serving")
 
@@ -204,9 +204,9 @@ class InferenceLog:
                     self._conn = connect(self.path)
                     self._identity = _identity(self.path)
                 with self._conn:
-                    for kind, sql in INSERTS.items():
+                    for kind in INSERTS:
                         if rows[kind]:
-                            self._conn.executemany(sql, rows[kind])
+                            insert(self._conn, kind, rows[kind])
                 self.written += sum(r[3] for r in rows["requests"])
                 if self._spool_until:
                     self._spool_until = 0.0
