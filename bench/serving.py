@@ -1,6 +1,7 @@
 """Serving throughput and latency, side by side in one run, same model, 127.0.0.1.
 
-    python bench/serving.py [--duration 10] [--rounds 5] [--skip-mlflow]
+    python bench/serving.py [--duration 10] [--rounds 5] [--connections 8] [--skip-mlflow]
+                            [--only loopline,no-log,...] [--together] [--reconnect 100]
 
 Servers, all started at once with 2 workers each, warmed up, then measured once per round
 over several rounds, interleaved (the order turns each round and reverses every other one),
@@ -11,6 +12,8 @@ and the spread over rounds are printed, ratios are medians of per-round pairs:
              no validation, no logging;
 - loopline:  `loopline serve` of the model: input contract, inference log, metrics;
 - no-log:    the same with the inference log switched off (the logging cost);
+- no-log again: a second, identical no-log server: its ratio to no-log is the run's noise
+             floor (1.00 on an ideal machine), the yardstick of every other ratio;
 - shipping:  the same shipping its log to a file:// store every second (the shipping cost);
 - canary:    the same with a rollout routing 50% of requests to a candidate (a second
              copy of the model, under another version), each request naming a caller key;
@@ -18,7 +21,22 @@ and the spread over rounds are printed, ratios are medians of per-round pairs:
              bench/out/mlflow-venv, made on first use; --skip-mlflow to leave it out).
 
 Then batches of 1,000 rows, as columns to /predict_batch and as records to /predict
-(wrk -c8), against onnxruntime run in-process on the same rows. Needs a model in models/ (`make run` makes one).
+(wrk -c8), against onnxruntime run in-process on the same rows. Needs a model in models/
+(`make run` makes one).
+
+Beside req/s and latency, each run gives the server's CPU time per request (all its
+processes and threads, from /proc: what a request costs whatever else the machine runs, so
+it varies less than req/s on a shared machine), the part of it in threads other than the
+workers' main ones ("bg": the inference log's writer, the shipper), and how wrk's
+connections landed on the two workers. Workers share one listening socket and the first to
+wake accepts every pending connection, so a run could keep 30 of 32 connections on one
+worker and measure half a server (req/s were bimodal); wrk now reconnects one request in
+``--reconnect``, and ``--together`` loads the single-record servers all at once, each with
+its own wrk, so that each ratio compares servers that saw the same machine at the same
+moment. The logging and shipping costs, on a 2-core machine:
+
+    python bench/serving.py --only "loopline,no-log,no-log again,shipping" --together \
+        --connections 32 --rounds 10 --duration 5 --skip-mlflow
 """
 
 from __future__ import annotations
@@ -122,8 +140,9 @@ def _tree(root: int) -> list[int]:
 
 
 def _cpu_seconds(pids: list[int]) -> tuple[float, float]:
-    """User + system CPU seconds so far of ``pids``: in all, and in their threads other than
-    the main ones (in a worker: the inference log's writer, the shipper, the reloader)."""
+    """CPU seconds so far of ``pids`` (``/proc/…/schedstat``, in nanoseconds): in all, and
+    in their threads other than the main ones (in a worker: the inference log's writer, the
+    shipper, the reloader)."""
     total = others = 0
     for pid in pids:
         try:
@@ -132,15 +151,12 @@ def _cpu_seconds(pids: list[int]) -> tuple[float, float]:
             continue
         for task in tasks:
             try:
-                stat = (task / "stat").read_text()
-            except OSError:
+                ns = int((task / "schedstat").read_text().split()[0])
+            except (OSError, ValueError, IndexError):
                 continue
-            fields = stat[stat.rindex(")") + 2:].split()
-            ticks = int(fields[11]) + int(fields[12])
-            total += ticks
-            others += ticks if task.name != str(pid) else 0
-    tck = os.sysconf("SC_CLK_TCK")
-    return total / tck, others / tck
+            total += ns
+            others += ns if task.name != str(pid) else 0
+    return total / 1e9, others / 1e9
 
 
 def _split(port: int) -> list[int]:
