@@ -437,6 +437,19 @@ def main() -> None:
     ]
     rows = [(label, ratio(a, b, key), target) for label, a, b, key, target in wanted
             if a in rounds and b in rounds]
+
+    def background_share(a: str, b: str) -> list[float]:
+        """1 - the CPU that ``a``'s background threads spend beyond ``b``'s, as a share of
+        ``a``'s CPU per request, per round: what the writer (or shipper) takes from a
+        CPU-bound server, leaving out the little it costs on the response path."""
+        return [1 - (x["background_us"] - y["background_us"]) / (x["cpu_ms"] * 1000)
+                for x, y in zip(rounds[a], rounds[b], strict=True)]
+
+    for label, a, b in (("logging on vs off, 1 - writer's share of CPU", "loopline", "no-log"),
+                        ("shipping on vs off, 1 - shipper's share of CPU", "shipping",
+                         "loopline")):
+        if a in rounds and b in rounds:
+            rows.append((label, background_share(a, b), "≥ 0.95"))
     print()
     print(f"{'server (medians)':<18}{'req/s':>10}{'spread':>16}{'p50 ms':>9}{'p99 ms':>9}"
           f"{'errors':>8}{'cpu ms/req':>12}{'bg µs/req':>11}{'busiest worker':>16}")
