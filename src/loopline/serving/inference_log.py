@@ -26,6 +26,7 @@ turns it into one row per record. Tables:
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -71,6 +72,28 @@ INSERTS = {"requests": "INSERT OR REPLACE INTO requests VALUES (?,?,?,?,?,?,?,?,
            "feedback": "INSERT OR REPLACE INTO feedback VALUES (?,?,?,?)",
            "errors": "INSERT INTO errors VALUES (?,?,?,?)"}
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
+INSERT_ROWS = 64  # rows per INSERT of insert() (x 12 columns: under SQLite's oldest limit, 999)
+
+
+def insert(conn: sqlite3.Connection, kind: str, rows: Sequence[Sequence[Any]]) -> None:
+    """Add ``rows`` to table ``kind`` of :data:`INSERTS`, :data:`INSERT_ROWS` per statement.
+
+    The same rows, in the same order, under the same conflict rule as
+    ``executemany(INSERTS[kind], rows)``, for a little less CPU, and above all one release
+    of the GIL per statement instead of one per row: in a server, the writer thread takes
+    the GIL back from the request handlers once per 64 rows, not once per row.
+    """
+    for start in range(0, len(rows), INSERT_ROWS):
+        chunk = rows[start:start + INSERT_ROWS]
+        conn.execute(_insert_sql(kind, len(chunk)), [v for row in chunk for v in row])
+
+
+@functools.cache
+def _insert_sql(kind: str, n: int) -> str:
+    """The INSERT of ``n`` rows into table ``kind``."""
+    one = INSERTS[kind]
+    values = one[one.index("VALUES ") + len("VALUES "):]
+    return one + ("," + values) * (n - 1)
 
 
 def dumps(obj: Any) -> str:

@@ -24,7 +24,6 @@ import asyncio
 import logging
 import os
 import time
-import uuid
 from typing import Any
 
 import bentoml
@@ -33,7 +32,7 @@ from pydantic import ConfigDict, create_model
 from starlette.responses import Response
 
 from loopline.serving import bundle, contract, log_check, metrics, request_errors, shipping
-from loopline.serving.log_writer import InferenceLog
+from loopline.serving.log_writer import InferenceLog, request_id
 from loopline.serving.middleware import NoLog, RequestGuard, quiet_bad_requests
 from loopline.serving.openapi import DocumentedErrors
 from loopline.serving.reload import Reloader
@@ -140,7 +139,7 @@ class LooplineService:
         """
         if not self.log.accepting:
             return _unlogged(ctx)
-        rid = uuid.uuid4().hex
+        rid = request_id()
         # one split per request: a reload never changes the version of a request under way
         served = self.reloader.split.route(key, ctx.request.headers, rid)
         request_errors.routed_to(ctx.request.scope, served.version)
@@ -175,7 +174,7 @@ class LooplineService:
         if bad:
             return _answer(ctx, {"error": f"{len(bad)} column(s) of the wrong length",
                                  "detail": bad}, 400)
-        rid = uuid.uuid4().hex
+        rid = request_id()
         served = self.reloader.split.route(key, ctx.request.headers, rid)
         request_errors.routed_to(ctx.request.scope, served.version)
         start = time.perf_counter()

@@ -25,7 +25,7 @@ from loopline.core.errors import LooplineError
 from loopline.serving.bundle import ServedVersion
 
 KEY_HEADER = "x-loopline-key"
-_BITS = 48  # a uuid4's first 12 hex digits are random; a key's hash is cut to the same width
+_BITS = 48  # a request id's last 12 hex digits are random; a key's hash is cut to the same width
 _FULL = 1 << _BITS
 
 
@@ -51,7 +51,7 @@ class Split:
             h = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=6,
                                                key=self.candidate.version.encode()).digest())
         else:
-            h = int(rid[:12], 16)
+            h = int(rid[-12:], 16)
         return self.candidate if h < self._cut else self.champion
 
     def route(self, key: str | None, headers: Mapping[str, str], rid: str) -> ServedVersion:

@@ -13,7 +13,7 @@ import pytest
 
 from loopline.serving import contract
 from loopline.serving.inference_log import features, read_predictions, read_request_errors
-from loopline.serving.log_writer import InferenceLog
+from loopline.serving.log_writer import InferenceLog, request_id
 from tests.helpers.contract import GOOD
 
 
@@ -248,3 +248,17 @@ def test_a_log_deleted_or_moved_while_served_is_made_again_where_it_is_looked_fo
     assert log.flush(10.0)
     log.close()
     assert read_predictions(path)["request_id"].tolist() == ["after"]
+
+
+def test_request_ids_are_uuid7_unique_and_ordered_by_the_millisecond() -> None:
+    import uuid
+
+    first = [request_id() for _ in range(5000)]
+    time.sleep(0.002)
+    later = request_id()
+    assert all(len(rid) == 32 and int(rid, 16) >= 0 for rid in first)
+    parsed = uuid.UUID(first[0])
+    assert parsed.version == 7 and parsed.variant == uuid.RFC_4122
+    assert len(set(first)) == len(first)
+    assert later > max(first)  # a later millisecond sorts after: the log's index grows at its end
+    assert abs(int(first[0][:12], 16) - time.time() * 1000) < 60_000

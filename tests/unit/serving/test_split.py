@@ -50,6 +50,17 @@ def test_the_candidate_gets_its_share_per_request_and_per_key(share: float) -> N
     assert _within_binomial(by_key, n, share), (by_key, n, share)
 
 
+@pytest.mark.parametrize("share", [5.0, 50.0])
+def test_the_services_request_ids_split_uniformly_though_they_start_with_the_time(share: float) -> None:
+    from loopline.serving.log_writer import request_id
+
+    split = Split(CHAMP, CAND, share)
+    n = 20_000
+    rids = [request_id() for _ in range(n)]  # a few milliseconds: one shared time prefix
+    assert len({rid[:10] for rid in rids}) < n / 100
+    assert _within_binomial(sum(split.pick(None, rid) is CAND for rid in rids), n, share)
+
+
 def test_a_key_sticks_to_one_version_and_stays_on_the_candidate_as_the_share_grows() -> None:
     steps = [Split(CHAMP, CAND, s) for s in (5.0, 25.0, 50.0)]
     keys = [f"k{i}" for i in range(2000)]
