@@ -54,7 +54,7 @@ def test_records_read_back_as_the_json_layout_gives_them(tmp_path) -> None:
     # a column of ints reads back as ints; with a float in the batch, as numbers
     assert isinstance(back[0]["inputs"]["ratio/total"], int) and back[-1]["prediction"] == 1
     names = set(table.column_names)
-    assert {"x:Age", "x:ratio%2Ftotal", "j:mixed", "j:nested", "j:big", "p:bad", "s:good",
+    assert {"x:Age", "x:ratio%2Ftotal", "j:mixed", "j:nested", "x:big", "p:bad", "s:good",
             "x:flag"} <= names
     types = dict(zip(table.column_names, table.schema.types, strict=True))
     assert types["x:Age"] == pa.float64() and types["x:flag"] == pa.bool_()
