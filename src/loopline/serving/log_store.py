@@ -6,8 +6,10 @@ moves the rows there, one Parquet file per table and partition::
 
     <store>/<table>/artifact=<a>/version=<v>/date=<YYYY-MM-DD>/hour=<HH>/<replica>-<seq>.parquet
 
-``table`` is ``requests``, ``feedback`` or ``errors`` with the columns of the SQLite tables
-plus ``replica``. A store is ``s3://bucket/prefix`` (credentials and endpoint from the
+``table`` is ``records`` (the requests, typed, one row per record:
+:mod:`loopline.serving.log_records`), ``feedback`` or ``errors`` (the columns of the SQLite
+tables), each plus ``replica``. Stores shipped before the typed records hold ``requests``
+instead (the SQLite table's JSON columns); the readers take both, side by side. A store is ``s3://bucket/prefix`` (credentials and endpoint from the
 environment: ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``,
 ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``, ``AWS_REGION``/``AWS_DEFAULT_REGION``; or the
 DVC remote's config when the store is derived from it) or ``file:///dir``.
@@ -15,7 +17,7 @@ DVC remote's config when the store is derived from it) or ``file:///dir``.
 :func:`open_log` takes a local path or a store URL and reads either into the same frames
 (:func:`loopline.serving.inference_log.read_predictions` and ``read_request_errors``). The
 store's reader prunes partitions on date/hour (and version when asked), merges replicas, keeps
-one row per ``request_id`` (a batch shipped twice, after a crash between the upload and the
+one row per ``(request_id, idx)`` (a batch shipped twice, after a crash between the upload and the
 spool's delete, or a file beside its compacted copy, counts once), the latest label per
 ``(request_id, idx)`` wherever it arrived, and one row per distinct error. pyarrow reads
 (DuckDB's wheel cannot reach S3 offline); DuckDB de-duplicates over the arrow tables when
