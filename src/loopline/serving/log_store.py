@@ -9,7 +9,8 @@ moves the rows there, one Parquet file per table and partition::
 ``table`` is ``records`` (the requests, typed, one row per record:
 :mod:`loopline.serving.log_records`), ``feedback`` or ``errors`` (the columns of the SQLite
 tables), each plus ``replica``. Stores shipped before the typed records hold ``requests``
-instead (the SQLite table's JSON columns); the readers take both, side by side. A store is ``s3://bucket/prefix`` (credentials and endpoint from the
+instead (the SQLite table's JSON columns); the readers take both, side by side.
+A store is ``s3://bucket/prefix`` (credentials and endpoint from the
 environment: ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``,
 ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``, ``AWS_REGION``/``AWS_DEFAULT_REGION``; or the
 DVC remote's config when the store is derived from it) or ``file:///dir``.

@@ -6,8 +6,8 @@ each tick, so a worker that dies hands the job on. In the background, every
 ``every_seconds`` (or sooner once ``max_rows`` rows wait) it reads up to ``max_rows`` rows of
 each table (requests, feedback, errors) in rowid order, writes them as Parquet partitions
 (:mod:`loopline.serving.log_store`; the requests as typed records, one row per record,
-:mod:`loopline.serving.log_records`, so no reader parses their JSON again), and only once every file is written deletes those rows
-and advances the batch number (``seq``), in one transaction of the log.
+:mod:`loopline.serving.log_records`, so no reader parses their JSON again), and only once
+every file is written deletes those rows and advances the batch number (``seq``), in one transaction of the log.
 
 A crash between the upload and the delete ships the same rows again under the same ``seq``,
 so the same file names: the upload overwrites itself, and the reader keeps one row per
