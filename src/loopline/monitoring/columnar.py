@@ -191,9 +191,8 @@ def _classes(classes: list[str], positive: str) -> list[str]:
     return list(dict.fromkeys([*classes, positive]))
 
 
-def _labelled(classes: list[str], positive: str, seed: int) -> str:
-    """CTE ``e``: ``rec`` with its label, p_pos, bad (invalid probabilities over
-    ``classes``), ok (labelled and valid), y, yhat and h (the sample key)."""
+def _scored(classes: list[str], positive: str) -> str:
+    """``p_pos`` and ``bad`` (invalid probabilities over ``classes``) of a ``rec`` row."""
     pcs = [f"pl[list_position(cls, {_lit(c)})]" for c in classes]
     if pcs:
         valid = " AND ".join([*(f"{p} BETWEEN 0 AND 1" for p in pcs),
@@ -201,13 +200,24 @@ def _labelled(classes: list[str], positive: str, seed: int) -> str:
         bad = f"coalesce(NOT ({valid}), true)"
     else:
         bad = "true"
+    return f"pl[list_position(cls, {_lit(positive)})] AS p_pos, {bad} AS bad"
+
+
+def _every(classes: list[str], positive: str, seed: int) -> str:
+    """CTE ``d``: every ``rec`` row with p_pos, bad and h (the sample key); no label."""
+    return f"d AS (SELECT *, {_scored(classes, positive)}, hash(request_id, idx, {int(seed)}) " \
+        "AS h FROM rec)"
+
+
+def _labelled(classes: list[str], positive: str) -> str:
+    """CTE ``e``: the labelled ``rec`` rows only (an inner join: the records without a
+    label are never carried), with label, p_pos, bad, ok (valid), y and yhat."""
     pos = _lit(positive)
-    return (f"lab AS (SELECT rec.*, f.label FROM rec LEFT JOIN feedback f ON "
+    return (f"lab AS (SELECT rec.*, f.label FROM rec JOIN feedback f ON "
             "f.request_id = rec.request_id AND f.idx = rec.idx), "
-            f"d AS (SELECT *, pl[list_position(cls, {pos})] AS p_pos, {bad} AS bad, "
-            f"hash(request_id, idx, {int(seed)}) AS h FROM lab), "
-            f"e AS (SELECT *, label IS NOT NULL AND NOT bad AS ok, label = {pos} AS y, "
-            f"prediction = {pos} AS yhat FROM d)")
+            f"e0 AS (SELECT *, {_scored(classes, positive)} FROM lab), "
+            f"e AS (SELECT *, NOT bad AS ok, label = {pos} AS y, prediction = {pos} AS yhat "
+            "FROM e0)")
 
 
 # the labelled, valid records by (label is positive, predicted positive): their probabilities
@@ -215,30 +225,36 @@ _CELLS = {"tp": "y AND yhat", "fn": "y AND NOT yhat", "fp": "NOT y AND yhat",
           "tn": "NOT y AND NOT yhat"}
 
 
-def _figure_sql(features: list[str], thresholds: dict[tuple[int, str], int]) -> str:
-    """One pass over the records, one row per window and version (the window's figures are
-    merged from its versions' rows: sums, lists, histograms, samples). ``thresholds``: the
-    largest sample key kept per window and version (a join to ``_thr`` when there are many)."""
-    if len(thresholds) <= 64:
-        threshold = "CASE " + " ".join(
-            f"WHEN w = {w} AND version = {_lit(v)} THEN {t}::UBIGINT"
-            for (w, v), t in thresholds.items()) + " END"
-        join = ""
-    else:
-        threshold, join = "t", " JOIN _thr USING (w, version)"
+def _figure_sql(features: list[str]) -> str:
+    """One pass over the records (``d``), one row per window and version (the window's
+    figures are merged from its versions' rows: sums, lists, histograms). The drift
+    samples are :func:`_sample_sql`'s, the labels' figures :func:`_label_sql`'s."""
     parts = [
         "w", "version", "count(*) AS records", "count(*) FILTER (WHERE idx = 0) AS requests",
         "sum(latency_ms) FILTER (WHERE idx = 0) AS rsum",
         *(f"count(x.{_ident(c)}) AS c{i}" for i, c in enumerate(features)),
         "sum(p_pos) AS psum", "count(p_pos) AS pcount", "count(*) FILTER (WHERE bad) AS invalid",
-        # probabilities of the labelled valid records, 8 bytes each, by confusion cell: the
-        # performance figures (ROC AUC ranks them) in numpy, as the frame path does
-        *(f"list(p_pos) FILTER (WHERE ok AND {cond}) AS {cell}" for cell, cond in _CELLS.items()),
-        "count(label) AS labelled_all",
-        "count(*) FILTER (WHERE label = prediction) AS correct_all",
-        "histogram(prediction) AS shares",
-        f"list({{'h': h, 'x': x}}) FILTER (WHERE h <= {threshold}) AS sample"]
-    return f"SELECT {', '.join(parts)} FROM e{join} GROUP BY w, version"
+        "histogram(prediction) AS shares"]
+    return f"SELECT {', '.join(parts)} FROM d GROUP BY w, version"
+
+
+def _sample_sql() -> str:
+    """The drift sample's candidates per window and version: the records whose key ``h``
+    is at most the group's threshold (``_thr``). A filter, not an aggregate's FILTER, so
+    the inputs are read and cast for those records only."""
+    return ("SELECT w, version, list({'h': h, 'x': x}) AS sample FROM d JOIN _thr USING "
+            "(w, version) WHERE h <= t GROUP BY w, version")
+
+
+def _label_sql() -> str:
+    """Over the labelled records (``e``), per window and version: the probabilities of the
+    valid ones, 8 bytes each, by confusion cell (the performance figures, ROC AUC ranks
+    them, in numpy as the frame path does), the labelled and the right answers."""
+    parts = ["w", "version",
+             *(f"list(p_pos) FILTER (WHERE ok AND {cond}) AS {cell}"
+               for cell, cond in _CELLS.items()),
+             "count(*) AS labelled_all", "count(*) FILTER (WHERE label = prediction) AS correct_all"]
+    return f"SELECT {', '.join(parts)} FROM e GROUP BY w, version"
 
 
 _BUCKET = ("CASE WHEN latency_ms > 0 THEN CAST(floor(log2(latency_ms) * 256) AS BIGINT) + 1 "
@@ -419,13 +435,17 @@ def window_figures(con: Any, win: _Windows, reference: pd.DataFrame, numeric: li
         "w": pa.array([k[0] for k in thresholds], pa.int64()),
         "version": pa.array([k[1] for k in thresholds], pa.string()),
         "t": pa.array(list(thresholds.values()), pa.uint64())}))
-    head = f"WITH {_records(win, types, _classes(classes, positive))}, " \
-        f"{_labelled(classes, positive, seed)} "
-    table = arrow(con.sql(head + _figure_sql(features, thresholds)))
-    slices = _slices(con, win, types, classes, positive, seed, slice_cols) if slice_cols else None
+    every = f"WITH {_records(win, types, _classes(classes, positive))}, " \
+        f"{_every(classes, positive, seed)} "
+    table = arrow(con.sql(every + _figure_sql(features)))
+    samples = arrow(con.sql(every + _sample_sql()))
+    # the labelled records only, with only the columns their figures need
+    labels = arrow(con.sql(f"WITH {_records(win, None, _classes(classes, positive))}, "
+                           f"{_labelled(classes, positive)} {_label_sql()}"))
+    slices = _slices(con, win, types, classes, positive, slice_cols) if slice_cols else None
+    rows = table.to_pylist()
+    columns = {"sample": _by_row(rows, samples, "sample"), **_cells_by_row(rows, labels)}
     lists = ["sample", *_CELLS]
-    columns = {c: table.column(c) for c in lists}
-    rows = table.drop_columns(lists).to_pylist()
     groups: dict[int, list[int]] = {}
     for i, row in enumerate(rows):
         groups.setdefault(int(row["w"]), []).append(i)
@@ -455,6 +475,28 @@ def window_figures(con: Any, win: _Windows, reference: pd.DataFrame, numeric: li
                 fig["slice_frame"] = part[part["version"] == version]
         out[w] = entry
     return out
+
+
+def _by_row(rows: list[dict], table: Any, column: str) -> list:
+    """``column`` of ``table`` (lists by w and version) beside each of ``rows``; null where
+    ``table`` has no such group."""
+    import pyarrow as pa
+
+    at = {(w, v): i for i, (w, v) in enumerate(zip(table.column("w").to_pylist(),
+                                                   table.column("version").to_pylist(),
+                                                   strict=True))}
+    values = table.column(column)
+    none = pa.scalar(None, values.type)
+    return [values[at[key]] if (key := (r["w"], r["version"])) in at else none for r in rows]
+
+
+def _cells_by_row(rows: list[dict], labels: Any) -> dict[str, list]:
+    """The labelled figures of :func:`_label_sql` beside each row of the figures (``rows``
+    gain labelled_all and correct_all; the cells' lists are returned, one per row)."""
+    for row, all_, correct in zip(rows, _by_row(rows, labels, "labelled_all"),
+                                  _by_row(rows, labels, "correct_all"), strict=True):
+        row.update(labelled_all=all_.as_py() or 0, correct_all=correct.as_py() or 0)
+    return {c: _by_row(rows, labels, c) for c in _CELLS}
 
 
 def _figure(rows: list[dict], lists: dict[str, list], lat: dict, features: list[str],
@@ -498,13 +540,14 @@ def _figure(rows: list[dict], lists: dict[str, list], lat: dict, features: list[
 
 
 def _slices(con: Any, win: _Windows, types: dict[str, str], classes: list[str], positive: str,
-            seed: int, columns: list[str]) -> pd.DataFrame:
+            columns: list[str]) -> pd.DataFrame:
     """The labelled records (valid or not) with the slice columns, for the slice-gap target."""
     cols = ", ".join(f"x.{_ident(c)} AS {_ident(c)}" for c in columns)
-    return con.execute(f"WITH {_records(win, types, _classes(classes, positive))}, "
-                       f"{_labelled(classes, positive, seed)} "
-                       f"SELECT w, version, prediction, label, {cols} FROM e WHERE label IS NOT "
-                       "NULL ORDER BY ts, request_id, idx").df()
+    wanted = {c: types[c] for c in columns}
+    return con.execute(f"WITH {_records(win, wanted, _classes(classes, positive))}, "
+                       f"{_labelled(classes, positive)} "
+                       f"SELECT w, version, prediction, label, {cols} FROM e "
+                       "ORDER BY ts, request_id, idx").df()
 
 
 def grade_targets(out: dict, fig: dict, errors: pd.DataFrame | None, cfg: MonitorConfig,
