@@ -2,11 +2,12 @@
 
     python bench/monitor_scale.py [--records 10000000] [--days 7] [--replicas 2]
                                   [--label-share 0.25] [--batch-share 0] [--rounds 3]
-                                  [--no-html] [--keep]
+                                  [--layout typed|json] [--no-html] [--keep]
 
 Writes ``--records`` records over ``--days`` days straight to Parquet with pyarrow, as the
-replicas' shippers lay them out (``requests|feedback|errors/artifact=/version=/date=/hour=/
-<replica>-<seq>.parquet``, one compacted file per replica and partition), into moto's S3 on
+replicas' shippers lay them out (``records|feedback|errors/artifact=/version=/date=/hour=/
+<replica>-<seq>.parquet``, one compacted file per replica and partition; ``--layout json``:
+``requests`` with JSON columns, as stores were shipped before the typed records), into moto's S3 on
 127.0.0.1 and into a file:// store, and the same rows into a SQLite log. The columns are the
 log's, the inputs real records of the reference instance (data/prepared/test.parquet, gaps
 left out as the service logs them); v1 serves the first four days, then v2 takes 90% of the
@@ -46,6 +47,7 @@ from serving import BIN, OUT, ROOT, sample_records  # noqa: E402
 START = 1_790_000_000.0 - 1_790_000_000.0 % 86400  # a UTC midnight
 HOUR = 3600.0
 BATCH = 100
+TABLE = {"typed": "records", "json": "requests"}  # where the requests go, by --layout
 
 
 def instance(tmp: Path) -> Path:
@@ -81,6 +83,38 @@ class Pool:
         self.batch_prob = [json.dumps([[float(p), float(round(1 - p, 4))] for p in ps])
                            for ps in self.batch_p]
 
+    def typed(self) -> object:
+        """The typed records of every single record, then of every batch's records (as
+        the shipper writes them), for the generated requests to take rows from."""
+        from loopline.serving.log_records import records_table
+
+        rows = [("", 0.0, "", 1, inp, pred, prob, '["bad","good"]', 0.0, None, None, None)
+                for inp, pred, prob in zip(self.single, self.pred, self.prob, strict=True)]
+        rows += [("", 0.0, "", BATCH, inp, pred, prob, '["bad","good"]', 0.0, None, None, None)
+                 for inp, pred, prob in zip(self.batches, self.batch_pred, self.batch_prob,
+                                            strict=True)]
+        return records_table(rows, "")
+
+
+def typed_records(pool_table: object, single: int, ids: object, ts: np.ndarray,
+                  version: np.ndarray, latency: np.ndarray, n: np.ndarray, pick: np.ndarray,
+                  bpick: np.ndarray, is_batch: np.ndarray, replica: str) -> object:
+    """The typed records of the generated requests: rows of the pool, with their own
+    request ids, times, versions and latencies."""
+    import pyarrow as pa
+
+    req = np.repeat(np.arange(len(n)), n)
+    idx = np.arange(len(req)) - np.repeat(np.cumsum(n) - n, n)
+    rows = np.where(is_batch[req], single + bpick[req] * BATCH + idx, pick[req])
+    table = pool_table.take(pa.array(rows))
+    for name, values in (("request_id", ids.take(pa.array(req))), ("idx", idx), ("ts", ts[req]),
+                         ("model_version", version[req]), ("latency_ms", latency[req]),
+                         ("n", n[req]), ("replica", [replica] * len(req))):
+        i = table.schema.get_field_index(name)
+        table = table.set_column(i, table.schema.field(i),
+                                 pa.array(values, table.schema.field(i).type))
+    return table
+
 
 def generate(args: argparse.Namespace, tmp: Path, s3: object) -> tuple[dict, float, int]:
     """Write the records to the two stores and SQLite; the sources, the end, the file count."""
@@ -92,6 +126,7 @@ def generate(args: argparse.Namespace, tmp: Path, s3: object) -> tuple[dict, flo
 
     rng = np.random.default_rng(0)
     pool = Pool(rng)
+    pool_table = pool.typed() if args.layout == "typed" else None
     schemas = log_store._schemas()
     stores = [log_store.parse(f"file://{tmp}/store"), log_store.parse(s3.url("bench"))]
     fss = [s.filesystem() for s in stores]
@@ -144,10 +179,14 @@ def generate(args: argparse.Namespace, tmp: Path, s3: object) -> tuple[dict, flo
             table = pa.table({k: pa.array(v, type=schemas["requests"].field(k).type)
                               if not isinstance(v, pa.Array) else v for k, v in cols.items()},
                              schema=schemas["requests"])
+            shipped = table
+            if pool_table is not None:
+                shipped = typed_records(pool_table, len(pool.single), ids, ts, version, latency,
+                                        n, pick, bpick, is_batch, replica)
             for v in ("v1", "v2"):
-                part = table.filter(pc.equal(table["model_version"], v))
+                part = shipped.filter(pc.equal(shipped["model_version"], v))
                 if len(part):
-                    put("requests", part, v, START + h * HOUR, replica)
+                    put(TABLE[args.layout], part, v, START + h * HOUR, replica)
             rows = table.drop_columns(["replica"]).to_pylist()
             conn.executemany("INSERT INTO requests VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                              [tuple(d.values()) for d in rows])
@@ -222,6 +261,9 @@ def main() -> None:
     ap.add_argument("--label-share", type=float, default=0.25)
     ap.add_argument("--batch-share", type=float, default=0.0)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--layout", choices=list(TABLE), default="typed",
+                    help="the requests in the stores as typed records (what the shipper writes) "
+                    "or as JSON (stores shipped before)")
     ap.add_argument("--keep", action="store_true", help="keep the generated logs (path shown)")
     ap.add_argument("--no-html", action="store_true", help="monitor without the Evidently "
                     "HTML report (a fixed cost, whatever the log's size)")
@@ -241,12 +283,13 @@ def main() -> None:
             try:
                 print(f"writing {args.records:,} records over {args.days} days "
                       f"({args.replicas} replicas, {args.batch_share:.0%} in batches of "
-                      f"{BATCH}, {args.label_share:.0%} labelled)", flush=True)
+                      f"{BATCH}, {args.label_share:.0%} labelled, {args.layout} layout)",
+                      flush=True)
                 sources, until, files = generate(args, tmp, s3)
             finally:
                 os.environ.clear()
                 os.environ.update(saved)
-            parts = {k.rsplit("/", 1)[0] for k in s3.keys("bench/requests/")}
+            parts = {k.rsplit("/", 1)[0] for k in s3.keys(f"bench/{TABLE[args.layout]}/")}
             env = {**s3.env(), "OMP_WAIT_POLICY": "PASSIVE"}
             env.pop("LOOPLINE_LOG_STORE", None)
             size = sum(f.stat().st_size for f in (tmp / "store").rglob("*.parquet"))
@@ -288,7 +331,8 @@ def main() -> None:
         print(f"  drift on a seeded sample of {sampled[0]['rows']:,} records per window")
     print("  targets: store ≤ 10 s and ≤ 1024 MB peak RSS")
     (OUT / "monitor_scale.json").write_text(json.dumps(
-        {"records": args.records, "files": files, "agree": agree, **out}, indent=2))
+        {"records": args.records, "layout": args.layout, "files": files, "agree": agree,
+         "load_average": os.getloadavg(), **out}, indent=2))
 
 
 if __name__ == "__main__":

@@ -10,8 +10,9 @@ pushed down, or the local SQLite log), reading only the columns each figure need
   requests per window and version and gives the exact latency percentiles (np.percentile's)
   in bounded memory: values are counted per log-scale bucket, then only the buckets that
   hold a percentile's ranks are read;
-- one pass over the records (``requests`` unnested to one row per record, the inputs as
-  records or as columns alike, its label joined from ``feedback``) gives, per window and
+- one pass over the records (the store's typed ``records``, column by column, beside any
+  JSON ``requests`` (the local log, a store's first layout) unnested to one row per record,
+  the inputs as records or as columns alike; its label joined from ``feedback``) gives, per window and
   version, the missing counts per feature, predicted classes, invalid probabilities, the
   labelled records' probabilities by confusion cell (8 bytes a labelled record: accuracy,
   precision, recall, F1, Brier, log loss, calibration error and ROC AUC in numpy, as the
@@ -76,9 +77,36 @@ def feature_types(reference: pd.DataFrame, columns: list[str],
 
 
 class _Windows:
-    def __init__(self, until: float, size: float, count: int) -> None:
+    """The span's windows, and which layouts of the log hold its records: ``json`` (the
+    local log, a store's ``requests`` shipped before) and ``typed`` (the store's typed
+    ``records``: the columns of its view, None when there are none)."""
+
+    def __init__(self, until: float, size: float, count: int, *, json: bool = True,
+                 typed: list[str] | None = None) -> None:
         self.until, self.size, self.count = until, size, count
         self.start = until - count * size
+        self.typed = typed
+        self.json = json or not typed  # an empty span still reads (no rows) through one
+
+
+def layouts(con: Any, found: dict[str, bool]) -> dict[str, Any]:
+    """``json`` and ``typed`` of :class:`_Windows` for a window of
+    :class:`loopline.serving.log_store.LogWindow` (its ``layouts``)."""
+    typed = None
+    if found.get("typed"):
+        typed = [r[0] for r in con.execute("SELECT column_name FROM (DESCRIBE records)")
+                 .fetchall()]
+    return {"json": bool(found.get("json", True)), "typed": typed}
+
+
+def _in_windows(win: _Windows, table: str) -> str:
+    """``table``'s rows in the span, with their window ``w`` (0 = the oldest) and version."""
+    s, u, n = _num(win.size), _num(win.until), win.count
+    start = f"({u} - {n} * {s})"
+    return (f"(SELECT * EXCLUDE (w0), w0 - CAST(ts < {u} - ({n} - w0) * {s} AS BIGINT) "
+            f"+ CAST(ts >= {u} - ({n} - w0 - 1) * {s} AS BIGINT) AS w FROM (SELECT *, "
+            f"model_version AS version, CAST(floor((ts - {start}) / {s}) AS BIGINT) AS w0 "
+            f"FROM {table} WHERE ts >= {start} AND ts < {u}))")
 
 
 def _requests(win: _Windows, inputs: bool) -> str:
@@ -94,10 +122,51 @@ def _requests(win: _Windows, inputs: bool) -> str:
             f"+ CAST(ts >= {u} - ({n} - w0 - 1) * {s} AS BIGINT) AS w FROM req0)")
 
 
-def _records(win: _Windows, types: dict[str, str] | None) -> str:
-    """CTEs ``req`` and ``rec``, one row per record: w, version, request_id, idx, ts,
-    latency_ms, prediction, pl (probabilities in the order of cls), cls, and x, the struct
-    of the ``types`` features when given (inputs as records or as columns alike)."""
+def _records(win: _Windows, types: dict[str, str] | None, classes: list[str]) -> str:
+    """CTE ``rec``, one row per record: w, version, request_id, idx, ts, latency_ms,
+    prediction, pl (probabilities in the order of cls), cls, and x, the struct of the
+    ``types`` features when given; from the typed records and the JSON requests alike."""
+    parts = []
+    if win.typed is not None:
+        parts.append(_typed_records(win, types, classes))
+    if win.json:
+        parts.append(_json_records(win, types))
+    body = " UNION ALL ".join(f"SELECT w, version, request_id, ts, latency_ms, cls, idx, "
+                              f"prediction, pl{', x' if types else ''} FROM {p}" for p in parts)
+    return f"rec AS ({body})"
+
+
+def _typed_records(win: _Windows, types: dict[str, str] | None, classes: list[str]) -> str:
+    """The typed records (:mod:`loopline.serving.log_records`) as ``rec`` rows: no JSON but
+    the values of mixed kinds; a column no file of the span has is null."""
+    from loopline.serving.log_records import INPUT, JSON_INPUT, PROBA, column
+
+    have = set(win.typed or [])
+
+    def proba(c: str) -> str:
+        name = column(PROBA, c)
+        return f"CAST({_ident(name)} AS DOUBLE)" if name in have else "NULL::DOUBLE"
+
+    def value(c: str, kind: str) -> str:
+        x, j = column(INPUT, c), column(JSON_INPUT, c)
+        found = ([f"TRY_CAST({_ident(x)} AS {kind})"] if x in have else []) + \
+            ([f"from_json({_ident(j)}, {_lit(json.dumps(kind))})"] if j in have else [])
+        return (found[0] if len(found) == 1 else f"coalesce({', '.join(found)})" if found
+                else f"NULL::{kind}")
+
+    xs = ""
+    if types:
+        xs = ", struct_pack(" + ", ".join(f"{_ident(c)} := {value(c, k)}"
+                                          for c, k in types.items()) + ") AS x"
+    return (f"(SELECT w, version, request_id, ts, latency_ms, "
+            f"[{', '.join(_lit(c) for c in classes)}]::VARCHAR[] AS cls, idx, "
+            f"CAST(prediction AS VARCHAR) AS prediction, "
+            f"[{', '.join(proba(c) for c in classes)}]::DOUBLE[] AS pl{xs} "
+            f"FROM {_in_windows(win, 'records')})")
+
+
+def _json_records(win: _Windows, types: dict[str, str] | None) -> str:
+    """The JSON requests (the local log, a store's first layout) unnested to ``rec`` rows."""
     req = _requests(win, bool(types))
     if types:
         rows_type = _lit(json.dumps([types]))
@@ -110,17 +179,20 @@ def _records(win: _Windows, types: dict[str, str] | None) -> str:
         unnest_x = ", unnest(xs) AS x"
     else:
         xs, inner, unnest_x = "", "req", ""
-    rec = (f"rec AS (SELECT w, version, request_id, ts, latency_ms, cls, unnest(range(n)) AS "
-           f"idx, unnest(preds) AS prediction, unnest(probs) AS pl{unnest_x} FROM (SELECT *, "
-           "from_json(predictions, '[\"VARCHAR\"]') AS preds, from_json(probabilities, "
-           f"'[[\"DOUBLE\"]]') AS probs, from_json(classes, '[\"VARCHAR\"]') AS cls{xs} "
-           f"FROM {inner}))")
-    return f"{req}, {rec}"
+    return (f"(WITH {req} SELECT w, version, request_id, ts, latency_ms, cls, unnest(range(n)) "
+            f"AS idx, unnest(preds) AS prediction, unnest(probs) AS pl{unnest_x} FROM (SELECT *, "
+            "from_json(predictions, '[\"VARCHAR\"]') AS preds, from_json(probabilities, "
+            f"'[[\"DOUBLE\"]]') AS probs, from_json(classes, '[\"VARCHAR\"]') AS cls{xs} "
+            f"FROM {inner}))")
 
 
-def _labelled(classes: list[str], positive: str, seed: int) -> str:
-    """CTE ``e``: ``rec`` with its label, p_pos, bad (invalid probabilities over
-    ``classes``), ok (labelled and valid), y, yhat and h (the sample key)."""
+def _classes(classes: list[str], positive: str) -> list[str]:
+    """The classes whose probabilities a typed record's ``pl`` holds."""
+    return list(dict.fromkeys([*classes, positive]))
+
+
+def _scored(classes: list[str], positive: str) -> str:
+    """``p_pos`` and ``bad`` (invalid probabilities over ``classes``) of a ``rec`` row."""
     pcs = [f"pl[list_position(cls, {_lit(c)})]" for c in classes]
     if pcs:
         valid = " AND ".join([*(f"{p} BETWEEN 0 AND 1" for p in pcs),
@@ -128,13 +200,24 @@ def _labelled(classes: list[str], positive: str, seed: int) -> str:
         bad = f"coalesce(NOT ({valid}), true)"
     else:
         bad = "true"
+    return f"pl[list_position(cls, {_lit(positive)})] AS p_pos, {bad} AS bad"
+
+
+def _every(classes: list[str], positive: str, seed: int) -> str:
+    """CTE ``d``: every ``rec`` row with p_pos, bad and h (the sample key); no label."""
+    return f"d AS (SELECT *, {_scored(classes, positive)}, hash(request_id, idx, {int(seed)}) " \
+        "AS h FROM rec)"
+
+
+def _labelled(classes: list[str], positive: str) -> str:
+    """CTE ``e``: the labelled ``rec`` rows only (an inner join: the records without a
+    label are never carried), with label, p_pos, bad, ok (valid), y and yhat."""
     pos = _lit(positive)
-    return (f"lab AS (SELECT rec.*, f.label FROM rec LEFT JOIN feedback f ON "
+    return (f"lab AS (SELECT rec.*, f.label FROM rec JOIN feedback f ON "
             "f.request_id = rec.request_id AND f.idx = rec.idx), "
-            f"d AS (SELECT *, pl[list_position(cls, {pos})] AS p_pos, {bad} AS bad, "
-            f"hash(request_id, idx, {int(seed)}) AS h FROM lab), "
-            f"e AS (SELECT *, label IS NOT NULL AND NOT bad AS ok, label = {pos} AS y, "
-            f"prediction = {pos} AS yhat FROM d)")
+            f"e0 AS (SELECT *, {_scored(classes, positive)} FROM lab), "
+            f"e AS (SELECT *, NOT bad AS ok, label = {pos} AS y, prediction = {pos} AS yhat "
+            "FROM e0)")
 
 
 # the labelled, valid records by (label is positive, predicted positive): their probabilities
@@ -142,30 +225,36 @@ _CELLS = {"tp": "y AND yhat", "fn": "y AND NOT yhat", "fp": "NOT y AND yhat",
           "tn": "NOT y AND NOT yhat"}
 
 
-def _figure_sql(features: list[str], thresholds: dict[tuple[int, str], int]) -> str:
-    """One pass over the records, one row per window and version (the window's figures are
-    merged from its versions' rows: sums, lists, histograms, samples). ``thresholds``: the
-    largest sample key kept per window and version (a join to ``_thr`` when there are many)."""
-    if len(thresholds) <= 64:
-        threshold = "CASE " + " ".join(
-            f"WHEN w = {w} AND version = {_lit(v)} THEN {t}::UBIGINT"
-            for (w, v), t in thresholds.items()) + " END"
-        join = ""
-    else:
-        threshold, join = "t", " JOIN _thr USING (w, version)"
+def _figure_sql(features: list[str]) -> str:
+    """One pass over the records (``d``), one row per window and version (the window's
+    figures are merged from its versions' rows: sums, lists, histograms). The drift
+    samples are :func:`_sample_sql`'s, the labels' figures :func:`_label_sql`'s."""
     parts = [
         "w", "version", "count(*) AS records", "count(*) FILTER (WHERE idx = 0) AS requests",
         "sum(latency_ms) FILTER (WHERE idx = 0) AS rsum",
         *(f"count(x.{_ident(c)}) AS c{i}" for i, c in enumerate(features)),
         "sum(p_pos) AS psum", "count(p_pos) AS pcount", "count(*) FILTER (WHERE bad) AS invalid",
-        # probabilities of the labelled valid records, 8 bytes each, by confusion cell: the
-        # performance figures (ROC AUC ranks them) in numpy, as the frame path does
-        *(f"list(p_pos) FILTER (WHERE ok AND {cond}) AS {cell}" for cell, cond in _CELLS.items()),
-        "count(label) AS labelled_all",
-        "count(*) FILTER (WHERE label = prediction) AS correct_all",
-        "histogram(prediction) AS shares",
-        f"list({{'h': h, 'x': x}}) FILTER (WHERE h <= {threshold}) AS sample"]
-    return f"SELECT {', '.join(parts)} FROM e{join} GROUP BY w, version"
+        "histogram(prediction) AS shares"]
+    return f"SELECT {', '.join(parts)} FROM d GROUP BY w, version"
+
+
+def _sample_sql() -> str:
+    """The drift sample's candidates per window and version: the records whose key ``h``
+    is at most the group's threshold (``_thr``). A filter, not an aggregate's FILTER, so
+    the inputs are read and cast for those records only."""
+    return ("SELECT w, version, list({'h': h, 'x': x}) AS sample FROM d JOIN _thr USING "
+            "(w, version) WHERE h <= t GROUP BY w, version")
+
+
+def _label_sql() -> str:
+    """Over the labelled records (``e``), per window and version: the probabilities of the
+    valid ones, 8 bytes each, by confusion cell (the performance figures, ROC AUC ranks
+    them, in numpy as the frame path does), the labelled and the right answers."""
+    parts = ["w", "version",
+             *(f"list(p_pos) FILTER (WHERE ok AND {cond}) AS {cell}"
+               for cell, cond in _CELLS.items()),
+             "count(*) AS labelled_all", "count(*) FILTER (WHERE label = prediction) AS correct_all"]
+    return f"SELECT {', '.join(parts)} FROM e GROUP BY w, version"
 
 
 _BUCKET = ("CASE WHEN latency_ms > 0 THEN CAST(floor(log2(latency_ms) * 256) AS BIGINT) + 1 "
@@ -175,8 +264,14 @@ _BUCKET = ("CASE WHEN latency_ms > 0 THEN CAST(floor(log2(latency_ms) * 256) AS 
 def _latency_sql(win: _Windows, select: str, where: str = "") -> str:
     """Over records (a request's latency once per record; ``k`` = 0 marks a request's first):
     ``select`` grouped as the query needs."""
-    return (f"WITH {_requests(win, False)}, lat AS (SELECT w, version, latency_ms, "
-            f"{_BUCKET} AS b, unnest(range(n)) AS k FROM req) {select.format(where=where)}")
+    parts = []
+    if win.typed is not None:
+        parts.append(f"SELECT w, version, latency_ms, {_BUCKET} AS b, idx AS k FROM "
+                     f"{_in_windows(win, 'records')}")
+    if win.json:
+        parts.append(f"(WITH {_requests(win, False)} SELECT w, version, latency_ms, {_BUCKET} "
+                     "AS b, unnest(range(n)) AS k FROM req)")
+    return f"WITH lat AS ({' UNION ALL '.join(parts)}) {select.format(where=where)}"
 
 
 def _lerp(a: float, b: float, t: float) -> float:
@@ -340,12 +435,17 @@ def window_figures(con: Any, win: _Windows, reference: pd.DataFrame, numeric: li
         "w": pa.array([k[0] for k in thresholds], pa.int64()),
         "version": pa.array([k[1] for k in thresholds], pa.string()),
         "t": pa.array(list(thresholds.values()), pa.uint64())}))
-    head = f"WITH {_records(win, types)}, {_labelled(classes, positive, seed)} "
-    table = arrow(con.sql(head + _figure_sql(features, thresholds)))
-    slices = _slices(con, win, types, classes, positive, seed, slice_cols) if slice_cols else None
+    every = f"WITH {_records(win, types, _classes(classes, positive))}, " \
+        f"{_every(classes, positive, seed)} "
+    table = arrow(con.sql(every + _figure_sql(features)))
+    samples = arrow(con.sql(every + _sample_sql()))
+    # the labelled records only, with only the columns their figures need
+    labels = arrow(con.sql(f"WITH {_records(win, None, _classes(classes, positive))}, "
+                           f"{_labelled(classes, positive)} {_label_sql()}"))
+    slices = _slices(con, win, types, classes, positive, slice_cols) if slice_cols else None
+    rows = table.to_pylist()
+    columns = {"sample": _by_row(rows, samples, "sample"), **_cells_by_row(rows, labels)}
     lists = ["sample", *_CELLS]
-    columns = {c: table.column(c) for c in lists}
-    rows = table.drop_columns(lists).to_pylist()
     groups: dict[int, list[int]] = {}
     for i, row in enumerate(rows):
         groups.setdefault(int(row["w"]), []).append(i)
@@ -375,6 +475,28 @@ def window_figures(con: Any, win: _Windows, reference: pd.DataFrame, numeric: li
                 fig["slice_frame"] = part[part["version"] == version]
         out[w] = entry
     return out
+
+
+def _by_row(rows: list[dict], table: Any, column: str) -> list:
+    """``column`` of ``table`` (lists by w and version) beside each of ``rows``; null where
+    ``table`` has no such group."""
+    import pyarrow as pa
+
+    at = {(w, v): i for i, (w, v) in enumerate(zip(table.column("w").to_pylist(),
+                                                   table.column("version").to_pylist(),
+                                                   strict=True))}
+    values = table.column(column)
+    none = pa.scalar(None, values.type)
+    return [values[at[key]] if (key := (r["w"], r["version"])) in at else none for r in rows]
+
+
+def _cells_by_row(rows: list[dict], labels: Any) -> dict[str, list]:
+    """The labelled figures of :func:`_label_sql` beside each row of the figures (``rows``
+    gain labelled_all and correct_all; the cells' lists are returned, one per row)."""
+    for row, all_, correct in zip(rows, _by_row(rows, labels, "labelled_all"),
+                                  _by_row(rows, labels, "correct_all"), strict=True):
+        row.update(labelled_all=all_.as_py() or 0, correct_all=correct.as_py() or 0)
+    return {c: _by_row(rows, labels, c) for c in _CELLS}
 
 
 def _figure(rows: list[dict], lists: dict[str, list], lat: dict, features: list[str],
@@ -418,12 +540,14 @@ def _figure(rows: list[dict], lists: dict[str, list], lat: dict, features: list[
 
 
 def _slices(con: Any, win: _Windows, types: dict[str, str], classes: list[str], positive: str,
-            seed: int, columns: list[str]) -> pd.DataFrame:
+            columns: list[str]) -> pd.DataFrame:
     """The labelled records (valid or not) with the slice columns, for the slice-gap target."""
     cols = ", ".join(f"x.{_ident(c)} AS {_ident(c)}" for c in columns)
-    return con.execute(f"WITH {_records(win, types)}, {_labelled(classes, positive, seed)} "
-                       f"SELECT w, version, prediction, label, {cols} FROM e WHERE label IS NOT "
-                       "NULL ORDER BY ts, request_id, idx").df()
+    wanted = {c: types[c] for c in columns}
+    return con.execute(f"WITH {_records(win, wanted, _classes(classes, positive))}, "
+                       f"{_labelled(classes, positive)} "
+                       f"SELECT w, version, prediction, label, {cols} FROM e "
+                       "ORDER BY ts, request_id, idx").df()
 
 
 def grade_targets(out: dict, fig: dict, errors: pd.DataFrame | None, cfg: MonitorConfig,
@@ -459,8 +583,8 @@ def run(source: Any, reference: pd.DataFrame, *, numeric: list[str], categorical
     size = cfg.window_seconds if size is None else size
     span = cfg.windows * size
     errors = source.request_errors(since=until - span, until=until)
-    win = _Windows(until, size, cfg.windows)
     with source.window(since=until - span, until=until, columns=COLUMNS) as log:
+        win = _Windows(until, size, cfg.windows, **layouts(log.con, log.layouts))
         figs = window_figures(log.con, win, reference, numeric, categorical, classes, positive,
                               cfg, sample_rows=sample_rows, seed=seed)
 

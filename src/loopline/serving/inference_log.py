@@ -176,14 +176,22 @@ def read_predictions(path: str | Path, *, since: float | None = None,
     return frame(requests, labels)
 
 
+COLUMNS = ["request_id", "idx", "ts", "model_version", "inputs", "prediction", "probabilities",
+           "latency_ms", "shadow_version", "shadow_prediction", "shadow_probabilities", "label",
+           "label_ts"]
+
+
 def frame(requests: Iterable[Sequence], labels: Mapping[tuple[str, int], tuple[str, float]]) -> Any:
     """The frame of :func:`read_predictions` from rows of ``requests`` (its columns, in order)
     and ``labels`` by ``(request_id, idx)``: ``(label, ts)``; the object store's reader
     (:mod:`loopline.serving.log_store`) builds the same frame from its Parquet rows."""
-    import pandas as pd
+    return records_frame(json_records(requests), labels)
 
+
+def json_records(requests: Iterable[Sequence]) -> Iterable[dict]:
+    """The records of rows of ``requests`` (JSON columns), as dicts of the frame's columns
+    but the label's."""
     loads = orjson.loads
-    out = []
     for (rid, ts, version, n, inputs, preds, probs, classes, latency,
          s_version, s_preds, s_probs) in requests:
         inputs, preds, probs, classes = loads(inputs), loads(preds), loads(probs), loads(classes)
@@ -194,20 +202,27 @@ def frame(requests: Iterable[Sequence], labels: Mapping[tuple[str, int], tuple[s
         s_preds = loads(s_preds) if s_preds else None
         s_probs = loads(s_probs) if s_probs else None
         for i in range(n):
-            label, label_ts = labels.get((rid, i), (None, None))
-            out.append({
+            yield {
                 "request_id": rid, "idx": i, "ts": ts, "model_version": version,
                 "inputs": records[i], "prediction": preds[i],
                 "probabilities": dict(zip(classes, probs[i], strict=True)), "latency_ms": latency,
                 "shadow_version": s_version,
                 "shadow_prediction": s_preds[i] if s_preds else None,
                 "shadow_probabilities": (dict(zip(s_probs["classes"], s_probs["p"][i], strict=True))
-                                         if s_probs else None),
-                "label": label, "label_ts": label_ts})
-    columns = ["request_id", "idx", "ts", "model_version", "inputs", "prediction",
-               "probabilities", "latency_ms", "shadow_version", "shadow_prediction",
-               "shadow_probabilities", "label", "label_ts"]
-    return pd.DataFrame(out, columns=columns)
+                                         if s_probs else None)}
+
+
+def records_frame(records: Iterable[dict],
+                  labels: Mapping[tuple[str, int], tuple[str, float]]) -> Any:
+    """The frame of :func:`read_predictions` from records (dicts of :func:`json_records`),
+    each given its label."""
+    import pandas as pd
+
+    out = []
+    for rec in records:
+        rec["label"], rec["label_ts"] = labels.get((rec["request_id"], rec["idx"]), (None, None))
+        out.append(rec)
+    return pd.DataFrame(out, columns=COLUMNS)
 
 
 def read_request_errors(path: str | Path, *, since: float | None = None,

@@ -6,8 +6,11 @@ moves the rows there, one Parquet file per table and partition::
 
     <store>/<table>/artifact=<a>/version=<v>/date=<YYYY-MM-DD>/hour=<HH>/<replica>-<seq>.parquet
 
-``table`` is ``requests``, ``feedback`` or ``errors`` with the columns of the SQLite tables
-plus ``replica``. A store is ``s3://bucket/prefix`` (credentials and endpoint from the
+``table`` is ``records`` (the requests, typed, one row per record:
+:mod:`loopline.serving.log_records`), ``feedback`` or ``errors`` (the columns of the SQLite
+tables), each plus ``replica``. Stores shipped before the typed records hold ``requests``
+instead (the SQLite table's JSON columns); the readers take both, side by side.
+A store is ``s3://bucket/prefix`` (credentials and endpoint from the
 environment: ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``,
 ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``, ``AWS_REGION``/``AWS_DEFAULT_REGION``; or the
 DVC remote's config when the store is derived from it) or ``file:///dir``.
@@ -15,7 +18,7 @@ DVC remote's config when the store is derived from it) or ``file:///dir``.
 :func:`open_log` takes a local path or a store URL and reads either into the same frames
 (:func:`loopline.serving.inference_log.read_predictions` and ``read_request_errors``). The
 store's reader prunes partitions on date/hour (and version when asked), merges replicas, keeps
-one row per ``request_id`` (a batch shipped twice, after a crash between the upload and the
+one row per ``(request_id, idx)`` (a batch shipped twice, after a crash between the upload and the
 spool's delete, or a file beside its compacted copy, counts once), the latest label per
 ``(request_id, idx)`` wherever it arrived, and one row per distinct error. pyarrow reads
 (DuckDB's wheel cannot reach S3 offline); DuckDB de-duplicates over the arrow tables when
@@ -194,8 +197,22 @@ def write_parquet(filesystem: Any, path: str, table: Any) -> None:
     pq.write_table(table, path, filesystem=filesystem, compression="zstd")
 
 
+SHIPPED_AS = {"requests": "records", "feedback": "feedback", "errors": "errors"}
+
+
+def shipped_table(name: str, rows: list[tuple], replica: str) -> Any:
+    """What the shipper writes for ``rows`` of SQLite table ``name``: the typed records of
+    requests (:mod:`loopline.serving.log_records`), the other tables' columns as they are."""
+    if name == "requests":
+        from loopline.serving.log_records import records_table
+
+        return records_table(rows, replica)
+    return arrow_table(name, rows, replica)
+
+
 def arrow_table(name: str, rows: list[tuple], replica: str) -> Any:
-    """An arrow table of ``rows`` of SQLite table ``name`` (its columns, in order) + replica."""
+    """An arrow table of ``rows`` of SQLite table ``name`` (its columns, in order) + replica:
+    the layout of every table as first shipped (``requests`` with JSON, still read)."""
     import pyarrow as pa
 
     schema = _schemas()[name]
@@ -272,9 +289,18 @@ class StoreReader:
         import pyarrow.dataset as ds
 
         part = pa.schema([(p, pa.string()) for p in PARTITIONS])
+        # the typed records' columns differ from file to file: only their partitions are named
+        schema = pa.unify_schemas([_schemas()[name], part]) if name in _schemas() else None
         return ds.dataset(self.store.table_dir(name), filesystem=self._fs, format="parquet",
-                          schema=pa.unify_schemas([_schemas()[name], part]),
-                          partitioning=ds.partitioning(part, flavor="hive"))
+                          schema=schema, partitioning=ds.partitioning(part, flavor="hive"))
+
+    def files(self, name: str, expr: Any = None, version: str | None = None) -> list[str]:
+        """The paths of ``name``'s files in the partitions ``expr`` and ``version`` keep."""
+        if not self.has(name):
+            return []
+        expr = self._filter(expr, version)
+        return self.retrying(lambda: sorted(
+            f.path for f in self._dataset(name).get_fragments(filter=expr)))
 
     def table(self, name: str, expr: Any = None, version: str | None = None) -> Any:
         """The rows of ``name`` matching ``expr`` (an empty table when none were shipped)."""
@@ -327,25 +353,75 @@ def _unique_requests(table: Any) -> Any:
     return table.sort_by([("ts", "ascending"), ("request_id", "ascending")])
 
 
+def _labels(reader: StoreReader, since: float | None) -> dict[tuple[str, int], tuple[str, float]]:
+    """The latest label of every ``(request_id, idx)`` that may belong to a request since
+    ``since``: ``(label, ts)``."""
+    # a label arrives after its request, so partitions before `since` hold none (an hour
+    # earlier still, for the clocks of replicas that disagree)
+    early = None if since is None else since - 3600.0
+    feedback = reader.table("feedback", _window(early, None, rows=False)).sort_by(
+        [("ts", "ascending"), ("label", "descending")])
+    # in time order, so the latest label of (request_id, idx) is the one kept
+    return {(r, i): (lab, t) for r, i, lab, t in
+            _rows(feedback, ["request_id", "idx", "label", "ts"])}
+
+
+def _typed_records(reader: StoreReader, since: float | None, until: float | None,
+                   version: str | None, ids: set[str] | None) -> list[dict]:
+    """The records of the typed ``records`` files in the window (only those of ``ids``
+    when given), one dict per record, read file by file (each file names its columns)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from loopline.serving.log_records import frame_records
+
+    paths = reader.files("records", _window(since, until, rows=False), version)
+
+    def read() -> list[dict]:
+        out: list[dict] = []
+        for path in paths:
+            table = pq.read_table(path, filesystem=reader._fs, partitioning=None)
+            keep = pc.is_valid(table["ts"])
+            if since is not None:
+                keep = pc.and_kleene(keep, pc.greater_equal(table["ts"], since))
+            if until is not None:
+                keep = pc.and_kleene(keep, pc.less(table["ts"], until))
+            if ids is not None:
+                keep = pc.and_kleene(keep, pc.is_in(table["request_id"],
+                                                    pa.array(sorted(ids), pa.string())))
+            out.extend(frame_records(table.filter(keep)))
+        return out
+
+    return reader.retrying(read)
+
+
 def store_predictions(reader: StoreReader, *, since: float | None = None,
                       until: float | None = None, with_feedback: bool = True,
-                      version: str | None = None) -> Any:
-    """The frame of :func:`loopline.serving.inference_log.read_predictions` from a store."""
-    from loopline.serving.inference_log import frame
+                      version: str | None = None, labelled_only: bool = False) -> Any:
+    """The frame of :func:`loopline.serving.inference_log.read_predictions` from a store:
+    the typed ``records`` and the JSON ``requests`` of stores shipped before, one row per
+    ``(request_id, idx)``, by time, request and record (``labelled_only``: only the records
+    that have a label, read without the others)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
+    from loopline.serving.inference_log import json_records, records_frame
+
+    labels = _labels(reader, since) if with_feedback or labelled_only else {}
+    ids = {r for r, _ in labels} if labelled_only else None
     requests = _unique_requests(reader.table("requests", _window(since, until), version))
+    if ids is not None:
+        requests = requests.filter(pc.is_in(requests["request_id"],
+                                            pa.array(sorted(ids), pa.string())))
     rows = _rows(requests, [c for c in requests.column_names if c != "replica"])
-    labels: dict[tuple[str, int], tuple[str, float]] = {}
-    if with_feedback and rows:
-        # a label arrives after its request, so partitions before `since` hold none (an hour
-        # earlier still, for the clocks of replicas that disagree)
-        early = None if since is None else since - 3600.0
-        feedback = reader.table("feedback", _window(early, None, rows=False)).sort_by(
-            [("ts", "ascending"), ("label", "descending")])
-        # in time order, so the latest label of (request_id, idx) is the one kept
-        labels = {(r, i): (lab, t) for r, i, lab, t in
-                  _rows(feedback, ["request_id", "idx", "label", "ts"])}
-    return frame(rows, labels)
+    found: dict[tuple[str, int], dict] = {}
+    for rec in [*json_records(rows), *_typed_records(reader, since, until, version, ids)]:
+        found.setdefault((rec["request_id"], rec["idx"]), rec)  # a copy counts once
+    ordered = sorted(found.values(), key=lambda r: (r["ts"], r["request_id"], r["idx"]))
+    if labelled_only:
+        ordered = [r for r in ordered if (r["request_id"], r["idx"]) in labels]
+    return records_frame(ordered, labels)
 
 
 def store_request_errors(reader: StoreReader, *, since: float | None = None,
@@ -382,7 +458,7 @@ class LogSource:
     def check(self) -> LogSource:
         """Raises LooplineError when there is no log at all (no file, nothing shipped)."""
         if self._reader is not None:
-            if not self._reader.has("requests"):
+            if not (self._reader.has("records") or self._reader.has("requests")):
                 raise LooplineError(f"no inference log in {self.where}: no replica has shipped "
                                     "records there yet (is serve.log_store set on the service?)")
         elif not self.path.is_file():
@@ -406,6 +482,9 @@ class LogSource:
         (what a retraining takes), without reading the other records' inputs."""
         from loopline.serving.inference_log import frame
 
+        if self._reader is not None:
+            return store_predictions(self._reader, since=since, until=until, version=version,
+                                     labelled_only=True)
         with self.window(since=since, until=until, version=version) as win:
             rows = win.con.execute(
                 "SELECT * FROM requests WHERE request_id IN (SELECT request_id FROM feedback) "
@@ -435,8 +514,8 @@ def arrow(result: Any) -> Any:
     return (getattr(result, "to_arrow_table", None) or result.arrow)()
 
 
-def _duplicated(con: Any, paths: list[str]) -> Any:
-    """The request_ids that occur more than once in the files at ``paths`` (local).
+def _duplicated(con: Any, paths: list[str], key: str = "request_id") -> Any:
+    """The request_ids whose ``key`` occurs more than once in the files at ``paths`` (local).
 
     A request is logged into the partition of its own time and version, so a copy can only
     sit in another file of the same partition (a batch shipped again after a crash, also
@@ -452,8 +531,8 @@ def _duplicated(con: Any, paths: list[str]) -> Any:
     if not many:
         return pa.table({"request_id": pa.array([], pa.string())})
     # DuckDB's aggregate spills to disk past the connection's memory limit
-    return arrow(con.sql(f"SELECT request_id FROM {_parquet(many)} GROUP BY request_id "
-                         "HAVING count(*) > 1"))
+    return arrow(con.sql(f"SELECT DISTINCT request_id FROM (SELECT request_id FROM "
+                         f"{_parquet(many)} GROUP BY {key} HAVING count(*) > 1)"))
 
 
 def _fetch(filesystem: Any, path: str, local: str) -> None:
@@ -481,7 +560,11 @@ class LogWindow:
       ``request_id`` (a batch shipped twice counts once);
     - ``feedback``: ``request_id, idx, label, ts``, the latest label of each record wherever
       it arrived;
-    - ``errors``: ``ts, route, status, model_version``, one row per distinct error.
+    - ``errors``: ``ts, route, status, model_version``, one row per distinct error;
+    - ``records``: the typed records of the store (:mod:`loopline.serving.log_records`,
+      every column of every file by name), one row per ``(request_id, idx)``; ``requests``
+      holds what was shipped before, as JSON. :attr:`layouts` says which of the two have
+      files in the window (a local log is all ``requests``).
 
     A store's views scan its Parquet partitions in place (pruned on date/hour and version,
     only the columns a query names); a local SQLite log is first copied, window only and
@@ -499,6 +582,7 @@ class LogWindow:
         import duckdb
 
         self.source, self.since, self.until = source, since, until
+        self.layouts = {"json": True, "typed": False}
         self._tmp = Path(tempfile.mkdtemp(prefix="loopline-log-"))
         self.con = duckdb.connect()
         try:
@@ -524,6 +608,7 @@ class LogWindow:
         if not requests:  # no predictions in the span: typed, empty (errors may still be)
             con.register("_no_requests", _schemas()["requests"].empty_table())
             con.execute(f"CREATE VIEW requests AS SELECT {cols} FROM _no_requests")
+            self.layouts["json"] = False
         else:
             con.execute(f"CREATE VIEW _requests AS SELECT * FROM {_parquet(requests)} "
                         f"WHERE {where}")
@@ -537,6 +622,7 @@ class LogWindow:
                     "row_number() OVER (PARTITION BY request_id ORDER BY replica) = 1)")
             else:
                 con.execute(f"CREATE VIEW requests AS SELECT {cols} FROM _requests")
+        self._records_view(reader, rows, where, version)
         # a label arrives after its request, so partitions before `since` hold none (an hour
         # earlier still, for the clocks of replicas that disagree)
         early = None if self.since is None else self.since - 3600.0
@@ -559,6 +645,27 @@ class LogWindow:
             con.execute("CREATE VIEW errors AS SELECT DISTINCT ts, route, status, model_version "
                         f"FROM {_parquet(errors)} WHERE {_ts_where(self.since, self.until)}")
         return None
+
+    def _records_view(self, reader: StoreReader, rows: Any, where: str,
+                      version: str | None) -> None:
+        """The ``records`` view: the typed files of the window, a copy of a record once."""
+        con = self.con
+        records = self._files(reader, "records", reader._filter(rows, version))
+        self.layouts["typed"] = bool(records)
+        if not records:
+            _empty_records(con)
+            return
+        con.execute(f"CREATE VIEW _records AS SELECT * FROM {_parquet(records)} WHERE {where}")
+        dups = _duplicated(con, records, "request_id, idx")
+        if len(dups):
+            con.register("_record_dups", dups)
+            con.execute(
+                "CREATE VIEW records AS SELECT * FROM _records WHERE request_id NOT IN (SELECT "
+                "request_id FROM _record_dups) UNION ALL BY NAME SELECT * FROM (SELECT * FROM "
+                "_records WHERE request_id IN (SELECT request_id FROM _record_dups) QUALIFY "
+                "row_number() OVER (PARTITION BY request_id, idx ORDER BY replica) = 1)")
+        else:
+            con.execute("CREATE VIEW records AS SELECT * FROM _records")
 
     def _files(self, reader: StoreReader, name: str, expr: Any) -> list[str]:
         """Local paths of ``name``'s files in the partitions ``expr`` keeps: a file store's
@@ -595,6 +702,7 @@ class LogWindow:
         try:
             self._copy(conn, f"SELECT {', '.join(columns)} FROM requests{where}", args,
                        [schema.field(c) for c in columns], "requests")
+            _empty_records(self.con)
             self._copy(conn, "SELECT request_id, idx, label, ts FROM feedback", [],
                        list(_schemas()["feedback"])[:4], "feedback")
             has_errors = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
@@ -642,6 +750,15 @@ class LogWindow:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _empty_records(con: Any) -> None:
+    """A ``records`` view without rows, with the typed records' fixed columns."""
+    from loopline.serving.log_records import FIXED
+
+    types = {"idx": "BIGINT", "n": "BIGINT", "ts": "DOUBLE", "latency_ms": "DOUBLE"}
+    cols = ", ".join(f"NULL::{types.get(c, 'VARCHAR')} AS {c}" for c in FIXED)
+    con.execute(f"CREATE VIEW records AS SELECT {cols} LIMIT 0")
 
 
 def open_log(source: str | os.PathLike[str] | Store, *, artifact: str | None = None) -> LogSource:

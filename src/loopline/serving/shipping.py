@@ -5,8 +5,9 @@ One per replica: the service's worker processes share one SQLite log, and the on
 each tick, so a worker that dies hands the job on. In the background, every
 ``every_seconds`` (or sooner once ``max_rows`` rows wait) it reads up to ``max_rows`` rows of
 each table (requests, feedback, errors) in rowid order, writes them as Parquet partitions
-(:mod:`loopline.serving.log_store`), and only once every file is written deletes those rows
-and advances the batch number (``seq``), in one transaction of the log.
+(:mod:`loopline.serving.log_store`; the requests as typed records, one row per record,
+:mod:`loopline.serving.log_records`, so no reader parses their JSON again), and only once
+every file is written deletes those rows and advances the batch number (``seq``), in one transaction of the log.
 
 A crash between the upload and the delete ships the same rows again under the same ``seq``,
 so the same file names: the upload overwrites itself, and the reader keeps one row per
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from loopline.core.layout import SHIP_LOCK_SUFFIX
-from loopline.serving.log_store import TABLES, Store, arrow_table, configured, write_parquet
+from loopline.serving.log_store import SHIPPED_AS, TABLES, Store, configured, shipped_table, write_parquet
 
 logger = logging.getLogger("loopline.serving")
 
@@ -217,7 +218,7 @@ class Shipper:
             written = []
             for table, rows in batch.items():
                 for path, part in self._partitions(table, rows, seq).items():
-                    write_parquet(self._fs, path, arrow_table(table, part, self.replica))
+                    write_parquet(self._fs, path, shipped_table(table, part, self.replica))
                     written.append(path)
             with self._conn:  # the upload is confirmed: drop the rows, advance seq, at once
                 for table, rows in batch.items():
@@ -243,7 +244,8 @@ class Shipper:
         for row in rows:
             values = row[1:]
             version = values[vcol] if vcol is not None else None
-            folder = self.store.partition_dir(table, self.artifact, version, values[tcol])
+            folder = self.store.partition_dir(SHIPPED_AS[table], self.artifact, version,
+                                              values[tcol])
             out[f"{folder}/{self.replica}-{seq:013d}.parquet"].append(values)
         return out
 
@@ -281,20 +283,31 @@ class Shipper:
                       and i.base_name.endswith(".parquet"))
         if len(mine) < 2:
             return 0
-        table = pa.concat_tables([pq.read_table(p, filesystem=self._fs, partitioning=None)
-                                  for p in mine])
-        names = table.column_names
-        table = table.group_by(names, use_threads=False).aggregate([]).select(names)
-        seq = self._seq()
-        target = f"{folder}/{self.replica}-{seq:013d}.parquet"
-        write_parquet(self._fs, target, table)
-        with self._conn:
-            self._conn.execute("INSERT OR REPLACE INTO ship_state VALUES (?, ?)",
-                               (self.replica, seq + 1))
-        for path in mine:
-            if path != target:
-                self._fs.delete_file(path)
-        return len(mine) - 1
+        tables = {p: pq.read_table(p, filesystem=self._fs, partitioning=None) for p in mine}
+        # files of one schema merge; a batch that brought a new feature, class or type
+        # starts another group (rare, so no file is rewritten with columns it lacked)
+        groups: dict[Any, list[str]] = defaultdict(list)
+        for path, table in tables.items():
+            groups[table.schema.remove_metadata()].append(path)
+        removed = 0
+        for paths in groups.values():
+            if len(paths) < 2:
+                continue
+            table = pa.concat_tables([tables[p] for p in paths])
+            names = table.column_names
+            merged = table.group_by(names, use_threads=False).aggregate([]).select(names)
+            merged = merged.replace_schema_metadata(_merged_metadata([tables[p] for p in paths]))
+            seq = self._seq()
+            target = f"{folder}/{self.replica}-{seq:013d}.parquet"
+            write_parquet(self._fs, target, merged)
+            with self._conn:
+                self._conn.execute("INSERT OR REPLACE INTO ship_state VALUES (?, ?)",
+                                   (self.replica, seq + 1))
+            for path in paths:
+                if path != target:
+                    self._fs.delete_file(path)
+            removed += len(paths) - 1
+        return removed
 
     # ---------------------------------------------------------------- shutdown
 
@@ -324,6 +337,23 @@ class Shipper:
             self._lock_file.close()
             with contextlib.suppress(sqlite3.Error):
                 self._conn.close()
+
+
+def _merged_metadata(tables: list[Any]) -> dict | None:
+    """The key-value metadata of files merged into one: the records' name maps, united."""
+    import orjson
+
+    from loopline.serving.log_records import META_KEY
+
+    metas = [orjson.loads(t.schema.metadata[META_KEY]) for t in tables
+             if t.schema.metadata and META_KEY in t.schema.metadata]
+    if not metas:
+        return tables[0].schema.metadata
+    merged: dict[str, dict] = {"columns": {}, "classes": {}}
+    for meta in metas:
+        for key in merged:
+            merged[key].update(meta.get(key, {}))
+    return {META_KEY: orjson.dumps(merged)}
 
 
 def start(spec: dict[str, Any], log_path: str | Path,

@@ -205,3 +205,114 @@ def test_a_span_without_predictions_is_no_data_from_the_store_as_from_sqlite(log
     assert docs[1]["status"] == "NO DATA"
     assert all(w["records"] == 0 for w in docs[1]["windows"])
     assert logs["store"].labelled(since=later - 3600.0, until=later).empty
+
+
+def ship_json(log: Path, store: log_store.Store, replica: str, *, batches: int | None = None,
+              max_rows: int = 10_000) -> None:
+    """Ship ``log`` as a store was shipped before the typed records: ``requests`` as JSON
+    (``batches`` of them, then the rest typed when given)."""
+    from loopline.serving import shipping
+
+    s = Shipper(log, store, artifact="credit", replica=replica, max_rows=max_rows, start=False)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(shipping, "SHIPPED_AS", {t: t for t in shipping.SHIPPED_AS})
+        mp.setattr(shipping, "shipped_table", log_store.arrow_table)
+        for _ in range(batches if batches is not None else 10**6):
+            if not s.ship_batch():
+                break
+    s.ship()
+    s.close()
+
+
+@pytest.fixture(scope="module")
+def layouts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, log_store.LogSource]:
+    """The log of :func:`write` shipped as JSON only, and half JSON, half typed."""
+    tmp = tmp_path_factory.mktemp("layouts")
+    path = tmp / "inference.sqlite"
+    write(path)
+    out = {"sqlite": log_store.open_log(path)}
+    for name, batches in (("json", None), ("mixed", 3)):
+        with sqlite3.connect(path) as a, sqlite3.connect(tmp / f"{name}.sqlite") as b:
+            a.backup(b)
+        store = log_store.parse(f"file://{tmp}/{name}")
+        ship_json(tmp / f"{name}.sqlite", store, "r1", batches=batches, max_rows=100)
+        out[name] = log_store.open_log(store)
+    return out
+
+
+def test_stores_shipped_as_json_or_half_and_half_give_the_same_document(layouts: dict) -> None:
+    want = columnar_doc(layouts["sqlite"], CFG)
+    root = Path(layouts["mixed"].store.root)
+    assert list(root.glob("requests/**/*.parquet")) and list(root.glob("records/**/*.parquet"))
+    assert not list(Path(layouts["json"].store.root).glob("records/**/*.parquet"))
+    for name in ("json", "mixed"):
+        same(want, columnar_doc(layouts[name], CFG), name)
+        pd.testing.assert_frame_equal(layouts[name].predictions(),
+                                      layouts["sqlite"].predictions())
+
+
+ODD = {"ratio/total": "numeric", "a b": "numeric", "Ünï.x:%": "categorical"}
+LEVELS = ["lo", "mid", "hi"]
+
+
+def odd_log(path: Path) -> pd.DataFrame:
+    """Three classes, feature names with slashes, spaces, dots, colons and unicode, one
+    feature sent as numbers by some callers and as text by others: the reference returned."""
+    rng = np.random.default_rng(3)
+    log = InferenceLog(path, flush_interval=3600, flush_rows=10**9)
+    feedback = []
+    for i in range(240):
+        n = 1 if i % 4 else 3
+        recs = [{"ratio/total": float(rng.normal(i / 240, 1)),
+                 "a b": int(rng.integers(0, 5)) if rng.random() > 0.1 else None,
+                 "Ünï.x:%": str(rng.choice(["u", "v"])) if i % 7 else int(rng.integers(1, 3))}
+                for _ in range(n)]
+        p = rng.dirichlet([1, 1, 1], n).round(3)
+        p[:, 2] = 1 - p[:, 0] - p[:, 1]
+        pred = np.array([LEVELS[int(np.argmax(r))] for r in p], dtype=object)
+        log.predictions(f"q{i:03d}", UNTIL - 2 * DAY + i * 700, "v1", recs, pred, p, LEVELS,
+                        1.0 + i % 3)
+        feedback.extend((f"q{i:03d}", j, LEVELS[int(rng.integers(0, 3))]) for j in range(n))
+    log.feedback(feedback, UNTIL - 10)
+    log.close()
+    ref_rng = np.random.default_rng(4)
+    return pd.DataFrame({"ratio/total": ref_rng.normal(0, 1, 500),
+                         "a b": ref_rng.integers(0, 5, 500),
+                         "Ünï.x:%": ref_rng.choice(["u", "v", "1"], 500),
+                         "y": ref_rng.choice(LEVELS, 500)})
+
+
+def test_odd_names_three_classes_and_mixed_kinds_read_alike_from_every_layout(
+        tmp_path: Path) -> None:
+    path = tmp_path / "odd.sqlite"
+    ref = odd_log(path)
+    stores = {}
+    for name in ("typed", "json"):
+        with sqlite3.connect(path) as a, sqlite3.connect(tmp_path / f"{name}.sqlite") as b:
+            a.backup(b)
+        store = log_store.parse(f"file://{tmp_path}/{name}")
+        if name == "json":
+            ship_json(tmp_path / f"{name}.sqlite", store, "r1")
+        else:
+            s = Shipper(tmp_path / f"{name}.sqlite", store, artifact="credit", replica="r1",
+                        start=False)
+            s.ship()
+            s.close()
+        stores[name] = log_store.open_log(store)
+    cfg = CFG.model_copy(update={"windows": 2, "targets": Targets(
+        slice_gap=SliceGapTarget(columns=["Ünï.x:%"], min_records=5))})
+    kw = dict(numeric=["ratio/total", "a b"], categorical=["Ünï.x:%"], classes=LEVELS,
+              positive="hi", target="y", cfg=cfg, until=UNTIL)
+    sqlite = log_store.open_log(path)
+    want = mon.run(sqlite.predictions(since=UNTIL - 2 * DAY, until=UNTIL), ref,
+                   errors=sqlite.request_errors(since=UNTIL - 2 * DAY, until=UNTIL), **kw)
+    assert want["windows"][1]["labels"] > 100 and want["windows"][1]["performance"]
+    for name, source in [("sqlite", sqlite), *stores.items()]:
+        same(want, columnar.run(source, ref, **kw)[0], name)
+        pd.testing.assert_frame_equal(source.predictions(), sqlite.predictions())
+    typed = next(Path(stores["typed"].store.root).glob("records/**/*.parquet"))
+    import pyarrow.parquet as pq
+
+    names = pq.read_schema(typed).names
+    assert {"x:ratio%2Ftotal", "x:a%20b", "p:mid"} <= set(names), names
+    assert any(n.startswith("j:") for n in names)  # numbers and text in one batch

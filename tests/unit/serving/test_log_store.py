@@ -106,8 +106,8 @@ def test_reads_prune_partitions_on_time_and_version(tmp_path: Path, store) -> No
     write_log(log, 2, prefix="w", t0=T0 + 7 * HOUR, version="v2")
     ship(log, store, "a-1")
     root = Path(store.root)
-    _break(root, "requests", "13")  # outside every window read below
-    _break(root, "requests", "20", version="v1")
+    _break(root, "records", "13")  # outside every window read below
+    _break(root, "records", "20", version="v1")
     since, until = T0 + 2 * HOUR, T0 + 4 * HOUR  # 15:30 to 17:30
     df = log_store.read_predictions(store.url, since=since, until=until)
     assert list(df["request_id"]) == ["r4", "r5", "r6", "r7"]  # 15:30 16:00 16:30 17:00
@@ -197,10 +197,10 @@ def test_the_window_views_count_a_batch_shipped_twice_once(tmp_path: Path, store
     ship(a, store, "host-a")  # the shipper empties its spool
     ship(b, store, "host-b")
     # a crash between an upload and the spool's delete: the same rows under another name
-    first = sorted(Path(store.root).glob("requests/**/host-a-*.parquet"))[0]
+    first = sorted(Path(store.root).glob("records/**/host-a-*.parquet"))[0]
     (first.parent / "host-a-999999.parquet").write_bytes(first.read_bytes())
     # and under a new replica name: a re-created container shipping the spool it took over
-    other = sorted(Path(store.root).glob("requests/**/host-b-*.parquet"))[0]
+    other = sorted(Path(store.root).glob("records/**/host-b-*.parquet"))[0]
     (other.parent / "host-c-000001.parquet").write_bytes(other.read_bytes())
     source = log_store.open_log(store.url)
     since, until = T0, T0 + 2 * HOUR  # a0 … a3 and both of b
@@ -208,7 +208,7 @@ def test_the_window_views_count_a_batch_shipped_twice_once(tmp_path: Path, store
     def views(src: log_store.LogSource) -> tuple:
         with src.window(since=since, until=until) as win:
             q = win.con.execute
-            return (q("SELECT request_id FROM requests ORDER BY 1").fetchall(),
+            return (q("SELECT request_id FROM records ORDER BY 1").fetchall(),
                     q("SELECT request_id, idx, label FROM feedback ORDER BY 1, 2").fetchall(),
                     q("SELECT count(*) FROM errors").fetchone()[0])
 

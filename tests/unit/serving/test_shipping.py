@@ -85,8 +85,8 @@ def test_batches_go_to_hive_partitions_by_table_version_date_hour(tmp_path: Path
     assert got == sorted([
         f"errors/{part}/hour=13/{first}",
         f"feedback/artifact=credit/version=none/date=2026-09-21/hour=14/{first}",
-        f"requests/{part}/hour=13/{first}", f"requests/{part}/hour=14/{first}",
-        f"requests/{part}/hour=14/{second}"])
+        f"records/{part}/hour=13/{first}", f"records/{part}/hour=14/{first}",
+        f"records/{part}/hour=14/{second}"])
     assert s._seq() == seq + 2  # the next batch continues the sequence
     s.close()
 
@@ -225,7 +225,7 @@ def test_shipping_to_s3_reads_back_the_frame_of_the_local_log(tmp_path: Path, s3
     assert s.ship() == 5 + 2 + 2
     s.close()
     keys = s3_env.keys("unit-ship/")
-    assert keys and all(k.startswith(("unit-ship/requests/artifact=credit/version=v1/date=",
+    assert keys and all(k.startswith(("unit-ship/records/artifact=credit/version=v1/date=",
                                       "unit-ship/feedback/", "unit-ship/errors/")) for k in keys)
     pd.testing.assert_frame_equal(log_store.read_predictions(store.url), expected)
 
@@ -269,7 +269,7 @@ def test_compaction_merges_a_replicas_small_files_of_an_ended_hour(tmp_path: Pat
         s.ship()
     before = log_store.read_predictions(store.url)
     root = tmp_path / "store"
-    hour13 = root / "requests/artifact=credit/version=v1/date=2026-09-21/hour=13"
+    hour13 = root / "records/artifact=credit/version=v1/date=2026-09-21/hour=13"
     assert len([f for f in hour13.iterdir() if f.name.startswith("host-3000-")]) == 6
     assert s.compact(now=T0 + 30 * 60 + 599) == 0  # hour 13 ended 9:59 ago: wait
     assert s.compact(now=T0 + 3 * HOUR) > 0
@@ -287,7 +287,7 @@ def test_a_crash_inside_compaction_still_reads_once(tmp_path: Path, store) -> No
     write_log(log, 3, feedback=[("r0", 0, "no")])
     s.ship()
     expected = log_store.read_predictions(store.url)
-    hour13 = tmp_path / "store/requests/artifact=credit/version=v1/date=2026-09-21/hour=13"
+    hour13 = tmp_path / "store/records/artifact=credit/version=v1/date=2026-09-21/hour=13"
     small = sorted(hour13.iterdir())
     copies = {f: f.read_bytes() for f in small}
     s.compact(now=T0 + 3 * HOUR)
