@@ -190,7 +190,7 @@ def test_release_search_workers_stops_lokys_reusable_pool_and_a_new_one_can_star
     pool = reusable_executor._executor
     assert pool is not None and not pool._flags.shutdown
     release_search_workers()
-    assert pool._flags.shutdown
+    assert pool._flags.shutdown and pool._flags.kill_workers
     with parallel_config(backend="loky"):
         assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4)) == [0, 1, 2, 3]
     assert reusable_executor._executor is not pool
