@@ -45,11 +45,15 @@ UP_TO_DATE = "loopline: pipeline up to date"
 # is needed: it imports DVC (~0.3 s) on the other core while loopline composes params.yaml
 # and resolves the champion, then reads one order on stdin: "repro", "check" (`dvc status`
 # first, and repro only if it finds a change), or nothing at all when the caller failed or
-# was killed, in which case it exits having touched nothing.
+# was killed, in which case it exits having touched nothing. It ends without the
+# interpreter's teardown (runner.exit_now): when dvc's main returns, its command ran inside
+# `with repo:` (dvc.cli.command.CmdBase.do_run), so dvc.lock is written, the state database
+# closed and the repository lock released.
 WARM_DVC = f"""\
 import gc, os, sys
 from dvc.cli import main, parse_args
 import dvc.repo.reproduce, dvc.repo.index, dvc.stage.cache, dvc.dependency.param  # needed next
+from loopline.pipeline.runner import exit_now
 parse_args(sys.argv[1:])
 if os.environ.get("LOOPLINE_STAGES_IN_PROCESS") == "1":
     from loopline.pipeline.dvc_internals import install
@@ -58,8 +62,8 @@ gc.freeze()  # DVC's modules live as long as the process: keep the collector off
 order = sys.stdin.readline().strip()
 if order == "check" and main(["status", "--quiet", "--with-deps", *sys.argv[2:]]) == 0:
     print({UP_TO_DATE!r})
-    sys.exit(0)
-sys.exit(main(sys.argv[1:]) if order else 130)
+    exit_now(0)
+exit_now(main(sys.argv[1:]) if order else 130)
 """
 
 
@@ -135,5 +139,8 @@ def contract() -> list[str]:
         except ImportError as err:
             problems.append(f"{module}: {err}")
     from dvc.cli import main, parse_args  # noqa: F401  (the warm-up script's entry points)
+    from dvc.cli.command import CmdBase
 
+    if "with self.repo:" not in inspect.getsource(CmdBase.do_run):
+        problems.append("dvc.cli.command.CmdBase.do_run no longer runs its command inside `with self.repo:`")
     return problems

@@ -104,3 +104,94 @@ def test_later_imports_are_prefetched_only_when_the_stages_run_in_dvcs_process(
     assert "tomllib" not in sys.modules  # a failed import stops the prefetch, silently
     monkeypatch.setenv("LOOPLINE_PREFETCH", "0")
     assert runner.prefetch_later_imports() is None
+
+
+# ------------------------------------------------------------------ the end of the process
+
+EXITING = r"""
+import atexit, logging, pathlib, sys, threading, time
+from loopline.pipeline.runner import exit_now
+
+out, code = pathlib.Path(sys.argv[1]), int(sys.argv[2])
+atexit.register(lambda: (out / "atexit").write_text("ran"))
+# a handler that buffers: only logging's own atexit hook (shutdown) writes its record
+buffered = open(out / "log", "w", buffering=1 << 20)
+logging.getLogger("t").addHandler(logging.StreamHandler(buffered))
+logging.getLogger("t").warning("logged")
+
+def late():
+    time.sleep(0.3)
+    (out / "thread").write_text("done")
+
+threading.Thread(target=late).start()  # not a daemon: a normal exit waits for it
+sys.stdout.write("x" * 200_000)  # stdout is a pipe here, so this sits in its buffer
+sys.stderr.write("to stderr")
+exit_now(code)
+"""
+
+
+@pytest.mark.parametrize(("code", "status"), [(0, 0), (3, 3), (255, 255), (256, 0)])
+def test_exit_now_ends_the_process_as_a_normal_exit_would(tmp_path: Path, code: int, status: int) -> None:
+    """Exit status as sys.exit gives it; buffered output delivered; threads joined; atexit
+    handlers run (logging's among them, which flushes a buffered handler)."""
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-c", EXITING, str(tmp_path), str(code)],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == status, res.stderr
+    assert res.stdout == "x" * 200_000 and res.stderr == "to stderr"
+    assert (tmp_path / "thread").read_text() == "done"
+    assert (tmp_path / "atexit").read_text() == "ran"
+    assert (tmp_path / "log").read_text() == "logged\n"
+
+
+POOLED = r"""
+import os, sys
+from joblib import Parallel, delayed
+from loopline.pipeline.runner import exit_now, release_search_workers
+
+def where(i):
+    print(f"worker {os.getpid()}", flush=True)  # workers write to the same stdout
+    return os.getpid()
+
+with __import__("joblib").parallel_config(backend="loky"):
+    pids = set(Parallel(n_jobs=2)(delayed(where)(i) for i in range(8)))
+release_search_workers()
+print("pool", " ".join(map(str, sorted(pids))), flush=True)
+exit_now(0)
+"""
+
+
+def test_the_search_pool_is_stopped_and_no_worker_outlives_the_process(tmp_path: Path) -> None:
+    """The workers share the process's stdout: the reader sees its end only once every
+    worker has exited (loky would otherwise keep an idle worker for 300 s)."""
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-c", POOLED], capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    pids = res.stdout.splitlines()[-1].split()[1:]
+    assert pids and all(f"worker {pid}" in res.stdout for pid in pids)
+    assert "leaked" not in res.stderr  # loky's resource tracker found everything released
+
+
+def test_release_search_workers_stops_lokys_reusable_pool_and_a_new_one_can_start() -> None:
+    """loky keeps its reusable pool in ``reusable_executor._executor`` (what the release
+    reads): this fails when an upgrade moves it."""
+    from joblib import Parallel, delayed, parallel_config
+    from joblib.externals.loky import reusable_executor
+
+    from loopline.pipeline.runner import release_search_workers
+
+    with parallel_config(backend="loky"):
+        assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4)) == [0, 1, 2, 3]
+    pool = reusable_executor._executor
+    assert pool is not None and not pool._flags.shutdown
+    release_search_workers()
+    assert pool._flags.shutdown and pool._flags.kill_workers
+    with parallel_config(backend="loky"):
+        assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4)) == [0, 1, 2, 3]
+    assert reusable_executor._executor is not pool
+    release_search_workers()

@@ -57,13 +57,114 @@ def slice_metrics(frame: pd.DataFrame, column: str, y: np.ndarray, proba: np.nda
 
 def importance(model, X: pd.DataFrame, y: np.ndarray, scoring, n_repeats: int, seed: int) -> list[dict]:
     """Permutation importance of each raw input column on the held-out split."""
-    from sklearn.inspection import permutation_importance
-
-    res = permutation_importance(model, X, y, scoring=scoring, n_repeats=n_repeats,
-                                 random_state=seed, n_jobs=1)
-    rows = [{"feature": c, "importance": rounded(res.importances_mean[i]), "std": rounded(res.importances_std[i])}
+    drops = permutation_importances(model, X, y, scoring, n_repeats, seed)
+    mean, std = np.mean(drops, axis=1), np.std(drops, axis=1)
+    rows = [{"feature": c, "importance": rounded(mean[i]), "std": rounded(std[i])}
             for i, c in enumerate(X.columns)]
     return sorted(rows, key=lambda r: -(r["importance"] or 0.0))
+
+
+#: at most this many cells (rows × columns) of permuted copies go to the model in one call
+STACKED_CELLS = 4_000_000
+
+
+def permutation_importances(model, X: pd.DataFrame, y: np.ndarray, scoring, n_repeats: int,
+                            seed: int) -> np.ndarray:
+    """Baseline score minus the score with each column permuted, shape (columns, n_repeats).
+
+    The numbers of ``sklearn.inspection.permutation_importance(model, X, y, scoring=scoring,
+    n_repeats=n_repeats, random_state=seed)`` (its ``importances``), computed with one
+    model call per column instead of one per permuted copy: the copies of a column are
+    stacked and scored in one call, and each copy's score comes from its slice of the
+    answers (:class:`_Replay`). A pipeline's fixed cost per call (column selection,
+    imputation, encoding, input checks) is then paid once per column, which is most of the
+    work on a few hundred held-out rows.
+
+    The permutations are sklearn's: one seed drawn from ``seed``, the same shuffles for
+    every column, each shuffle applied to the previous repeat's column (sklearn permutes
+    its working copy in place).
+    """
+    from sklearn.metrics import check_scoring
+
+    scorer = check_scoring(model, scoring=scoring)
+    baseline = scorer(model, X, y)
+    orders = _permutation_orders(seed, len(X), n_repeats)
+    per_call = max(1, min(n_repeats, STACKED_CELLS // max(X.size, 1)))
+    drops = np.empty((X.shape[1], n_repeats))
+    for first in range(0, n_repeats, per_call):
+        group = orders[first:first + per_call]
+        stacked = pd.concat([X] * len(group), ignore_index=True)
+        for j, name in enumerate(X.columns):
+            unpermuted = stacked[name]
+            stacked[name] = X[name].take(np.concatenate(group)).reset_index(drop=True)
+            replay = _Replay(model, stacked, len(X))
+            drops[j, first:first + len(group)] = [baseline - scorer(replay.copy(k), X, y)
+                                                  for k in range(len(group))]
+            stacked[name] = unpermuted
+    return drops
+
+
+def _permutation_orders(seed: int, rows: int, n_repeats: int) -> list[np.ndarray]:
+    """Row order of each repeat's permuted column, as sklearn's permutation_importance draws
+    them: repeat r's column is repeat r-1's taken in the r-th shuffle of one index array."""
+    from sklearn.utils import check_random_state
+
+    column_seed = check_random_state(seed).randint(np.iinfo(np.int32).max + 1)
+    state = check_random_state(column_seed)
+    shuffling = np.arange(rows)
+    order = np.arange(rows)
+    orders = []
+    for _ in range(n_repeats):
+        state.shuffle(shuffling)
+        order = order[shuffling]
+        orders.append(order)
+    return orders
+
+
+class _Replay:
+    """A fitted classifier's answers on stacked copies of the held-out rows, handed to a
+    scikit-learn scorer one copy at a time.
+
+    :meth:`copy` gives a stand-in for the model that the scorer uses as it would use the
+    model: it offers the same prediction methods (the scorer picks among them by name) and
+    classes, and answers with copy ``k``'s slice of one call on all copies.
+    """
+
+    METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function")
+
+    def __init__(self, model, stacked: pd.DataFrame, rows: int) -> None:
+        self.model, self.stacked, self.rows = model, stacked, rows
+        self.answers: dict[str, np.ndarray] = {}
+
+    def answer(self, method: str, k: int) -> np.ndarray:
+        if method not in self.answers:
+            self.answers[method] = getattr(self.model, method)(self.stacked)
+        return self.answers[method][k * self.rows:(k + 1) * self.rows]
+
+    def copy(self, k: int) -> _ReplayedCopy:
+        return _ReplayedCopy(self, k)
+
+
+class _ReplayedCopy:
+    """The model as a scorer sees it, answering for copy ``k`` of :class:`_Replay`."""
+
+    def __init__(self, replay: _Replay, k: int) -> None:
+        self.classes_ = replay.model.classes_
+        self._tags = replay.model.__sklearn_tags__()
+        for method in _Replay.METHODS:
+            if hasattr(replay.model, method):
+                setattr(self, method, _replayed(replay, method, k))
+
+    def __sklearn_tags__(self):
+        return self._tags
+
+
+def _replayed(replay: _Replay, method: str, k: int):
+    def answer(_X):
+        return replay.answer(method, k)
+
+    answer.__name__ = method  # scorers post-process by the method's name
+    return answer
 
 
 def curves(y: np.ndarray, proba: np.ndarray, classes: list[str], positive: str

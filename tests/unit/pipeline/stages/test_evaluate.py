@@ -130,3 +130,72 @@ def test_markdown_report_lists_metrics_and_slices():
     assert f"| recall | {metrics['recall']:.4f} |" in text
     assert "## Slices by `g`" in text
     assert "| f | 0.1000 | 0.0100 |" in text
+
+
+# ------------------------------------------------------------------ permutation importance
+
+
+@pytest.fixture(scope="module")
+def importance_frames():
+    from tests.helpers.model_data import model_frames
+
+    frames = model_frames()
+    test_raw_y = np.resize(frames["y2"], len(frames["test"]))  # labels for the held-out rows
+    frames["test_y2"] = test_raw_y
+    frames["y3"] = np.asarray(frames["y3"]).astype(str)
+    frames["test_y3"] = np.resize(frames["y3"], len(frames["test"]))
+    return frames
+
+
+@pytest.mark.parametrize("estimator", ["logreg", "rf", "hgb"])
+@pytest.mark.parametrize(("target", "scoring", "positive"), [
+    ("y2", "roc_auc", "good"), ("y2", "recall", "bad"), ("y2", "accuracy", "good"),
+    ("y2", "average_precision", "bad"), ("y3", "roc_auc", None), ("y3", "neg_log_loss", None),
+])
+def test_batched_permutation_importance_is_sklearns(importance_frames, estimator, target, scoring, positive):
+    """The same numbers as sklearn's permutation_importance for the same random_state, to
+    the last bit: same permutations, same scorer, the model's answers sliced per copy."""
+    from sklearn.inspection import permutation_importance
+
+    from loopline.model.metrics import scorer
+    from loopline.pipeline.stages.evaluate import importance, permutation_importances
+    from tests.helpers.model_data import fit_pipeline
+
+    f = importance_frames
+    model = fit_pipeline(f, estimator, "median", "most_frequent", y=target)
+    X, y = f["test"], f[f"test_{target}"]
+    score = scorer(scoring, positive or "", len(model.classes_))
+    ours = permutation_importances(model, X, y, score, n_repeats=4, seed=7)
+    theirs = permutation_importance(model, X, y, scoring=score, n_repeats=4, random_state=7, n_jobs=1)
+    np.testing.assert_array_equal(ours, theirs.importances)
+    assert np.any(ours != 0)  # the columns matter: equality is not between two zero arrays
+    rows = {r["feature"]: r for r in importance(model, X, y, score, 4, 7)}
+    for i, col in enumerate(X.columns):
+        assert rows[col]["importance"] == round(float(theirs.importances_mean[i]), 6)
+        assert rows[col]["std"] == round(float(theirs.importances_std[i]), 6)
+
+
+def test_batched_permutation_importance_in_groups_of_repeats(importance_frames, monkeypatch):
+    """Copies that would not fit in one call go in groups; the numbers do not change."""
+    from sklearn.inspection import permutation_importance
+
+    from loopline.pipeline.stages import evaluate
+    from tests.helpers.model_data import fit_pipeline
+
+    f = importance_frames
+    model = fit_pipeline(f, "hgb", "median", "most_frequent")
+    X, y = f["test"], f["test_y2"]
+    calls = []
+    answer = model.predict_proba
+
+    def predict_proba(frame):  # the name a scorer looks for
+        calls.append(len(frame))
+        return answer(frame)
+
+    monkeypatch.setattr(model, "predict_proba", predict_proba, raising=False)
+    monkeypatch.setattr(evaluate, "STACKED_CELLS", X.size * 2)
+    ours = evaluate.permutation_importances(model, X, y, "neg_log_loss", n_repeats=5, seed=3)
+    assert calls == [len(X)] + [2 * len(X)] * X.shape[1] * 2 + [len(X)] * X.shape[1]  # baseline first
+    monkeypatch.undo()
+    theirs = permutation_importance(model, X, y, scoring="neg_log_loss", n_repeats=5, random_state=3)
+    np.testing.assert_array_equal(ours, theirs.importances)

@@ -105,6 +105,64 @@ def test_evidently_drift_finds_a_shifted_column() -> None:
     assert {r["column"]: r["drifted"] for r in rows}["x"] is True
 
 
+def drift_case() -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(3)
+    ref = pd.DataFrame({"x": rng.normal(0, 1, 300), "y": rng.gamma(2.0, 1.0, 300),
+                        "c": rng.choice(["a", "b", "c"], 300)})
+    cur = pd.DataFrame({"x": rng.normal(0.5, 1, 120), "y": rng.gamma(2.0, 1.0, 120),
+                        "c": rng.choice(["a", "b", "c"], 120, p=[0.6, 0.2, 0.2])})
+    return ref, cur
+
+
+def test_unshown_column_drift_widgets_are_skipped_and_the_page_is_the_same(monkeypatch) -> None:
+    """The gate's drift report without each column's own plots: the same values and the same
+    page, byte for byte. Fails when Evidently moves ValueDriftCalculation._render, or when
+    its preset starts showing the columns' widgets (the pages would then differ)."""
+    import contextlib
+
+    ref, cur = drift_case()
+    check = DriftCheck(num_method="ks", cat_method="chisquare")
+    rows, skipped = gate.drift_report(ref, cur, ["x", "y"], ["c"], check)
+    monkeypatch.setattr(gate, "unshown_column_drift_widgets_skipped", contextlib.nullcontext)
+    rows_drawn, drawn = gate.drift_report(ref, cur, ["x", "y"], ["c"], check)
+
+    def column_widgets(snap) -> int:
+        return sum(len(r.widget or []) for r in snap._metrics.values())
+
+    assert column_widgets(drawn) > column_widgets(skipped)  # something was skipped
+    assert rows == rows_drawn and skipped.dict() == drawn.dict()
+    page = gate.stable_ids(gate.evidently_page([("Data drift", skipped)]))
+    assert page == gate.stable_ids(gate.evidently_page([("Data drift", drawn)]))
+    assert page.count("DATA DRIFT") == drawn.get_html_str(as_iframe=False).count("DATA DRIFT")
+
+
+def test_one_untitled_section_is_evidentlys_own_page() -> None:
+    """evidently_page builds Evidently's page from its private widget lists: with one
+    untitled section it must be Snapshot.get_html_str's page, byte for byte (ids aside)."""
+    ref, cur = drift_case()
+    _, snap = gate.drift_report(ref, cur, ["x", "y"], ["c"], DriftCheck())
+    own = gate.stable_ids(snap.get_html_str(as_iframe=False))
+    assert gate.stable_ids(gate.evidently_page([("", snap)])) == own
+
+
+def test_the_gate_page_is_one_document_with_a_section_per_report(tmp_path) -> None:
+    rng = np.random.default_rng(1)
+    y = rng.choice(["bad", "good"], 200, p=[0.3, 0.7])
+    p_bad = np.clip(np.where(y == "bad", 0.65, 0.3) + rng.normal(0, 0.2, 200), 0, 1)
+    frame = gate.scored_frame(y, np.column_stack([p_bad, 1 - p_bad]), ["bad", "good"], "bad", "Status")
+    _, quality = gate.quality_report(frame, "Status", "bad", ["bad", "good"])
+    ref, cur = drift_case()
+    _, drift = gate.drift_report(ref, cur, ["x", "y"], ["c"], DriftCheck())
+    gate.save_html([quality, drift], tmp_path / "gate.html")
+    page = (tmp_path / "gate.html").read_text(encoding="utf-8")
+    assert page.lower().count("<!doctype html") == 1 and "<iframe" not in page
+    assert gate.SECTIONS[0] in page and gate.SECTIONS[1] in page and gate.SECTIONS[2] not in page
+    separate = sum(len(s.get_html_str(as_iframe=False)) for s in (quality, drift))
+    assert len(page) < 0.6 * separate  # one copy of Evidently's scripts, not one per report
+    gate.save_html([quality, drift], tmp_path / "again.html")
+    assert (tmp_path / "again.html").read_text(encoding="utf-8") == page
+
+
 def test_evidently_quality_matches_sklearn() -> None:
     from sklearn.metrics import accuracy_score, recall_score, roc_auc_score
 
