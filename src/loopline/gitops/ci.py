@@ -292,7 +292,7 @@ def make_spares(root: Path, max_age: float = SPARE_SECONDS) -> list[Path]:
         if entry.name.startswith(".") or not (entry / "files" / "ws").is_dir():
             continue
         for old in list(spares.glob("*")) if spares.is_dir() else []:
-            if now - old.stat().st_mtime > max_age:
+            if now - _made_at(old) > max_age:
                 shutil.rmtree(old, ignore_errors=True)
         stamps = [entry / n for n in ("manifest", "used") if (entry / n).exists()]
         if not stamps or now - max(s.stat().st_mtime for s in stamps) > max_age:
@@ -300,7 +300,7 @@ def make_spares(root: Path, max_age: float = SPARE_SECONDS) -> list[Path]:
         if any(not s.name.startswith(".") for s in spares.glob("*")):
             continue
         spares.mkdir(exist_ok=True)
-        tmp = spares / f".new-{os.getpid()}"
+        tmp = spares / f".new-{time.time_ns()}-{os.getpid()}"
         done = subprocess.run(["cp", "-al", str(entry / "files" / "ws"), str(tmp)],
                               capture_output=True, check=False)
         if done.returncode == 0:  # an entry pruned meanwhile: no spare
@@ -308,6 +308,13 @@ def make_spares(root: Path, max_age: float = SPARE_SECONDS) -> list[Path]:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
     return made
+
+
+def _made_at(spare: Path) -> float:
+    """When a spare (``<ns>``) or one in the making (``.new-<ns>-<pid>``) was started: its
+    name says it, as ``cp -a`` gives the folder the entry's modification time."""
+    digits = spare.name.removeprefix(".new-").split("-")[0]
+    return int(digits) / 1e9 if digits.isdigit() else spare.stat().st_mtime
 
 
 def _lock_path() -> Path:
@@ -326,8 +333,9 @@ def _background(cmd: list[str]) -> None:
     fd = os.open(_lock_path(), os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH)
+        nice = ["nice", "-n", "10"] if shutil.which("nice") else []
         subprocess.Popen(
-            ["nice", "-n", "10", *cmd],
+            [*nice, *cmd],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

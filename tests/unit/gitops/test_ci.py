@@ -254,13 +254,16 @@ def _entry(root: Path, files: dict[str, str], age: float = 0.0) -> Path:
 
 
 def test_a_recently_used_entry_gets_one_spare_of_hard_links(tmp_path: Path) -> None:
-    entry = _entry(tmp_path, {".venv/bin/python": "py", ".venv/lib/m.py": "m"})
+    entry = _entry(tmp_path, {".venv/bin/python": "py", ".venv/lib/m.py": "m"},
+                   age=2 * ci.SPARE_SECONDS)  # saved long ago, restored just now
+    os.utime(entry / "files" / "ws", (0, 0))
+    (entry / "used").touch()
     (made,) = ci.make_spares(tmp_path)
     assert made.parent == entry / "spare" and not made.name.startswith(".")
     for rel in (".venv/bin/python", ".venv/lib/m.py"):
         assert (made / rel).stat().st_ino == (entry / "files" / "ws" / rel).stat().st_ino
     assert (made / ".venv").stat().st_ino != (entry / "files" / "ws" / ".venv").stat().st_ino
-    assert ci.make_spares(tmp_path) == []  # one is enough
+    assert ci.make_spares(tmp_path) == [] and made.is_dir()  # one is enough, and it is new
 
 
 def test_spares_of_an_idle_entry_are_dropped_and_not_made_again(tmp_path: Path) -> None:
