@@ -79,7 +79,15 @@ def test_saved_once_restored_by_key_then_by_prefix_and_dropped_when_changed(repo
     first = got(ci.run(repo, "cache", echo=False))
     assert first["hit"] == "unset" and first["got"] == "none"  # nothing saved yet
 
+    assert ci.wait_background(120)  # after the run: its folder removed, a spare of the entry made
+    cache = Path(os.environ["LOOPLINE_CI_CACHE"])
+    assert list((cache.parent / "runs").iterdir()) == []
+    (spare,) = cache.glob("*/*/spare/*")
+    assert (spare / "build" / "made").stat().st_ino == next(
+        cache.glob("*/*/files/ws/build/made")).stat().st_ino  # links, not copies
+
     second = ci.run(repo, "cache", echo=False)
+    assert not spare.exists()  # taken by the restore (a rename), not linked file by file
     assert got(second) == {
         "hit": "true", "matched": first["primary"], "primary": first["primary"], "got": "lock-1",
     }
@@ -115,8 +123,10 @@ def test_cold_runs_see_no_entry(repo: Path) -> None:
     assert got(ci.run(repo, "cache", echo=False, cold=True))["hit"] == "unset"
 
 
-def test_prune_drops_least_recently_used_beyond_the_limit(tmp_path: Path) -> None:
+def test_prune_drops_least_recently_used_beyond_the_limit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "cache"
+    monkeypatch.setenv("LOOPLINE_CI_CACHE", str(root))
     for i, key in enumerate(["old", "new"]):
         entry = root / "v" / key
         (entry / "files").mkdir(parents=True)
@@ -124,4 +134,6 @@ def test_prune_drops_least_recently_used_beyond_the_limit(tmp_path: Path) -> Non
         (entry / "manifest").write_text(f"ws/big {600_000_000} 1.0\n")
         os.utime(entry / "manifest", (1000 + i, 1000 + i))
     assert ci.prune_cache(root, limit_gb=1.0) == ["old"]
+    assert [p.name for p in (root / "v").iterdir() if not p.name.startswith(".")] == ["new"]
+    assert ci.wait_background(60)  # out of sight at once, removed in the background
     assert [p.name for p in (root / "v").iterdir()] == ["new"]

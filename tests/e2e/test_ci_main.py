@@ -93,7 +93,7 @@ def test_ci_pr_gives_the_gate_verdict_of_loopline_report(populated: tuple[Path, 
     doc = run_ci(work, "pr", check=False)
     assert doc["event"] == "pull_request"
     steps = outcomes(doc)
-    assert steps["Reproduce the pipeline and the gate"] in ("success", "failure (continued)")
+    assert steps["Reproduce the pipeline and the gate"] in ("success", "failure")  # FAIL: exit 1
     assert steps["Sticky pull-request comment"] == "skipped"
     kept = Path(doc["artifacts"]) / "loopline-reports" / "reports"
     ci_gate = json.loads((kept / "gate.json").read_text())
@@ -105,6 +105,9 @@ def test_ci_pr_gives_the_gate_verdict_of_loopline_report(populated: tuple[Path, 
                           cwd=work, env=env).stdout)
     assert local["gate"]["verdict"] == ci_gate["verdict"]
     assert doc["status"] == ("passed" if ci_gate["verdict"] == "pass" else "failed")
+    passed = ci_gate["verdict"] == "pass"
+    assert steps["Reproduce the pipeline and the gate"] == ("success" if passed else "failure")
+    assert steps["Review report"] == "success"  # also after a FAIL
 
 
 def test_ci_main_without_a_populated_remote_reproduces_and_registers(

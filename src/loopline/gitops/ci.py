@@ -16,6 +16,12 @@ starts. The cache entries those save (the workflows' venv, keyed on uv.lock) are
 across runs in :func:`cache_dir` (``$XDG_CACHE_HOME/loopline/act/cache``, least recently
 used dropped beyond :data:`CACHE_LIMIT_GB`), as GitHub keeps a repository's caches.
 
+What only saves time is left to a detached, niced process after the run (and waited for by
+:func:`wait_background`, which the benchmark does between rounds): removing the run's folder
+(act's workspace, whose venv the offline ``trash`` action moved out of act's way), and
+making each recently used cache entry a spare tree of hard links that the next restore
+takes by one rename (:func:`make_spares`).
+
 The runner's PATH has no loopline on it: the workflow installs it from the clone, as on a
 fresh GitHub runner. Secrets and variables the workflow
 names are passed from the environment variables of the same name. The clone's DVC cache is
@@ -25,6 +31,7 @@ an empty actions cache (a runner for which nothing was ever saved).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -47,9 +54,13 @@ OFFLINE_ACTIONS = {
     "actions/upload-artifact": "upload-artifact",
     "actions/cache": "cache",  # its restore/ and save/ (actions/cache itself saves in a post step)
 }
+#: owner/repo@ref -> folder of the actions the offline actions themselves use (trash's post
+#: step runs with node; without node, its stand-in moves nothing)
+INNER_ACTIONS = {"loopline/trash@v1": ACTIONS_DIR / "trash"}
 CACHE_LIMIT_GB = float(os.environ.get("LOOPLINE_CI_CACHE_GB", "10"))  # GitHub's, per repository
 EVENTS = {"pr": "pull_request", "main": "push", "monitor": "workflow_dispatch"}
 TAIL_LINES = 40  # of a failed step's output, in the result
+SPARE_SECONDS = 3600  # an entry unused this long gets no new spare; older spares are dropped
 _REF = re.compile(r"\$\{\{[^}]*?\b(secrets|vars)\.([A-Za-z_][A-Za-z0-9_]*)")
 
 
@@ -236,7 +247,10 @@ def prune_cache(root: Path, limit_gb: float = CACHE_LIMIT_GB) -> list[str]:
     for version in root.glob("*") if root.is_dir() else []:
         for entry in version.glob(".new-*"):
             if time.time() - entry.stat().st_mtime > 3600:  # a save that was interrupted
-                shutil.rmtree(entry, ignore_errors=True)
+                _discard(entry)
+        for entry in version.glob(".gone-*"):
+            if time.time() - entry.stat().st_mtime > 3600:  # its removal was interrupted
+                _remove(entry)
         for entry in version.glob("*"):
             if not (entry / "manifest").is_file() or entry.name.startswith("."):
                 continue
@@ -256,13 +270,118 @@ def prune_cache(root: Path, limit_gb: float = CACHE_LIMIT_GB) -> list[str]:
         if total <= limit_gb * 1e9:
             break
         key = (entry / "key").read_text(encoding="utf-8") if (entry / "key").exists() else ""
-        shutil.rmtree(entry, ignore_errors=True)
+        _discard(entry)
         total -= size
         dropped.append(key)
     return dropped
 
 
-def _runner_env(artifacts: Path, cache: Path) -> dict[str, str]:
+def make_spares(root: Path, max_age: float = SPARE_SECONDS) -> list[Path]:
+    """Give each entry restored or saved in the last ``max_age`` seconds a spare: a copy of
+    its ``files/ws`` made of hard links (``cp -al``), in ``spare/``. The next restore moves a
+    spare's paths into the workspace by rename instead of linking each file then (66,000 for
+    the venv). Spares older than ``max_age`` are dropped: they cost only directory entries,
+    but nothing should grow without bound.
+
+    Returns: the spares made.
+    """
+    made = []
+    now = time.time()
+    for entry in root.glob("*/*") if root.is_dir() else []:
+        spares = entry / "spare"
+        if entry.name.startswith(".") or not (entry / "files" / "ws").is_dir():
+            continue
+        for old in list(spares.glob("*")) if spares.is_dir() else []:
+            if now - _made_at(old) > max_age:
+                shutil.rmtree(old, ignore_errors=True)
+        stamps = [entry / n for n in ("manifest", "used") if (entry / n).exists()]
+        if not stamps or now - max(s.stat().st_mtime for s in stamps) > max_age:
+            continue
+        if any(not s.name.startswith(".") for s in spares.glob("*")):
+            continue
+        spares.mkdir(exist_ok=True)
+        tmp = spares / f".new-{time.time_ns()}-{os.getpid()}"
+        done = subprocess.run(["cp", "-al", str(entry / "files" / "ws"), str(tmp)],
+                              capture_output=True, check=False)
+        if done.returncode == 0:  # an entry pruned meanwhile: no spare
+            made.append(tmp.rename(spares / str(time.time_ns())))
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return made
+
+
+def _made_at(spare: Path) -> float:
+    """When a spare (``<ns>``) or one in the making (``.new-<ns>-<pid>``) was started: its
+    name says it, as ``cp -a`` gives the folder the entry's modification time."""
+    digits = spare.name.removeprefix(".new-").split("-")[0]
+    return int(digits) / 1e9 if digits.isdigit() else spare.stat().st_mtime
+
+
+def _lock_path() -> Path:
+    """The lock every background process of loopline ci holds (shared) while it runs."""
+    folder = cache_dir().parent
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / "background.lock"
+
+
+def _background(cmd: list[str]) -> None:
+    """Start ``cmd`` detached and niced, holding the shared lock of :func:`_lock_path`.
+
+    The lock is taken here and handed down (flock belongs to the open file, which the child
+    inherits), so :func:`wait_background` sees the work from the moment this returns.
+    """
+    fd = os.open(_lock_path(), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        nice = ["nice", "-n", "10"] if shutil.which("nice") else []
+        subprocess.Popen(
+            [*nice, *cmd],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # outlives this process, and a Ctrl-C meant for it
+            pass_fds=(fd,),
+        )
+    finally:
+        os.close(fd)
+
+
+def _remove(*paths: Path) -> None:
+    """Remove folders in the background: a venv is tens of thousands of files."""
+    if paths:
+        _background(["rm", "-rf", "--", *map(str, paths)])
+
+
+def _discard(path: Path) -> None:
+    """Take ``path`` out of sight at once (a rename; a restore never sees it half removed),
+    then remove it in the background."""
+    gone = path.with_name(f".gone-{path.name}-{time.time_ns()}")
+    try:
+        path.rename(gone)
+    except OSError:
+        return
+    _remove(gone)
+
+
+def wait_background(timeout: float = 600.0) -> bool:
+    """Wait until the background work of earlier runs is done (False: still going after
+    ``timeout`` seconds)."""
+    fd = os.open(_lock_path(), os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.05)
+    finally:
+        os.close(fd)
+
+
+def _runner_env(artifacts: Path, cache: Path, trash: Path) -> dict[str, str]:
     """This environment without loopline's own bin directory (a fresh runner has none)."""
     ours = str(Path(sys.executable).parent)
     path = os.pathsep.join(
@@ -274,6 +393,7 @@ def _runner_env(artifacts: Path, cache: Path) -> dict[str, str]:
         PATH=path,
         LOOPLINE_CI_ARTIFACTS=str(artifacts),
         LOOPLINE_CI_CACHE=str(cache),
+        LOOPLINE_CI_TRASH=str(trash),
         DVC_NO_ANALYTICS="1",
         UV_NO_PROGRESS="1",
     )
@@ -327,7 +447,9 @@ def act_command(
         "--input-file",
         os.devnull,
     ]
-    for uses, path in sorted(actions.items()):
+    inner = INNER_ACTIONS if shutil.which("node") else {
+        k: v / "without-node" for k, v in INNER_ACTIONS.items()}
+    for uses, path in sorted({**actions, **inner}.items()):
         cmd += ["--local-repository", f"{uses}={path}"]
     for kind, name in sorted(names):
         if name in os.environ and name != "GITHUB_TOKEN":
@@ -380,24 +502,28 @@ def run(
     runs = None if cold else cache_dir().parent / "runs"
     if runs is not None:
         runs.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="loopline-ci-", dir=runs,
-                                     ignore_cleanup_errors=True) as tmp:
-        work = Path(tmp) / "repo"
+    tmp = Path(tempfile.mkdtemp(prefix="loopline-ci-", dir=runs))
+    try:
+        work = tmp / "repo"
         work.mkdir()
         info = clone(root, work, dirty=dirty, cold=cold)
         event_name, payload = event(workflow, info, base=base, tag=tag, deleted=deleted)
-        event_file = Path(tmp) / "event.json"
+        event_file = tmp / "event.json"
         event_file.write_text(json.dumps(payload), encoding="utf-8")
-        cmd = act_command(work, workflow, event_name, event_file, Path(tmp) / "act", actions, names)
+        cmd = act_command(work, workflow, event_name, event_file, tmp / "act", actions, names)
         if echo:
             print(
                 f"▶ {workflow}.yml on {event_name} at {info['sha'][:12]} (clean clone, act)",
                 flush=True,
             )
-        cache = Path(tmp) / "cache" if cold else cache_dir()
-        results, notices, code = _drive(cmd, work, _runner_env(artifacts, cache), echo)
+        cache = tmp / "cache" if cold else cache_dir()
+        env = _runner_env(artifacts, cache, tmp / "trash")
+        results, notices, code = _drive(cmd, work, env, echo)
+    finally:
+        _remove(tmp)
     if not cold:
         prune_cache(cache_dir())
+        _background([sys.executable, "-m", "loopline.gitops.ci", "spares", str(cache_dir())])
     res = summarize(doc, workflow, event_name, results, notices, code)
     res.update(
         commit=info["sha"],
@@ -509,3 +635,8 @@ def summarize(
         "notices": notices,
         "act_exit": code,
     }
+
+
+if __name__ == "__main__":  # the background work of a run (see _background)
+    if sys.argv[1:2] == ["spares"]:
+        make_spares(Path(sys.argv[2]))

@@ -4,10 +4,13 @@ log is read."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from loopline.core.errors import LooplineError
 from loopline.gitops import ci
@@ -236,3 +239,94 @@ def test_the_summary_names_every_step_whole_and_the_verdict(capsys) -> None:  # 
     out = capsys.readouterr().out
     assert long in out and "notice: built x, not deployed" in out
     assert "release: SKIPPED on delete (image passed, deploy skipped)" in out
+
+
+def _entry(root: Path, files: dict[str, str], age: float = 0.0) -> Path:
+    entry = root / "v" / "k"
+    for rel, text in files.items():
+        (entry / "files" / "ws" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (entry / "files" / "ws" / rel).write_text(text)
+    (entry / "key").write_text("k")
+    (entry / "manifest").write_text("")
+    then = time.time() - age
+    os.utime(entry / "manifest", (then, then))
+    return entry
+
+
+def test_a_recently_used_entry_gets_one_spare_of_hard_links(tmp_path: Path) -> None:
+    entry = _entry(tmp_path, {".venv/bin/python": "py", ".venv/lib/m.py": "m"},
+                   age=2 * ci.SPARE_SECONDS)  # saved long ago, restored just now
+    os.utime(entry / "files" / "ws", (0, 0))
+    (entry / "used").touch()
+    (made,) = ci.make_spares(tmp_path)
+    assert made.parent == entry / "spare" and not made.name.startswith(".")
+    for rel in (".venv/bin/python", ".venv/lib/m.py"):
+        assert (made / rel).stat().st_ino == (entry / "files" / "ws" / rel).stat().st_ino
+    assert (made / ".venv").stat().st_ino != (entry / "files" / "ws" / ".venv").stat().st_ino
+    assert ci.make_spares(tmp_path) == [] and made.is_dir()  # one is enough, and it is new
+
+
+def test_spares_of_an_idle_entry_are_dropped_and_not_made_again(tmp_path: Path) -> None:
+    entry = _entry(tmp_path, {".venv/a": "a"}, age=2 * ci.SPARE_SECONDS)
+    old = entry / "spare" / "1"
+    (old / ".venv").mkdir(parents=True)
+    os.utime(old, (0, 0))
+    assert ci.make_spares(tmp_path) == []
+    assert list((entry / "spare").iterdir()) == []
+
+
+def test_background_work_is_waited_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOOPLINE_CI_CACHE", str(tmp_path / "cache"))
+    gone = tmp_path / "run"
+    (gone / "deep").mkdir(parents=True)
+    ci._background(["sh", "-c", f"sleep 0.5 && rm -rf {gone}"])
+    assert not ci.wait_background(timeout=0.1)  # the lock is held from the start
+    assert ci.wait_background(timeout=30) and not gone.exists()
+
+
+def _trash(tmp_path: Path, paths: str, trash: bool = True) -> str:
+    ws = tmp_path / "ws"
+    env = {"PATH": os.environ["PATH"], "INPUT_PATH": paths, "GITHUB_WORKSPACE": str(ws)}
+    if trash:
+        env["LOOPLINE_CI_TRASH"] = str(tmp_path / "trash")
+    res = subprocess.run(["node", str(ci.ACTIONS_DIR / "trash" / "post.js")], env=env,
+                         capture_output=True, text=True, check=True)
+    return res.stdout
+
+
+def test_trash_moves_the_workspace_paths_out_and_leaves_others(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    for rel in (".venv/bin/python", "build/x", "keep/y"):
+        (ws / rel).parent.mkdir(parents=True, exist_ok=True)
+        (ws / rel).write_text("x")
+    out = _trash(tmp_path, ".venv/\n~/.local/share/uv/python\nkeep/*\n../ws/build\nmissing\n")
+    assert not (ws / ".venv").exists() and (ws / "keep" / "y").is_file()
+    assert (ws / "build" / "x").is_file()  # "..": not a path of the workspace as given
+    (moved,) = (tmp_path / "trash").iterdir()
+    assert moved.name.endswith(".venv") and (moved / "bin" / "python").is_file()
+    assert ".venv: moved out of the workspace" in out
+    assert "nothing moved" in _trash(tmp_path, "build", trash=False)
+    assert (ws / "build" / "x").is_file()
+
+
+def test_the_trash_action_has_a_stand_in_where_node_is_missing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    def mapped(cmd: list[str]) -> str:
+        i = next(i for i, a in enumerate(cmd) if a.startswith("loopline/trash@v1="))
+        assert cmd[i - 1] == "--local-repository"
+        return cmd[i].partition("=")[2]
+
+    def command() -> list[str]:
+        return ci.act_command(tmp_path, "pr", "pull_request", tmp_path / "e.json", tmp_path, {}, set())
+
+    with_node = Path(mapped(command()))
+    real = shutil.which
+    monkeypatch.setattr(ci.shutil, "which", lambda n, **kw: None if n == "node" else real(n, **kw))
+    without = Path(mapped(command()))
+    assert with_node == ci.ACTIONS_DIR / "trash" and without == with_node / "without-node"
+    for folder in (with_node, without):
+        doc = yaml.safe_load((folder / "action.yml").read_text())
+        assert set(doc["inputs"]) == {"path"}, folder
+    assert yaml.safe_load((with_node / "action.yml").read_text())["runs"]["post"] == "post.js"
