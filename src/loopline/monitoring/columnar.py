@@ -12,12 +12,15 @@ pushed down, or the local SQLite log), reading only the columns each figure need
   hold a percentile's ranks are read;
 - one pass over the records (the store's typed ``records``, column by column, beside any
   JSON ``requests`` (the local log, a store's first layout) unnested to one row per record,
-  the inputs as records or as columns alike; its label joined from ``feedback``) gives, per window and
-  version, the missing counts per feature, predicted classes, invalid probabilities, the
-  labelled records' probabilities by confusion cell (8 bytes a labelled record: accuracy,
-  precision, recall, F1, Brier, log loss, calibration error and ROC AUC in numpy, as the
-  frame path) and the candidates of the drift sample; a window's figures are merged from
-  its versions';
+  the inputs as records or as columns alike) gives, per window and version, the missing
+  counts per feature, predicted classes and invalid probabilities; a window's figures are
+  merged from its versions';
+- one pass over the labelled records only (the labels joined to each record's prediction
+  and probabilities, no inputs) gives their probabilities by confusion cell (8 bytes a
+  labelled record: accuracy, precision, recall, F1, Brier, log loss, calibration error and
+  ROC AUC in numpy, as the frame path) and the right answers;
+- one pass reads the inputs of the drift samples' records only (a filter on the sample key,
+  so the others' inputs are never cast);
 - the drift tests compare the reference with a bounded, seeded sample of each window's
   records (and of each version's in it): the ``sample_rows`` records whose
   ``hash(request_id, idx, seed)`` is smallest (every record when there are no more), the
@@ -379,11 +382,13 @@ def _performance(cells: dict[str, np.ndarray]) -> dict:
 
 def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
     """ROC AUC of the positives' probabilities against the negatives' (the Mann-Whitney U,
-    ties counted half, as sklearn's roc_auc_score)."""
-    from scipy.stats import rankdata
-
-    ranks = rankdata(np.concatenate([pos, neg]))
-    u = ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2.0
+    ties counted half, as sklearn's roc_auc_score): per positive, the negatives below it
+    and half those equal to it, found by binary search in the sorted negatives (one sort of
+    the negatives, not a ranking of everything)."""
+    neg = np.sort(neg)
+    below = np.searchsorted(neg, pos, side="left")
+    upto = np.searchsorted(neg, pos, side="right")
+    u = float(below.sum()) + 0.5 * float((upto - below).sum())  # integers and halves: exact
     return float(u / (len(pos) * len(neg)))
 
 

@@ -223,3 +223,21 @@ def test_the_window_views_count_a_batch_shipped_twice_once(tmp_path: Path, store
     pd.testing.assert_frame_equal(
         labelled, source.predictions(since=since, until=until).dropna(subset=["label"])
         .reset_index(drop=True))
+
+
+def test_the_window_chooses_among_labels_of_one_record_as_the_frames_do(tmp_path: Path,
+                                                                         store) -> None:
+    a, b, c = tmp_path / "a.sqlite", tmp_path / "b.sqlite", tmp_path / "c.sqlite"
+    write_log(a, 3, prefix="a", feedback=[("a0", 0, "yes"), ("a1", 0, "yes"), ("a2", 0, "no")])
+    # at the same moment, another replica: the first label in sort order wins a tie
+    write_log(b, 3, prefix="b", feedback=[("a0", 0, "no"), ("a1", 0, "yes")])
+    write_log(c, 4, prefix="c", feedback=[("a2", 0, "yes")])  # later: the latest wins
+    for log, name in ((a, "a"), (b, "b"), (c, "c")):
+        ship(log, store, name)
+    source = log_store.open_log(store.url)
+    with source.window(since=T0, until=T0 + HOUR) as win:
+        got = win.con.execute("SELECT request_id, label FROM feedback WHERE request_id LIKE "
+                              "'a%' ORDER BY 1").fetchall()
+    assert got == [("a0", "no"), ("a1", "yes"), ("a2", "yes")]
+    frame = source.predictions(since=T0, until=T0 + HOUR).dropna(subset=["label"])
+    assert dict(zip(frame["request_id"], frame["label"], strict=True)) == dict(got)
