@@ -1,12 +1,14 @@
 """GitOps timings, side by side: `loopline ci pr` vs `loopline run` of the same one-parameter
 change, and `loopline report`.
 
-    python bench/gitops.py [--repeat 1]
+    python bench/gitops.py [--repeat 1] [--no-op]
 
 Builds the reference instance as a repository of its own (this checkout's files, one
 commit), runs its pipeline once, pushes the outputs to a local DVC remote and makes a bare
 origin, then clones it as a developer would and pulls. The change: one parameter
-(`model.estimator.max_iter` 200 -> 150, so train and everything after it rerun).
+(`model.estimator.max_iter` 200 -> 150, so train and everything after it rerun); with
+`--no-op`, a comment added to conf/config.yaml instead (the pipeline stays up to date), so
+`ci pr` is nearly all its own cost.
 
 - `loopline run` runs it on the developer's checkout;
 - `loopline ci pr` runs pr.yml with nektos/act on a clean clone of the commit: restore the
@@ -43,7 +45,10 @@ from loopline.gitops import ci as loopline_ci
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-CHANGE = "\nmodel:\n  estimator:\n    max_iter: 150\n"
+CHANGES = {  # what the pull request changes, and how the table names it
+    "param": ("\nmodel:\n  estimator:\n    max_iter: 150\n", "one-parameter change (max_iter 200 -> 150)"),
+    "no-op": ("# a comment: the pipeline stays up to date\n", "no-op change (a comment in conf/)"),
+}
 EXTRA_ENV: dict[str, str] = {}
 
 
@@ -85,7 +90,9 @@ def reference_repo(dest: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--no-op", action="store_true", help="A comment in conf/, nothing to rerun.")
     args = ap.parse_args()
+    change, title = CHANGES["no-op" if args.no_op else "param"]
     tmp = Path(tempfile.mkdtemp(prefix="loopline-gitops-bench-"))
     EXTRA_ENV["LOOPLINE_CI_CACHE"] = os.environ["LOOPLINE_CI_CACHE"] = str(tmp / "act-cache")
     loopline = str(BIN / "loopline")
@@ -109,9 +116,9 @@ def main() -> None:
         sh(loopline, "run", cwd=work)  # nothing to run: the outputs of main are pulled
         sh("git", "checkout", "-q", "-b", "fewer-iterations", cwd=work)
         with (work / "conf" / "config.yaml").open("a") as fh:
-            fh.write(CHANGE)
+            fh.write(change)
         sh(loopline, "params", cwd=work)
-        sh("git", "commit", "-qam", "model.estimator.max_iter: 150", cwd=work)
+        sh("git", "commit", "-qam", title, cwd=work)
         print("loopline ci pr with an empty actions cache (cold) …", flush=True)
         cold_docs: list[str] = []
         c = tmp / "ci-cold"
@@ -135,7 +142,7 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     run, ci = statistics.median(runs), statistics.median(cis)
     repros = [_repro_seconds(doc) for doc in ci_docs]
-    print(f"\n{'one-parameter change (max_iter 200 -> 150)':<46}{'median s':>10}")
+    print(f"\n{title:<46}{'median s':>10}")
     print(f"{'loopline run (developer checkout)':<46}{run:>10.1f}")
     print(f"{'loopline ci pr (act, clean clone, venv cached)':<46}{ci:>10.1f}")
     print(f"{'ratio ci pr / run (target <= 1.5)':<46}{ci / run:>10.2f}")
