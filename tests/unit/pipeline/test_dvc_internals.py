@@ -81,7 +81,7 @@ def test_the_lockfile_writer_writes_what_dvcs_round_trip_writes(tmp_path: Path, 
     assert dvc_internals.install_lockfile_writer() and dvc_internals.install_lockfile_writer()
     assert dvcfile.modify_yaml.loopline
     assert rewrite() == round_trip and round_trip != before
-    with dvcfile.modify_yaml(str(path)) as data:  # unchanged data: unchanged bytes
+    with dvcfile.modify_yaml(str(path)):  # unchanged data: unchanged bytes
         pass
     assert path.read_bytes() == round_trip
 
