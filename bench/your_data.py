@@ -8,6 +8,11 @@ scikit-learn script doing the same search, per synthetic set, measured side by s
    reads the CSV and runs the same scikit-learn search (same features, estimator, space,
    n_iter, cv, scoring, split) and scores the held-out rows, and nothing else.
 
+Wall: ``loopline run`` from start to exit against the script's search from its imports to
+its scores (its own start-up and exit left out). CPU: user + system seconds of each whole
+process tree (the search workers included), which a busy machine disturbs less than wall
+time.
+
 Usage: python bench/your_data.py [--repeat N] [--sets odd_names,small] [--search small]
 """
 
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -80,12 +86,20 @@ print(time.perf_counter() - t)
 
 
 def timed(cmd: list[str], cwd: Path, env: dict) -> float:
+    return measured(cmd, cwd, env)[0]
+
+
+def measured(cmd: list[str], cwd: Path, env: dict) -> tuple[float, float, str]:
+    """(wall seconds, CPU seconds of the process and the children it waited for, stdout)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if res.returncode not in (0, 1) or (res.returncode == 1 and '"gate"' not in res.stdout):
         raise SystemExit(f"{' '.join(cmd)} failed:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
-    return elapsed
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return elapsed, cpu, res.stdout
 
 
 def init(base: Path, name: str, frame, target: str, env: dict, search: str | None) -> tuple[Path, float]:
@@ -117,21 +131,25 @@ def main() -> None:
               f"(target < 10 s; {_spread(inits)})", flush=True)
         for name in args.sets.split(","):
             frame, target = synthetic.ALL[name]()
-            ours, plain = [], []
+            ours, plain, ours_cpu, plain_cpu = [], [], [], []
             for i in range(args.repeat):
                 repo, _ = init(base, f"{name}{i}", frame, target, env, args.search)
-                ours.append(timed([str(BIN / "loopline"), "run", "--json"], repo, env))
-                out = subprocess.run([sys.executable, "-c", PLAIN, str(repo)], capture_output=True,
-                                     text=True, env=env, check=True).stdout
-                plain.append(float(out.strip().splitlines()[-1]) + 0.0)
-            print(f"  {name}: loopline run {statistics.median(ours):.1f} s, "
-                  f"plain scikit-learn {statistics.median(plain):.1f} s", flush=True)
-            rows.append((name, statistics.median(ours), statistics.median(plain)))
+                wall, cpu, _ = measured([str(BIN / "loopline"), "run", "--json"], repo, env)
+                ours.append(wall)
+                ours_cpu.append(cpu)
+                _, cpu, out = measured([sys.executable, "-c", PLAIN, str(repo)], repo, env)
+                plain.append(float(out.strip().splitlines()[-1]))
+                plain_cpu.append(cpu)
+            print(f"  {name}: loopline run {statistics.median(ours):.1f} s ({statistics.median(ours_cpu):.1f} s "
+                  f"CPU), plain scikit-learn {statistics.median(plain):.1f} s "
+                  f"({statistics.median(plain_cpu):.1f} s CPU)", flush=True)
+            rows.append((name, *(statistics.median(v) for v in (ours, plain, ours_cpu, plain_cpu))))
     print()
-    print(f"{'set (' + args.search + ' search)':<28} {'loopline run':>13} {'plain sklearn':>14} "
-          f"{'ratio':>7}  target")
-    for name, ours, theirs in rows:
-        print(f"{name:<28} {ours:>12.1f}s {theirs:>13.1f}s {ours / theirs:>6.2f}×  ≤ 1.3×")
+    print(f"{'set (' + args.search + ' search)':<22} {'loopline run':>13} {'plain sklearn':>14} "
+          f"{'ratio':>7} {'CPU: loopline':>14} {'plain':>7} {'ratio':>7}  target")
+    for name, ours, theirs, ours_cpu, theirs_cpu in rows:
+        print(f"{name:<22} {ours:>12.1f}s {theirs:>13.1f}s {ours / theirs:>6.2f}× "
+              f"{ours_cpu:>13.1f}s {theirs_cpu:>6.1f}s {ours_cpu / theirs_cpu:>6.2f}×  ≤ 1.3×")
 
 
 def _spread(values: list[float]) -> str:

@@ -9,7 +9,9 @@ promise as an API:
   command in a shell, which loopline replaces in DVC's own process so that commands that
   are exactly ``loopline stage NAME`` run there (libraries imported once per run, not once
   per stage; see :mod:`loopline.pipeline.runner`);
-- the modules imported ahead of time by the warm-up script below.
+- the modules imported ahead of time by the warm-up script below;
+- ``dvc.dvcfile.modify_yaml``, through which DVC rewrites dvc.lock after every stage, and
+  the parser and dumper it is made of (:func:`install_lockfile_writer`).
 
 :func:`contract` checks all three against the installed DVC; ``tests/unit/pipeline/
 test_dvc_internals.py`` fails loudly when an upgrade moves any of them, and pyproject.toml
@@ -19,6 +21,7 @@ as processes, as in a plain ``dvc repro``, and ``loopline run`` says so.
 
 from __future__ import annotations
 
+import os
 import re
 
 # DVC's log lines (dvc/stage/run.py, dvc/stage/__init__.py, dvc/stage/cache.py,
@@ -55,8 +58,9 @@ from dvc.cli import main, parse_args
 import dvc.repo.reproduce, dvc.repo.index, dvc.stage.cache, dvc.dependency.param  # needed next
 from loopline.pipeline.runner import exit_now
 parse_args(sys.argv[1:])
+from loopline.pipeline.dvc_internals import install, install_lockfile_writer
+install_lockfile_writer()
 if os.environ.get("LOOPLINE_STAGES_IN_PROCESS") == "1":
-    from loopline.pipeline.dvc_internals import install
     install()
 gc.freeze()  # DVC's modules live as long as the process: keep the collector off them
 order = sys.stdin.readline().strip()
@@ -95,6 +99,43 @@ def install() -> bool:
 
     _run.loopline = True  # type: ignore[attr-defined]
     dvc_run._run = _run
+    return True
+
+
+LOCK_FILE = "dvc.lock"
+
+
+def install_lockfile_writer() -> bool:
+    """Make this process's DVC read dvc.lock with its fast parser before rewriting it.
+
+    After every stage DVC rewrites dvc.lock through ``modify_yaml``: it parses the file with
+    ruamel's round-trip parser (pure Python, which keeps comments and styles for the dump),
+    updates the stage's entry and dumps it all. On a lock file of a few dozen dependencies
+    the round trip takes ~0.1 s a stage, several times the time of DVC's safe parser (C).
+    dvc.lock is written by DVC alone, in one style, with no comments, so the safe parse
+    gives the same dump, byte for byte (tests/unit/pipeline/test_dvc_internals.py checks it
+    on real lock files). Other files (dvc.yaml, which a user may have commented) keep the
+    round trip. Returns False (and changes nothing) when DVC's writer is not the one this
+    was written against.
+    """
+    try:
+        from dvc import dvcfile
+        from dvc.utils.serialize import _common, _yaml
+    except ImportError:
+        return False
+    round_trip = getattr(dvcfile, "modify_yaml", None)
+    if round_trip is None or getattr(round_trip, "loopline", False):
+        return round_trip is not None
+    if not all(hasattr(m, n) for m, n in ((_common, "_modify_data"), (_yaml, "parse_yaml"), (_yaml, "_dump"))):
+        return False
+
+    def modify_yaml(path, fs=None):  # dvc.utils.serialize.modify_yaml(path, fs=None)
+        if os.path.basename(os.fspath(path)) != LOCK_FILE:
+            return round_trip(path, fs=fs)
+        return _common._modify_data(path, _yaml.parse_yaml, _yaml._dump, fs=fs)
+
+    modify_yaml.loopline = True  # type: ignore[attr-defined]
+    dvcfile.modify_yaml = modify_yaml
     return True
 
 
@@ -140,6 +181,16 @@ def contract() -> list[str]:
             problems.append(f"{module}: {err}")
     from dvc.cli import main, parse_args  # noqa: F401  (the warm-up script's entry points)
     from dvc.cli.command import CmdBase
+    from dvc.dvcfile import Lockfile
+    from dvc.utils.serialize import _common, _yaml
+
+    if "with modify_yaml(self.path, fs=self.repo.fs) as data:" not in inspect.getsource(Lockfile.dump_stages):
+        problems.append("dvc.dvcfile.Lockfile.dump_stages no longer rewrites dvc.lock through modify_yaml")
+    if "_modify_data(path, parse_yaml_for_update, _dump, fs=fs)" not in inspect.getsource(_yaml.modify_yaml):
+        problems.append("dvc.utils.serialize.modify_yaml is no longer _modify_data(path, parse_yaml_for_update, "
+                        "_dump, fs=fs)")
+    if list(inspect.signature(_common._modify_data).parameters) != ["path", "parser", "dumper", "fs"]:
+        problems.append("dvc.utils.serialize._common._modify_data has another signature")
 
     if "with self.repo:" not in inspect.getsource(CmdBase.do_run):
         problems.append("dvc.cli.command.CmdBase.do_run no longer runs its command inside `with self.repo:`")

@@ -51,10 +51,9 @@ def fixed_hash_seed() -> None:
     os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
 
 
-#: heavy modules of the stages after train (export: skl2onnx, onnxruntime; evaluate:
-#: sklearn.inspection; gate: Evidently, ~4 s), imported while the search runs
-LATER_IMPORTS = ("evidently", "evidently.presets", "skl2onnx", "onnxruntime",
-                 "sklearn.inspection")
+#: heavy modules of the stages after train (export: skl2onnx, onnxruntime; gate:
+#: Evidently, ~4 s), imported while the search runs
+LATER_IMPORTS = ("evidently", "evidently.presets", "skl2onnx", "onnxruntime")
 _in_dvc_process = False  # set by run_in_process: the stages after this one run here too
 
 
