@@ -291,12 +291,9 @@ def latencies(con: Any, win: _Windows) -> dict[tuple[int, str | None], dict]:
     from loopline.serving.log_store import arrow
 
     counts = arrow(con.sql(_latency_sql(win, (
-        "SELECT w, version, grouping(version) AS gv, b, count(*) AS c, count(*) FILTER "
-        "(WHERE k = 0) AS rc FROM lat GROUP BY GROUPING SETS ((w, b), (w, version, b)) "
-        "ORDER BY w, version, gv, b")))).to_pydict()
-    groups: dict[tuple[int, str | None], list] = {}
-    for w, v, gv, bucket, c, rc in zip(*counts.values(), strict=True):
-        groups.setdefault((w, None if gv else v), []).append((bucket, c, rc))
+        "SELECT w, version, b, count(*) AS c, count(*) FILTER (WHERE k = 0) AS rc FROM lat "
+        "GROUP BY w, version, b")))).to_pydict()
+    groups = _bucket_counts(counts)
     out: dict[tuple[int, str | None], dict] = {}
     wanted: dict[tuple[int, str | None, int], list] = {}  # (w, v, bucket) -> needs
     for key, buckets in groups.items():
@@ -348,6 +345,20 @@ def latencies(con: Any, win: _Windows) -> dict[tuple[int, str | None], dict]:
                                     h - lo))
             info[what] = picked
     return out
+
+
+def _bucket_counts(counts: dict[str, list]) -> dict[tuple[int, str | None], list]:
+    """(bucket, records, requests) in bucket order per window and version, and per window
+    (version None) summed from its versions': one hash aggregate over the records, not one
+    per grouping set (the windows' rows are a few thousand, the records millions)."""
+    merged: dict[tuple[int, str | None], dict[int, list[int]]] = {}
+    for w, v, bucket, c, rc in zip(*counts.values(), strict=True):
+        for key in ((w, v), (w, None)):
+            cell = merged.setdefault(key, {}).setdefault(bucket, [0, 0])
+            cell[0] += c
+            cell[1] += rc
+    return {key: [(b, c, rc) for b, (c, rc) in sorted(buckets.items())]
+            for key, buckets in sorted(merged.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))}
 
 
 def _value(at: dict, key: tuple, what: str, rank: int, buckets: list, requests: bool) -> float:
