@@ -6,15 +6,14 @@ the same figures come from SQL over the log's window (:class:`loopline.serving.l
 LogWindow`: the store's Parquet partitions scanned in place with the time window and version
 pushed down, or the local SQLite log), reading only the columns each figure needs:
 
-- a narrow pass (time, version, records per request, latency; no JSON) counts records and
-  requests per window and version and gives the exact latency percentiles (np.percentile's)
-  in bounded memory: values are counted per log-scale bucket, then only the buckets that
-  hold a percentile's ranks are read;
 - one pass over the records (the store's typed ``records``, column by column, beside any
   JSON ``requests`` (the local log, a store's first layout) unnested to one row per record,
-  the inputs as records or as columns alike) gives, per window and version, the missing
-  counts per feature, predicted classes and invalid probabilities; a window's figures are
-  merged from its versions';
+  the inputs as records or as columns alike) gives, per window and version, the records and
+  requests, the missing counts per feature, predicted classes, invalid probabilities and the
+  latencies counted per log-scale bucket; a window's figures are merged from its versions';
+- a narrow pass (time, version, records per request, latency; no JSON) reads only the
+  latency buckets that hold a percentile's ranks: the exact percentiles (np.percentile's)
+  in bounded memory;
 - one pass over the labelled records only (the labels joined to each record's prediction
   and probabilities, no inputs) gives their probabilities by confusion cell (8 bytes a
   labelled record: accuracy, precision, recall, F1, Brier, log loss, calibration error and
@@ -237,7 +236,9 @@ def _figure_sql(features: list[str]) -> str:
         "sum(latency_ms) FILTER (WHERE idx = 0) AS rsum",
         *(f"count(x.{_ident(c)}) AS c{i}" for i, c in enumerate(features)),
         "sum(p_pos) AS psum", "count(p_pos) AS pcount", "count(*) FILTER (WHERE bad) AS invalid",
-        "histogram(prediction) AS shares"]
+        "histogram(prediction) AS shares",
+        # the latency percentiles' bucket counts, over records and over requests (k = 0)
+        f"histogram({_BUCKET}) AS lat_b", f"histogram({_BUCKET}) FILTER (WHERE idx = 0) AS rlat_b"]
     return f"SELECT {', '.join(parts)} FROM d GROUP BY w, version"
 
 
@@ -283,17 +284,15 @@ def _lerp(a: float, b: float, t: float) -> float:
     return float(b - diff * (1 - t)) if t >= 0.5 else float(a + diff * t)
 
 
-def latencies(con: Any, win: _Windows) -> dict[tuple[int, str | None], dict]:
+def latencies(con: Any, win: _Windows, rows: list[dict]) -> dict[tuple[int, str | None], dict]:
     """Per window (version None) and per window and version: records, requests, and the
     latency p50 and p99 over records (``lat``) and over requests (``rlat``), exactly as
     np.percentile, in memory bounded by the largest latency bucket that holds a percentile:
-    one narrow pass counts values per bucket, a second reads only the buckets needed."""
+    the figures' pass (``rows``, :func:`_figure_sql`) counts values per bucket, a narrow
+    pass reads only the buckets needed."""
     from loopline.serving.log_store import arrow
 
-    counts = arrow(con.sql(_latency_sql(win, (
-        "SELECT w, version, b, count(*) AS c, count(*) FILTER (WHERE k = 0) AS rc FROM lat "
-        "GROUP BY w, version, b")))).to_pydict()
-    groups = _bucket_counts(counts)
+    groups = _bucket_counts(rows)
     out: dict[tuple[int, str | None], dict] = {}
     wanted: dict[tuple[int, str | None, int], list] = {}  # (w, v, bucket) -> needs
     for key, buckets in groups.items():
@@ -347,16 +346,20 @@ def latencies(con: Any, win: _Windows) -> dict[tuple[int, str | None], dict]:
     return out
 
 
-def _bucket_counts(counts: dict[str, list]) -> dict[tuple[int, str | None], list]:
-    """(bucket, records, requests) in bucket order per window and version, and per window
-    (version None) summed from its versions': one hash aggregate over the records, not one
-    per grouping set (the windows' rows are a few thousand, the records millions)."""
+def _pairs(found: Any) -> list:
+    """An arrow map's (key, count) pairs (a dict or a list of pairs; null: none)."""
+    return list((found or {}).items()) if isinstance(found, dict | None) else found
+
+
+def _bucket_counts(rows: list[dict]) -> dict[tuple[int, str | None], list]:
+    """(bucket, records, requests) in bucket order per window and version (the figures'
+    rows' histograms), and per window (version None) summed from its versions'."""
     merged: dict[tuple[int, str | None], dict[int, list[int]]] = {}
-    for w, v, bucket, c, rc in zip(*counts.values(), strict=True):
-        for key in ((w, v), (w, None)):
-            cell = merged.setdefault(key, {}).setdefault(bucket, [0, 0])
-            cell[0] += c
-            cell[1] += rc
+    for row in rows:
+        for i, name in ((0, "lat_b"), (1, "rlat_b")):
+            for bucket, c in _pairs(row[name]):
+                for key in ((row["w"], row["version"]), (row["w"], None)):
+                    merged.setdefault(key, {}).setdefault(bucket, [0, 0])[i] += c
     return {key: [(b, c, rc) for b, (c, rc) in sorted(buckets.items())]
             for key, buckets in sorted(merged.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))}
 
@@ -437,7 +440,11 @@ def window_figures(con: Any, win: _Windows, reference: pd.DataFrame, numeric: li
     targets = cfg.targets
     slice_cols = [c for c in (targets.slice_gap.columns if targets.slice_gap else [])]
     types = feature_types(reference, list(dict.fromkeys(features + slice_cols)), numeric)
-    lat = latencies(con, win)
+    every = f"WITH {_records(win, types, _classes(classes, positive))}, " \
+        f"{_every(classes, positive, seed)} "
+    table = arrow(con.sql(every + _figure_sql(features)))
+    rows = table.to_pylist()
+    lat = latencies(con, win, rows)
     counts = [(w, v, r["records"]) for (w, v), r in lat.items() if v is not None]
     if not counts:
         return {}
@@ -451,15 +458,11 @@ def window_figures(con: Any, win: _Windows, reference: pd.DataFrame, numeric: li
         "w": pa.array([k[0] for k in thresholds], pa.int64()),
         "version": pa.array([k[1] for k in thresholds], pa.string()),
         "t": pa.array(list(thresholds.values()), pa.uint64())}))
-    every = f"WITH {_records(win, types, _classes(classes, positive))}, " \
-        f"{_every(classes, positive, seed)} "
-    table = arrow(con.sql(every + _figure_sql(features)))
     samples = arrow(con.sql(every + _sample_sql()))
     # the labelled records only, with only the columns their figures need
     labels = arrow(con.sql(f"WITH {_records(win, None, _classes(classes, positive))}, "
                            f"{_labelled(classes, positive)} {_label_sql()}"))
     slices = _slices(con, win, types, classes, positive, slice_cols) if slice_cols else None
-    rows = table.to_pylist()
     columns = {"sample": _by_row(rows, samples, "sample"), **_cells_by_row(rows, labels)}
     lists = ["sample", *_CELLS]
     groups: dict[int, list[int]] = {}
