@@ -315,8 +315,13 @@ def latencies(con: Any, win: _Windows, rows: list[dict]) -> dict[tuple[int, str 
                         seen += cs[col - 1]
     if not wanted:
         return out
-    cond = " OR ".join(f"(w = {w} AND b = {b}" + (f" AND version = {_lit(v)})" if v else ")")
-                       for w, v, b in wanted)
+    # per window, its buckets (of any version: the loop below keeps a version's own); a
+    # condition of a few terms a row, not one per (window, version, bucket)
+    buckets: dict[int, set[int]] = {}
+    for w, _, b in wanted:
+        buckets.setdefault(w, set()).add(b)
+    cond = " OR ".join(f"(w = {w} AND b IN ({', '.join(map(str, sorted(bs)))}))"
+                       for w, bs in sorted(buckets.items()))
     values = arrow(con.sql(_latency_sql(win, "SELECT w, version, b, latency_ms, k = 0 AS first "
                                         "FROM lat WHERE {where}", cond))).to_pydict()
     found: dict[tuple[int, str | None, int, str], list[float]] = {}
