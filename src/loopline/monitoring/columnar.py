@@ -6,21 +6,19 @@ the same figures come from SQL over the log's window (:class:`loopline.serving.l
 LogWindow`: the store's Parquet partitions scanned in place with the time window and version
 pushed down, or the local SQLite log), reading only the columns each figure needs:
 
-- a narrow pass (time, version, records per request, latency; no JSON) counts records and
-  requests per window and version and gives the exact latency percentiles (np.percentile's)
-  in bounded memory: values are counted per log-scale bucket, then only the buckets that
-  hold a percentile's ranks are read;
 - one pass over the records (the store's typed ``records``, column by column, beside any
   JSON ``requests`` (the local log, a store's first layout) unnested to one row per record,
-  the inputs as records or as columns alike) gives, per window and version, the missing
-  counts per feature, predicted classes and invalid probabilities; a window's figures are
-  merged from its versions';
+  the inputs as records or as columns alike) gives, per window and version, the records and
+  requests, the missing counts per feature, predicted classes, invalid probabilities and the
+  latencies counted per log-scale bucket; a window's figures are merged from its versions';
 - one pass over the labelled records only (the labels joined to each record's prediction
   and probabilities, no inputs) gives their probabilities by confusion cell (8 bytes a
   labelled record: accuracy, precision, recall, F1, Brier, log loss, calibration error and
   ROC AUC in numpy, as the frame path) and the right answers;
 - one pass reads the inputs of the drift samples' records only (a filter on the sample key,
-  so the others' inputs are never cast);
+  so the others' inputs are never cast), and the latencies of the records in the buckets
+  that hold a percentile's ranks: the exact percentiles (np.percentile's) in bounded
+  memory;
 - the drift tests compare the reference with a bounded, seeded sample of each window's
   records (and of each version's in it): the ``sample_rows`` records whose
   ``hash(request_id, idx, seed)`` is smallest (every record when there are no more), the
@@ -237,16 +235,21 @@ def _figure_sql(features: list[str]) -> str:
         "sum(latency_ms) FILTER (WHERE idx = 0) AS rsum",
         *(f"count(x.{_ident(c)}) AS c{i}" for i, c in enumerate(features)),
         "sum(p_pos) AS psum", "count(p_pos) AS pcount", "count(*) FILTER (WHERE bad) AS invalid",
-        "histogram(prediction) AS shares"]
+        "histogram(prediction) AS shares",
+        # the latency percentiles' bucket counts, over records and over requests (k = 0)
+        f"histogram({_BUCKET}) AS lat_b", f"histogram({_BUCKET}) FILTER (WHERE idx = 0) AS rlat_b"]
     return f"SELECT {', '.join(parts)} FROM d GROUP BY w, version"
 
 
-def _sample_sql() -> str:
+def _sample_sql(latency: str) -> str:
     """The drift sample's candidates per window and version: the records whose key ``h``
-    is at most the group's threshold (``_thr``). A filter, not an aggregate's FILTER, so
-    the inputs are read and cast for those records only."""
-    return ("SELECT w, version, list({'h': h, 'x': x}) AS sample FROM d JOIN _thr USING "
-            "(w, version) WHERE h <= t GROUP BY w, version")
+    is at most the group's threshold (``_thr``); and, in the same pass, the latencies of
+    the records for which ``latency`` holds (:func:`latency_filter`). A filter, not only an
+    aggregate's FILTER, so the inputs are read and cast for those records only."""
+    return ("SELECT w, version, list({'h': h, 'x': x}) FILTER (WHERE h <= t) AS sample, "
+            "list({'b': b, 'latency_ms': latency_ms, 'first': idx = 0}) FILTER (WHERE "
+            f"{latency}) AS lat FROM (SELECT *, {_BUCKET} AS b FROM d) JOIN _thr USING "
+            f"(w, version) WHERE h <= t OR ({latency}) GROUP BY w, version")
 
 
 def _label_sql() -> str:
@@ -264,39 +267,18 @@ _BUCKET = ("CASE WHEN latency_ms > 0 THEN CAST(floor(log2(latency_ms) * 256) AS 
            "ELSE -2147483648 END")  # 256 buckets an octave; zero and below in one
 
 
-def _latency_sql(win: _Windows, select: str, where: str = "") -> str:
-    """Over records (a request's latency once per record; ``k`` = 0 marks a request's first):
-    ``select`` grouped as the query needs."""
-    parts = []
-    if win.typed is not None:
-        parts.append(f"SELECT w, version, latency_ms, {_BUCKET} AS b, idx AS k FROM "
-                     f"{_in_windows(win, 'records')}")
-    if win.json:
-        parts.append(f"(WITH {_requests(win, False)} SELECT w, version, latency_ms, {_BUCKET} "
-                     "AS b, unnest(range(n)) AS k FROM req)")
-    return f"WITH lat AS ({' UNION ALL '.join(parts)}) {select.format(where=where)}"
-
-
 def _lerp(a: float, b: float, t: float) -> float:
     """numpy's linear interpolation (np.percentile's), to the last bit."""
     diff = b - a
     return float(b - diff * (1 - t)) if t >= 0.5 else float(a + diff * t)
 
 
-def latencies(con: Any, win: _Windows) -> dict[tuple[int, str | None], dict]:
-    """Per window (version None) and per window and version: records, requests, and the
-    latency p50 and p99 over records (``lat``) and over requests (``rlat``), exactly as
-    np.percentile, in memory bounded by the largest latency bucket that holds a percentile:
-    one narrow pass counts values per bucket, a second reads only the buckets needed."""
-    from loopline.serving.log_store import arrow
-
-    counts = arrow(con.sql(_latency_sql(win, (
-        "SELECT w, version, grouping(version) AS gv, b, count(*) AS c, count(*) FILTER "
-        "(WHERE k = 0) AS rc FROM lat GROUP BY GROUPING SETS ((w, b), (w, version, b)) "
-        "ORDER BY w, version, gv, b")))).to_pydict()
-    groups: dict[tuple[int, str | None], list] = {}
-    for w, v, gv, bucket, c, rc in zip(*counts.values(), strict=True):
-        groups.setdefault((w, None if gv else v), []).append((bucket, c, rc))
+def latency_ranks(rows: list[dict]) -> tuple[dict, dict, dict]:
+    """Per window (version None) and per window and version (``out``): records, requests,
+    and where the latency p50 and p99 over records (``lat``) and over requests (``rlat``)
+    lie: the buckets (``wanted``: (w, version, bucket) -> (what, offset)) that hold their
+    ranks, from the figures' rows' bucket counts (``groups``)."""
+    groups = _bucket_counts(rows)
     out: dict[tuple[int, str | None], dict] = {}
     wanted: dict[tuple[int, str | None, int], list] = {}  # (w, v, bucket) -> needs
     for key, buckets in groups.items():
@@ -317,14 +299,26 @@ def latencies(con: Any, win: _Windows) -> dict[tuple[int, str | None], dict]:
                                 (what, rank - seen))
                             break
                         seen += cs[col - 1]
-    if not wanted:
-        return out
-    cond = " OR ".join(f"(w = {w} AND b = {b}" + (f" AND version = {_lit(v)})" if v else ")")
-                       for w, v, b in wanted)
-    values = arrow(con.sql(_latency_sql(win, "SELECT w, version, b, latency_ms, k = 0 AS first "
-                                        "FROM lat WHERE {where}", cond))).to_pydict()
+    return out, wanted, groups
+
+
+def latency_filter(wanted: dict) -> str:
+    """SQL true for the records (``w``, bucket ``b``) in a wanted bucket of their window (of
+    any version: :func:`latency_percentiles` keeps a version's own): a few terms a row,
+    not one per (window, version, bucket)."""
+    buckets: dict[int, set[int]] = {}
+    for w, _, b in wanted:
+        buckets.setdefault(w, set()).add(b)
+    return " OR ".join(f"(w = {w} AND b IN ({', '.join(map(str, sorted(bs)))}))"
+                       for w, bs in sorted(buckets.items())) or "false"
+
+
+def latency_percentiles(out: dict, wanted: dict, groups: dict, values: list[tuple]) -> dict:
+    """``out`` of :func:`latency_ranks` with the percentiles, exactly as np.percentile, from
+    the records of the wanted buckets (``values``: w, version, bucket, latency, first of its
+    request); memory bounded by the largest bucket that holds a percentile."""
     found: dict[tuple[int, str | None, int, str], list[float]] = {}
-    for w, v, b, lat, first in zip(*values.values(), strict=True):
+    for w, v, b, lat, first in values:
         for version in (None, v):
             if (w, version, b) in wanted:
                 found.setdefault((w, version, b, "lat"), []).append(lat)
@@ -348,6 +342,24 @@ def latencies(con: Any, win: _Windows) -> dict[tuple[int, str | None], dict]:
                                     h - lo))
             info[what] = picked
     return out
+
+
+def _pairs(found: Any) -> list:
+    """An arrow map's (key, count) pairs (a dict or a list of pairs; null: none)."""
+    return list((found or {}).items()) if isinstance(found, dict | None) else found
+
+
+def _bucket_counts(rows: list[dict]) -> dict[tuple[int, str | None], list]:
+    """(bucket, records, requests) in bucket order per window and version (the figures'
+    rows' histograms), and per window (version None) summed from its versions'."""
+    merged: dict[tuple[int, str | None], dict[int, list[int]]] = {}
+    for row in rows:
+        for i, name in ((0, "lat_b"), (1, "rlat_b")):
+            for bucket, c in _pairs(row[name]):
+                for key in ((row["w"], row["version"]), (row["w"], None)):
+                    merged.setdefault(key, {}).setdefault(bucket, [0, 0])[i] += c
+    return {key: [(b, c, rc) for b, (c, rc) in sorted(buckets.items())]
+            for key, buckets in sorted(merged.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))}
 
 
 def _value(at: dict, key: tuple, what: str, rank: int, buckets: list, requests: bool) -> float:
@@ -426,7 +438,11 @@ def window_figures(con: Any, win: _Windows, reference: pd.DataFrame, numeric: li
     targets = cfg.targets
     slice_cols = [c for c in (targets.slice_gap.columns if targets.slice_gap else [])]
     types = feature_types(reference, list(dict.fromkeys(features + slice_cols)), numeric)
-    lat = latencies(con, win)
+    every = f"WITH {_records(win, types, _classes(classes, positive))}, " \
+        f"{_every(classes, positive, seed)} "
+    table = arrow(con.sql(every + _figure_sql(features)))
+    rows = table.to_pylist()
+    lat, wanted, groups = latency_ranks(rows)
     counts = [(w, v, r["records"]) for (w, v), r in lat.items() if v is not None]
     if not counts:
         return {}
@@ -440,15 +456,15 @@ def window_figures(con: Any, win: _Windows, reference: pd.DataFrame, numeric: li
         "w": pa.array([k[0] for k in thresholds], pa.int64()),
         "version": pa.array([k[1] for k in thresholds], pa.string()),
         "t": pa.array(list(thresholds.values()), pa.uint64())}))
-    every = f"WITH {_records(win, types, _classes(classes, positive))}, " \
-        f"{_every(classes, positive, seed)} "
-    table = arrow(con.sql(every + _figure_sql(features)))
-    samples = arrow(con.sql(every + _sample_sql()))
+    samples = arrow(con.sql(every + _sample_sql(latency_filter(wanted))))
+    latency_percentiles(lat, wanted, groups, [
+        (w, v, x["b"], x["latency_ms"], x["first"])
+        for w, v, xs in zip(samples.column("w").to_pylist(), samples.column("version").to_pylist(),
+                            samples.column("lat").to_pylist(), strict=True) for x in xs or []])
     # the labelled records only, with only the columns their figures need
     labels = arrow(con.sql(f"WITH {_records(win, None, _classes(classes, positive))}, "
                            f"{_labelled(classes, positive)} {_label_sql()}"))
     slices = _slices(con, win, types, classes, positive, slice_cols) if slice_cols else None
-    rows = table.to_pylist()
     columns = {"sample": _by_row(rows, samples, "sample"), **_cells_by_row(rows, labels)}
     lists = ["sample", *_CELLS]
     groups: dict[int, list[int]] = {}

@@ -627,6 +627,7 @@ class LogWindow:
         where = _ts_where(self.since, self.until)
         if version is not None:
             where += f" AND model_version = '{version.replace(chr(39), chr(39) * 2)}'"
+        self._records_view(reader, rows, where, version)
         requests = self._files(reader, "requests", reader._filter(rows, version))
         if not requests:  # no predictions in the span: typed, empty (errors may still be)
             con.register("_no_requests", _schemas()["requests"].empty_table())
@@ -635,17 +636,23 @@ class LogWindow:
         else:
             con.execute(f"CREATE VIEW _requests AS SELECT * FROM {_parquet(requests)} "
                         f"WHERE {where}")
+            if self.layouts["typed"]:
+                # a replica upgraded between shipping a batch and marking it shipped ships
+                # its requests again as records: the records' copy counts, the JSON one not
+                con.execute("CREATE VIEW _json AS SELECT q.* FROM _requests q ANTI JOIN "
+                            "_records r ON q.request_id = r.request_id")
+            else:
+                con.execute("CREATE VIEW _json AS SELECT * FROM _requests")
             dups = _duplicated(con, requests)
             if len(dups):  # only those request_ids pay for the de-duplication
                 con.register("_dups", dups)
                 con.execute(
-                    f"CREATE VIEW requests AS SELECT {cols} FROM _requests WHERE request_id NOT "
+                    f"CREATE VIEW requests AS SELECT {cols} FROM _json WHERE request_id NOT "
                     f"IN (SELECT request_id FROM _dups) UNION ALL SELECT {cols} FROM (SELECT * "
-                    "FROM _requests WHERE request_id IN (SELECT request_id FROM _dups) QUALIFY "
+                    "FROM _json WHERE request_id IN (SELECT request_id FROM _dups) QUALIFY "
                     "row_number() OVER (PARTITION BY request_id ORDER BY replica) = 1)")
             else:
-                con.execute(f"CREATE VIEW requests AS SELECT {cols} FROM _requests")
-        self._records_view(reader, rows, where, version)
+                con.execute(f"CREATE VIEW requests AS SELECT {cols} FROM _json")
         # a label arrives after its request, so partitions before `since` hold none (an hour
         # earlier still, for the clocks of replicas that disagree)
         early = None if self.since is None else self.since - 3600.0

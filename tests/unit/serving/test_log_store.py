@@ -225,6 +225,39 @@ def test_the_window_views_count_a_batch_shipped_twice_once(tmp_path: Path, store
         .reset_index(drop=True))
 
 
+def ship_as_json(log: Path, store: log_store.Store, replica: str) -> None:
+    """Ship ``log`` as stores were shipped before the typed records: ``requests`` as JSON."""
+    from loopline.serving import shipping
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(shipping, "SHIPPED_AS", {t: t for t in shipping.SHIPPED_AS})
+        mp.setattr(shipping, "shipped_table", log_store.arrow_table)
+        ship(log, store, replica)
+
+
+def test_a_request_shipped_as_json_and_again_as_records_counts_once(tmp_path: Path,
+                                                                     store) -> None:
+    import sqlite3
+
+    old, upgraded, earlier = (tmp_path / f"{n}.sqlite" for n in ("old", "new", "earlier"))
+    write_log(old, 4, prefix="a", feedback=[("a1", 0, "yes")])
+    with sqlite3.connect(old) as a, sqlite3.connect(upgraded) as b:
+        a.backup(b)  # the spool as the upgraded replica finds it: shipped, not yet deleted
+    write_log(earlier, 2, prefix="c", feedback=[("c0", 0, "no")])
+    ship_as_json(earlier, store, "host-a")
+    ship_as_json(old, store, "host-a")
+    ship(upgraded, store, "host-a")
+    source = log_store.open_log(store.url)
+    with source.window(since=T0, until=T0 + HOUR) as win:
+        q = win.con.execute
+        assert win.layouts == {"json": True, "typed": True}
+        json_ids = [r for (r,) in q("SELECT request_id FROM requests ORDER BY 1").fetchall()]
+        typed_ids = [r for (r,) in q("SELECT request_id FROM records ORDER BY 1").fetchall()]
+    assert json_ids == ["c0", "c1"] and typed_ids == ["a0", "a1", "a2", "a3"]
+    frame = source.predictions(since=T0, until=T0 + HOUR)
+    assert sorted(frame["request_id"]) == sorted(json_ids + typed_ids)
+
+
 def test_the_window_chooses_among_labels_of_one_record_as_the_frames_do(tmp_path: Path,
                                                                          store) -> None:
     a, b, c = tmp_path / "a.sqlite", tmp_path / "b.sqlite", tmp_path / "c.sqlite"
