@@ -100,27 +100,31 @@ def layouts(con: Any, found: dict[str, bool]) -> dict[str, Any]:
     return {"json": bool(found.get("json", True)), "typed": typed}
 
 
-def _in_windows(win: _Windows, table: str) -> str:
-    """``table``'s rows in the span, with their window ``w`` (0 = the oldest) and version."""
+def _window_sql(win: _Windows) -> tuple[str, str, str]:
+    """SQL for the span of ``win``: (the rows' filter, ``w0`` = their window by division, and
+    ``w`` = ``w0`` corrected to the same comparisons as the frame path's windows, at their
+    float boundaries; ``w`` reads the column ``w0``). Window 0 is the oldest."""
     s, u, n = _num(win.size), _num(win.until), win.count
     start = f"({u} - {n} * {s})"
-    return (f"(SELECT * EXCLUDE (w0), w0 - CAST(ts < {u} - ({n} - w0) * {s} AS BIGINT) "
-            f"+ CAST(ts >= {u} - ({n} - w0 - 1) * {s} AS BIGINT) AS w FROM (SELECT *, "
-            f"model_version AS version, CAST(floor((ts - {start}) / {s}) AS BIGINT) AS w0 "
-            f"FROM {table} WHERE ts >= {start} AND ts < {u}))")
+    return (f"ts >= {start} AND ts < {u}", f"CAST(floor((ts - {start}) / {s}) AS BIGINT)",
+            f"w0 - CAST(ts < {u} - ({n} - w0) * {s} AS BIGINT) "
+            f"+ CAST(ts >= {u} - ({n} - w0 - 1) * {s} AS BIGINT)")
+
+
+def _in_windows(win: _Windows, table: str) -> str:
+    """``table``'s rows in the span, with their window ``w`` (0 = the oldest) and version."""
+    span, w0, w = _window_sql(win)
+    return (f"(SELECT * EXCLUDE (w0), {w} AS w FROM (SELECT *, model_version AS version, "
+            f"{w0} AS w0 FROM {table} WHERE {span}))")
 
 
 def _requests(win: _Windows, inputs: bool) -> str:
     """CTE ``req``: the requests in the span with their window ``w`` (0 = the oldest)."""
-    s, u, n = _num(win.size), _num(win.until), win.count
-    start = f"({u} - {n} * {s})"
+    span, w0, w = _window_sql(win)
     return (f"req0 AS (SELECT request_id, ts, model_version AS version, latency_ms, n, "
             f"predictions, probabilities, classes{', inputs' if inputs else ''}, "
-            f"CAST(floor((ts - {start}) / {s}) AS BIGINT) AS w0 FROM requests "
-            f"WHERE ts >= {start} AND ts < {u}), "
-            # the same comparisons as the frame path's windows, at their float boundaries
-            f"req AS (SELECT * EXCLUDE (w0), w0 - CAST(ts < {u} - ({n} - w0) * {s} AS BIGINT) "
-            f"+ CAST(ts >= {u} - ({n} - w0 - 1) * {s} AS BIGINT) AS w FROM req0)")
+            f"{w0} AS w0 FROM requests WHERE {span}), "
+            f"req AS (SELECT * EXCLUDE (w0), {w} AS w FROM req0)")
 
 
 def _records(win: _Windows, types: dict[str, str] | None, classes: list[str]) -> str:
