@@ -643,16 +643,7 @@ class LogWindow:
                             "_records r ON q.request_id = r.request_id")
             else:
                 con.execute("CREATE VIEW _json AS SELECT * FROM _requests")
-            dups = _duplicated(con, requests)
-            if len(dups):  # only those request_ids pay for the de-duplication
-                con.register("_dups", dups)
-                con.execute(
-                    f"CREATE VIEW requests AS SELECT {cols} FROM _json WHERE request_id NOT "
-                    f"IN (SELECT request_id FROM _dups) UNION ALL SELECT {cols} FROM (SELECT * "
-                    "FROM _json WHERE request_id IN (SELECT request_id FROM _dups) QUALIFY "
-                    "row_number() OVER (PARTITION BY request_id ORDER BY replica) = 1)")
-            else:
-                con.execute(f"CREATE VIEW requests AS SELECT {cols} FROM _json")
+            _one_copy_view(con, "requests", "_json", requests, "request_id", cols)
         # a label arrives after its request, so partitions before `since` hold none (an hour
         # earlier still, for the clocks of replicas that disagree)
         early = None if self.since is None else self.since - 3600.0
@@ -694,16 +685,7 @@ class LogWindow:
             _empty_records(con)
             return
         con.execute(f"CREATE VIEW _records AS SELECT * FROM {_parquet(records)} WHERE {where}")
-        dups = _duplicated(con, records, "request_id, idx")
-        if len(dups):
-            con.register("_record_dups", dups)
-            con.execute(
-                "CREATE VIEW records AS SELECT * FROM _records WHERE request_id NOT IN (SELECT "
-                "request_id FROM _record_dups) UNION ALL BY NAME SELECT * FROM (SELECT * FROM "
-                "_records WHERE request_id IN (SELECT request_id FROM _record_dups) QUALIFY "
-                "row_number() OVER (PARTITION BY request_id, idx ORDER BY replica) = 1)")
-        else:
-            con.execute("CREATE VIEW records AS SELECT * FROM _records")
+        _one_copy_view(con, "records", "_records", records, "request_id, idx")
 
     def _files(self, reader: StoreReader, name: str, expr: Any) -> list[str]:
         """Local paths of ``name``'s files in the partitions ``expr`` keeps: a file store's
@@ -788,6 +770,23 @@ class LogWindow:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _one_copy_view(con: Any, name: str, source: str, paths: list[str], key: str,
+                   cols: str = "*") -> None:
+    """View ``name``: ``cols`` of view ``source`` (over the files at ``paths``), one row per
+    ``key`` (the first replica's copy); only the request_ids with a copy
+    (:func:`_duplicated`) pay for choosing it."""
+    dups = _duplicated(con, paths, key)
+    if not len(dups):
+        con.execute(f"CREATE VIEW {name} AS SELECT {cols} FROM {source}")
+        return
+    con.register(f"_{name}_dups", dups)
+    con.execute(
+        f"CREATE VIEW {name} AS SELECT {cols} FROM {source} WHERE request_id NOT IN (SELECT "
+        f"request_id FROM _{name}_dups) UNION ALL BY NAME SELECT {cols} FROM (SELECT * FROM "
+        f"{source} WHERE request_id IN (SELECT request_id FROM _{name}_dups) QUALIFY "
+        f"row_number() OVER (PARTITION BY {key} ORDER BY replica) = 1)")
 
 
 def _empty_records(con: Any) -> None:
