@@ -24,6 +24,8 @@ from __future__ import annotations
 import os
 import re
 
+from loopline.core.layout import DVC_LOCK
+
 # DVC's log lines (dvc/stage/run.py, dvc/stage/__init__.py, dvc/stage/cache.py,
 # dvc/repo/reproduce.py in DVC 3.x), as loopline reads them.
 RUNNING = re.compile(r"^Running stage '([^']+)'")
@@ -102,9 +104,6 @@ def install() -> bool:
     return True
 
 
-LOCK_FILE = "dvc.lock"
-
-
 def install_lockfile_writer() -> bool:
     """Make this process's DVC read dvc.lock with its fast parser before rewriting it.
 
@@ -130,7 +129,7 @@ def install_lockfile_writer() -> bool:
         return False
 
     def modify_yaml(path, fs=None):  # dvc.utils.serialize.modify_yaml(path, fs=None)
-        if os.path.basename(os.fspath(path)) != LOCK_FILE:
+        if os.path.basename(os.fspath(path)) != DVC_LOCK:
             return round_trip(path, fs=fs)
         return _common._modify_data(path, _yaml.parse_yaml, _yaml._dump, fs=fs)
 
