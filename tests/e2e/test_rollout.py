@@ -68,12 +68,34 @@ def _wait_for_candidate(srv: Server, version: str | None, timeout: float = 20.0)
     /model, 4 at a time
     (several connections, so every worker answers some), without a prediction (no record in
     the log, which a judged step counts)."""
+    def asked() -> bool:  # a new client each time: new connections, so other workers too
+        with httpx.Client(base_url=srv.url, timeout=30.0) as c, ThreadPoolExecutor(4) as pool:
+            return {r.json().get("candidate_version") for r in
+                    pool.map(lambda _: c.post("/model", json={}), range(40))} == {version}
+
+    _until_settled(asked, timeout, f"workers did not all load {version}")
+
+
+#: how long a probe must keep holding before every worker counts as moved: connections may
+#: all land on one worker, and another polls the control file every reload_poll (0.5 s)
+#: and then loads the model, which takes longer on a busy machine
+SETTLE_SECONDS = 2.0
+
+
+def _until_settled(probe, timeout: float, what: str) -> None:  # noqa: ANN001
+    """Wait until ``probe()`` has held on every try for :data:`SETTLE_SECONDS`."""
     deadline = time.monotonic() + timeout
-    with httpx.Client(base_url=srv.url, timeout=30.0) as c, ThreadPoolExecutor(4) as pool:
-        while {r.json().get("candidate_version") for r in
-               pool.map(lambda _: c.post("/model", json={}), range(40))} != {version}:
-            assert time.monotonic() < deadline, f"workers did not all load {version}"
-            time.sleep(0.2)
+    held_since = None
+    while True:
+        now = time.monotonic()
+        if probe():
+            held_since = now if held_since is None else held_since
+            if now - held_since >= SETTLE_SECONDS:
+                return
+        else:
+            held_since = None
+        assert now < deadline, what
+        time.sleep(0.2)
 
 
 def _binomial(hits: int, n: int, share: float) -> bool:
@@ -106,12 +128,10 @@ def _wait_for_share(srv: Server, share: float, timeout: float = 20.0,
         key = next(f"probe-{i}" for i in range(100_000)
                    if before.pick(f"probe-{i}", "0" * 32).version == candidate)
     want = candidate if share else champion
-    deadline = time.monotonic() + timeout
     # 40 requests 4 at a time (several connections, so every worker answers some), all from
     # the version ``share`` sends the key to
-    while {(s, v) for _, s, v, _ in _send(srv.url, [key] * 40)} != {(200, want)}:
-        assert time.monotonic() < deadline, f"workers did not all move to {share}%"
-        time.sleep(0.2)
+    _until_settled(lambda: {(s, v) for _, s, v, _ in _send(srv.url, [key] * 40)} == {(200, want)},
+                   timeout, f"workers did not all move to {share}%")
 
 
 def _check_step(srv: Server, share: float, tag: str) -> dict[str, str]:
