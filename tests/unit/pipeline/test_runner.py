@@ -195,3 +195,78 @@ def test_release_search_workers_stops_lokys_reusable_pool_and_a_new_one_can_star
         assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4)) == [0, 1, 2, 3]
     assert reusable_executor._executor is not pool
     release_search_workers()
+
+
+WARMED = r"""
+import os
+from types import SimpleNamespace
+
+import numpy as np
+from joblib import parallel_config
+from joblib.externals.loky import reusable_executor
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+
+from loopline.pipeline import runner
+
+params = SimpleNamespace(
+    search=SimpleNamespace(backend="local", method="grid", n_jobs=2),
+    model=SimpleNamespace(estimator={"_target_": "sklearn.linear_model.LogisticRegression"}))
+runner._in_dvc_process = True
+thread = runner.start_search_pool(params)
+assert runner.start_search_pool(params) is None  # once per process
+runner.search_pool_ready()
+assert not thread.is_alive()
+pool = reusable_executor._executor
+warmed = set(pool._processes)
+
+def where(estimator, X, y):
+    return os.getpid()
+
+X, y = np.random.default_rng(0).normal(size=(60, 3)), np.arange(60) % 2
+with parallel_config(backend="loky"):
+    search = GridSearchCV(LogisticRegression(), {"C": [0.1, 1.0, 10.0]}, cv=3, n_jobs=2,
+                          scoring=where, refit=False).fit(X, y)
+used = {int(v) for k, v in search.cv_results_.items() if k.startswith("split")
+        for v in v}
+print("same pool", reusable_executor._executor is pool, "warmed", sorted(warmed), "used", sorted(used))
+assert reusable_executor._executor is pool and used <= warmed, (warmed, used)
+runner.release_search_workers()
+runner.exit_now(0)
+"""
+
+
+def test_the_search_runs_on_the_workers_that_the_stages_before_train_started() -> None:
+    """The pool started by :func:`start_search_pool` is the one the search's joblib call
+    gets (loky would replace a pool started with other settings): every CV fit runs in one
+    of its warmed workers."""
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-c", WARMED], capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "same pool True" in res.stdout
+
+
+@pytest.mark.parametrize("change", ["own process", "dask", "one job", "no search", "prefetch off",
+                                    "one core"])
+def test_no_search_pool_is_started_where_no_local_parallel_search_follows(
+        monkeypatch: pytest.MonkeyPatch, change: str) -> None:
+    from types import SimpleNamespace
+
+    from loopline.pipeline import runner
+
+    search = SimpleNamespace(backend="local", method="random", n_jobs=-1)
+    params = SimpleNamespace(search=search, model=SimpleNamespace(estimator={"_target_": "x.Y"}))
+    monkeypatch.setattr(runner, "_in_dvc_process", change != "own process")
+    monkeypatch.setattr(runner, "_search_pool", None)
+    monkeypatch.setattr("joblib.cpu_count", lambda: 1 if change == "one core" else 2)
+    if change == "dask":
+        search.backend = "dask"
+    elif change == "one job":
+        search.n_jobs = 1
+    elif change == "no search":
+        search.method = "none"
+    elif change == "prefetch off":
+        monkeypatch.setenv("LOOPLINE_PREFETCH", "0")
+    assert runner.start_search_pool(params) is None

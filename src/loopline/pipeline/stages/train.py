@@ -23,7 +23,7 @@ from loopline.core.errors import LooplineError
 from loopline.core.files import Outputs
 from loopline.core.layout import MODEL_JOBLIB, SEARCH_JSON, TIMINGS_JSON, Layout
 from loopline.model.metrics import scorer
-from loopline.pipeline.runner import prefetch_later_imports
+from loopline.pipeline.runner import prefetch_later_imports, search_pool_ready
 from loopline.pipeline.tabular import feature_columns, load_split, xy
 
 
@@ -166,6 +166,7 @@ def train(X: pd.DataFrame, y: np.ndarray, params: Params) -> tuple[Any, dict]:
     pipeline = build_pipeline(params)
     n_classes = len(np.unique(y))
     search = build_search(pipeline, params, n_classes)
+    search_pool_ready()  # the workers that ingest's stage started, if it ran in this process
     prefetch_later_imports()  # Evidently & co. for the later stages, while the search runs
     started = time.perf_counter()
     with joblib_backend(params.search) as backend:
