@@ -13,12 +13,18 @@ its scores (its own start-up and exit left out). CPU: user + system seconds of e
 process tree (the search workers included), which a busy machine disturbs less than wall
 time.
 
+``--rows-times K`` makes every set K times its rows (the same kind of data, larger), to
+show how the fixed cost of a run (DVC, the Evidently gate, the ONNX export, the reports)
+weighs against a search that grows with the data.
+
 Usage: python bench/your_data.py [--repeat N] [--sets odd_names,small] [--search small]
+                                 [--rows-times K]
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import resource
 import statistics
@@ -120,6 +126,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--sets", default=",".join(synthetic.ALL))
     ap.add_argument("--search", choices=["default", "small"], default="default")
+    ap.add_argument("--rows-times", type=float, default=1.0,
+                    help="every set with this many times its rows")
     args = ap.parse_args()
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", DVC_NO_ANALYTICS="1")
     rows = []
@@ -130,7 +138,9 @@ def main() -> None:
         print(f"init on {len(wide):,} × {wide.shape[1]}: {statistics.median(inits):.2f} s "
               f"(target < 10 s; {_spread(inits)})", flush=True)
         for name in args.sets.split(","):
-            frame, target = synthetic.ALL[name]()
+            make = synthetic.ALL[name]
+            rows_n = int(inspect.signature(make).parameters["n"].default * args.rows_times)
+            frame, target = make(n=rows_n)
             ours, plain, ours_cpu, plain_cpu = [], [], [], []
             for i in range(args.repeat):
                 repo, _ = init(base, f"{name}{i}", frame, target, env, args.search)
@@ -145,6 +155,8 @@ def main() -> None:
                   f"({statistics.median(plain_cpu):.1f} s CPU)", flush=True)
             rows.append((name, *(statistics.median(v) for v in (ours, plain, ours_cpu, plain_cpu))))
     print()
+    if args.rows_times != 1:
+        print(f"every set with {args.rows_times:g} times its rows")
     print(f"{'set (' + args.search + ' search)':<22} {'loopline run':>13} {'plain sklearn':>14} "
           f"{'ratio':>7} {'CPU: loopline':>14} {'plain':>7} {'ratio':>7}  target")
     for name, ours, theirs, ours_cpu, theirs_cpu in rows:
