@@ -607,8 +607,8 @@ def run(source: Any, reference: pd.DataFrame, *, numeric: list[str], categorical
     until = time.time() if until is None else until
     size = cfg.window_seconds if size is None else size
     span = cfg.windows * size
-    errors = source.request_errors(since=until - span, until=until)
     with source.window(since=until - span, until=until, columns=COLUMNS) as log:
+        errors = log.request_errors()  # a store's from the files the window fetched
         win = _Windows(until, size, cfg.windows, **layouts(log.con, log.layouts))
         figs = window_figures(log.con, win, reference, numeric, categorical, classes, positive,
                               cfg, sample_rows=sample_rows, seed=seed)

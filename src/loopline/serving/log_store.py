@@ -51,6 +51,8 @@ REQUEST_COLUMNS = ("request_id", "ts", "model_version", "n", "inputs", "predicti
                    "probabilities", "classes", "latency_ms", "shadow_version",
                    "shadow_predictions", "shadow_probabilities")
 MEMORY_LIMIT = "400MB"  # DuckDB's working memory for a window; it spills to disk beyond
+CONNECT_TIMEOUT, REQUEST_TIMEOUT, ATTEMPTS = 2.0, 10.0, 2  # an unreachable store fails fast
+FETCH_THREADS = 8  # S3 requests in flight while a window's files are fetched
 
 
 def _schemas() -> dict[str, Any]:
@@ -85,30 +87,60 @@ class Store:
     root: str  # the path inside the filesystem: "bucket/prefix" or "/dir"
     options: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
+    def settings(self) -> dict[str, str | None]:
+        """The S3 endpoint, region and keys: the environment first, then the DVC remote's
+        options (a key's secret and token come with it), so the filesystem and the client
+        of :meth:`client` reach the same store as the same user."""
+        env, opt = os.environ, self.options
+        key = env.get("AWS_ACCESS_KEY_ID") or opt.get("access_key_id")
+        return {
+            "endpoint": (env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+                         or opt.get("endpointurl")),
+            "region": (env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+                       or opt.get("region") or "us-east-1"),
+            "key": key,
+            "secret": (env.get("AWS_SECRET_ACCESS_KEY") or opt.get("secret_access_key")) if key
+            else None,
+            "token": (env.get("AWS_SESSION_TOKEN") or opt.get("session_token")) if key else None,
+        }
+
     def filesystem(self) -> Any:
         """A pyarrow filesystem for the store (nothing is contacted yet)."""
         from pyarrow import fs
 
         if self.scheme == "file":
             return fs.LocalFileSystem()
-        env, opt = os.environ, self.options
-        endpoint = (env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
-                    or opt.get("endpointurl"))
+        s = self.settings()
         kwargs: dict[str, Any] = {
-            "region": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
-            or opt.get("region") or "us-east-1",
-            "connect_timeout": 2.0, "request_timeout": 10.0,
-            "retry_strategy": fs.AwsStandardS3RetryStrategy(max_attempts=2)}
-        key = env.get("AWS_ACCESS_KEY_ID") or opt.get("access_key_id")
-        if key:
-            kwargs.update(access_key=key, secret_key=env.get("AWS_SECRET_ACCESS_KEY")
-                          or opt.get("secret_access_key"),
-                          session_token=env.get("AWS_SESSION_TOKEN") or opt.get("session_token"))
-        if endpoint:
-            scheme, _, rest = endpoint.partition("://")
+            "region": s["region"], "connect_timeout": CONNECT_TIMEOUT,
+            "request_timeout": REQUEST_TIMEOUT,
+            "retry_strategy": fs.AwsStandardS3RetryStrategy(max_attempts=ATTEMPTS)}
+        if s["key"]:
+            kwargs.update(access_key=s["key"], secret_key=s["secret"], session_token=s["token"])
+        if s["endpoint"]:
+            scheme, _, rest = s["endpoint"].partition("://")
             kwargs.update(endpoint_override=rest.rstrip("/") if rest else scheme,
                           scheme=scheme if rest else "https")
         return fs.S3FileSystem(**kwargs)
+
+    def client(self, connections: int = FETCH_THREADS) -> Any:
+        """A botocore S3 client with the settings of :meth:`filesystem` (path-style addressing
+        at a configured endpoint, as pyarrow's): a GetObject is one request per object where
+        pyarrow's input streams ask for the size first (HEAD, then GET)."""
+        import botocore.session
+        from botocore.config import Config
+
+        s = self.settings()
+        endpoint = s["endpoint"]
+        if endpoint and "://" not in endpoint:
+            endpoint = f"https://{endpoint}"
+        config = Config(connect_timeout=CONNECT_TIMEOUT, read_timeout=REQUEST_TIMEOUT,
+                        retries={"mode": "standard", "total_max_attempts": ATTEMPTS},
+                        max_pool_connections=connections,
+                        s3={"addressing_style": "path"} if endpoint else None)
+        return botocore.session.get_session().create_client(
+            "s3", region_name=s["region"], endpoint_url=endpoint, aws_access_key_id=s["key"],
+            aws_secret_access_key=s["secret"], aws_session_token=s["token"], config=config)
 
     def table_dir(self, table: str) -> str:
         return f"{self.root}/{table}"
@@ -296,11 +328,15 @@ class StoreReader:
 
     def files(self, name: str, expr: Any = None, version: str | None = None) -> list[str]:
         """The paths of ``name``'s files in the partitions ``expr`` and ``version`` keep."""
+        expr = self._filter(expr, version)
+        return self.retrying(lambda: self.listing(name, expr))
+
+    def listing(self, name: str, expr: Any) -> list[str]:
+        """The paths of ``name``'s files in the partitions ``expr`` (already filtered on
+        artifact and version) keeps, sorted; read once (see :meth:`retrying`)."""
         if not self.has(name):
             return []
-        expr = self._filter(expr, version)
-        return self.retrying(lambda: sorted(
-            f.path for f in self._dataset(name).get_fragments(filter=expr)))
+        return sorted(f.path for f in self._dataset(name).get_fragments(filter=expr))
 
     def table(self, name: str, expr: Any = None, version: str | None = None) -> Any:
         """The rows of ``name`` matching ``expr`` (an empty table when none were shipped)."""
@@ -428,17 +464,27 @@ def store_request_errors(reader: StoreReader, *, since: float | None = None,
                          until: float | None = None) -> Any:
     """The frame of :func:`loopline.serving.inference_log.read_request_errors` from a store."""
     import duckdb
-    import pandas as pd
 
-    columns = ["ts", "route", "status", "model_version"]
     errors = reader.table("errors", _window(since, until))
     con = duckdb.connect()
     try:
-        con.register("errors", errors)
-        rows = con.execute("SELECT ts, route, status, model_version FROM (SELECT DISTINCT * "
-                           "FROM errors) ORDER BY ts, route, status").fetchall()
+        con.register("_shipped_errors", errors)
+        return _errors_frame(con, "_shipped_errors", None, None)
     finally:
         con.close()
+
+
+def _errors_frame(con: Any, errors: str | None, since: float | None,
+                  until: float | None) -> Any:
+    """The request errors of relation ``errors`` (None: none shipped) between ``since`` and
+    ``until``, one row per distinct error of a replica, by time."""
+    import pandas as pd
+
+    columns = ["ts", "route", "status", "model_version"]
+    rows = [] if errors is None else con.execute(
+        "SELECT ts, route, status, model_version FROM (SELECT DISTINCT ts, route, status, "
+        f"model_version, replica FROM {errors} WHERE {_ts_where(since, until)}) "
+        "ORDER BY ts, route, status").fetchall()
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -558,12 +604,74 @@ def _nested(con: Any, paths: list[str]) -> list[str]:
     return out
 
 
-def _fetch(filesystem: Any, path: str, local: str) -> None:
-    import shutil
+def _get(client: Any, path: str, local: str) -> None:
+    """Object ``path`` (``bucket/key``) into the file ``local`` with one GetObject: a missing
+    object as FileNotFoundError (compacted since the listing), any other failure as OSError."""
+    from botocore.exceptions import BotoCoreError, ClientError
 
+    bucket, _, key = path.partition("/")
     Path(local).parent.mkdir(parents=True, exist_ok=True)
-    with filesystem.open_input_stream(path) as src, open(local, "wb") as out:
-        shutil.copyfileobj(src, out, 1 << 20)
+    try:
+        body = client.get_object(Bucket=bucket, Key=key)["Body"]
+        with body, open(local, "wb") as out:
+            for chunk in body.iter_chunks(1 << 20):
+                out.write(chunk)
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            raise FileNotFoundError(f"{path} vanished") from None
+        raise OSError(str(err)) from None
+    except BotoCoreError as err:
+        raise OSError(str(err)) from None
+
+
+class _Fetches:
+    """The window's files of every table, listed and (from S3) fetched by one pool of
+    threads started at once, so one table's last objects are in flight with the next one's
+    first and no table waits for another's listing; each object is one GetObject (its size
+    is not needed), into ``folder``. A table's views wait for its own files only."""
+
+    def __init__(self, reader: StoreReader, folder: Path, exprs: Mapping[str, Any]) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.reader, self.folder, self.exprs = reader, folder, exprs
+        self.client = None if reader.store.scheme == "file" else reader.store.client()
+        self.pool = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="loopline-fetch")
+        self.started = {name: self._start(name) for name in exprs}
+
+    def _start(self, name: str) -> Any:
+        return self.pool.submit(self._list_and_get, name)
+
+    def _list_and_get(self, name: str) -> list[tuple[str, Any]]:
+        """``(local path, its fetch or None)`` of each of ``name``'s files, in path order."""
+        paths = self.reader.listing(name, self.exprs[name])
+        if self.client is None:  # a file store's files are read in place
+            return [(path, None) for path in paths]
+        local = [str(self.folder / p) for p in paths]
+        return [(dest, self.pool.submit(_get, self.client, path, dest))
+                for path, dest in zip(paths, local, strict=True)]
+
+    def files(self, name: str) -> list[str]:
+        """The local paths of ``name``'s files, once fetched; listed and fetched again when
+        an object vanished since the listing (a replica compacted its partition)."""
+        from concurrent.futures import wait
+
+        job = self.started.pop(name)
+
+        def fetched() -> list[str]:
+            nonlocal job
+            current, job = job or self._start(name), None
+            pairs = current.result()
+            fetches = [f for _, f in pairs if f is not None]
+            wait(fetches)  # all of them end before a retry writes to the same paths
+            for f in fetches:
+                f.result()
+            return [dest for dest, _ in pairs]
+
+        return self.reader.retrying(fetched)
+
+    def close(self) -> None:
+        """Ends the fetches: those not started are dropped, the running ones awaited."""
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _parquet(paths: list[str]) -> str:
@@ -606,6 +714,8 @@ class LogWindow:
 
         self.source, self.since, self.until = source, since, until
         self.layouts = {"json": True, "typed": False}
+        self._fetches: _Fetches | None = None
+        self._errors: list[str] = []  # a store's error files of the window, local
         self._tmp = Path(tempfile.mkdtemp(prefix="loopline-log-"))
         self.con = duckdb.connect()
         try:
@@ -627,8 +737,15 @@ class LogWindow:
         where = _ts_where(self.since, self.until)
         if version is not None:
             where += f" AND model_version = '{version.replace(chr(39), chr(39) * 2)}'"
-        self._records_view(reader, rows, where, version)
-        requests = self._files(reader, "requests", reader._filter(rows, version))
+        # a label arrives after its request, so partitions before `since` hold none (an hour
+        # earlier still, for the clocks of replicas that disagree)
+        early = None if self.since is None else self.since - 3600.0
+        self._fetches = _Fetches(reader, self._tmp / "store", {
+            "records": reader._filter(rows, version), "requests": reader._filter(rows, version),
+            "feedback": reader._filter(_window(early, None, rows=False), None),
+            "errors": reader._filter(rows, None)})
+        self._records_view(where)
+        requests = self._fetches.files("requests")
         if not requests:  # no predictions in the span: typed, empty (errors may still be)
             con.register("_no_requests", _schemas()["requests"].empty_table())
             con.execute(f"CREATE VIEW requests AS SELECT {cols} FROM _no_requests")
@@ -644,11 +761,7 @@ class LogWindow:
             else:
                 con.execute("CREATE VIEW _json AS SELECT * FROM _requests")
             _one_copy_view(con, "requests", "_json", requests, "request_id", cols)
-        # a label arrives after its request, so partitions before `since` hold none (an hour
-        # earlier still, for the clocks of replicas that disagree)
-        early = None if self.since is None else self.since - 3600.0
-        feedback = self._files(reader, "feedback",
-                               reader._filter(_window(early, None, rows=False), None))
+        feedback = self._fetches.files("feedback")
         if not feedback:
             con.execute("CREATE VIEW feedback AS SELECT NULL::VARCHAR AS request_id, "
                         "NULL::BIGINT AS idx, NULL::VARCHAR AS label, NULL::DOUBLE AS ts LIMIT 0")
@@ -666,7 +779,7 @@ class LogWindow:
                 "label, 'ts': ts}, {'t': -ts, 'label': label}) AS x FROM _feedback SEMI JOIN "
                 "(SELECT request_id, idx FROM g WHERE c > 1) USING (request_id, idx) "
                 "GROUP BY request_id, idx)")
-        errors = self._files(reader, "errors", reader._filter(rows, None))
+        errors = self._errors = self._fetches.files("errors")
         if not errors:
             con.execute("CREATE VIEW errors AS SELECT NULL::DOUBLE AS ts, NULL::VARCHAR AS "
                         "route, NULL::BIGINT AS status, NULL::VARCHAR AS model_version LIMIT 0")
@@ -675,38 +788,16 @@ class LogWindow:
                         f"FROM {_parquet(errors)} WHERE {_ts_where(self.since, self.until)}")
         return None
 
-    def _records_view(self, reader: StoreReader, rows: Any, where: str,
-                      version: str | None) -> None:
+    def _records_view(self, where: str) -> None:
         """The ``records`` view: the typed files of the window, a copy of a record once."""
         con = self.con
-        records = self._files(reader, "records", reader._filter(rows, version))
+        records = self._fetches.files("records")
         self.layouts["typed"] = bool(records)
         if not records:
             _empty_records(con)
             return
         con.execute(f"CREATE VIEW _records AS SELECT * FROM {_parquet(records)} WHERE {where}")
         _one_copy_view(con, "records", "_records", records, "request_id, idx")
-
-    def _files(self, reader: StoreReader, name: str, expr: Any) -> list[str]:
-        """Local paths of ``name``'s files in the partitions ``expr`` keeps: a file store's
-        own, an S3 store's fetched into the temporary folder (whole objects, 8 at a time),
-        so DuckDB reads them natively, column by column, within its memory limit."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        if not reader.has(name):
-            return []
-
-        def fetch() -> list[str]:
-            paths = sorted(f.path for f in reader._dataset(name).get_fragments(filter=expr))
-            if reader.store.scheme == "file":
-                return paths
-            local = [str(self._tmp / "store" / p) for p in paths]
-            with ThreadPoolExecutor(8) as pool:
-                list(pool.map(lambda pair: _fetch(reader._fs, *pair),
-                              zip(paths, local, strict=True)))
-            return local
-
-        return reader.retrying(fetch)
 
     def _sqlite_views(self, path: Path, columns: list[str], version: str | None) -> None:
         import sqlite3
@@ -757,13 +848,25 @@ class LogWindow:
                     schema=schema))
         self.con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{out}')")
 
+    def request_errors(self) -> Any:
+        """The frame of :meth:`LogSource.request_errors` for the window; a store's from the
+        error files the window has already fetched."""
+        if self.source._reader is None:
+            return self.source.request_errors(since=self.since, until=self.until)
+        return _errors_frame(self.con, _parquet(self._errors) if self._errors else None,
+                             self.since, self.until)
+
     def close(self) -> None:
         import shutil
 
         try:
-            self.con.close()
+            if self._fetches is not None:
+                self._fetches.close()
         finally:
-            shutil.rmtree(self._tmp, ignore_errors=True)
+            try:
+                self.con.close()
+            finally:
+                shutil.rmtree(self._tmp, ignore_errors=True)
 
     def __enter__(self) -> LogWindow:
         return self

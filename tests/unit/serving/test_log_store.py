@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,7 @@ from loopline.serving.shipping import Shipper
 from tests.helpers import BIN
 from tests.helpers.commands import sh
 from tests.helpers.log_records import T0, write_log
+from tests.helpers.s3 import S3, local_only_env, moto_s3
 
 HOUR = 3600.0
 
@@ -274,3 +278,135 @@ def test_the_window_chooses_among_labels_of_one_record_as_the_frames_do(tmp_path
     assert got == [("a0", "no"), ("a1", "yes"), ("a2", "yes")]
     frame = source.predictions(since=T0, until=T0 + HOUR).dropna(subset=["label"])
     assert dict(zip(frame["request_id"], frame["label"], strict=True)) == dict(got)
+
+
+# ------------------------------------------------------------------------------ S3
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3]:
+    with moto_s3() as server:
+        yield server
+
+
+@pytest.fixture()
+def s3_env(s3: S3, monkeypatch: pytest.MonkeyPatch) -> S3:
+    _set_env(monkeypatch, s3.env())
+    return s3
+
+
+def _set_env(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
+    for name in [k for k in os.environ if k.upper().startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+
+
+def _two_replicas(tmp_path: Path, *stores: log_store.Store) -> tuple[float, float]:
+    """Two replicas' logs (labels, errors, a batch shipped twice) in each of ``stores``;
+    the window that holds them."""
+    a, b = tmp_path / "a.sqlite", tmp_path / "b.sqlite"
+    write_log(a, 6, prefix="a", step=HOUR / 2, feedback=[("a1", 0, "no")], errors=3)
+    write_log(b, 4, prefix="b", t0=T0 + 60, feedback=[("a1", 0, "yes"), ("b0", 0, "no")],
+              errors=1)
+    for store in stores:
+        for log, replica in ((a, "host-a"), (b, "host-b")):
+            copy = tmp_path / f"{replica}-{store.scheme}.sqlite"
+            copy.write_bytes(log.read_bytes())  # the shipper empties the log it ships
+            ship(copy, store, replica)
+    return T0, T0 + 2 * HOUR
+
+
+def _views(source: log_store.LogSource, since: float, until: float) -> tuple:
+    with source.window(since=since, until=until) as win:
+        q = win.con.execute
+        return (q("SELECT * FROM records ORDER BY request_id, idx").fetchall(),
+                q("SELECT * FROM feedback ORDER BY request_id, idx").fetchall(),
+                q("SELECT * FROM errors ORDER BY ts").fetchall(),
+                win.request_errors().to_dict("records"))
+
+
+def _fetch_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("loopline-fetch")]
+
+
+def test_an_s3_window_holds_what_the_same_file_store_holds(tmp_path: Path, s3_env: S3,
+                                                          store) -> None:
+    bucket = log_store.parse(s3_env.url("unit-window"))
+    since, until = _two_replicas(tmp_path, store, bucket)
+    copy = s3_env.keys("unit-window/records/")[0]  # a batch shipped again after a crash
+    s3_env.client.copy_object(Bucket=s3_env.bucket, Key=copy.replace(".parquet", "9.parquet"),
+                              CopySource={"Bucket": s3_env.bucket, "Key": copy})
+    first = sorted(Path(store.root).glob("records/**/*.parquet"))[0]
+    (first.parent / first.name.replace(".parquet", "9.parquet")).write_bytes(first.read_bytes())
+    local, remote = log_store.open_log(store.url), log_store.open_log(bucket)
+    records, feedback, errors, _ = _views(remote, since, until)
+    assert (records, feedback, errors) == _views(local, since, until)[:3]
+    assert len(records) == 8 and len(errors) == 4  # a0 … a3 and b0 … b3, once each
+    assert ("a1", 0, "no", T0 + 6 * HOUR / 2) in feedback  # A's label, the latest
+    for source in (remote, local):
+        with source.window(since=since, until=until) as win:
+            pd.testing.assert_frame_equal(win.request_errors(),
+                                          local.request_errors(since=since, until=until))
+    assert not _fetch_threads()
+
+
+def test_an_object_compacted_away_after_the_listing_is_listed_again(
+        tmp_path: Path, s3_env: S3, monkeypatch: pytest.MonkeyPatch) -> None:
+    bucket = log_store.parse(s3_env.url("unit-compact"))
+    since, until = _two_replicas(tmp_path, bucket)
+    expected = _views(log_store.open_log(bucket), since, until)
+    get, moved = log_store._get, []
+
+    def compacted(client: object, path: str, local: str, *, every: bool) -> None:
+        key = path.partition("/")[2]
+        if "/records/" in key and (every or not moved):  # renamed, as a compaction replaces it
+            moved.append(key)
+            s3_env.client.copy_object(Bucket=s3_env.bucket, Key=key.replace(".parquet", "c.parquet"),
+                                      CopySource={"Bucket": s3_env.bucket, "Key": key})
+            s3_env.client.delete_object(Bucket=s3_env.bucket, Key=key)
+        get(client, path, local)
+
+    monkeypatch.setattr(log_store, "_get", lambda *a: compacted(*a, every=False))
+    assert _views(log_store.open_log(bucket), since, until) == expected
+    assert len(moved) == 1
+    monkeypatch.setattr(log_store, "_get", lambda *a: compacted(*a, every=True))
+    with pytest.raises(LooplineError, match=f"^cannot read the inference log store {bucket.url}: "
+                                            "files vanished while reading$"):
+        _views(log_store.open_log(bucket), since, until)
+    assert not _fetch_threads()
+
+
+def test_a_store_unreachable_after_the_listing_is_one_line(tmp_path: Path, s3_env: S3,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    bucket = log_store.parse(s3_env.url("unit-down"))
+    since, until = _two_replicas(tmp_path, bucket)
+    with monkeypatch.context() as env:  # a client of a port where nothing listens
+        env.delenv("AWS_ENDPOINT_URL_S3")
+        dead = log_store.parse("s3://b/x", {"endpointurl": "http://127.0.0.1:9"}).client()
+    monkeypatch.setattr(log_store.Store, "client", lambda self: dead)
+    with pytest.raises(LooplineError) as err:
+        _views(log_store.open_log(bucket), since, until)
+    assert str(err.value).startswith(f"cannot read the inference log store {bucket.url}: ")
+    assert "127.0.0.1:9" in str(err.value) and "\n" not in str(err.value)
+    assert not _fetch_threads()
+
+
+def test_the_dvc_remotes_endpoint_and_keys_reach_the_store(tmp_path: Path, s3: S3,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    _set_env(monkeypatch, s3.env())
+    bucket = log_store.parse(s3.url("unit-remote"))
+    since, until = _two_replicas(tmp_path, bucket)
+    expected = _views(log_store.open_log(bucket), since, until)
+    _set_env(monkeypatch, local_only_env(credentials=False))  # no endpoint, no keys
+    monkeypatch.delenv("AWS_DEFAULT_REGION")  # nor region
+    options = {"endpointurl": s3.endpoint, "access_key_id": "testing",
+               "secret_access_key": "testing", "session_token": "tok", "region": "eu-west-3"}
+    remote = log_store.parse(bucket.url, options)
+    client = remote.client()
+    creds = client._request_signer._credentials
+    assert (client.meta.endpoint_url, client.meta.region_name) == (s3.endpoint, "eu-west-3")
+    assert (creds.access_key, creds.secret_key, creds.token) == ("testing", "testing", "tok")
+    assert _views(log_store.open_log(remote), since, until) == expected
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")  # the environment first
+    assert remote.client().meta.endpoint_url == "http://127.0.0.1:9"
