@@ -428,19 +428,16 @@ def _sample(values: list, rows: int) -> pd.DataFrame | None:
     return pa.Table.from_struct_array(values.field("x")).to_pandas()
 
 
-def window_figures(log: Any, win: _Windows, reference: pd.DataFrame, numeric: list[str],
+def window_figures(con: Any, win: _Windows, reference: pd.DataFrame, numeric: list[str],
                    categorical: list[str], classes: list[str], positive: str,
                    cfg: MonitorConfig, *, sample_rows: int = SAMPLE_ROWS,
                    seed: int = SEED) -> dict[int, dict]:
     """Per window index (0 = oldest) that has records: ``{"all": fig, "versions": {v: fig}}``
-    with the figures of :func:`loopline.monitoring.monitor.frame_figures`, from ``log`` (a
-    :class:`loopline.serving.log_store.LogWindow`; its feedback is asked for only once the
-    records' own figures are computed)."""
+    with the figures of :func:`loopline.monitoring.monitor.frame_figures`."""
     import pyarrow as pa
 
     from loopline.serving.log_store import arrow
 
-    con = log.con
     features = numeric + categorical
     targets = cfg.targets
     slice_cols = [c for c in (targets.slice_gap.columns if targets.slice_gap else [])]
@@ -469,7 +466,6 @@ def window_figures(log: Any, win: _Windows, reference: pd.DataFrame, numeric: li
         for w, v, xs in zip(samples.column("w").to_pylist(), samples.column("version").to_pylist(),
                             samples.column("lat").to_pylist(), strict=True) for x in xs or []])
     # the labelled records only, with only the columns their figures need
-    log.ready("feedback")
     labels = arrow(con.sql(f"WITH {_records(win, None, _classes(classes, positive))}, "
                            f"{_labelled(classes, positive)} {_label_sql()}"))
     slices = _slices(con, win, types, classes, positive, slice_cols) if slice_cols else None
@@ -611,13 +607,11 @@ def run(source: Any, reference: pd.DataFrame, *, numeric: list[str], categorical
     until = time.time() if until is None else until
     size = cfg.window_seconds if size is None else size
     span = cfg.windows * size
-    # a store's labels and errors are fetched while the records' figures are computed
-    with source.window(since=until - span, until=until, columns=COLUMNS,
-                       defer=("feedback", "errors")) as log:
-        win = _Windows(until, size, cfg.windows, **layouts(log.con, log.layouts))
-        figs = window_figures(log, win, reference, numeric, categorical, classes, positive,
-                              cfg, sample_rows=sample_rows, seed=seed)
+    with source.window(since=until - span, until=until, columns=COLUMNS) as log:
         errors = log.request_errors()  # a store's from the files the window fetched
+        win = _Windows(until, size, cfg.windows, **layouts(log.con, log.layouts))
+        figs = window_figures(log.con, win, reference, numeric, categorical, classes, positive,
+                              cfg, sample_rows=sample_rows, seed=seed)
 
     def report(k: int, start: float, end: float, failed: pd.DataFrame | None,
                balance: dict[str, float]) -> dict | None:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -543,11 +543,9 @@ class LogSource:
 
     def window(self, *, since: float | None = None, until: float | None = None,
                version: str | None = None,
-               columns: tuple[str, ...] | list[str] = REQUEST_COLUMNS,
-               defer: Collection[str] = ()) -> LogWindow:
+               columns: tuple[str, ...] | list[str] = REQUEST_COLUMNS) -> LogWindow:
         """The records of ``since <= ts < until`` as DuckDB views (:class:`LogWindow`)."""
-        return LogWindow(self, since=since, until=until, version=version, columns=columns,
-                         defer=defer)
+        return LogWindow(self, since=since, until=until, version=version, columns=columns)
 
     def request_errors(self, *, since: float | None = None, until: float | None = None) -> Any:
         if self._reader is not None:
@@ -704,19 +702,12 @@ class LogWindow:
     batch by batch, into a temporary Parquet file (DuckDB's SQLite scanner is an extension
     that cannot be installed offline), so both are read by the same SQL in bounded memory.
     Use as a context manager; :attr:`con` is the DuckDB connection.
-
-    A store's ``feedback`` and ``errors`` named in ``defer`` are viewed only once
-    :meth:`ready` asks for them: their files are fetched meanwhile, behind queries that read
-    the records alone (from moto's S3 on 127.0.0.1, 10,000,000 records: the labels' and the
-    errors' 670 of 1,149 objects come in while the records' figures are computed).
     """
-
-    DEFERRABLE = ("feedback", "errors")
 
     def __init__(self, source: LogSource, *, since: float | None = None,
                  until: float | None = None, version: str | None = None,
                  columns: tuple[str, ...] | list[str] = REQUEST_COLUMNS,
-                 memory_limit: str = MEMORY_LIMIT, defer: Collection[str] = ()) -> None:
+                 memory_limit: str = MEMORY_LIMIT) -> None:
         import tempfile
 
         import duckdb
@@ -725,9 +716,6 @@ class LogWindow:
         self.layouts = {"json": True, "typed": False}
         self._fetches: _Fetches | None = None
         self._errors: list[str] = []  # a store's error files of the window, local
-        self._pending: dict[str, Callable[[], None]] = {}  # deferred views, by name
-        if unknown := set(defer) - set(self.DEFERRABLE):
-            raise ValueError(f"cannot defer {sorted(unknown)}: only {self.DEFERRABLE}")
         self._tmp = Path(tempfile.mkdtemp(prefix="loopline-log-"))
         self.con = duckdb.connect()
         try:
@@ -737,8 +725,6 @@ class LogWindow:
             cols = ", ".join(columns)
             if source._reader is not None:
                 self._store_views(source._reader, cols, version)
-                for name in [n for n in self.DEFERRABLE if n not in defer]:
-                    self.ready(name)
             else:
                 self._sqlite_views(source.path, list(columns), version)
         except BaseException:
@@ -775,18 +761,6 @@ class LogWindow:
             else:
                 con.execute("CREATE VIEW _json AS SELECT * FROM _requests")
             _one_copy_view(con, "requests", "_json", requests, "request_id", cols)
-        self._pending = {"feedback": self._feedback_view, "errors": self._errors_view}
-
-    def ready(self, *names: str) -> None:
-        """Create the deferred views ``names`` (every one by default), once their files are
-        in; a view made already, or a local log's, is left as it is."""
-        for name in names or list(self._pending):
-            make = self._pending.pop(name, None)
-            if make is not None:
-                make()
-
-    def _feedback_view(self) -> None:
-        con = self.con
         feedback = self._fetches.files("feedback")
         if not feedback:
             con.execute("CREATE VIEW feedback AS SELECT NULL::VARCHAR AS request_id, "
@@ -805,9 +779,6 @@ class LogWindow:
                 "label, 'ts': ts}, {'t': -ts, 'label': label}) AS x FROM _feedback SEMI JOIN "
                 "(SELECT request_id, idx FROM g WHERE c > 1) USING (request_id, idx) "
                 "GROUP BY request_id, idx)")
-
-    def _errors_view(self) -> None:
-        con = self.con
         errors = self._errors = self._fetches.files("errors")
         if not errors:
             con.execute("CREATE VIEW errors AS SELECT NULL::DOUBLE AS ts, NULL::VARCHAR AS "
@@ -815,6 +786,7 @@ class LogWindow:
         else:
             con.execute("CREATE VIEW errors AS SELECT DISTINCT ts, route, status, model_version "
                         f"FROM {_parquet(errors)} WHERE {_ts_where(self.since, self.until)}")
+        return None
 
     def _records_view(self, where: str) -> None:
         """The ``records`` view: the typed files of the window, a copy of a record once."""
@@ -881,7 +853,6 @@ class LogWindow:
         error files the window has already fetched."""
         if self.source._reader is None:
             return self.source.request_errors(since=self.since, until=self.until)
-        self.ready("errors")
         return _errors_frame(self.con, _parquet(self._errors) if self._errors else None,
                              self.since, self.until)
 

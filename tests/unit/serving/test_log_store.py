@@ -410,37 +410,3 @@ def test_the_dvc_remotes_endpoint_and_keys_reach_the_store(tmp_path: Path, s3: S
     assert _views(log_store.open_log(remote), since, until) == expected
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")  # the environment first
     assert remote.client().meta.endpoint_url == "http://127.0.0.1:9"
-
-
-def test_deferred_labels_and_errors_are_viewed_when_asked_for_and_are_the_same(
-        tmp_path: Path, s3_env: S3, store) -> None:
-    """``defer``: the labels' and errors' views exist only after ready() (their files come
-    in meanwhile); then the window holds what an eager one holds. A local log has nothing
-    to defer."""
-    import duckdb
-
-    bucket = log_store.parse(s3_env.url("unit-defer"))
-    since, until = _two_replicas(tmp_path, store, bucket)
-    sqlite = tmp_path / "local.sqlite"
-    write_log(sqlite, 3, feedback=[("r0", 0, "no")], errors=1)
-    for source in (log_store.open_log(bucket), log_store.open_log(store.url)):
-        eager = _views(source, since, until)
-        with source.window(since=since, until=until, defer=("feedback", "errors")) as win:
-            q = win.con.execute
-            assert len(q("SELECT * FROM records").fetchall()) == 8
-            for view in ("feedback", "errors"):
-                with pytest.raises(duckdb.CatalogException):
-                    q(f"SELECT * FROM {view}")
-            win.ready("feedback")
-            assert q("SELECT * FROM feedback ORDER BY request_id, idx").fetchall() == eager[1]
-            with pytest.raises(duckdb.CatalogException):
-                q("SELECT * FROM errors")
-            assert win.request_errors().to_dict("records") == eager[3]  # asks for its view
-            assert q("SELECT * FROM errors ORDER BY ts").fetchall() == eager[2]
-            win.ready()  # nothing left: no view is made twice
-        assert not _fetch_threads()
-    local = log_store.open_log(sqlite)
-    with local.window(defer=("feedback", "errors")) as win:
-        assert win.con.execute("SELECT count(*) FROM feedback").fetchone() == (1,)
-    with pytest.raises(ValueError, match="cannot defer"):
-        local.window(defer=("records",))
