@@ -174,7 +174,32 @@ def test_the_search_pool_is_stopped_and_no_worker_outlives_the_process(tmp_path:
     assert res.returncode == 0, res.stderr
     pids = res.stdout.splitlines()[-1].split()[1:]
     assert pids and all(f"worker {pid}" in res.stdout for pid in pids)
-    assert "leaked" not in res.stderr  # loky's resource tracker found everything released
+    assert not _unreleased(res.stderr)  # loky's resource tracker found everything released
+
+
+def _unreleased(stderr: str) -> set[str]:
+    """The names loky's resource tracker reports leaked, less those it then finds unlinked
+    already: a worker killed after it registered a lock of the pool cannot unregister it,
+    so the tracker may list a lock that the process released (FileNotFoundError on its
+    unlink). What is still there at the end is a leak."""
+    import re
+
+    leaked = {name for found in re.findall(r"leaked \w+ objects to clean up at shutdown: (\{.*?\})",
+                                           stderr)
+              for name in re.findall(r"'([^']+)'", found)}
+    gone = set(re.findall(r"resource_tracker: (\S+): FileNotFoundError", stderr))
+    return leaked - gone
+
+
+def test_a_lock_the_tracker_lists_but_finds_unlinked_is_not_a_leak() -> None:
+    """What loky's tracker wrote in a run where a killed worker had registered a lock."""
+    benign = ("UserWarning: resource_tracker: There appear to be 1 leaked semlock objects to "
+              "clean up at shutdown: {'/loky-16237-btyxx7h8': 1}\n  warnings.warn(\n"
+              "UserWarning: resource_tracker: /loky-16237-btyxx7h8: FileNotFoundError(2, "
+              "'No such file or directory')\n")
+    assert _unreleased(benign) == set()
+    leak = benign.replace("resource_tracker: /loky-16237-btyxx7h8: FileNotFoundError", "")
+    assert _unreleased(leak) == {"/loky-16237-btyxx7h8"}
 
 
 def test_release_search_workers_stops_lokys_reusable_pool_and_a_new_one_can_start() -> None:
