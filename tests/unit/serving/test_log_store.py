@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +16,8 @@ from loopline.serving.shipping import Shipper
 from tests.helpers import BIN
 from tests.helpers.commands import sh
 from tests.helpers.log_records import T0, write_log
-from tests.helpers.s3 import S3, local_only_env, moto_s3
+from tests.helpers.s3 import S3, local_only_env
+from tests.unit.serving.conftest import set_aws_env
 
 HOUR = 3600.0
 
@@ -283,25 +282,6 @@ def test_the_window_chooses_among_labels_of_one_record_as_the_frames_do(tmp_path
 # ------------------------------------------------------------------------------ S3
 
 
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3]:
-    with moto_s3() as server:
-        yield server
-
-
-@pytest.fixture()
-def s3_env(s3: S3, monkeypatch: pytest.MonkeyPatch) -> S3:
-    _set_env(monkeypatch, s3.env())
-    return s3
-
-
-def _set_env(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
-    for name in [k for k in os.environ if k.upper().startswith("AWS_")]:
-        monkeypatch.delenv(name)
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-
-
 def _two_replicas(tmp_path: Path, *stores: log_store.Store) -> tuple[float, float]:
     """Two replicas' logs (labels, errors, a batch shipped twice) in each of ``stores``;
     the window that holds them."""
@@ -394,11 +374,11 @@ def test_a_store_unreachable_after_the_listing_is_one_line(tmp_path: Path, s3_en
 
 def test_the_dvc_remotes_endpoint_and_keys_reach_the_store(tmp_path: Path, s3: S3,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    _set_env(monkeypatch, s3.env())
+    set_aws_env(monkeypatch, s3.env())
     bucket = log_store.parse(s3.url("unit-remote"))
     since, until = _two_replicas(tmp_path, bucket)
     expected = _views(log_store.open_log(bucket), since, until)
-    _set_env(monkeypatch, local_only_env(credentials=False))  # no endpoint, no keys
+    set_aws_env(monkeypatch, local_only_env(credentials=False))  # no endpoint, no keys
     monkeypatch.delenv("AWS_DEFAULT_REGION")  # nor region
     options = {"endpointurl": s3.endpoint, "access_key_id": "testing",
                "secret_access_key": "testing", "session_token": "tok", "region": "eu-west-3"}

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +17,6 @@ from loopline.serving import log_store
 from loopline.serving.inference_log import read_predictions
 from loopline.serving.shipping import Shipper, replica_id, start
 from tests.helpers.log_records import T0, write_log
-from tests.helpers.s3 import S3, moto_s3
 
 HOUR = 3600.0
 
@@ -54,19 +52,6 @@ def shipper(path: Path, store: log_store.Store, **kw) -> Shipper:
 @pytest.fixture()
 def store(tmp_path: Path) -> log_store.Store:
     return log_store.parse(f"file://{tmp_path}/store")
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3]:
-    with moto_s3() as server:
-        yield server
-
-
-@pytest.fixture()
-def s3_env(s3: S3, monkeypatch: pytest.MonkeyPatch) -> S3:
-    for k, v in s3.env().items():
-        monkeypatch.setenv(k, v)
-    return s3
 
 
 def test_batches_go_to_hive_partitions_by_table_version_date_hour(tmp_path: Path, store) -> None:
