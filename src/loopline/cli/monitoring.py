@@ -155,6 +155,9 @@ def log(
               labelled=labelled, columns=_names(columns), by=_names(by),
               limit=None if shown is None else shown + (0 if csv or as_json else 1), sql=sql)
     frame = run(source, q)
+    for new, own in frame.attrs.get("renamed", {}).items():  # names that DuckDB would mix up
+        typer.echo(f"note: input {own!r} is column {new!r} here (column names ignore case, and "
+                   "the first columns are the record's own)", err=True)
     if csv:
         typer.echo(frame.to_csv(index=False), nl=False)
     elif as_json:

@@ -60,6 +60,23 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def fields(names: list[str]) -> dict[str, str]:
+    """The field of each feature in the struct ``x`` of a record: its own name, unless two
+    names are equal ignoring case (``Age``, ``age``), which DuckDB's fields cannot be
+    (``struct_pack`` and ``from_json`` refuse them); then every name escaped
+    (:func:`loopline.serving.log_records.escape`: equal ignoring case only when equal)."""
+    from loopline.serving.log_records import escape
+
+    if len({n.casefold() for n in names}) == len({n.lower() for n in names}) == len(names):
+        return {n: n for n in names}
+    return {n: escape(n) for n in names}
+
+
+def _pointer(name: str) -> str:
+    """The JSON Pointer of key ``name`` (case and any character kept, unlike a struct)."""
+    return _lit("/" + name.replace("~", "~0").replace("/", "~1"))
+
+
 def _num(value: float) -> str:
     return repr(float(value)) if not float(value).is_integer() or abs(value) > 2**52 \
         else repr(int(value))
@@ -144,24 +161,27 @@ def _records(win: _Windows, types: dict[str, str] | None, classes: list[str]) ->
 def _typed_records(win: _Windows, types: dict[str, str] | None, classes: list[str]) -> str:
     """The typed records (:mod:`loopline.serving.log_records`) as ``rec`` rows: no JSON but
     the values of mixed kinds; a column no file of the span has is null."""
-    from loopline.serving.log_records import INPUT, JSON_INPUT, PROBA, column
+    from loopline.serving.log_records import INPUT, JSON_INPUT, PROBA, names
 
     have = set(win.typed or [])
 
-    def proba(c: str) -> str:
-        name = column(PROBA, c)
-        return f"CAST({_ident(name)} AS DOUBLE)" if name in have else "NULL::DOUBLE"
-
-    def value(c: str, kind: str) -> str:
-        x, j = column(INPUT, c), column(JSON_INPUT, c)
-        found = ([f"TRY_CAST({_ident(x)} AS {kind})"] if x in have else []) + \
-            ([f"from_json({_ident(j)}, {_lit(json.dumps(kind))})"] if j in have else [])
+    def either(found: list[str], kind: str) -> str:
         return (found[0] if len(found) == 1 else f"coalesce({', '.join(found)})" if found
                 else f"NULL::{kind}")
 
+    def proba(c: str) -> str:  # under its name, or that of files shipped before
+        return either([f"CAST({_ident(n)} AS DOUBLE)" for n in names(PROBA, c) if n in have],
+                      "DOUBLE")
+
+    def value(c: str, kind: str) -> str:
+        return either([f"TRY_CAST({_ident(x)} AS {kind})" for x in names(INPUT, c) if x in have]
+                      + [f"from_json({_ident(j)}, {_lit(json.dumps(kind))})"
+                         for j in names(JSON_INPUT, c) if j in have], kind)
+
     xs = ""
     if types:
-        xs = ", struct_pack(" + ", ".join(f"{_ident(c)} := {value(c, k)}"
+        field = fields(list(types))
+        xs = ", struct_pack(" + ", ".join(f"{_ident(field[c])} := {value(c, k)}"
                                           for c, k in types.items()) + ") AS x"
     return (f"(SELECT w, version, request_id, ts, latency_ms, "
             f"[{', '.join(_lit(c) for c in classes)}]::VARCHAR[] AS cls, idx, "
@@ -174,13 +194,22 @@ def _json_records(win: _Windows, types: dict[str, str] | None) -> str:
     """The JSON requests (the local log, a store's first layout) unnested to ``rec`` rows."""
     req = _requests(win, bool(types))
     if types:
-        rows_type = _lit(json.dumps([types]))
-        cols_type = _lit(json.dumps({k: [v] for k, v in types.items()}))
-        pack = ", ".join(f"{_ident(c)} := colsx.{_ident(c)}[i + 1]" for c in types)
+        field = fields(list(types))
+        if all(field[c] == c for c in types):  # one parse of each request to its struct
+            rows = f"from_json(inputs, {_lit(json.dumps([types]))})"
+            cols = f"from_json(inputs, {_lit(json.dumps({k: [v] for k, v in types.items()}))})"
+        else:  # names apart only by case: each key by its JSON Pointer, into escaped fields
+            rows = ("list_transform(from_json(inputs, '[\"JSON\"]'), lambda r: struct_pack(" +
+                    ", ".join(f"{_ident(field[c])} := from_json(json_extract(r, {_pointer(c)}), "
+                              f"{_lit(json.dumps(k))})" for c, k in types.items()) + "))")
+            cols = "struct_pack(" + ", ".join(
+                f"{_ident(field[c])} := from_json(json_extract(inputs, {_pointer(c)}), "
+                f"{_lit(json.dumps([k]))})" for c, k in types.items()) + ")"
+        pack = ", ".join(f"{_ident(field[c])} := colsx.{_ident(field[c])}[i + 1]" for c in types)
         xs = (f", CASE WHEN starts_with(ltrim(inputs), '{{') THEN list_transform(range(n), "
-              f"lambda i: struct_pack({pack})) ELSE from_json(inputs, {rows_type}) END AS xs")
+              f"lambda i: struct_pack({pack})) ELSE {rows} END AS xs")
         inner = (f"(SELECT *, CASE WHEN starts_with(ltrim(inputs), '{{') THEN "
-                 f"from_json(inputs, {cols_type}) END AS colsx FROM req)")
+                 f"{cols} END AS colsx FROM req)")
         unnest_x = ", unnest(xs) AS x"
     else:
         xs, inner, unnest_x = "", "req", ""
@@ -230,14 +259,14 @@ _CELLS = {"tp": "y AND yhat", "fn": "y AND NOT yhat", "fp": "NOT y AND yhat",
           "tn": "NOT y AND NOT yhat"}
 
 
-def _figure_sql(features: list[str]) -> str:
+def _figure_sql(features: list[str], field: dict[str, str]) -> str:
     """One pass over the records (``d``), one row per window and version (the window's
     figures are merged from its versions' rows: sums, lists, histograms). The drift
     samples are :func:`_sample_sql`'s, the labels' figures :func:`_label_sql`'s."""
     parts = [
         "w", "version", "count(*) AS records", "count(*) FILTER (WHERE idx = 0) AS requests",
         "sum(latency_ms) FILTER (WHERE idx = 0) AS rsum",
-        *(f"count(x.{_ident(c)}) AS c{i}" for i, c in enumerate(features)),
+        *(f"count(x.{_ident(field[c])}) AS c{i}" for i, c in enumerate(features)),
         "sum(p_pos) AS psum", "count(p_pos) AS pcount", "count(*) FILTER (WHERE bad) AS invalid",
         "histogram(prediction) AS shares",
         # the latency percentiles' bucket counts, over records and over requests (k = 0)
@@ -444,7 +473,8 @@ def window_figures(con: Any, win: _Windows, reference: pd.DataFrame, numeric: li
     types = feature_types(reference, list(dict.fromkeys(features + slice_cols)), numeric)
     every = f"WITH {_records(win, types, _classes(classes, positive))}, " \
         f"{_every(classes, positive, seed)} "
-    table = arrow(con.sql(every + _figure_sql(features)))
+    field = fields(list(types))
+    table = arrow(con.sql(every + _figure_sql(features, field)))
     rows = table.to_pylist()
     lat, wanted, groups = latency_ranks(rows)
     counts = [(w, v, r["records"]) for (w, v), r in lat.items() if v is not None]
@@ -480,11 +510,11 @@ def window_figures(con: Any, win: _Windows, reference: pd.DataFrame, numeric: li
         for i in members:
             version = rows[i]["version"]
             entry["versions"][version] = _figure(
-                [rows[i]], {c: [columns[c][i]] for c in lists}, lat[(w, version)], features,
-                sample_rows, seed, cfg)
+                [rows[i]], {c: [columns[c][i]] for c in lists}, lat[(w, version)], field,
+                features, sample_rows, seed, cfg)
         entry["all"] = _figure([rows[i] for i in members],
                                {c: [columns[c][i] for i in members] for c in lists},
-                               lat[(w, None)], features, sample_rows, seed, cfg)
+                               lat[(w, None)], field, features, sample_rows, seed, cfg)
         for version, fig in entry["versions"].items():
             fig["versions"] = [version]
             fig["performance_by_version"] = ({version: fig["performance_full"]}
@@ -524,8 +554,8 @@ def _cells_by_row(rows: list[dict], labels: Any) -> dict[str, list]:
     return {c: _by_row(rows, labels, c) for c in _CELLS}
 
 
-def _figure(rows: list[dict], lists: dict[str, list], lat: dict, features: list[str],
-            sample_rows: int, seed: int, cfg: MonitorConfig) -> dict:
+def _figure(rows: list[dict], lists: dict[str, list], lat: dict, field: dict[str, str],
+            features: list[str], sample_rows: int, seed: int, cfg: MonitorConfig) -> dict:
     """The figures of one window (or one version in it) from its versions' rows."""
     def total(key: str) -> Any:
         return sum(r[key] or 0 for r in rows)
@@ -538,7 +568,8 @@ def _figure(rows: list[dict], lists: dict[str, list], lat: dict, features: list[
     fig["missing_rate"] = {c: float(m / records) for c, m in missing.items()}
     fig["missing_counts"] = missing
     X = _sample([v.values for v in lists["sample"]], sample_rows)
-    X = pd.DataFrame(columns=features) if X is None else X[features]
+    X = pd.DataFrame(columns=features) if X is None else \
+        X[[field[c] for c in features]].set_axis(features, axis=1)
     fig["X"] = X.reset_index(drop=True)
     fig["sample"] = ({"rows": int(len(X)), "of": records, "seed": seed}
                      if len(X) < records else None)
@@ -567,12 +598,14 @@ def _figure(rows: list[dict], lists: dict[str, list], lat: dict, features: list[
 def _slices(con: Any, win: _Windows, types: dict[str, str], classes: list[str], positive: str,
             columns: list[str]) -> pd.DataFrame:
     """The labelled records (valid or not) with the slice columns, for the slice-gap target."""
-    cols = ", ".join(f"x.{_ident(c)} AS {_ident(c)}" for c in columns)
     wanted = {c: types[c] for c in columns}
+    field = fields(columns)
+    cols = ", ".join(f"x.{_ident(field[c])} AS {_ident(field[c])}" for c in columns)
     return con.execute(f"WITH {_records(win, wanted, _classes(classes, positive))}, "
                        f"{_labelled(classes, positive)} "
                        f"SELECT w, version, prediction, label, {cols} FROM e "
-                       "ORDER BY ts, request_id, idx").df()
+                       "ORDER BY ts, request_id, idx").df().rename(
+                           columns={field[c]: c for c in columns})
 
 
 def grade_targets(out: dict, fig: dict, errors: pd.DataFrame | None, cfg: MonitorConfig,

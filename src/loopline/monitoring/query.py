@@ -63,8 +63,11 @@ def parse_time(text: str, what: str, now: float | None = None) -> float:
 def records_table(predictions: Any) -> Any:
     """The flat ``records`` table of a :func:`read_predictions` frame (see the module doc).
 
-    An input column whose name is one of :data:`META` is kept as ``input.<name>``, so the
-    table has each name once.
+    DuckDB's names ignore case, so every name must differ from the others in more than case:
+    an input column named as one of :data:`META` (in any case) is kept as ``input.<name>``,
+    and one that equals an earlier column but for case (``age`` after ``Age``) as
+    ``<name>_2`` (``_3``…). The table's ``attrs["renamed"]`` maps each such column to the
+    input's own name.
     """
     import pandas as pd
 
@@ -85,8 +88,28 @@ def records_table(predictions: Any) -> Any:
         "confidence": pd.to_numeric(pd.Series(conf, index=df.index), errors="coerce"),
         "latency_ms": df["latency_ms"]})
     inputs = features(df)
-    inputs.columns = [f"input.{c}" if c in META else c for c in inputs.columns]
-    return pd.concat([out, inputs], axis=1)
+    inputs.columns, renamed = _distinct(list(inputs.columns))
+    table = pd.concat([out, inputs], axis=1)
+    table.attrs["renamed"] = renamed
+    return table
+
+
+def _distinct(names: list[str]) -> tuple[list[str], dict[str, str]]:
+    """``names`` made distinct from :data:`META` and each other ignoring case (see
+    :func:`records_table`), and the renamed ones' own names by their new ones."""
+    meta = {m.casefold() for m in META}
+    taken = set(meta)
+    out, renamed = [], {}
+    for name in names:
+        new = f"input.{name}" if name.casefold() in meta else name
+        base, k = new, 2
+        while new.casefold() in taken:
+            new, k = f"{base}_{k}", k + 1
+        taken.add(new.casefold())
+        out.append(new)
+        if new != name:
+            renamed[new] = name
+    return out, renamed
 
 
 def _quote(name: str) -> str:
@@ -164,7 +187,9 @@ def run(log: Any, q: Query, *, now: float | None = None) -> Any:
         else:
             sql, args = _select(q, list(records.columns), now)
         try:
-            return con.execute(sql, args).df()
+            answer = con.execute(sql, args).df()
+            answer.attrs["renamed"] = records.attrs.get("renamed", {})
+            return answer
         except duckdb.Error as err:
             what = "--sql" if q.sql else ("--where" if q.where else "the query")
             first = str(err).strip().splitlines()[0]

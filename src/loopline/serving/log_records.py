@@ -19,9 +19,13 @@ caller sent it; values of mixed kinds (a number and a string, a list) keep their
 carried them all), so a record's inputs come back with exactly its own keys.
 
 Names: a user's column or class can be any string, and DuckDB compares names ignoring case
-and treats some characters specially, so each name is escaped to ``[A-Za-z0-9_-]`` plus
-``%XX`` (UTF-8 bytes) for anything else (``ratio/total`` is ``x:ratio%2Ftotal``);
-:func:`unescape` reverses it. The file's key-value metadata also maps every column to its
+(``read_parquet`` renames the second of ``x:Age`` and ``x:age`` to ``x:age_1``, and a query
+for ``"x:age"`` gets Age's values) and treats some characters specially, so each name is
+escaped to ``[a-z0-9_-]`` plus ``%XX`` (UTF-8 bytes, upper-case hex) for anything else,
+capitals included (``ratio/total`` is ``x:ratio%2Ftotal``, ``Age`` is ``x:%41ge``): two
+escaped names are equal ignoring case only when they are equal. :func:`unescape` reverses
+it. Files shipped before kept capitals as they were (:func:`legacy_column`); readers take
+both names (:func:`names`). The file's key-value metadata also maps every column to its
 original name and every class text to the class as the model gave it (a number stays a
 number). Files of different schemas (a class or feature added, a type changed) read
 together by name: DuckDB's ``union_by_name``.
@@ -40,13 +44,18 @@ META_KEY = b"loopline.records"
 FIXED = ("request_id", "idx", "ts", "model_version", "latency_ms", "n", "prediction",
          "shadow_version", "shadow_prediction", "absent", "replica")
 INPUT, JSON_INPUT, PROBA, SHADOW = "x:", "j:", "p:", "s:"
-_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+_UNSAFE = re.compile(r"[^a-z0-9_-]")
+_LEGACY_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")  # what files shipped before escaped
 _INT64 = 2**63
 
 
+def _hex(m: re.Match) -> str:
+    return "".join(f"%{b:02X}" for b in m[0].encode())
+
+
 def escape(name: str) -> str:
-    """``name`` with every character outside ``[A-Za-z0-9_-]`` as ``%XX`` of its UTF-8."""
-    return _UNSAFE.sub(lambda m: "".join(f"%{b:02X}" for b in m[0].encode()), name)
+    """``name`` with every character outside ``[a-z0-9_-]`` as ``%XX`` of its UTF-8."""
+    return _UNSAFE.sub(_hex, name)
 
 
 def unescape(name: str) -> str:
@@ -56,6 +65,17 @@ def unescape(name: str) -> str:
 
 def column(prefix: str, name: str) -> str:
     return prefix + escape(name)
+
+
+def legacy_column(prefix: str, name: str) -> str:
+    """The column of ``name`` in files shipped before capitals were escaped."""
+    return prefix + _LEGACY_UNSAFE.sub(_hex, name)
+
+
+def names(prefix: str, name: str) -> list[str]:
+    """Every column ``name`` may have in a store: its own, then that of files shipped before
+    (when it differs, i.e. ``name`` has capitals)."""
+    return list(dict.fromkeys([column(prefix, name), legacy_column(prefix, name)]))
 
 
 def text(value: Any) -> str:

@@ -49,6 +49,24 @@ def test_the_records_table_keeps_the_callers_names(log: Path) -> None:
     assert df["confidence"].round(2).tolist() == [0.7, 0.9, 0.7, 0.9]
 
 
+def test_names_apart_only_by_case_get_columns_of_their_own(tmp_path: Path) -> None:
+    """DuckDB's names ignore case: ``age`` beside ``Age`` is ``age_2``, and ``Label`` (a
+    record column's name but for case) is ``input.Label``; each filters its own values."""
+    path = tmp_path / "case.sqlite"
+    w = InferenceLog(path, flush_interval=0.01)
+    w.predictions("a", NOW - HOUR, "v1", [{"Age": 1, "age": 50, "Label": "p"},
+                                          {"Age": 60, "age": 2, "Label": "q"}],
+                  np.array(["good", "bad"], dtype=object), np.array([[0.3, 0.7], [0.9, 0.1]]),
+                  ["bad", "good"], 1.0)
+    w.close()
+    df = run(path, Query(), now=NOW)
+    assert list(df.columns[9:]) == ["Age", "age_2", "input.Label"]
+    assert df.attrs["renamed"] == {"age_2": "age", "input.Label": "Label"}
+    assert df["Age"].tolist() == [1, 60] and df["age_2"].tolist() == [50, 2]
+    assert run(path, Query(where="age_2 > 10"), now=NOW)["idx"].tolist() == [0]
+    assert run(path, Query(where="Age > 10"), now=NOW)["idx"].tolist() == [1]
+
+
 def test_wrong_is_labelled_and_not_correct(log: Path) -> None:
     df = run(log, Query(wrong=True), now=NOW)
     assert list(zip(df["request_id"], df["idx"], strict=True)) == [("a", 0)]

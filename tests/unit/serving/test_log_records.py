@@ -30,6 +30,16 @@ def test_escaped_names_are_safe_and_round_trip() -> None:
     assert len({log_records.escape(n) for n in ODD}) == len(ODD)
 
 
+def test_names_apart_only_by_case_stay_apart_ignoring_case() -> None:
+    """DuckDB compares column names ignoring case: escaped names must differ otherwise."""
+    names = ["Age", "age", "AGE", "aGe", "Äge", "äge", "%41ge", "A%", "a%", "Hi", "hi"]
+    escaped = [log_records.escape(n) for n in names]
+    assert len({e.lower() for e in escaped}) == len(names), escaped
+    assert escaped[:2] == ["%41ge", "age"] and [log_records.unescape(e) for e in escaped] == names
+    assert log_records.names("x:", "Age") == ["x:%41ge", "x:Age"]  # and as shipped before
+    assert log_records.names("x:", "ratio/total") == ["x:ratio%2Ftotal"]
+
+
 def test_records_read_back_as_the_json_layout_gives_them(tmp_path) -> None:
     rows = [
         row("one", [{"Age": 30, "Home": "rent", **{k: i for i, k in enumerate(ODD)}}],
@@ -54,10 +64,10 @@ def test_records_read_back_as_the_json_layout_gives_them(tmp_path) -> None:
     # a column of ints reads back as ints; with a float in the batch, as numbers
     assert isinstance(back[0]["inputs"]["ratio/total"], int) and back[-1]["prediction"] == 1
     names = set(table.column_names)
-    assert {"x:Age", "x:ratio%2Ftotal", "j:mixed", "j:nested", "x:big", "p:bad", "s:good",
+    assert {"x:%41ge", "x:ratio%2Ftotal", "j:mixed", "j:nested", "x:big", "p:bad", "s:good",
             "x:flag"} <= names
     types = dict(zip(table.column_names, table.schema.types, strict=True))
-    assert types["x:Age"] == pa.float64() and types["x:flag"] == pa.bool_()
+    assert types["x:%41ge"] == pa.float64() and types["x:flag"] == pa.bool_()
     assert types["p:maybe"] == pa.float64() and types["idx"] == pa.int64()
 
 
