@@ -52,7 +52,10 @@ REQUEST_COLUMNS = ("request_id", "ts", "model_version", "n", "inputs", "predicti
                    "shadow_predictions", "shadow_probabilities")
 MEMORY_LIMIT = "400MB"  # DuckDB's working memory for a window; it spills to disk beyond
 CONNECT_TIMEOUT, REQUEST_TIMEOUT, ATTEMPTS = 2.0, 10.0, 2  # an unreachable store fails fast
-FETCH_THREADS = 8  # S3 requests in flight while a window's files are fetched
+# S3 requests in flight while a window's files are fetched: a GET waits mostly on the round
+# trip, so many at once. 1,164 objects (10,000,000 records) from moto with 20 ms added to each
+# request: 4.24 s with 8, 3.27 s with 32 (then the server's own pace); no slower without delay
+FETCH_THREADS = 32
 
 
 def _schemas() -> dict[str, Any]:
