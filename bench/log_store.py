@@ -76,7 +76,7 @@ def serve_bench(args: argparse.Namespace, tmp: Path, env: dict) -> list[tuple[st
             p.stop()  # SIGTERM: the shipping one ships what is left
     lags = []
     for f in store.rglob("*.parquet"):
-        if "/requests/" not in str(f):
+        if "/records/" not in str(f) and "/requests/" not in str(f):  # typed, or as before
             continue
         import pyarrow.parquet as pq
 
@@ -155,7 +155,7 @@ def read_bench(args: argparse.Namespace, tmp: Path) -> list[tuple[str, float, st
                        "moto S3 store": log_store.parse(s3.url("bench"))}
             shipped(sources["file:// store"])
             shipped(sources["moto S3 store"])
-            parts = len(s3.keys("bench/requests/"))
+            parts = len(s3.keys("bench/records/")) + len(s3.keys("bench/requests/"))
             names = list(sources)
             ref = None
             for r in range(args.rounds):  # interleaved, the order rotated each round
@@ -170,7 +170,7 @@ def read_bench(args: argparse.Namespace, tmp: Path) -> list[tuple[str, float, st
         finally:
             os.environ.clear()
             os.environ.update(saved)
-    print(f"\nreading {n:,} records ({parts} request files in the store), {args.rounds} "
+    print(f"\nreading {n:,} records ({parts} files of requests in the store), {args.rounds} "
           "interleaved rounds, median (min–max):")
     for name, values in times.items():
         print(f"  {name:<16}{statistics.median(values):8.2f} s  ({min(values):.2f}–"
