@@ -13,6 +13,9 @@
    127.0.0.1: the seconds to read the monitor's frames (predictions joined to labels, and the
    request errors) from each, interleaved over ``--rounds`` rounds (median and spread). The
    frames are checked equal, so the rest of `loopline monitor` is the same work on all three.
+   moto's server runs in this process and shares the reader's GIL (the reader's Python
+   turns each record into a dict): the S3 time is an upper bound. `bench/monitor_scale.py`
+   runs the reader in a process of its own.
 
 Needs a model in models/ (`make run`) and wrk (`make bench`).
 """

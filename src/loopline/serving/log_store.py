@@ -409,30 +409,45 @@ def _typed_records(reader: StoreReader, since: float | None, until: float | None
                    version: str | None, ids: set[str] | None) -> list[dict]:
     """The records of the typed ``records`` files in the window (only those of ``ids``
     when given), one dict per record, read file by file (each file names its columns)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
-
-    from loopline.serving.log_records import frame_records
 
     paths = reader.files("records", _window(since, until, rows=False), version)
 
+    def read_one(path: str) -> Any:
+        return pq.read_table(path, filesystem=reader._fs, partitioning=None)
+
     def read() -> list[dict]:
+        from concurrent.futures import ThreadPoolExecutor
+
         out: list[dict] = []
-        for path in paths:
-            table = pq.read_table(path, filesystem=reader._fs, partitioning=None)
-            keep = pc.is_valid(table["ts"])
-            if since is not None:
-                keep = pc.and_kleene(keep, pc.greater_equal(table["ts"], since))
-            if until is not None:
-                keep = pc.and_kleene(keep, pc.less(table["ts"], until))
-            if ids is not None:
-                keep = pc.and_kleene(keep, pc.is_in(table["request_id"],
-                                                    pa.array(sorted(ids), pa.string())))
-            out.extend(frame_records(table.filter(keep)))
+        # read FETCH_THREADS at a time (a file of S3 is two requests' round trips), each
+        # file's records then taken in path order
+        with ThreadPoolExecutor(min(FETCH_THREADS, max(1, len(paths)))) as pool:
+            tables = pool.map(read_one, paths)
+            for table in tables:
+                out.extend(_window_records(table, since, until, ids))
         return out
 
     return reader.retrying(read)
+
+
+def _window_records(table: Any, since: float | None, until: float | None,
+                    ids: set[str] | None) -> list[dict]:
+    """The records of one typed file between ``since`` and ``until`` (of ``ids`` when given)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from loopline.serving.log_records import frame_records
+
+    keep = pc.is_valid(table["ts"])
+    if since is not None:
+        keep = pc.and_kleene(keep, pc.greater_equal(table["ts"], since))
+    if until is not None:
+        keep = pc.and_kleene(keep, pc.less(table["ts"], until))
+    if ids is not None:
+        keep = pc.and_kleene(keep, pc.is_in(table["request_id"],
+                                            pa.array(sorted(ids), pa.string())))
+    return frame_records(table.filter(keep))
 
 
 def store_predictions(reader: StoreReader, *, since: float | None = None,
