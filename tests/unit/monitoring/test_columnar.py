@@ -323,12 +323,16 @@ def case_log(path: Path) -> pd.DataFrame:
     rng = np.random.default_rng(5)
     log = InferenceLog(path, flush_interval=3600, flush_rows=10**9)
     classes, feedback = ["Hi", "hi"], []
-    for i in range(200):
-        recs = [{"Age": float(rng.normal(0, 1)), "age": float(rng.normal(10, 1))}]
-        p = np.array([[0.8, 0.2]] if i % 3 else [[0.1, 0.9]])
-        log.predictions(f"c{i:03d}", UNTIL - DAY + i * 300, "v1", recs,
-                        np.array([classes[int(np.argmax(p[0]))]], dtype=object), p, classes, 1.0)
-        feedback.append((f"c{i:03d}", 0, classes[i % 2]))
+    for i in range(200):  # every tenth request a /predict_batch of 3 (inputs as columns)
+        n = 3 if i % 10 == 0 else 1
+        recs = [{"Age": float(rng.normal(0, 1)), "age": float(rng.normal(10, 1))}
+                for _ in range(n)]
+        p = np.array([[0.8, 0.2]] * n if i % 3 else [[0.1, 0.9]] * n)
+        log.predictions(f"c{i:03d}", UNTIL - DAY + i * 300, "v1",
+                        Columns(recs) if n > 1 else recs,
+                        np.array([classes[int(np.argmax(r))] for r in p], dtype=object), p,
+                        classes, 1.0)
+        feedback.extend((f"c{i:03d}", j, classes[(i + j) % 2]) for j in range(n))
     log.feedback(feedback, UNTIL - 10)
     log.close()
     ref_rng = np.random.default_rng(6)
@@ -376,6 +380,6 @@ def test_names_apart_only_by_case_are_apart_in_the_store_also_in_files_shipped_b
     got = columnar.run(old, ref.drop(columns="age"), **{**kw, "numeric": ["Age"]})[0]
     again = mon.run(sqlite.predictions(since=UNTIL - DAY, until=UNTIL), ref.drop(columns="age"),
                     errors=errors, **{**kw, "numeric": ["Age"]})
-    assert again["windows"][0]["records"] == 200
+    assert again["windows"][0]["records"] == 240
     for key in ("records", "missing_rate", "drift"):  # p:hi left out: no performance to compare
         same(again["windows"][0][key], got["windows"][0][key], f"legacy.{key}")
