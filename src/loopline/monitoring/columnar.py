@@ -480,16 +480,19 @@ def _sample(values: list, rows: int) -> pd.DataFrame | None:
     return pa.Table.from_struct_array(values.field("x")).to_pandas()
 
 
-def window_figures(con: Any, win: _Windows, reference: pd.DataFrame, numeric: list[str],
+def window_figures(log: Any, win: _Windows, reference: pd.DataFrame, numeric: list[str],
                    categorical: list[str], classes: list[str], positive: str,
                    cfg: MonitorConfig, *, sample_rows: int = SAMPLE_ROWS,
                    seed: int = SEED) -> dict[int, dict]:
     """Per window index (0 = oldest) that has records: ``{"all": fig, "versions": {v: fig}}``
-    with the figures of :func:`loopline.monitoring.monitor.frame_figures`."""
+    with the figures of :func:`loopline.monitoring.monitor.frame_figures`, from ``log`` (a
+    :class:`loopline.serving.log_store.LogWindow`; its feedback is asked for only once the
+    records' own figures are computed)."""
     import pyarrow as pa
 
     from loopline.serving.log_store import arrow
 
+    con = log.con
     features = numeric + categorical
     targets = cfg.targets
     slice_cols = [c for c in (targets.slice_gap.columns if targets.slice_gap else [])]
@@ -521,6 +524,7 @@ def window_figures(con: Any, win: _Windows, reference: pd.DataFrame, numeric: li
     # the labelled records only, with only the columns their figures need. The labels (one a
     # record, the latest) are chosen once, into a table: choosing them inside the join took
     # 1.3 s more than this on 2,500,000 labels (the join's build side grouped and unioned)
+    log.ready("feedback")
     con.execute("CREATE OR REPLACE TEMP TABLE _labels AS SELECT request_id, idx, label FROM "
                 "feedback")
     labels = arrow(con.sql(f"WITH {_records(win, None, _classes(classes, positive))}, "
@@ -679,11 +683,13 @@ def run(source: Any, reference: pd.DataFrame, *, numeric: list[str], categorical
     until = time.time() if until is None else until
     size = cfg.window_seconds if size is None else size
     span = cfg.windows * size
-    with source.window(since=until - span, until=until, columns=COLUMNS) as log:
-        errors = log.request_errors()  # a store's from the files the window fetched
+    # a store's labels and errors are fetched while the records' figures are computed
+    with source.window(since=until - span, until=until, columns=COLUMNS,
+                       defer=("feedback", "errors")) as log:
         win = _Windows(until, size, cfg.windows, **layouts(log.con, log.layouts))
-        figs = window_figures(log.con, win, reference, numeric, categorical, classes, positive,
+        figs = window_figures(log, win, reference, numeric, categorical, classes, positive,
                               cfg, sample_rows=sample_rows, seed=seed)
+        errors = log.request_errors()  # a store's from the files the window fetched
 
     def report(k: int, start: float, end: float, failed: pd.DataFrame | None,
                balance: dict[str, float]) -> dict | None:

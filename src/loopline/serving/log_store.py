@@ -30,7 +30,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -561,9 +561,11 @@ class LogSource:
 
     def window(self, *, since: float | None = None, until: float | None = None,
                version: str | None = None,
-               columns: tuple[str, ...] | list[str] = REQUEST_COLUMNS) -> LogWindow:
+               columns: tuple[str, ...] | list[str] = REQUEST_COLUMNS,
+               defer: Collection[str] = ()) -> LogWindow:
         """The records of ``since <= ts < until`` as DuckDB views (:class:`LogWindow`)."""
-        return LogWindow(self, since=since, until=until, version=version, columns=columns)
+        return LogWindow(self, since=since, until=until, version=version, columns=columns,
+                         defer=defer)
 
     def request_errors(self, *, since: float | None = None, until: float | None = None) -> Any:
         if self._reader is not None:
@@ -646,15 +648,22 @@ class _Fetches:
     """The window's files of every table, listed and (from S3) fetched by one pool of
     threads started at once, so one table's last objects are in flight with the next one's
     first and no table waits for another's listing; each object is one GetObject (its size
-    is not needed), into ``folder``. A table's views wait for its own files only."""
+    is not needed), into ``folder``. A table's views wait for its own files only. The tables
+    in ``first`` have their objects fetched before the others' (queued ahead of them), so
+    queries over those tables can start while the others' objects come in."""
 
-    def __init__(self, reader: StoreReader, folder: Path, exprs: Mapping[str, Any]) -> None:
+    def __init__(self, reader: StoreReader, folder: Path, exprs: Mapping[str, Any],
+                 first: Collection[str] = ()) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         self.reader, self.folder, self.exprs = reader, folder, exprs
         self.client = None if reader.store.scheme == "file" else reader.store.client()
         self.pool = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="loopline-fetch")
-        self.started = {name: self._start(name) for name in exprs}
+        self.first = [n for n in exprs if n in first]
+        self.listings: dict[str, Any] = {}
+        self.started: dict[str, Any] = {}
+        for name in sorted(exprs, key=lambda n: n not in self.first):  # the first ones first
+            self.started[name] = self.listings[name] = self._start(name)
 
     def _start(self, name: str) -> Any:
         return self.pool.submit(self._list_and_get, name)
@@ -664,6 +673,9 @@ class _Fetches:
         paths = self.reader.listing(name, self.exprs[name])
         if self.client is None:  # a file store's files are read in place
             return [(path, None) for path in paths]
+        if name not in self.first:  # behind the first tables' fetches, once they are queued
+            for other in self.first:
+                self.listings[other].exception()  # waits; its own files() raises its error
         local = [str(self.folder / p) for p in paths]
         return [(dest, self.pool.submit(_get, self.client, path, dest))
                 for path, dest in zip(paths, local, strict=True)]
@@ -720,12 +732,21 @@ class LogWindow:
     batch by batch, into a temporary Parquet file (DuckDB's SQLite scanner is an extension
     that cannot be installed offline), so both are read by the same SQL in bounded memory.
     Use as a context manager; :attr:`con` is the DuckDB connection.
+
+    A store's ``feedback`` and ``errors`` named in ``defer`` are viewed only once
+    :meth:`ready` asks for them: their objects are fetched behind the records' (queued after
+    them) while queries read the records alone. From moto's S3 on 127.0.0.1, 10,000,000
+    records (684 of the 1,164 objects are labels and errors): ``loopline monitor`` took
+    8.98–9.43 s (median 9.28) against 9.31–9.79 s (9.54), 7 alternating runs each; deferring
+    without queueing the records' objects first had measured no faster.
     """
+
+    DEFERRABLE = ("feedback", "errors")
 
     def __init__(self, source: LogSource, *, since: float | None = None,
                  until: float | None = None, version: str | None = None,
                  columns: tuple[str, ...] | list[str] = REQUEST_COLUMNS,
-                 memory_limit: str = MEMORY_LIMIT) -> None:
+                 memory_limit: str = MEMORY_LIMIT, defer: Collection[str] = ()) -> None:
         import tempfile
 
         import duckdb
@@ -734,6 +755,9 @@ class LogWindow:
         self.layouts = {"json": True, "typed": False}
         self._fetches: _Fetches | None = None
         self._errors: list[str] = []  # a store's error files of the window, local
+        self._pending: dict[str, Callable[[], None]] = {}  # deferred views, by name
+        if unknown := set(defer) - set(self.DEFERRABLE):
+            raise ValueError(f"cannot defer {sorted(unknown)}: only {self.DEFERRABLE}")
         self._tmp = Path(tempfile.mkdtemp(prefix="loopline-log-"))
         self.con = duckdb.connect()
         try:
@@ -742,14 +766,17 @@ class LogWindow:
             self.con.execute("SET preserve_insertion_order = false")
             cols = ", ".join(columns)
             if source._reader is not None:
-                self._store_views(source._reader, cols, version)
+                self._store_views(source._reader, cols, version, defer)
+                for name in [n for n in self.DEFERRABLE if n not in defer]:
+                    self.ready(name)
             else:
                 self._sqlite_views(source.path, list(columns), version)
         except BaseException:
             self.close()
             raise
 
-    def _store_views(self, reader: StoreReader, cols: str, version: str | None) -> None:
+    def _store_views(self, reader: StoreReader, cols: str, version: str | None,
+                     defer: Collection[str] = ()) -> None:
         con = self.con
         rows = _window(self.since, self.until)
         where = _ts_where(self.since, self.until)
@@ -761,7 +788,7 @@ class LogWindow:
         self._fetches = _Fetches(reader, self._tmp / "store", {
             "records": reader._filter(rows, version), "requests": reader._filter(rows, version),
             "feedback": reader._filter(_window(early, None, rows=False), None),
-            "errors": reader._filter(rows, None)})
+            "errors": reader._filter(rows, None)}, first=("records", "requests") if defer else ())
         self._records_view(where)
         requests = self._fetches.files("requests")
         if not requests:  # no predictions in the span: typed, empty (errors may still be)
@@ -779,6 +806,18 @@ class LogWindow:
             else:
                 con.execute("CREATE VIEW _json AS SELECT * FROM _requests")
             _one_copy_view(con, "requests", "_json", requests, "request_id", cols)
+        self._pending = {"feedback": self._feedback_view, "errors": self._errors_view}
+
+    def ready(self, *names: str) -> None:
+        """Create the deferred views ``names`` (every one by default), once their files are
+        in; a view made already, or a local log's, is left as it is."""
+        for name in names or list(self._pending):
+            make = self._pending.pop(name, None)
+            if make is not None:
+                make()
+
+    def _feedback_view(self) -> None:
+        con = self.con
         feedback = self._fetches.files("feedback")
         if not feedback:
             con.execute("CREATE VIEW feedback AS SELECT NULL::VARCHAR AS request_id, "
@@ -797,6 +836,9 @@ class LogWindow:
                 "label, 'ts': ts}, {'t': -ts, 'label': label}) AS x FROM _feedback SEMI JOIN "
                 "(SELECT request_id, idx FROM g WHERE c > 1) USING (request_id, idx) "
                 "GROUP BY request_id, idx)")
+
+    def _errors_view(self) -> None:
+        con = self.con
         errors = self._errors = self._fetches.files("errors")
         if not errors:
             con.execute("CREATE VIEW errors AS SELECT NULL::DOUBLE AS ts, NULL::VARCHAR AS "
@@ -804,7 +846,6 @@ class LogWindow:
         else:
             con.execute("CREATE VIEW errors AS SELECT DISTINCT ts, route, status, model_version "
                         f"FROM {_parquet(errors)} WHERE {_ts_where(self.since, self.until)}")
-        return None
 
     def _records_view(self, where: str) -> None:
         """The ``records`` view: the typed files of the window, a copy of a record once."""
@@ -871,6 +912,7 @@ class LogWindow:
         error files the window has already fetched."""
         if self.source._reader is None:
             return self.source.request_errors(since=self.since, until=self.until)
+        self.ready("errors")
         return _errors_frame(self.con, _parquet(self._errors) if self._errors else None,
                              self.since, self.until)
 

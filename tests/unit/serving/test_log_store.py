@@ -390,3 +390,85 @@ def test_the_dvc_remotes_endpoint_and_keys_reach_the_store(tmp_path: Path, s3: S
     assert _views(log_store.open_log(remote), since, until) == expected
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")  # the environment first
     assert remote.client().meta.endpoint_url == "http://127.0.0.1:9"
+
+
+def test_deferred_labels_and_errors_are_viewed_when_asked_for_and_are_the_same(
+        tmp_path: Path, s3_env: S3, store) -> None:
+    """``defer``: the labels' and errors' views exist only after ready() (their files come
+    in meanwhile); then the window holds what an eager one holds. A local log has nothing
+    to defer."""
+    import duckdb
+
+    bucket = log_store.parse(s3_env.url("unit-defer"))
+    since, until = _two_replicas(tmp_path, store, bucket)
+    sqlite = tmp_path / "local.sqlite"
+    write_log(sqlite, 3, feedback=[("r0", 0, "no")], errors=1)
+    for source in (log_store.open_log(bucket), log_store.open_log(store.url)):
+        eager = _views(source, since, until)
+        with source.window(since=since, until=until, defer=("feedback", "errors")) as win:
+            q = win.con.execute
+            assert len(q("SELECT * FROM records").fetchall()) == 8
+            for view in ("feedback", "errors"):
+                with pytest.raises(duckdb.CatalogException):
+                    q(f"SELECT * FROM {view}")
+            win.ready("feedback")
+            assert q("SELECT * FROM feedback ORDER BY request_id, idx").fetchall() == eager[1]
+            with pytest.raises(duckdb.CatalogException):
+                q("SELECT * FROM errors")
+            assert win.request_errors().to_dict("records") == eager[3]  # asks for its view
+            assert q("SELECT * FROM errors ORDER BY ts").fetchall() == eager[2]
+            win.ready()  # nothing left: no view is made twice
+        assert not _fetch_threads()
+    local = log_store.open_log(sqlite)
+    with local.window(defer=("feedback", "errors")) as win:
+        assert win.con.execute("SELECT count(*) FROM feedback").fetchone() == (1,)
+    with pytest.raises(ValueError, match="cannot defer"):
+        local.window(defer=("records",))
+
+
+def test_the_first_tables_objects_are_fetched_before_the_others(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``first``: every object of the first tables is queued for fetching before any of the
+    others', whichever listing ends first (the others' files come in behind the queries over
+    the first ones); without it, the tables' objects are queued as their listings end."""
+    import concurrent.futures
+    import time
+    import types
+
+    order: list[str] = []  # the tables of the objects, in the order they were queued
+    lock = threading.Lock()
+
+    def get(client: object, path: str, local: str) -> None:
+        pass
+
+    class Queued(concurrent.futures.ThreadPoolExecutor):
+        def submit(self, fn, /, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+            with lock:
+                if fn is get:
+                    order.append(args[1].split("/")[0])
+                return super().submit(fn, *args, **kwargs)
+
+    class Reader:
+        store = types.SimpleNamespace(scheme="s3", client=lambda: object())
+
+        def listing(self, name: str, expr: object) -> list[str]:
+            if name == "records":
+                time.sleep(0.3)  # the slowest listing: the others' would be queued first
+            return [f"{name}/{i}.parquet" for i in range(40)]
+
+        def retrying(self, read):  # noqa: ANN001, ANN202
+            return read()
+
+    monkeypatch.setattr(log_store, "_get", get)
+    monkeypatch.setattr(concurrent.futures, "ThreadPoolExecutor", Queued)
+    exprs = {"records": None, "feedback": None, "errors": None}
+    for first, records_first in ((("records",), True), ((), False)):
+        order.clear()
+        fetches = log_store._Fetches(Reader(), tmp_path, exprs, first=first)
+        try:
+            for name in exprs:
+                fetches.files(name)
+        finally:
+            fetches.close()
+        assert len(order) == 120
+        assert (order[:40] == ["records"] * 40) is records_first, order
