@@ -43,14 +43,48 @@ def table_format(path: Path, fmt: str = "auto", *, shown_as: str | None = None) 
                         "file, or set data.format")
 
 
+#: the field delimiters a CSV is looked at for, in order of preference
+DELIMITERS = (",", ";", "\t", "|")
+
+
+def csv_delimiter(path: Path) -> str:
+    """The field delimiter of a CSV file, from its first lines.
+
+    ``,`` unless those lines are split into the same number of fields (more than one) by
+    ``;``, a tab or ``|`` and not by ``,``: spreadsheets in many locales export ``;``, and
+    public data sets ship so (wine quality, bank marketing). A ``.tsv`` file is tab-separated;
+    a missing or unreadable file is left to the reader to report.
+    """
+    import csv
+    import gzip
+    import itertools
+
+    if path.suffix.lower() == ".tsv":
+        return "\t"
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as fh:
+            head = list(itertools.islice(fh, 64))
+    except OSError:
+        return ","
+    if len(head) == 64:
+        head = head[:-8]  # a quoted field may run past the lines read: judge by whole rows
+    for sep in DELIMITERS:
+        widths = {len(row) for row in csv.reader(head, delimiter=sep) if row}
+        if len(widths) == 1 and widths.pop() > 1:
+            return sep
+    return ","
+
+
 def write_table(df: pd.DataFrame, path: Path, fmt: str = "auto") -> None:
-    """Write ``df`` as the CSV or Parquet file ``path`` is (atomically; no index column)."""
+    """Write ``df`` as the CSV or Parquet file ``path`` is (atomically; no index column).
+    A CSV that exists keeps its delimiter."""
     from loopline.core.files import write_atomic
 
     if table_format(path, fmt) == "parquet":
         write_atomic(path, lambda p: df.to_parquet(p, index=False))
     else:
-        sep = "\t" if path.suffix.lower() == ".tsv" else ","
+        sep = csv_delimiter(path) if path.is_file() else ("\t" if path.suffix.lower() == ".tsv" else ",")
         write_atomic(path, lambda p: df.to_csv(p, index=False, sep=sep))
 
 
@@ -64,7 +98,7 @@ def read_table(path: Path, fmt: str = "auto", *, shown_as: str | None = None) ->
         if fmt == "parquet":
             df = pd.read_parquet(path)
         else:
-            sep = "\t" if path.suffix.lower() == ".tsv" else ","
+            sep = csv_delimiter(path)
             with warnings.catch_warnings():
                 # rows longer than the header: pandas would drop fields with only a warning
                 warnings.simplefilter("error", pd.errors.ParserWarning)
@@ -86,7 +120,10 @@ def read_table(path: Path, fmt: str = "auto", *, shown_as: str | None = None) ->
         raise LooplineError(f"cannot read {fmt} file {name}: {first}") from None
     if df.empty:
         raise LooplineError(f"data file has a header but no rows: {name}")
-    unnamed = [c for c in df.columns if str(c).startswith("Unnamed: ") and not _row_index(df, c)]
+    # a column without a header is an error, but for a row index (kept, an id) and an empty
+    # one, as a delimiter at the end of every line makes (kept, left out of the features)
+    unnamed = [c for c in df.columns if str(c).startswith("Unnamed: ")
+               and not _row_index(df, c) and not df[c].isna().all()]
     if unnamed:
         raise LooplineError(f"malformed CSV {name}: {len(unnamed)} column(s) without a header name")
     return df

@@ -9,9 +9,11 @@ import pytest
 from loopline.core.errors import LooplineError
 from loopline.pipeline.tabular import (
     content_row_ids,
+    csv_delimiter,
     normalise_objects,
     parse_numeric,
     read_table,
+    write_table,
 )
 
 
@@ -87,6 +89,37 @@ def test_unnamed_column_is_malformed(tmp_path):
     p.write_text("a,,c\n1,2,3\n")
     with pytest.raises(LooplineError, match=r"1 column\(s\) without a header name"):
         read_table(p)
+
+
+def test_a_trailing_delimiter_makes_an_empty_column_which_is_kept(tmp_path):
+    p = tmp_path / "trail.csv"  # as public exports have it: a delimiter at the end of every line
+    p.write_text("id,a,b,\n7,1,x,\n9,2,y,\n")
+    df = read_table(p)
+    assert list(df.columns) == ["id", "a", "b", "Unnamed: 3"] and df["Unnamed: 3"].isna().all()
+
+
+@pytest.mark.parametrize("sep", [";", "\t", "|"])
+def test_the_delimiter_is_found_from_the_first_lines(tmp_path, sep):
+    p = tmp_path / "d.csv"
+    p.write_text(sep.join(["fixed acidity", "alcohol", "note", "quality"]) + "\n"
+                 + "".join(sep.join([f"{7 + i / 10}", "9.4", f'"a, b {i}"', "5"]) + "\n"
+                           for i in range(100)))
+    assert csv_delimiter(p) == sep
+    df = read_table(p)
+    assert list(df.columns) == ["fixed acidity", "alcohol", "note", "quality"]
+    assert df.shape == (100, 4) and df["note"].iloc[3] == "a, b 3" and df["alcohol"].dtype == float
+    write_table(df.head(2), p)  # rewritten (a retraining appends rows) with its own delimiter
+    assert p.read_text().splitlines()[0] == sep.join(df.columns)
+
+
+def test_commas_win_and_a_quoted_newline_is_one_row(tmp_path):
+    p = tmp_path / "d.csv"
+    p.write_text('a,b;c,d\n1,"x;y\nz",3\n' + "2,w;v,4\n" * 70)
+    assert csv_delimiter(p) == ","
+    assert list(read_table(p).columns) == ["a", "b;c", "d"]
+    one = tmp_path / "one.csv"
+    one.write_text("only\n1\n2\n")
+    assert csv_delimiter(one) == "," and list(read_table(one).columns) == ["only"]
 
 
 def test_unknown_extension(tmp_path):
