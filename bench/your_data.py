@@ -65,7 +65,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 p = yaml.safe_load(open(sys.argv[1] + "/params.yaml"))
 d, s, m = p["data"], p["search"], p["model"]
-df = pd.read_csv(sys.argv[1] + "/" + d["source"])
+df = pd.read_csv(sys.argv[1] + "/" + d["source"], sep=sys.argv[2])
 cols = d["schema"]["columns"]
 skip = {d["target"], d["id_column"], d["order_column"], *p["features"]["drop"]}
 num = [c for c, r in cols.items() if c not in skip and r["type"] != "category"]
@@ -108,9 +108,10 @@ def measured(cmd: list[str], cwd: Path, env: dict) -> tuple[float, float, str]:
     return elapsed, cpu, res.stdout
 
 
-def init(base: Path, name: str, frame, target: str, env: dict, search: str | None) -> tuple[Path, float]:
+def init(base: Path, name: str, frame, target: str, env: dict, search: str | None,
+         sep: str = ",") -> tuple[Path, float]:
     csv = base / f"{name}.csv"
-    frame.to_csv(csv, index=False)
+    frame.to_csv(csv, index=False, sep=sep)
     took = timed([str(BIN / "loopline"), "init", name, "--data", str(csv), "--target", target],
                  base, env)
     repo = base / name
@@ -143,11 +144,12 @@ def main() -> None:
             frame, target = make(n=rows_n)
             ours, plain, ours_cpu, plain_cpu = [], [], [], []
             for i in range(args.repeat):
-                repo, _ = init(base, f"{name}{i}", frame, target, env, args.search)
+                sep = synthetic.CSV_OPTIONS.get(name, {}).get("sep", ",")
+                repo, _ = init(base, f"{name}{i}", frame, target, env, args.search, sep)
                 wall, cpu, _ = measured([str(BIN / "loopline"), "run", "--json"], repo, env)
                 ours.append(wall)
                 ours_cpu.append(cpu)
-                _, cpu, out = measured([sys.executable, "-c", PLAIN, str(repo)], repo, env)
+                _, cpu, out = measured([sys.executable, "-c", PLAIN, str(repo), sep], repo, env)
                 plain.append(float(out.strip().splitlines()[-1]))
                 plain_cpu.append(cpu)
             print(f"  {name}: loopline run {statistics.median(ours):.1f} s ({statistics.median(ours_cpu):.1f} s "

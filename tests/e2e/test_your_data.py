@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
+from loopline.pipeline.tabular import as_text
 from tests.e2e.test_serving import Server
 from tests.helpers import synthetic
 from tests.helpers.commands import loopline, sh
@@ -44,7 +46,8 @@ def _records(df: pd.DataFrame, target: str, n: int = 40) -> list[dict]:
 def _instance(tmp_path: Path, name: str, *extra: str) -> tuple[Path, pd.DataFrame, str, dict]:
     df, target = getattr(synthetic, name)()
     csv = tmp_path / f"{name}.csv"
-    df.to_csv(csv, index=False)
+    options = synthetic.CSV_OPTIONS.get(name, {})
+    df.to_csv(csv, index=False, **options)
     doc = json.loads(loopline("init", "inst", "--data", str(csv), "--target", target, "--json",
                               *extra, cwd=tmp_path).stdout)
     repo = tmp_path / "inst"
@@ -53,11 +56,10 @@ def _instance(tmp_path: Path, name: str, *extra: str) -> tuple[Path, pd.DataFram
     loopline("params", cwd=repo)
     sh("git", "add", "-A", cwd=repo)
     sh("git", "commit", "-q", "-m", "small search", cwd=repo)
-    return repo, pd.read_csv(csv), target, doc
+    return repo, pd.read_csv(csv, **options), target, doc
 
 
-@pytest.mark.parametrize("name", ["odd_names", "multiclass_with_date", "with_id_column",
-                                  "free_text", "small", "wide_with_gaps"])
+@pytest.mark.parametrize("name", list(synthetic.ALL))
 def test_your_data_from_csv_to_served_predictions(tmp_path: Path, name: str) -> None:
     repo, df, target, init = _instance(tmp_path, name)
     roles = {d["column"]: d["role"] for d in init["decisions"]}
@@ -84,7 +86,7 @@ def test_your_data_from_csv_to_served_predictions(tmp_path: Path, name: str) -> 
         assert res.status_code == 200, res.text
         preds = res.json()["predictions"]
         assert len(preds) == len(records)
-        classes = set(df[target].astype(str))
+        classes = set(as_text(df[target]))  # True/False: the classes true and false
         assert set(json.dumps(preds[0])) and set(preds[0]["probabilities"]) == classes
         bad = srv.predict([{**records[0], "no such column": 1}])
         assert bad.status_code == 400 and "no such column" in bad.text
@@ -99,18 +101,24 @@ def test_your_data_from_csv_to_served_predictions(tmp_path: Path, name: str) -> 
 def test_what_init_decided_per_set(tmp_path: Path) -> None:
     """The traits are recognised: ids, dates, free text and constants are not features."""
     expect = {"with_id_column": {"Unnamed: 0": "id", "customer_id": "left out"},
+              "booleans_semicolons": {"PassengerId": "id", "CryoSleep": "feature",
+                                      "Cabin": "left out", "Unnamed: 8": "left out"},
               "multiclass_with_date": {"signup_date": "order"},
               "free_text": {"job title": "left out", "comment": "left out", "source": "left out"},
               "wide_with_gaps": {"batch": "left out", "count_int": "feature"}}
     for name, want in expect.items():
         df, target = getattr(synthetic, name)()
-        df.to_csv(tmp_path / f"{name}.csv", index=False)
+        df.to_csv(tmp_path / f"{name}.csv", index=False, **synthetic.CSV_OPTIONS.get(name, {}))
         doc = json.loads(loopline("init", name, "--data", f"{name}.csv", "--target", target,
                                   "--json", cwd=tmp_path).stdout)
         roles = {d["column"]: d["role"] for d in doc["decisions"]}
         assert {c: roles[c] for c in want} == want, name
         if name == "multiclass_with_date":
             assert doc["positive_class"] is None and doc["order_column"] == "signup_date"
+        if name == "booleans_semicolons":
+            assert doc["positive_class"] == "true"
+            schema = yaml.safe_load((tmp_path / name / "params.yaml").read_text())["data"]["schema"]
+            assert schema["columns"]["VIP"] == {"type": "boolean", "nullable": True}
 
 
 def test_a_set_without_signal_fails_its_gate_and_is_not_registered(tmp_path: Path) -> None:

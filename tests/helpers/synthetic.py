@@ -99,6 +99,27 @@ def wide_with_gaps(n: int = 1200, cols: int = 55, seed: int = 5) -> tuple[pd.Dat
     return df, "target"
 
 
+def booleans_semicolons(n: int = 700, seed: int = 8) -> tuple[pd.DataFrame, str]:
+    """True/False columns with gaps and a True/False target, ids like ``0001_01``, a cabin
+    code of many values, and an empty column without a header (a ``;`` at the end of every
+    line): written with ``;`` between fields (:data:`CSV_OPTIONS`), as spreadsheets in many
+    locales export."""
+    rng = np.random.default_rng(seed)
+    cryo = rng.choice(np.array([True, False, None], dtype=object), n, p=[0.35, 0.62, 0.03])
+    vip = rng.choice(np.array([True, False, None], dtype=object), n, p=[0.05, 0.92, 0.03])
+    spend = np.where(cryo == True, 0.0, rng.gamma(1.0, 300.0, n).round())  # noqa: E712
+    spend[rng.random(n) < 0.05] = np.nan
+    y = _logit(2.0 * (cryo == True) - 0.003 * np.nan_to_num(spend) + 0.3) > rng.random(n)  # noqa: E712
+    return pd.DataFrame({
+        "PassengerId": [f"{i:04d}_0{rng.integers(1, 3)}" for i in range(n)],
+        "HomePlanet": rng.choice(np.array(["Earth", "Europa", "Mars", None], dtype=object), n,
+                                 p=[0.5, 0.25, 0.22, 0.03]),
+        "CryoSleep": cryo, "VIP": vip, "RoomService": spend,
+        "Cabin": [f"{rng.choice(list('ABCDEFG'))}/{rng.integers(0, 1800)}/{rng.choice(['P', 'S'])}"
+                  for _ in range(n)],
+        "Age": rng.integers(0, 80, n), "Transported": y, "": np.nan}), "Transported"
+
+
 def no_signal(n: int = 600, seed: int = 6) -> tuple[pd.DataFrame, str]:
     """Labels independent of the features: a model at prior level, whose gate must fail."""
     rng = np.random.default_rng(seed)
@@ -117,4 +138,6 @@ def regression(n: int = 300, seed: int = 7) -> tuple[pd.DataFrame, str]:
 
 ALL = {"odd_names": odd_names, "multiclass_with_date": multiclass_with_date,
        "with_id_column": with_id_column, "free_text": free_text, "small": small,
-       "wide_with_gaps": wide_with_gaps}
+       "wide_with_gaps": wide_with_gaps, "booleans_semicolons": booleans_semicolons}
+#: how a set is written as CSV (``DataFrame.to_csv`` options), when not as pandas' default
+CSV_OPTIONS = {"booleans_semicolons": {"sep": ";"}}

@@ -27,7 +27,7 @@ def infer_column(col: pd.Series) -> dict:
     """
     rule: dict = {}
     values = col.dropna()
-    if pd.api.types.is_bool_dtype(col):
+    if pd.api.types.is_bool_dtype(col) or _booleans_with_gaps(values):
         rule["type"] = "boolean"
     elif pd.api.types.is_numeric_dtype(col):
         as_float = values.astype("float64")
@@ -43,6 +43,15 @@ def infer_column(col: pd.Series) -> dict:
             rule["categories"] = cats
     rule["nullable"] = bool(col.isna().any())
     return rule
+
+
+def _booleans_with_gaps(values: pd.Series) -> bool:
+    """True/False with gaps: pandas reads such a column as objects (bools and NaN), which
+    ingest keeps as the text ``True``/``False``. Yes/no and 1/0 columns are left as they are
+    (categories, integers): a caller sends the values the file holds."""
+    if pd.api.types.is_numeric_dtype(values) or not len(values):
+        return False
+    return bool(as_text(values).str.lower().isin(("true", "false")).all())
 
 
 def infer_schema(df: pd.DataFrame, target: str) -> dict:

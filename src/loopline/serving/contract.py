@@ -9,11 +9,12 @@ into onnxruntime feeds. The feedback and response types of the service are here 
 Numbers are strict: ``"30"`` or ``true`` for a number is an error, not a coercion; an
 integer column takes whole numbers, written as integers or as floats (``5.0``: pandas
 reads an integer column with gaps as floats, so ``df.to_dict("records")`` of the training
-file sends them so), and refuses ``5.5``. Nullable columns (those the imputation handles)
-may be null or left out; the others are required. Columns of the training file that are
-not inputs (the target, the id and order columns, columns left out of the features: the
-card's ``passthrough``) may be sent and are ignored, so a row of the user's own file is a
-valid record; any other field is rejected.
+file sends them so), and refuses ``5.5``; a boolean column takes ``true`` and ``false``
+(read as 1.0 and 0.0, as the model was trained) and refuses ``"true"`` and ``1``. Nullable
+columns (those the imputation handles) may be null or left out; the others are required.
+Columns of the training file that are not inputs (the target, the id and order columns,
+columns left out of the features: the card's ``passthrough``) may be sent and are ignored,
+so a row of the user's own file is a valid record; any other field is rejected.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal, NotRequired, Required
 
-from pydantic import ConfigDict, Field, with_config
+from pydantic import AfterValidator, ConfigDict, Field, with_config
 from typing_extensions import TypedDict
 
 # A Python identifier is not required of a column name, so records are TypedDicts built
@@ -38,6 +39,10 @@ def _value_type(name: str, spec: Mapping[str, Any]) -> Any:
     if kind == "categorical":
         cats = spec.get("categories")
         base: Any = Literal[tuple(str(c) for c in cats)] if cats else Annotated[str, Field(strict=True)]
+    elif kind == "numeric" and typ == "boolean":
+        # true/false (what a True/False column of the file gives), as the 1.0/0.0 the model,
+        # the log and the monitor's reference (the prepared data) hold
+        base = Annotated[bool, Field(strict=True), AfterValidator(float)]
     elif kind == "numeric" and typ == "integer":  # validated in Rust: multiple_of, no Python hook
         base = Annotated[float, Field(strict=True, allow_inf_nan=False, multiple_of=1, **bounds)]
     elif kind == "numeric":

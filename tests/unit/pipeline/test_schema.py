@@ -36,6 +36,19 @@ def test_infer_column_types_and_bounds():
     assert infer_column(df["flag"]) == {"type": "boolean", "nullable": False}
 
 
+def test_true_false_with_gaps_is_boolean_yes_no_is_a_category():
+    import io
+
+    from loopline.pipeline.tabular import normalise_objects
+
+    df = pd.read_csv(io.StringIO("vip,paid,n\nTrue,yes,1\n,no,2\nFALSE,yes,\n"))
+    assert df["vip"].dtype == object  # pandas: True, NaN, False
+    for col in (df["vip"], normalise_objects(df)["vip"]):  # as init sees it after ingest
+        assert infer_column(col) == {"type": "boolean", "nullable": True}
+    assert infer_column(df["paid"])["type"] == "category"
+    assert infer_column(df["n"])["type"] == "integer"
+
+
 def test_types_follow_values_and_dtype():
     """Whole floats with gaps are an integer column pandas widened; without gaps they were
     written as floats (5.0) and stay float; integers stay integer."""

@@ -41,6 +41,22 @@ def test_integer_columns_take_whole_floats(adapter) -> None:
         {"Age": [30.0, 41], "Records": ["no", "yes"]})["Age"] == [30, 41]
 
 
+def test_boolean_columns_take_true_and_false_as_the_model_reads_them() -> None:
+    inputs = {"vip": {"kind": "numeric", "type": "boolean", "nullable": True},
+              "n": {"kind": "numeric", "type": "integer", "nullable": False}}
+    records = validator(inputs, 3).validate_python([{"vip": True, "n": 1}, {"vip": False, "n": 2},
+                                                    {"vip": None, "n": 3}])
+    assert [r["vip"] for r in records] == [1.0, 0.0, None]
+    assert type(records[0]["vip"]) is float  # logged and fed as the 0/1 of the prepared data
+    feeds = onnx_feeds.from_records(records, ["vip", "n"], [])
+    assert np.isnan(feeds["vip"][2, 0]) and feeds["vip"][:2, 0].tolist() == [1.0, 0.0]
+    cols = TypeAdapter(contract.columns_type(inputs, 3)).validate_python(
+        {"vip": [True, None], "n": [1, 2]})
+    assert cols["vip"] == [1.0, None]
+    for bad in ("true", 1, 0.0, "yes"):
+        assert errors(validator(inputs, 3), [{"vip": bad, "n": 1}])[0][0] == (0, "vip")
+
+
 @pytest.mark.parametrize("bad, loc, kind", [
     ({**GOOD, "Age": "30"}, (0, "Age"), "float_type"),            # no string coercion
     ({**GOOD, "Age": 30.5}, (0, "Age"), "multiple_of"),           # integer column

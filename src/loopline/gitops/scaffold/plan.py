@@ -131,7 +131,9 @@ def target_classes(df, target: str) -> dict[str, int]:  # noqa: ANN001
                             "or fill them before `loopline init`")
     names = infer_schema(df[[target]], target)["columns"][target]["categories"]  # regression: refused
     _check_label_text(df[target], target)
-    counts = df[target].astype(str).value_counts()
+    from loopline.pipeline.tabular import as_text
+
+    counts = as_text(df[target]).value_counts()
     classes = {c: int(counts.get(c, 0)) for c in sorted(names, key=lambda c: -counts.get(c, 0))}
     if len(classes) < 2:
         raise LooplineError(f"target {target!r} has only one class ({names[0]!r}): a "
@@ -140,14 +142,20 @@ def target_classes(df, target: str) -> dict[str, int]:  # noqa: ANN001
 
 
 def _check_label_text(col, target: str) -> None:  # noqa: ANN001
-    """Refuse labels whose plain text is not their canonical text (True, 1.0, "01").
+    """Refuse labels whose plain text is not their canonical text (1.0, "01").
 
     The schema names classes by ``str(value)`` while validate and prepare compare labels
     by their canonical text (:func:`loopline.pipeline.tabular.as_text`); the two agree for
     words and integers only, so any other target would fail validation at the first run.
+    A True/False target is a column of booleans, whose classes are ``true`` and ``false``
+    everywhere (the schema, the model, the service's answers and its feedback).
     """
+    import pandas as pd
+
     from loopline.pipeline.tabular import as_text
 
+    if pd.api.types.is_bool_dtype(col):
+        return
     values = col.dropna()
     plain, canonical = values.astype(str), as_text(values)
     odd = plain[plain != canonical]
@@ -157,14 +165,18 @@ def _check_label_text(col, target: str) -> None:  # noqa: ANN001
 
 
 def positive_class(classes: dict[str, int], target: str, requested: str | None) -> str | None:
-    """``--positive-class`` (checked), else the minority class (ties: first by name); None
-    for more than two classes, whose metrics are macro averages over every class."""
+    """``--positive-class`` (checked), else ``true`` or ``1`` of a true/false or 1/0 target,
+    else the minority class (ties: first by name); None for more than two classes, whose
+    metrics are macro averages over every class."""
     if len(classes) > 2:
         if requested is not None:
             raise LooplineError(f"--positive-class applies to a target with two classes; "
                                 f"{target!r} has {len(classes)} (metrics are macro averages)")
         return None
     if requested is None:
+        for yes, no in (("true", "false"), ("1", "0")):
+            if set(classes) == {yes, no}:
+                return yes
         return min(sorted(classes), key=lambda c: classes[c])
     if requested not in classes:
         raise LooplineError(f"positive class {requested!r} is not a value of target {target!r} "
@@ -183,6 +195,8 @@ def example_record(df, schema: dict, target: str, features: list[str] | None = N
         if name == target or name not in features or value is None or value != value:  # NaN != NaN
             continue
         value = value.item() if hasattr(value, "item") else value
+        if rule["type"] == "boolean":  # True/False with gaps is text after ingest
+            value = str(value).strip().lower() == "true"
         out[name] = int(value) if rule["type"] == "integer" else value
     return out
 

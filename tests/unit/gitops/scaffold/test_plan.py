@@ -34,6 +34,10 @@ def test_positive_class_defaults_to_the_minority() -> None:
     assert plan.positive_class({"no": 7, "yes": 3}, "y", None) == "yes"
     assert plan.positive_class({"b": 5, "a": 5}, "y", None) == "a"  # ties: by name
     assert plan.positive_class({"no": 7, "yes": 3}, "y", "no") == "no"
+    # a true/false or 1/0 target: true and 1 are positive, whichever is rarer
+    assert plan.positive_class({"true": 7, "false": 3}, "y", None) == "true"
+    assert plan.positive_class({"0": 2, "1": 9}, "y", None) == "1"
+    assert plan.positive_class({"0": 2, "1": 9}, "y", "0") == "0"
 
 
 # ----------------------------------------------------------------------------- refusals
@@ -84,10 +88,18 @@ def test_refuses_a_target_with_one_class_or_gaps(tmp_path: Path) -> None:
 
 def test_refuses_labels_the_pipeline_would_misread(tmp_path: Path) -> None:
     df = churn_frame(100)
+    df.assign(churn=(df["churn"] == "yes").astype(float)).to_parquet(tmp_path / "float.parquet")
+    err = _refused(tmp_path, "a", "--data", "float.parquet", "--target", "churn")
+    assert re.search(r"target 'churn' holds '(1.0|0.0)', which loopline reads as '(1|0)'", err)
+
+
+def test_a_true_false_target_has_the_classes_true_and_false(tmp_path: Path) -> None:
+    df = churn_frame(100)
     df.assign(churn=df["churn"] == "yes").to_parquet(tmp_path / "bool.parquet")
-    err = _refused(tmp_path, "a", "--data", "bool.parquet", "--target", "churn")
-    assert re.search(r"target 'churn' holds '(True|False)', which loopline reads as '(true|false)'",
-                     err)
+    df = plan.read_data(tmp_path / "bool.parquet")
+    classes = plan.target_classes(df, "churn")
+    assert set(classes) == {"true", "false"} and sum(classes.values()) == 100
+    assert min(classes.values()) > 0 and plan.positive_class(classes, "churn", None) == "true"
 
 
 # ------------------------------------------------------------------------------ columns
