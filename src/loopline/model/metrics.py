@@ -32,8 +32,8 @@ def scorer(name: str, positive: str, n_classes: int) -> Any:
         recall_score,
     )
 
-    if n_classes > 2 and name == "roc_auc":
-        return "roc_auc_ovr"
+    if n_classes > 2 and name in ("roc_auc", "roc_auc_ovr"):
+        return macro_ovr_roc_auc
     if n_classes == 2 and name in ("precision", "recall", "f1"):
         fn = {"precision": precision_score, "recall": recall_score, "f1": f1_score}[name]
         return make_scorer(fn, pos_label=positive, zero_division=0)
@@ -43,6 +43,24 @@ def scorer(name: str, positive: str, n_classes: int) -> Any:
         raise LooplineError(f"unknown scoring {name!r} in search.scoring or evaluate.permutation.scoring")
     get_scorer(name)
     return name
+
+
+def macro_ovr_roc_auc(estimator: Any, X: Any, y: Any) -> float:
+    """Macro one-vs-rest ROC AUC of a fitted classifier on ``X``, as a scikit-learn scorer.
+
+    The mean of each class's ROC AUC against the others, as ``roc_auc_ovr``, over the
+    classes that occur in ``y`` and that the model knows. A rare class (fewer rows than CV
+    folds) is missing from some folds, on either side: ``roc_auc_ovr`` then raises and ends
+    the search; here that fold is scored on its other classes. With every class in both,
+    the value is ``roc_auc_ovr``'s.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    proba = estimator.predict_proba(X)
+    y = np.asarray(y)
+    scores = [roc_auc_score(y == c, proba[:, i]) for i, c in enumerate(estimator.classes_)
+              if 0 < int(np.sum(y == c)) < len(y)]
+    return float(np.mean(scores)) if scores else float("nan")
 
 
 def classification_metrics(y: np.ndarray, proba: np.ndarray, classes: list[str],

@@ -8,7 +8,7 @@ from sklearn import metrics as m
 
 from loopline.core.errors import LooplineError
 from loopline.core.names import METRICS
-from loopline.model.metrics import classification_metrics, scorer
+from loopline.model.metrics import classification_metrics, macro_ovr_roc_auc, scorer
 
 CLASSES = ["bad", "good"]
 
@@ -149,7 +149,30 @@ def test_scorer_average_precision_uses_positive_class_probability(fitted_string_
 
 def test_scorer_names():
     assert scorer("roc_auc", "bad", 2) == "roc_auc"
-    assert scorer("roc_auc", "bad", 3) == "roc_auc_ovr"
+    assert scorer("roc_auc", "bad", 3) is macro_ovr_roc_auc
     assert scorer("accuracy", "bad", 2) == "accuracy"
     with pytest.raises(LooplineError, match=r"unknown scoring 'roc_aucc'"):
         scorer("roc_aucc", "bad", 2)
+
+
+def test_multiclass_roc_auc_is_sklearns_and_scores_folds_without_a_rare_class():
+    """A class with fewer rows than CV folds is missing from some folds: the search goes on."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import get_scorer
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(300, 3))
+    y = np.array(["a", "b", "c"], dtype=object)[np.digitize(X[:, 0], [-0.5, 0.5])]
+    clf = LogisticRegression().fit(X, y)
+    assert macro_ovr_roc_auc(clf, X, y) == pytest.approx(get_scorer("roc_auc_ovr")(clf, X, y))
+    assert macro_ovr_roc_auc(clf, X[y != "c"], y[y != "c"]) == pytest.approx(np.mean(
+        [m.roc_auc_score(y[y != "c"] == c, clf.predict_proba(X[y != "c"])[:, i]) for i, c in enumerate("ab")]))
+    y[:3] = "rare"  # 3 rows: absent from 2 of 5 validation folds, and from no training fold
+    cv = StratifiedKFold(5, shuffle=True, random_state=0)
+    with pytest.raises(ValueError):
+        GridSearchCV(LogisticRegression(), {"C": [1.0]}, cv=cv, scoring="roc_auc_ovr",
+                     error_score="raise").fit(X, y)
+    search = GridSearchCV(LogisticRegression(), {"C": [0.1, 1.0]}, cv=cv,
+                          scoring=scorer("roc_auc", "a", 4), error_score="raise").fit(X, y)
+    assert 0.8 < search.best_score_ <= 1.0

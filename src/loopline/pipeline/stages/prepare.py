@@ -44,7 +44,8 @@ def split(df: pd.DataFrame, target: str, cfg: Split) -> tuple[pd.DataFrame, pd.D
 
     Each row gets a key from a keyed hash of (seed, row id); within each class (or the whole
     frame without stratification) the rows with the smallest keys go to test, as many as
-    the class's share of ``ceil(test_size × rows)``. So a row's side depends on its own id,
+    the class's share of ``ceil(test_size × rows)``, and at least one: a class too rare for
+    its share (2 rows of 600) is still in the held-out rows the gate scores. So a row's side depends on its own id,
     not on its position: when labelled rows are appended (retraining), almost every earlier
     row stays where it was, and a champion is not evaluated on rows it was trained on.
     """
@@ -72,6 +73,10 @@ def split(df: pd.DataFrame, target: str, cfg: Split) -> tuple[pd.DataFrame, pd.D
     alloc = exact.astype(int)
     for cls in (exact - alloc).sort_values(ascending=False, kind="stable").index[: n_test - alloc.sum()]:
         alloc[cls] += 1
+    if strat is not None:  # every class is tested: a rare class takes a row from the largest
+        for cls in alloc.index[alloc == 0]:
+            alloc[cls] += 1
+            alloc[alloc.idxmax()] -= 1
     key = _split_keys(df[ROW_ID].astype(str), cfg.seed)
     ranked = pd.DataFrame({"g": groups.to_numpy(), "k": key}, index=df.index).sort_values(["g", "k"])
     rank = ranked.groupby("g").cumcount()

@@ -84,6 +84,15 @@ def test_split_is_stratified():
     assert (train["y"] == "bad").sum() == 24
 
 
+def test_split_tests_every_class_even_one_too_rare_for_its_share():
+    df = pd.concat([labelled(30, 568), labelled(2, 0, seed=1).assign(y="tiny")], ignore_index=True)
+    df["row_id"] = [f"r{i}" for i in range(len(df))]
+    train, test = split(df, "y", Split(test_size=0.2, seed=1))
+    assert len(test) == 120 and (test["y"] == "tiny").sum() == 1 and (train["y"] == "tiny").sum() == 1
+    assert (test["y"] == "bad").sum() == 6  # its share; the row comes from the largest class
+    assert (test["y"] == "good").sum() == 113
+
+
 def test_split_same_seed_same_rows_other_seed_other_rows():
     df = labelled(30, 70)
     a = split(df, "y", Split(test_size=0.2, seed=5))[1]["row_id"].tolist()

@@ -179,7 +179,9 @@ def test_build_search_halving_grid_or_random():
 
 def test_build_search_multiclass_roc_auc():
     s = tr.build_search(plain_pipeline(), make_params(), 3)
-    assert s.scoring == "roc_auc_ovr"
+    from loopline.model.metrics import macro_ovr_roc_auc
+
+    assert s.scoring is macro_ovr_roc_auc
 
 
 # --------------------------------------------------------------------- summarise
