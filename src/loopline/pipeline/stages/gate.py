@@ -131,11 +131,32 @@ def scored_frame(y: np.ndarray, proba: np.ndarray, classes: list[str], positive:
     return frame
 
 
+def _classes_in_target(frame: pd.DataFrame, target: str,
+                       classes: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """The frame restricted to the classes its target holds, when three or more do.
+
+    Evidently's per-class quality raises on a class that the held-out rows lack (a class
+    too rare for a time split's later rows, or a champion's class that the data has lost).
+    Such a class is left out: the others' probabilities are renormalised and a row whose
+    top class it was is predicted as its top class among the others. The metrics are then
+    macro averages over the classes the rows hold.
+    """
+    present = [c for c in classes if (frame[target] == c).any()]
+    if len(classes) <= 2 or len(present) == len(classes) or len(present) < 3:
+        return frame, classes
+    pred = _prediction_column(target, classes)
+    out = frame.drop(columns=[c for c in classes if c not in present])
+    out[present] = out[present].div(out[present].sum(axis=1), axis=0)
+    out[pred] = np.asarray(present)[out[present].to_numpy().argmax(axis=1)]
+    return out, present
+
+
 def quality_report(frame: pd.DataFrame, target: str, positive: str | None, classes: list[str]):
     """Evidently classification quality of one scored frame; returns (values, snapshot)."""
     from evidently import Dataset, Report
     from evidently.presets import ClassificationPreset
 
+    frame, classes = _classes_in_target(frame, target, classes)
     prob_cols = _proba_columns(target, classes)
     dd = _definition(prob_cols, [target, _prediction_column(target, classes)], target, positive,
                      classes)

@@ -178,6 +178,25 @@ def test_evidently_quality_matches_sklearn() -> None:
     assert values["accuracy"] == pytest.approx(accuracy_score(y, pred), abs=1e-9)
 
 
+def test_multiclass_quality_of_rows_without_some_class_is_over_the_classes_they_have() -> None:
+    from sklearn.metrics import accuracy_score, roc_auc_score
+
+    rng = np.random.default_rng(2)
+    classes = ["a", "b", "c", "rare"]
+    y = rng.choice(["a", "b", "c"], 300)
+    proba = rng.dirichlet([1, 1, 1, 0.2], 300)
+    for i, c in enumerate("abc"):
+        proba[y == c, i] += 0.8
+    proba[0] = [0.1, 0.1, 0.1, 0.7]  # predicted as the class no row holds
+    proba /= proba.sum(axis=1, keepdims=True)
+    frame = gate.scored_frame(y, proba, classes, None, "kind")
+    values, _ = gate.quality_report(frame, "kind", None, classes)  # raised KeyError: 'rare'
+    kept = proba[:, :3] / proba[:, :3].sum(axis=1, keepdims=True)
+    assert values["roc_auc"] == pytest.approx(roc_auc_score(y, kept, multi_class="ovr"), abs=1e-9)
+    assert values["accuracy"] == pytest.approx(
+        accuracy_score(y, np.array(["a", "b", "c"])[kept.argmax(axis=1)]), abs=1e-9)
+
+
 # ------------------------------------------------------------ the champion's model
 
 
