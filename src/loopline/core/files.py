@@ -141,7 +141,7 @@ def copy_file(src: str | os.PathLike[str], dest: str | os.PathLike[str],
                         executable=bool(os.stat(src).st_mode & 0o100))
 
 
-def append_text(path: str | os.PathLike[str], text: str) -> Path:
+def append_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> Path:
     """Append ``text`` to a log-like file in one write (created with the umask's mode; a
     symlink at ``path`` is refused, never followed)."""
     target = Path(path)
@@ -149,7 +149,7 @@ def append_text(path: str | os.PathLike[str], text: str) -> Path:
     fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
                  file_mode())
     try:
-        os.write(fd, text.encode("utf-8"))
+        os.write(fd, text.encode(encoding))
     finally:
         os.close(fd)
     return target

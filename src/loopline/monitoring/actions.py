@@ -223,10 +223,11 @@ def retrain(root: Path, params: Any, window: dict, labelled: Any, stage: str, *,
         both = pd.concat([old, rows.drop(columns="_ts")], ignore_index=True)
         write_atomic(source, lambda p: both.to_parquet(p, index=False))
     else:
-        from loopline.pipeline.tabular import csv_delimiter
+        from loopline.pipeline.tabular import csv_delimiter, csv_encoding
 
         append_text(source, rows.drop(columns="_ts").to_csv(header=False, index=False,
-                                                            sep=csv_delimiter(source)))
+                                                            sep=csv_delimiter(source)),
+                    encoding=csv_encoding(source))
     entry.update(appended=True, through=float(rows["_ts"].max()))
     from loopline.pipeline.repro import run_pipeline
 
@@ -257,13 +258,14 @@ def _new_rows(root: Path, params: Any, labelled: Any, through: float) -> tuple[A
     """The labelled records as data rows (with their log time in ``_ts``) that the data lacks."""
     import pandas as pd
 
-    from loopline.pipeline.tabular import content_row_ids, csv_delimiter, table_format
+    from loopline.pipeline.tabular import content_row_ids, csv_delimiter, csv_encoding, table_format
     from loopline.serving.inference_log import features
 
     data = params.data
     source = root / data.source
     parquet = table_format(source, data.format) == "parquet"
-    old = pd.read_parquet(source) if parquet else pd.read_csv(source, sep=csv_delimiter(source))
+    old = (pd.read_parquet(source) if parquet
+           else pd.read_csv(source, sep=csv_delimiter(source), encoding=csv_encoding(source)))
     labelled = labelled[labelled["ts"] > through]
     rows = features(labelled).reset_index(drop=True)
     rows[data.target] = labelled["label"].astype(str).to_numpy()

@@ -78,18 +78,60 @@ def csv_delimiter(path: Path) -> str:
 
 def write_table(df: pd.DataFrame, path: Path, fmt: str = "auto") -> None:
     """Write ``df`` as the CSV or Parquet file ``path`` is (atomically; no index column).
-    A CSV that exists keeps its delimiter."""
+    A CSV that exists keeps its delimiter and its encoding."""
     from loopline.core.files import write_atomic
 
     if table_format(path, fmt) == "parquet":
         write_atomic(path, lambda p: df.to_parquet(p, index=False))
+    elif path.is_file():
+        sep, encoding = csv_delimiter(path), csv_encoding(path)
+        write_atomic(path, lambda p: df.to_csv(p, index=False, sep=sep, encoding=encoding))
     else:
-        sep = csv_delimiter(path) if path.is_file() else ("\t" if path.suffix.lower() == ".tsv" else ",")
+        sep = "\t" if path.suffix.lower() == ".tsv" else ","
         write_atomic(path, lambda p: df.to_csv(p, index=False, sep=sep))
 
 
+def csv_encoding(path: Path) -> str:
+    """``utf-8``, else ``cp1252`` (Windows' Western European text, which public data sets
+    often are), else ``latin-1``; ``utf-8`` for binary data (a NUL byte in its first 64 KiB),
+    which then fails to read as the malformed file it is."""
+    import codecs
+    import gzip
+
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    with opener(path, "rb") as fh:
+        try:
+            while chunk := fh.read(1 << 20):
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+            return "utf-8"
+        except UnicodeDecodeError:
+            pass
+    with opener(path, "rb") as fh:
+        data = fh.read()
+    if b"\x00" in data[: 1 << 16]:
+        return "utf-8"
+    try:
+        data.decode("cp1252")
+        return "cp1252"
+    except UnicodeDecodeError:
+        return "latin-1"
+
+
+def _read_csv(path: Path, encoding: str) -> pd.DataFrame:
+    with warnings.catch_warnings():
+        # rows longer than the header: pandas would drop fields with only a warning
+        warnings.simplefilter("error", pd.errors.ParserWarning)
+        return pd.read_csv(path, sep=csv_delimiter(path), skipinitialspace=True,
+                           on_bad_lines="error", index_col=False, encoding=encoding)
+
+
 def read_table(path: Path, fmt: str = "auto", *, shown_as: str | None = None) -> pd.DataFrame:
-    """Read a CSV or Parquet file; raise a one-line error naming the file on any problem."""
+    """Read a CSV or Parquet file; raise a one-line error naming the file on any problem.
+
+    A CSV's delimiter is :func:`csv_delimiter`'s, its text UTF-8 or, when it is not,
+    :func:`csv_encoding`'s."""
     name = shown_as or str(path)
     if not path.is_file():
         raise LooplineError(f"data file not found: {name}")
@@ -98,12 +140,13 @@ def read_table(path: Path, fmt: str = "auto", *, shown_as: str | None = None) ->
         if fmt == "parquet":
             df = pd.read_parquet(path)
         else:
-            sep = csv_delimiter(path)
-            with warnings.catch_warnings():
-                # rows longer than the header: pandas would drop fields with only a warning
-                warnings.simplefilter("error", pd.errors.ParserWarning)
-                df = pd.read_csv(path, sep=sep, skipinitialspace=True, on_bad_lines="error",
-                                 index_col=False)
+            try:
+                df = _read_csv(path, "utf-8")
+            except UnicodeDecodeError:
+                encoding = csv_encoding(path)
+                if encoding == "utf-8":
+                    raise
+                df = _read_csv(path, encoding)
     except pd.errors.ParserWarning as warn:
         raise LooplineError(f"malformed CSV {name}: {str(warn).split('.')[0]}") from None
     except pd.errors.EmptyDataError:

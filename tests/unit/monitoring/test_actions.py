@@ -59,3 +59,21 @@ def test_retraining_appends_only_records_the_data_lacks(tmp_path: Path) -> None:
     rows2, _, _ = _new_rows(tmp_path, P, labelled.assign(inputs=[{"a": 2, "k": "y"}] * 4,
                                                          label="good"), through=0.0)
     assert rows2.empty  # (2, y, good) is in the data already: 2 and 2.0 are the same value
+
+
+def test_retraining_reads_the_data_as_it_is_written_delimiter_and_encoding(tmp_path: Path) -> None:
+    from loopline.monitoring.actions import _new_rows
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/d.csv").write_bytes("y;a;k\nbad;1.5;Málaga\ngood;2.0;y\n".encode("cp1252"))
+
+    class P:
+        class data:  # noqa: N801
+            source, format, target = "data/d.csv", "auto", "y"
+
+    labelled = pd.DataFrame({"ts": [11.0, 12.0], "inputs": [{"a": 1.5, "k": "Málaga"},
+                                                              {"a": 3.0, "k": "Zürich"}],
+                             "label": ["bad", "good"]})
+    rows, old, _ = _new_rows(tmp_path, P, labelled, through=0.0)
+    assert list(old.columns) == ["y", "a", "k"] and old["k"].iloc[0] == "Málaga"
+    assert rows[["y", "a", "k"]].values.tolist() == [["good", 3.0, "Zürich"]]

@@ -10,6 +10,7 @@ from loopline.core.errors import LooplineError
 from loopline.pipeline.tabular import (
     content_row_ids,
     csv_delimiter,
+    csv_encoding,
     normalise_objects,
     parse_numeric,
     read_table,
@@ -110,6 +111,22 @@ def test_the_delimiter_is_found_from_the_first_lines(tmp_path, sep):
     assert df.shape == (100, 4) and df["note"].iloc[3] == "a, b 3" and df["alcohol"].dtype == float
     write_table(df.head(2), p)  # rewritten (a retraining appends rows) with its own delimiter
     assert p.read_text().splitlines()[0] == sep.join(df.columns)
+
+
+def test_text_that_is_not_utf8_is_read_as_windows_or_latin1_text(tmp_path):
+    p = tmp_path / "cp.csv"
+    p.write_bytes("city;price;note\nMálaga;3;\u20ac 5\nZürich;4;ok\n".encode("cp1252"))
+    assert csv_encoding(p) == "cp1252"
+    df = read_table(p)
+    assert df["city"].tolist() == ["Málaga", "Zürich"] and df["note"].iloc[0] == "\u20ac 5"
+    write_table(df, p)  # rewritten as it was
+    assert csv_encoding(p) == "cp1252" and read_table(p).equals(df)
+    raw = tmp_path / "raw.csv"
+    raw.write_bytes(b"a,b\n\x81x,1\n")  # undefined in cp1252
+    assert csv_encoding(raw) == "latin-1" and read_table(raw)["a"].iloc[0] == "\x81x"
+    utf = tmp_path / "utf.csv"
+    utf.write_text("a,b\nMálaga,1\n", encoding="utf-8")
+    assert csv_encoding(utf) == "utf-8" and read_table(utf)["a"].iloc[0] == "Málaga"
 
 
 def test_commas_win_and_a_quoted_newline_is_one_row(tmp_path):
