@@ -113,7 +113,8 @@ class DataConfig(Strict):
                              "the rows in time)")
         for key in ("id_column", "order_column"):
             col = getattr(self, key)
-            if col is not None and col not in cols:
+            # row_id: the data's own, whose values ingest keeps as loopline's row ids
+            if col is not None and col not in cols and (key, col) != ("id_column", "row_id"):
                 raise ValueError(f"{key} {col!r} is not a column of data.schema")
         return self
 

@@ -54,3 +54,16 @@ def test_check_estimator_accepts_valid_model():
     got = check_estimator(_model({"_target_": "sklearn.linear_model.LogisticRegression",
                                   "max_iter": 10}, {"C": [0.1, 1.0]}))
     assert got is LogisticRegression
+
+
+def test_the_id_column_is_a_schema_column_or_the_datas_own_row_id():
+    from loopline.config.pipeline import DataConfig
+
+    base = {"name": "d", "source": "d.csv", "target": "y", "positive_class": "a",
+            "schema": {"columns": {"y": {"type": "category", "categories": ["a", "b"]},
+                                   "x": {"type": "float"}}}}
+    assert DataConfig.model_validate({**base, "id_column": "row_id"}).id_column == "row_id"
+    with pytest.raises(ValueError, match="id_column 'key' is not a column of data.schema"):
+        DataConfig.model_validate({**base, "id_column": "key"})
+    with pytest.raises(ValueError, match="order_column 'row_id' is not a column of data.schema"):
+        DataConfig.model_validate({**base, "order_column": "row_id"})

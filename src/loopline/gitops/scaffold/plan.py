@@ -107,11 +107,21 @@ def check_dest(dest: Path) -> None:
 
 
 def read_data(path: Path):  # noqa: ANN201 (pandas is imported lazily)
-    """The data as the ingest stage will see it (text normalised, ``row_id`` added)."""
-    from loopline.pipeline.stages import ingest
-    from loopline.pipeline.tabular import read_table
+    """The data as the ingest stage will see it (text normalised, ``row_id`` added).
 
-    return ingest.ingest(read_table(path), None, None)
+    A ``row_id`` column of the data is loopline's row id's name: it is taken as the id
+    column, so it must be one (unique, never empty)."""
+    from loopline.pipeline.stages import ingest
+    from loopline.pipeline.tabular import ROW_ID, read_table
+
+    df = read_table(path)
+    if ROW_ID in df.columns and (df[ROW_ID].isna().any() or df[ROW_ID].duplicated().any()):
+        raise LooplineError(f"the data's column {ROW_ID!r} has repeated or empty values: "
+                            f"loopline keeps each row's id under that name, so rename it")
+    had = ROW_ID in df.columns
+    out = ingest.ingest(df, ROW_ID if had else None, None)
+    out.attrs["row_id_is_the_datas"] = had
+    return out
 
 
 def target_classes(df, target: str) -> dict[str, int]:  # noqa: ANN001
@@ -318,15 +328,22 @@ def make_plan(dest: Path, data: Path, target: str, *, positive: str | None = Non
               name: str | None = None, drop: tuple[str, ...] = (), id_column: str | None = None,
               time_column: str | None = None) -> Plan:
     """Check the user's input and decide everything ``init`` writes; writes nothing."""
-    from loopline.pipeline.schema import infer_schema
+    from loopline.pipeline.schema import infer_column, infer_schema
 
     check_dest(dest)
     artifact = artifact_name(dest, name)
     df = read_data(data)
+    had_row_id = df.attrs.get("row_id_is_the_datas", False)
+    if had_row_id and id_column:
+        raise LooplineError(f"--id {id_column!r}: the data's column 'row_id' is its id (loopline "
+                            "keeps each row's id under that name); rename one of them")
     classes = target_classes(df, target)
     schema = infer_schema(df, target)
     columns = column_roles(df, target, schema, drop=tuple(drop), id_column=id_column,
                            time_column=time_column)
+    if had_row_id:
+        columns.insert(0, Column("row_id", ID, _kind(infer_column(df["row_id"])),
+                                 "unique identifier: the row id, not a feature"))
     features = [c.name for c in columns if c.role == FEATURE]
     if not features:
         raise LooplineError("no column is left to learn from: every column other than the "

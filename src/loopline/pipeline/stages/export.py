@@ -72,6 +72,16 @@ def params_hash(params: Params) -> str:
     return hashlib.sha256(json.dumps(used, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def passthrough(params: Params) -> list[str]:
+    """The data's columns that are not model inputs (the id column too, when it is a
+    ``row_id`` of the data, which the schema leaves out as loopline's own column)."""
+    inputs = input_spec(params)
+    cols = [c for c in params.data.schema_.columns if c not in inputs]
+    if params.data.id_column and params.data.id_column not in cols:
+        cols.append(params.data.id_column)
+    return cols
+
+
 def input_spec(params: Params) -> dict:
     """The serving input contract: every feature with its schema rule, in model order."""
     numeric, categorical = feature_columns(params)
@@ -98,7 +108,7 @@ def build_card(params: Params, root: Path, onnx_bytes: bytes, classes: list[str]
         "positive_class": params.data.positive_class,
         "inputs": input_spec(params),
         # the data's other columns (target, id, order, left out): a request may carry them
-        "passthrough": [c for c in params.data.schema_.columns if c not in input_spec(params)],
+        "passthrough": passthrough(params),
         "metrics": metrics,
         "slice_gaps": slices.get("max_gap", {}),
         "slice_column": slices.get("column"),

@@ -175,3 +175,18 @@ def test_init_prints_its_decision_per_column_and_refuses_regression(tmp_path: Pa
     df, target = synthetic.regression()
     df.to_csv(tmp_path / "r.csv", index=False)
     assert "a regression target" in _refused(tmp_path, "r", "--data", "r.csv", "--target", target)
+
+
+def test_a_row_id_column_of_the_data_is_its_id(tmp_path: Path) -> None:
+    """``row_id`` is the name loopline keeps row ids under: the data's own is taken as the id."""
+    df = churn_frame(60)
+    df.insert(0, "row_id", range(500, 560))
+    df.to_csv(tmp_path / "d.csv", index=False)
+    p = plan.make_plan(tmp_path / "a", tmp_path / "d.csv", "churn")
+    assert p.id_column == "row_id" and "row_id" not in p.schema["columns"]
+    assert "row_id" not in [c.name for c in p.columns if c.role == plan.FEATURE]
+    with pytest.raises(LooplineError, match=r"--id 'tenure': the data's column 'row_id' is its id"):
+        plan.make_plan(tmp_path / "b", tmp_path / "d.csv", "churn", id_column="tenure")
+    df.assign(row_id=[1, 1] + list(range(58))).to_csv(tmp_path / "dup.csv", index=False)
+    with pytest.raises(LooplineError, match=r"column 'row_id' has repeated or empty values: .* rename"):
+        plan.make_plan(tmp_path / "c", tmp_path / "dup.csv", "churn")
