@@ -46,12 +46,13 @@ def infer_column(col: pd.Series) -> dict:
 
 
 def _booleans_with_gaps(values: pd.Series) -> bool:
-    """True/False with gaps: pandas reads such a column as objects (bools and NaN), which
-    ingest keeps as the text ``True``/``False``. Yes/no and 1/0 columns are left as they are
-    (categories, integers): a caller sends the values the file holds."""
+    """True/False with gaps: pandas reads such a column of a CSV (any case) as objects,
+    bools and NaN, which ingest keeps as the text ``True``/``False``. Other words (``true``
+    as text in a Parquet file, yes/no) and 1/0 are left as they are, categories and integers:
+    a caller sends the values the file holds."""
     if pd.api.types.is_numeric_dtype(values) or not len(values):
         return False
-    return bool(as_text(values).str.lower().isin(("true", "false")).all())
+    return bool(values.astype(str).isin(("True", "False")).all())
 
 
 def infer_schema(df: pd.DataFrame, target: str) -> dict:

@@ -9,8 +9,8 @@ into onnxruntime feeds. The feedback and response types of the service are here 
 Numbers are strict: ``"30"`` or ``true`` for a number is an error, not a coercion; an
 integer column takes whole numbers, written as integers or as floats (``5.0``: pandas
 reads an integer column with gaps as floats, so ``df.to_dict("records")`` of the training
-file sends them so), and refuses ``5.5``; a boolean column takes ``true`` and ``false``
-(read as 1.0 and 0.0, as the model was trained) and refuses ``"true"`` and ``1``. Nullable
+file sends them so), and refuses ``5.5``; a boolean column takes ``true`` and ``false``, or
+1 and 0 (read as 1.0 and 0.0, as the model was trained), and refuses ``"true"``. Nullable
 columns (those the imputation handles) may be null or left out; the others are required.
 Columns of the training file that are not inputs (the target, the id and order columns,
 columns left out of the features: the card's ``passthrough``) may be sent and are ignored,
@@ -22,11 +22,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal, NotRequired, Required
 
-from pydantic import AfterValidator, ConfigDict, Field, with_config
+from pydantic import BeforeValidator, ConfigDict, Field, with_config
 from typing_extensions import TypedDict
 
 # A Python identifier is not required of a column name, so records are TypedDicts built
 # with the functional syntax, which takes any string key.
+
+
+def _bool_as_number(value: Any) -> Any:
+    return float(value) if value is True or value is False else value
 
 
 def _value_type(name: str, spec: Mapping[str, Any]) -> Any:
@@ -40,9 +44,10 @@ def _value_type(name: str, spec: Mapping[str, Any]) -> Any:
         cats = spec.get("categories")
         base: Any = Literal[tuple(str(c) for c in cats)] if cats else Annotated[str, Field(strict=True)]
     elif kind == "numeric" and typ == "boolean":
-        # true/false (what a True/False column of the file gives), as the 1.0/0.0 the model,
-        # the log and the monitor's reference (the prepared data) hold
-        base = Annotated[bool, Field(strict=True), AfterValidator(float)]
+        # true/false (what a True/False column of the file gives) or 1/0, as the 1.0/0.0 the
+        # model, the log and the monitor's reference (the prepared data) hold
+        base = Annotated[float, Field(strict=True, ge=0, le=1, multiple_of=1),
+                         BeforeValidator(_bool_as_number)]
     elif kind == "numeric" and typ == "integer":  # validated in Rust: multiple_of, no Python hook
         base = Annotated[float, Field(strict=True, allow_inf_nan=False, multiple_of=1, **bounds)]
     elif kind == "numeric":

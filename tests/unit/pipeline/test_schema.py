@@ -46,6 +46,7 @@ def test_true_false_with_gaps_is_boolean_yes_no_is_a_category():
     for col in (df["vip"], normalise_objects(df)["vip"]):  # as init sees it after ingest
         assert infer_column(col) == {"type": "boolean", "nullable": True}
     assert infer_column(df["paid"])["type"] == "category"
+    assert infer_column(pd.Series(["true", None, "false"]))["type"] == "category"  # text (Parquet)
     assert infer_column(df["n"])["type"] == "integer"
 
 

@@ -53,7 +53,9 @@ def test_boolean_columns_take_true_and_false_as_the_model_reads_them() -> None:
     cols = TypeAdapter(contract.columns_type(inputs, 3)).validate_python(
         {"vip": [True, None], "n": [1, 2]})
     assert cols["vip"] == [1.0, None]
-    for bad in ("true", 1, 0.0, "yes"):
+    assert [r["vip"] for r in validator(inputs, 3).validate_python(
+        [{"vip": 1, "n": 1}, {"vip": 0.0, "n": 1}])] == [1.0, 0.0]  # as booleans were served before
+    for bad in ("true", 2, 0.5, "yes"):
         assert errors(validator(inputs, 3), [{"vip": bad, "n": 1}])[0][0] == (0, "vip")
 
 

@@ -45,9 +45,10 @@ def split(df: pd.DataFrame, target: str, cfg: Split) -> tuple[pd.DataFrame, pd.D
     Each row gets a key from a keyed hash of (seed, row id); within each class (or the whole
     frame without stratification) the rows with the smallest keys go to test, as many as
     the class's share of ``ceil(test_size × rows)``, and at least one: a class too rare for
-    its share (2 rows of 600) is still in the held-out rows the gate scores. So a row's side depends on its own id,
-    not on its position: when labelled rows are appended (retraining), almost every earlier
-    row stays where it was, and a champion is not evaluated on rows it was trained on.
+    its share (2 rows of 600) is still in the held-out rows the gate scores. So a row's
+    side depends on its own id, not on its position: when labelled rows are appended
+    (retraining), almost every earlier row stays where it was, and a champion is not
+    evaluated on rows it was trained on.
     """
     import math
 
