@@ -12,6 +12,7 @@ reads an integer column with gaps as floats, so ``df.to_dict("records")`` of the
 file sends them so), and refuses ``5.5``; a boolean column takes ``true`` and ``false``, or
 1 and 0 (read as 1.0 and 0.0, as the model was trained), and refuses ``"true"``. Nullable
 columns (those the imputation handles) may be null or left out; the others are required.
+Text is taken without surrounding spaces, as ingest reads the data.
 Columns of the training file that are not inputs (the target, the id and order columns,
 columns left out of the features: the card's ``passthrough``) may be sent and are ignored,
 so a row of the user's own file is a valid record; any other field is rejected.
@@ -29,6 +30,10 @@ from typing_extensions import TypedDict
 # with the functional syntax, which takes any string key.
 
 
+def _stripped(value: Any) -> Any:
+    return value.strip() if type(value) is str else value
+
+
 def _bool_as_number(value: Any) -> Any:
     return float(value) if value is True or value is False else value
 
@@ -42,7 +47,10 @@ def _value_type(name: str, spec: Mapping[str, Any]) -> Any:
         bounds.setdefault("le", 2**53)
     if kind == "categorical":
         cats = spec.get("categories")
-        base: Any = Literal[tuple(str(c) for c in cats)] if cats else Annotated[str, Field(strict=True)]
+        text: Any = Literal[tuple(str(c) for c in cats)] if cats else Annotated[str, Field(strict=True)]
+        # ingest strips the text of the data, so " Private" in a file is the category
+        # "Private": a row of that file is sent so (0.3 ms more per 1,000 records)
+        base = Annotated[text, BeforeValidator(_stripped)]
     elif kind == "numeric" and typ == "boolean":
         # true/false (what a True/False column of the file gives) or 1/0, as the 1.0/0.0 the
         # model, the log and the monitor's reference (the prepared data) hold

@@ -41,6 +41,16 @@ def test_integer_columns_take_whole_floats(adapter) -> None:
         {"Age": [30.0, 41], "Records": ["no", "yes"]})["Age"] == [30, 41]
 
 
+def test_text_is_taken_without_surrounding_spaces_as_ingest_reads_the_data(adapter) -> None:
+    """A file written with ", " between fields holds " rent": the model's category is "rent"."""
+    assert adapter.validate_python([{**GOOD, "Home": " rent", "Records": "no "}])[0] == GOOD
+    cols = TypeAdapter(contract.columns_type(INPUTS, 3)).validate_python(
+        {"Age": [30], "Records": [" yes"], "Home": ["owner  "]})
+    assert cols["Records"] == ["yes"] and cols["Home"] == ["owner"]
+    assert errors(adapter, [{**GOOD, "Home": " re nt"}]) == [((0, "Home"), "literal_error")]
+    assert errors(adapter, [{**GOOD, "Home": 5}]) == [((0, "Home"), "literal_error")]
+
+
 def test_boolean_columns_take_true_and_false_as_the_model_reads_them() -> None:
     inputs = {"vip": {"kind": "numeric", "type": "boolean", "nullable": True},
               "n": {"kind": "numeric", "type": "integer", "nullable": False}}
