@@ -102,7 +102,8 @@ def test_what_init_decided_per_set(tmp_path: Path) -> None:
     """The traits are recognised: ids, dates, free text and constants are not features."""
     expect = {"with_id_column": {"Unnamed: 0": "id", "customer_id": "left out"},
               "booleans_semicolons": {"PassengerId": "id", "CryoSleep": "feature",
-                                      "Cabin": "left out", "Unnamed: 8": "left out"},
+                                      "Cabin": "left out", "Rating": "feature",
+                                      "Deck": "feature", "Unnamed: 10": "left out"},
               "multiclass_with_date": {"signup_date": "order"},
               "free_text": {"job title": "left out", "comment": "left out", "source": "left out"},
               "wide_with_gaps": {"batch": "left out", "count_int": "feature"}}

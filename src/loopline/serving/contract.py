@@ -12,7 +12,8 @@ reads an integer column with gaps as floats, so ``df.to_dict("records")`` of the
 file sends them so), and refuses ``5.5``; a boolean column takes ``true`` and ``false``, or
 1 and 0 (read as 1.0 and 0.0, as the model was trained), and refuses ``"true"``. Nullable
 columns (those the imputation handles) may be null or left out; the others are required.
-Text is taken without surrounding spaces, as ingest reads the data.
+Text is taken as training read it: without surrounding spaces, and a whole number in
+its integer form (``"3.0"`` is the category ``"3"`` of a column of numbers and ``"?"``).
 Columns of the training file that are not inputs (the target, the id and order columns,
 columns left out of the features: the card's ``passthrough``) may be sent and are ignored,
 so a row of the user's own file is a valid record; any other field is rejected.
@@ -30,8 +31,59 @@ from typing_extensions import TypedDict
 # with the functional syntax, which takes any string key.
 
 
-def _stripped(value: Any) -> Any:
-    return value.strip() if type(value) is str else value
+_NUMBER_START = frozenset("0123456789+-.")
+
+
+def _category_text(value: Any) -> Any:
+    """Text as ingest and prepare read it (``as_text``): without surrounding spaces, and a
+    whole number in its integer form ("3.0" is the category "3"); other values as they are."""
+    if type(value) is not str:
+        return value
+    text = value.strip()
+    if text[:1] in _NUMBER_START:
+        try:
+            number = float(text)
+        except ValueError:
+            return text
+        if number.is_integer() and abs(number) < 2**53:
+            return str(int(number))
+    return text
+
+
+def _category(categories: tuple[str, ...]) -> Any:
+    """One of ``categories``, as sent or as :func:`_category_text` reads it.
+
+    The exact value is checked in Rust first; only a value that is not a category as sent
+    reaches the Python reading (a hook on every value cost 0.85 ms per 1,000 records of
+    five categorical columns, half again pydantic's own validation). Either way a wrong
+    value gets one ``literal_error`` naming the categories, as a ``Literal`` gives.
+    """
+    from pydantic_core import PydanticCustomError, core_schema
+
+    allowed = frozenset(categories)
+    quoted = [repr(c) for c in categories]
+    expected = f"{', '.join(quoted[:-1])} or {quoted[-1]}" if len(quoted) > 1 else quoted[0]
+
+    def read(value: str) -> str:
+        text = _category_text(value)
+        if text in allowed:
+            return text
+        raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
+
+    class Category:
+        @classmethod
+        def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+            return core_schema.union_schema(
+                [core_schema.literal_schema(list(categories)),
+                 core_schema.no_info_after_validator_function(read, core_schema.str_schema(strict=True))],
+                mode="left_to_right", custom_error_type="literal_error",
+                custom_error_context={"expected": expected})
+
+        @classmethod
+        def __get_pydantic_json_schema__(cls, schema: Any, handler: Any) -> Any:
+            return handler(core_schema.literal_schema(list(categories)))
+
+    return Category
 
 
 def _bool_as_number(value: Any) -> Any:
@@ -47,10 +99,10 @@ def _value_type(name: str, spec: Mapping[str, Any]) -> Any:
         bounds.setdefault("le", 2**53)
     if kind == "categorical":
         cats = spec.get("categories")
-        text: Any = Literal[tuple(str(c) for c in cats)] if cats else Annotated[str, Field(strict=True)]
-        # ingest strips the text of the data, so " Private" in a file is the category
-        # "Private": a row of that file is sent so (0.3 ms more per 1,000 records)
-        base = Annotated[text, BeforeValidator(_stripped)]
+        # the category as training read it: " Private" is "Private", "3.0" (a column of
+        # numbers and "?") is "3"; a row of the file is sent so
+        base = (_category(tuple(str(c) for c in cats)) if cats
+                else Annotated[str, Field(strict=True), BeforeValidator(_category_text)])
     elif kind == "numeric" and typ == "boolean":
         # true/false (what a True/False column of the file gives) or 1/0, as the 1.0/0.0 the
         # model, the log and the monitor's reference (the prepared data) hold

@@ -51,6 +51,21 @@ def test_text_is_taken_without_surrounding_spaces_as_ingest_reads_the_data(adapt
     assert errors(adapter, [{**GOOD, "Home": 5}]) == [((0, "Home"), "literal_error")]
 
 
+def test_a_whole_number_in_text_is_the_category_training_read() -> None:
+    """A column of numbers with "?" for gaps is text: training reads "3.0" as "3"."""
+    import pandas as pd
+
+    from loopline.pipeline.tabular import as_text
+
+    sent = ["3.0", " 6.0", "?", "7", "1e1", "-0.0", "3.5", "nan", "+2", ".5", "0x1", "-"]
+    cats = sorted(set(as_text(pd.Series([s.strip() for s in sent], dtype=object))))
+    inputs = {"thal": {"kind": "categorical", "type": "category", "nullable": False,
+                       "categories": cats}}
+    got = [r["thal"] for r in validator(inputs, 20).validate_python([{"thal": s} for s in sent])]
+    assert got == list(as_text(pd.Series([s.strip() for s in sent], dtype=object)))
+    assert got[:6] == ["3", "6", "?", "7", "10", "0"]
+
+
 def test_boolean_columns_take_true_and_false_as_the_model_reads_them() -> None:
     inputs = {"vip": {"kind": "numeric", "type": "boolean", "nullable": True},
               "n": {"kind": "numeric", "type": "integer", "nullable": False}}
