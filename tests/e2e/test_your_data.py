@@ -117,7 +117,7 @@ def test_what_init_decided_per_set(tmp_path: Path) -> None:
         if name == "multiclass_with_date":
             assert doc["positive_class"] is None and doc["order_column"] == "signup_date"
         if name == "booleans_semicolons":
-            assert doc["positive_class"] == "true"
+            assert doc["positive_class"] == "true" and doc["reading"] == ["fields split by ';'"]
             schema = yaml.safe_load((tmp_path / name / "params.yaml").read_text())["data"]["schema"]
             assert schema["columns"]["VIP"] == {"type": "boolean", "nullable": True}
 

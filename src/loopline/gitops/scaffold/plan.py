@@ -56,6 +56,7 @@ class Plan:
     example: dict = field(repr=False)  # one row's features, for the README's /predict call
     columns: tuple[Column, ...] = ()   # the decision per column, in the data's order
     split_method: str = "random"   # random | time (train on earlier rows, test on later)
+    reading: tuple[str, ...] = ()  # how the file was read, where not as plain UTF-8 with commas
 
     @property
     def id_column(self) -> str | None:
@@ -352,4 +353,17 @@ def make_plan(dest: Path, data: Path, target: str, *, positive: str | None = Non
                 artifact=artifact, target=target,
                 positive_class=positive_class(classes, target, positive), classes=classes,
                 rows=len(df), schema=schema, example=example_record(df, schema, target, features),
-                columns=tuple(columns), split_method="time" if time_column else "random")
+                columns=tuple(columns), split_method="time" if time_column else "random",
+                reading=reading(data))
+
+
+def reading(path: Path) -> tuple[str, ...]:
+    """How a CSV was read, where it was not UTF-8 text with ``,`` between fields."""
+    from loopline.pipeline.tabular import csv_delimiter, csv_encoding, table_format
+
+    if table_format(path) != "csv":
+        return ()
+    sep, encoding = csv_delimiter(path), csv_encoding(path)
+    names = {"\t": "tab", ";": "';'", "|": "'|'"}
+    out = (f"fields split by {names[sep]}",) if sep in names and path.suffix.lower() != ".tsv" else ()
+    return out + ((f"{encoding} text, not UTF-8",) if encoding != "utf-8" else ())

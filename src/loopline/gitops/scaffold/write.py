@@ -107,7 +107,7 @@ def run(dest: Path, data: Path, target: str, *, positive: str | None = None,
             "workflows": [f for f in files_written if f.startswith(f"{WORKFLOWS_DIR}/")],
             "decisions": [c.as_dict() for c in plan.columns], "id_column": plan.id_column,
             "order_column": plan.order_column, "split_method": plan.split_method,
-            "drop": plan.drop}
+            "drop": plan.drop, "reading": list(plan.reading)}
 
 
 def summary(res: dict) -> str:
@@ -116,12 +116,13 @@ def summary(res: dict) -> str:
     workflows = (f"\n  workflows {', '.join(res['workflows'])}" if res["workflows"] else "")
     positive = (f"positive class {res['positive_class']!r}" if res["positive_class"] is not None
                 else "multiclass: macro-averaged metrics")
+    read = f" ({'; '.join(res['reading'])})" if res.get("reading") else ""
     width = max((len(d["column"]) for d in res.get("decisions", [])), default=0)
     decided = "".join(f"\n    {d['column'].ljust(width)}  {d['role']:<8} {d['kind']:<12} {d['note']}".rstrip()
                       for d in res.get("decisions", []))
     return f"""\
 Created loopline instance {res['path']} (artifact {res['artifact']}, commit {res['commit'][:12]})
-  data      {res['data']}: {res['rows']:,} rows, {len(res['columns'])} columns
+  data      {res['data']}: {res['rows']:,} rows, {len(res['columns'])} columns{read}
   target    {res['target']} ({classes}); {positive}
   columns   (role, kind, why){decided}
   config    conf/config.yaml, {res['data_config']} (inferred schema: review it), params.yaml

@@ -190,3 +190,17 @@ def test_a_row_id_column_of_the_data_is_its_id(tmp_path: Path) -> None:
     df.assign(row_id=[1, 1] + list(range(58))).to_csv(tmp_path / "dup.csv", index=False)
     with pytest.raises(LooplineError, match=r"column 'row_id' has repeated or empty values: .* rename"):
         plan.make_plan(tmp_path / "c", tmp_path / "dup.csv", "churn")
+
+
+def test_init_says_how_it_read_a_file_that_is_not_utf8_with_commas(tmp_path: Path) -> None:
+    df = churn_frame(60)
+    df.to_csv(tmp_path / "plain.csv", index=False)
+    df.to_csv(tmp_path / "semi.csv", index=False, sep=";", encoding="cp1252")
+    df.assign(plan=df["plan"] + "é").to_csv(tmp_path / "win.csv", index=False, sep=";",
+                                            encoding="cp1252")
+    df.to_csv(tmp_path / "t.tsv", index=False, sep="\t")
+    assert plan.reading(tmp_path / "plain.csv") == plan.reading(tmp_path / "t.tsv") == ()
+    assert plan.reading(tmp_path / "semi.csv") == ("fields split by ';'",)  # ASCII: UTF-8 too
+    assert plan.reading(tmp_path / "win.csv") == ("fields split by ';'", "cp1252 text, not UTF-8")
+    out = loopline("init", "inst", "--data", "win.csv", "--target", "churn", cwd=tmp_path).stdout
+    assert "60 rows, " in out and "(fields split by ';'; cp1252 text, not UTF-8)" in out
