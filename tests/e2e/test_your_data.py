@@ -76,6 +76,9 @@ def test_your_data_from_csv_to_served_predictions(tmp_path: Path, name: str) -> 
     loopline("promote", "v0.1.0", "--to", "prod", cwd=repo)
 
     card = json.loads((repo / "models/card.json").read_text())
+    if name == "booleans_semicolons":  # numbers whose gaps the file marks with text
+        assert card["inputs"]["Rating"]["missing_values"] == ["?"]
+        assert "; gaps: `?`" in (repo / "models/card.md").read_text()
     features = [c for c, r in roles.items() if r == "feature"]
     assert sorted(card["inputs"]) == sorted(features)  # the user's own names
     assert target in card["passthrough"]  # the file's other columns may come along
@@ -103,7 +106,8 @@ def test_what_init_decided_per_set(tmp_path: Path) -> None:
     expect = {"with_id_column": {"Unnamed: 0": "id", "customer_id": "left out"},
               "booleans_semicolons": {"PassengerId": "id", "CryoSleep": "feature",
                                       "Cabin": "left out", "Rating": "feature",
-                                      "Deck": "feature", "Unnamed: 10": "left out"},
+                                      "Deck": "feature", "Total": "feature",
+                                      "Unnamed: 11": "left out"},
               "multiclass_with_date": {"signup_date": "order"},
               "free_text": {"job title": "left out", "comment": "left out", "source": "left out"},
               "wide_with_gaps": {"batch": "left out", "count_int": "feature"}}
@@ -120,6 +124,11 @@ def test_what_init_decided_per_set(tmp_path: Path) -> None:
             assert doc["positive_class"] == "true" and doc["reading"] == ["fields split by ';'"]
             schema = yaml.safe_load((tmp_path / name / "params.yaml").read_text())["data"]["schema"]
             assert schema["columns"]["VIP"] == {"type": "boolean", "nullable": True}
+            # numbers with gaps marked by text: pandas gives the rows "3.0", "?", "29.85", " "
+            assert schema["columns"]["Rating"] == {"type": "integer", "min": 0, "nullable": True,
+                                                   "missing_values": ["?"]}
+            assert schema["columns"]["Total"] == {"type": "float", "min": 0, "nullable": True,
+                                                  "missing_values": [""]}
 
 
 def test_a_set_without_signal_fails_its_gate_and_is_not_registered(tmp_path: Path) -> None:

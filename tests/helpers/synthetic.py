@@ -101,9 +101,10 @@ def wide_with_gaps(n: int = 1200, cols: int = 55, seed: int = 5) -> tuple[pd.Dat
 
 def booleans_semicolons(n: int = 700, seed: int = 8) -> tuple[pd.DataFrame, str]:
     """True/False columns with gaps and a True/False target, ids like ``0001_01``, a cabin
-    code of many values, numbers with ``?`` for gaps, words after a space, and an empty
-    column without a header (a ``;`` at the end of every line): written with ``;`` between
-    fields (:data:`CSV_OPTIONS`), as spreadsheets in many locales export."""
+    code of many values, numbers with ``?`` for gaps, numbers with a blank (``" "``) for
+    gaps, words after a space, and an empty column without a header (a ``;`` at the end of
+    every line): written with ``;`` between fields (:data:`CSV_OPTIONS`), as spreadsheets in
+    many locales export. pandas reads both columns of numbers with gaps as text."""
     rng = np.random.default_rng(seed)
     cryo = rng.choice(np.array([True, False, None], dtype=object), n, p=[0.35, 0.62, 0.03])
     vip = rng.choice(np.array([True, False, None], dtype=object), n, p=[0.05, 0.92, 0.03])
@@ -118,10 +119,12 @@ def booleans_semicolons(n: int = 700, seed: int = 8) -> tuple[pd.DataFrame, str]
         "Cabin": [f"{rng.choice(list('ABCDEFG'))}/{rng.integers(0, 1800)}/{rng.choice(['P', 'S'])}"
                   for _ in range(n)],
         "Age": rng.integers(0, 80, n),
-        # numbers with "?" for gaps (text: "3.0" is read as the category "3"), and words
-        # written after "; " (" A": the category "A")
+        # numbers with "?" for gaps ("3.0" and "?" as text to pandas), numbers with " " for
+        # gaps (as Telco's TotalCharges: "29.85" and " "), and words written after "; " (" A":
+        # the category "A")
         "Rating": np.where(rng.random(n) < 0.05, "?", rng.choice(["1.0", "2.0", "3.0"], n)),
         "Deck": rng.choice([" A", " B", " C"], n),
+        "Total": np.where(rng.random(n) < 0.03, " ", [f"{v:.2f}" for v in rng.gamma(2.0, 900.0, n)]),
         "Transported": y, "": np.nan}), "Transported"
 
 

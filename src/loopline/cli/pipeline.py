@@ -192,10 +192,10 @@ def schema(
         "--output", "-o", help="Write here instead of stdout.")] = None,
 ) -> None:
     """Infer a schema (types, ranges, categories) from a data file, as conf/data YAML."""
-    from loopline.pipeline.schema import infer_schema, schema_yaml
+    from loopline.pipeline.schema import infer_file_schema, schema_yaml
     from loopline.pipeline.tabular import read_table
 
-    text = schema_yaml(infer_schema(read_table(data), target))
+    text = schema_yaml(infer_file_schema(read_table(data), target, data))
     if output is None:
         typer.echo(text, nl=False)
     else:

@@ -33,11 +33,34 @@ class ColumnRule(Strict):
     min: float | None = None
     max: float | None = None
     categories: list[str] | None = None
+    #: text that stands for a gap in a column of numbers (``?``, ``-``; ``""``: blank text).
+    #: A CSV reader takes such a column as text, so the service takes its numbers as text too
+    missing_values: list[str] | None = None
+
+    @field_validator("missing_values")
+    @classmethod
+    def _markers(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return None
+        out = sorted({str(t).strip() for t in v})
+        for token in out:
+            try:
+                float(token)
+            except ValueError:
+                continue
+            raise ValueError(f"missing_values holds {token!r}, a number: list text that is not "
+                             "a number (such as '?' or '-')")
+        return out
 
     @model_validator(mode="after")
     def _consistent(self) -> ColumnRule:
         if self.type == "category" and (self.min is not None or self.max is not None):
             raise ValueError("min/max apply to numeric columns, not to type 'category'")
+        if self.missing_values is not None and self.type not in ("integer", "float"):
+            raise ValueError(f"missing_values apply to integer and float columns, not to type "
+                             f"{self.type!r}")
+        if self.missing_values is not None and not self.nullable:
+            raise ValueError("missing_values make gaps: the column must be nullable")
         if self.type != "category" and self.categories is not None:
             raise ValueError(f"categories apply to type 'category', not to type {self.type!r}")
         if self.min is not None and self.max is not None and self.min > self.max:

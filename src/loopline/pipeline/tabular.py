@@ -172,6 +172,29 @@ def read_table(path: Path, fmt: str = "auto", *, shown_as: str | None = None) ->
     return df
 
 
+def numbers_a_reader_takes_as_text(path: Path, columns: list[str]) -> set[str]:
+    """Those of ``columns`` (numbers with gaps to loopline) that a plain ``pandas.read_csv``
+    of the file takes as text: a field of spaces only (``" "`` in a column of numbers) is a
+    gap to :func:`read_table`, which skips the spaces at the start of a field, and text to a
+    reader that keeps them. A row of the file as such a user has it (``df.to_dict("records")``)
+    carries the column's numbers as text (``"29.85"``), and its gaps as ``" "``."""
+    if not columns or table_format(path) != "csv":
+        return set()
+    sep = csv_delimiter(path)
+
+    def read(encoding: str) -> pd.DataFrame:
+        return pd.read_csv(path, sep=sep, usecols=list(columns), index_col=False, encoding=encoding)
+
+    try:
+        try:
+            plain = read("utf-8")
+        except UnicodeDecodeError:
+            plain = read(csv_encoding(path))
+    except (ValueError, pd.errors.ParserError):  # read_table has read it: names it cannot match
+        return set()
+    return {c for c in columns if c in plain.columns and not pd.api.types.is_numeric_dtype(plain[c])}
+
+
 def _row_index(df: pd.DataFrame, column: str) -> bool:
     """The first column holds 0..n-1 or 1..n: a row index a CSV was saved with (pandas'
     ``to_csv`` default), kept as a column that ``loopline init`` recognises as an id."""

@@ -13,7 +13,10 @@ file sends them so), and refuses ``5.5``; a boolean column takes ``true`` and ``
 1 and 0 (read as 1.0 and 0.0, as the model was trained), and refuses ``"true"``. Nullable
 columns (those the imputation handles) may be null or left out; the others are required.
 Text is taken as training read it: without surrounding spaces, and a whole number in
-its integer form (``"3.0"`` is the category ``"3"`` of a column of numbers and ``"?"``).
+its integer form (``"3.0"`` is the category ``"3"`` of a column of categories). A column of
+numbers whose gaps the file marks with text (its ``missing_values``: ``"?"``, or blank text,
+which make a CSV reader take the whole column as text) takes its numbers as text too
+(``"29.85"``), and the placeholder as a gap; other text there is still an error.
 Columns of the training file that are not inputs (the target, the id and order columns,
 columns left out of the features: the card's ``passthrough``) may be sent and are ignored,
 so a row of the user's own file is a valid record; any other field is rejected.
@@ -117,12 +120,44 @@ def _value_type(name: str, spec: Mapping[str, Any]) -> Any:
     return base
 
 
+def _number_text(markers: frozenset[str]) -> Any:
+    """A reading of text sent for a number (``"29.85"``), for a column of numbers whose
+    placeholders of gaps make a CSV reader take it as text (``missing_values``: ``?``, or
+    ``""`` for blank text): a placeholder or blank text is a gap, a number's text the
+    number; other text is left for the number type to refuse."""
+
+    def read(value: Any) -> Any:
+        if type(value) is not str:
+            return value
+        text = value.strip()
+        if not text or text in markers:
+            return None
+        if "_" in text:  # Python's float() takes "1_000", which no data reader does
+            return value
+        try:
+            return float(text)
+        except ValueError:
+            return value
+
+    return read
+
+
+def _gaps_as_text(spec: Mapping[str, Any], value: Any) -> Any:
+    """``value`` (the type of a value or null) reading :func:`_number_text` first, for a
+    column with ``missing_values``; else ``value`` as it is."""
+    markers = spec.get("missing_values")
+    if markers is None:
+        return value
+    return Annotated[value, BeforeValidator(_number_text(frozenset(markers)),
+                                            json_schema_input_type=value | str)]
+
+
 def _field_type(name: str, spec: Mapping[str, Any]) -> Any:
     """The pydantic type of one input column in a record."""
     base = _value_type(name, spec)
     if spec.get("nullable"):
-        return NotRequired[base | None]
-    return Required[base]
+        return NotRequired[_gaps_as_text(spec, base | None)]
+    return Required[_gaps_as_text(spec, base)]
 
 
 def _passthrough(inputs: Mapping[str, Any], passthrough: Sequence[str]) -> dict[str, Any]:
@@ -160,6 +195,7 @@ def columns_type(inputs: Mapping[str, Mapping[str, Any]], max_batch: int,
         value = _value_type(col, spec)
         if spec.get("nullable"):
             value = value | None
+        value = _gaps_as_text(spec, value)
         column = Annotated[list[value], Field(min_length=1, max_length=max_batch)]
         fields[col] = NotRequired[column] if spec.get("nullable") else Required[column]
     fields.update(_passthrough(inputs, passthrough))

@@ -159,3 +159,60 @@ def test_boolean_and_float_targets_get_the_labels_validate_compares() -> None:
             "schema": {"columns": {"y": {"type": "category", "categories": want},
                                    "x": {"type": "integer"}}}})
         assert check_target(df, cfg) == []
+
+
+def test_numbers_with_a_placeholder_for_gaps_are_numbers_with_gaps(tmp_path) -> None:
+    """``?`` among numbers (UCI's heart disease, horse colic) makes a column of numbers with
+    gaps, ``?`` its placeholder; ingest reads it as a gap and validate passes the rest."""
+    import io
+
+    df = pd.read_csv(io.StringIO("ca,temp,grade,dash,y\n1.0,38.5,?,a,u\n?,?,-,-,v\n3.0,37.9,n/a,-,u\n"))
+    assert infer_column(df["ca"]) == {"type": "integer", "min": 0, "nullable": True,
+                                      "missing_values": ["?"]}
+    assert infer_column(df["temp"]) == {"type": "float", "min": 0, "nullable": True,
+                                        "missing_values": ["?"]}
+    # only placeholders and gaps, or mostly a sign: categories, as before
+    assert infer_column(df["grade"])["type"] == "category"
+    assert infer_column(df["dash"])["type"] == "category"
+    assert infer_column(pd.Series(["x1", "?", "x2"]))["type"] == "category"  # codes, not numbers
+    assert infer_column(pd.Series(["12", "na", "7.5", "Unknown"]))["missing_values"] == ["Unknown", "na"]
+    assert infer_column(pd.Series(["12", "high", "7.5"]))["type"] == "category"  # a word of its own
+    assert infer_column(pd.Series(["2021-01-02", "?", "2021-01-03"]))["type"] == "category"
+    schema = infer_schema(ingest.ingest(df, None, None), "y")
+    rules = Schema.model_validate(yaml.safe_load(schema_yaml(schema))["schema"])
+    missing = {n: r.missing_values for n, r in rules.columns.items() if r.missing_values}
+    raw = ingest.ingest(df, None, None, missing)
+    assert raw["ca"].isna().tolist() == [False, True, False]
+    assert check_schema(raw, rules) == []
+    assert check_schema(ingest.ingest(df, None, None), rules)[0].rule == "type"  # "?" unread
+
+
+def test_blank_fields_among_numbers_are_marked_when_a_plain_reader_takes_them_as_text(tmp_path) -> None:
+    """A field of spaces among numbers (Telco's TotalCharges) is a gap to loopline's reading
+    and text to a plain ``pd.read_csv``: the column is numbers with ``""`` for gaps, so the
+    service takes the rows as that reader has them."""
+    from loopline.pipeline.schema import infer_file_schema
+    from loopline.pipeline.tabular import numbers_a_reader_takes_as_text
+
+    csv = tmp_path / "churn.csv"
+    csv.write_text("tenure,total,clean,y\n0, ,1.5,a\n2,59.9,,b\n3,88.1,2.5,a\n", encoding="utf-8")
+    df = read_table(csv)
+    assert df["total"].dtype == "float64" and df["total"].isna().sum() == 1
+    assert numbers_a_reader_takes_as_text(csv, ["total", "clean"]) == {"total"}
+    cols = infer_file_schema(df, "y", csv)["columns"]
+    assert cols["total"] == {"type": "float", "min": 0, "nullable": True, "missing_values": [""]}
+    assert cols["clean"] == {"type": "float", "min": 0, "nullable": True}  # an empty field: NaN to all
+    parquet = tmp_path / "churn.parquet"
+    df.to_parquet(parquet)
+    assert numbers_a_reader_takes_as_text(parquet, ["total"]) == set()
+
+
+def test_missing_values_are_text_of_a_nullable_column_of_numbers() -> None:
+    from loopline.config.pipeline import ColumnRule
+
+    assert ColumnRule(type="float", missing_values=[" ? ", "?", ""]).missing_values == ["", "?"]
+    for bad, word in (({"type": "category", "missing_values": ["?"]}, "integer and float"),
+                      ({"type": "integer", "nullable": False, "missing_values": ["?"]}, "nullable"),
+                      ({"type": "integer", "missing_values": ["-1"]}, "a number")):
+        with pytest.raises(ValueError, match=word):
+            ColumnRule(**bad)

@@ -52,7 +52,7 @@ def test_text_is_taken_without_surrounding_spaces_as_ingest_reads_the_data(adapt
 
 
 def test_a_whole_number_in_text_is_the_category_training_read() -> None:
-    """A column of numbers with "?" for gaps is text: training reads "3.0" as "3"."""
+    """A category column of numbers written as text: training reads "3.0" as "3"."""
     import pandas as pd
 
     from loopline.pipeline.tabular import as_text
@@ -64,6 +64,32 @@ def test_a_whole_number_in_text_is_the_category_training_read() -> None:
     got = [r["thal"] for r in validator(inputs, 20).validate_python([{"thal": s} for s in sent])]
     assert got == list(as_text(pd.Series([s.strip() for s in sent], dtype=object)))
     assert got[:6] == ["3", "6", "?", "7", "10", "0"]
+
+
+def test_numbers_whose_gaps_the_file_marks_with_text_are_taken_as_text_too() -> None:
+    """"?" or " " among numbers makes pandas read the column as text ("29.85"): such a
+    column (``missing_values``) takes its numbers as text and the placeholder as a gap;
+    other text, and text for a column without placeholders, is still an error."""
+    inputs = {"total": {"kind": "numeric", "type": "float", "nullable": True, "min": 0,
+                        "missing_values": [""]},
+              "ca": {"kind": "numeric", "type": "integer", "nullable": True, "min": 0,
+                     "missing_values": ["?"]},
+              "n": {"kind": "numeric", "type": "integer", "nullable": False}}
+    sent = [{"total": "29.85", "ca": "3.0", "n": 1}, {"total": " ", "ca": "?", "n": 2},
+            {"total": 5, "ca": None, "n": 3}]
+    got = validator(inputs, 3).validate_python(sent)
+    assert [(r["total"], r["ca"]) for r in got] == [(29.85, 3.0), (None, None), (5.0, None)]
+    assert type(got[0]["total"]) is float  # logged and fed as numbers
+    cols = TypeAdapter(contract.columns_type(inputs, 3)).validate_python(
+        {"total": ["1.5", " ", None], "ca": ["?", "2", 1], "n": [1, 2, 3]})
+    assert cols["total"] == [1.5, None, None] and cols["ca"] == [None, 2.0, 1.0]
+    for bad, kind in (({"total": "abc"}, "float_type"), ({"total": "-1"}, "greater_than_equal"),
+                      ({"total": "nan"}, "finite_number"), ({"total": "1_000"}, "float_type"),
+                      ({"ca": "2.5"}, "multiple_of"), ({"n": "5"}, "float_type")):
+        found = errors(validator(inputs, 3), [{"n": 1, **bad}])
+        assert ((0, next(iter(bad))), kind) in found, (bad, found)
+    schema = TypeAdapter(contract.record_type(inputs)).json_schema()["properties"]["total"]
+    assert {"type": "string"} in schema["anyOf"] and {"type": "null"} in schema["anyOf"]
 
 
 def test_boolean_columns_take_true_and_false_as_the_model_reads_them() -> None:

@@ -206,6 +206,10 @@ def example_record(df, schema: dict, target: str, features: list[str] | None = N
         if name == target or name not in features or value is None or value != value:  # NaN != NaN
             continue
         value = value.item() if hasattr(value, "item") else value
+        if rule.get("missing_values") is not None and isinstance(value, str):  # "3.0", "?"
+            if value.strip() in rule["missing_values"]:
+                continue
+            value = float(value)
         if rule["type"] == "boolean":  # True/False with gaps is text after ingest
             value = str(value).strip().lower() == "true"
         out[name] = int(value) if rule["type"] == "integer" else value
@@ -320,6 +324,9 @@ def column_roles(df, target: str, schema: dict, *, drop: tuple[str, ...] = (),  
             n = col.nunique(dropna=True)
             out.append(Column(name, DROPPED, "text", f"free text ({n:,} distinct values, "
                                                      f"over {MAX_CATEGORIES} for a category)"))
+        elif rule.get("missing_values") is not None:
+            marks = " or ".join("blank text" if m == "" else repr(m) for m in rule["missing_values"])
+            out.append(Column(name, FEATURE, kind, f"numbers, {marks} for gaps"))
         else:
             out.append(Column(name, FEATURE, kind))
     return out
@@ -329,7 +336,7 @@ def make_plan(dest: Path, data: Path, target: str, *, positive: str | None = Non
               name: str | None = None, drop: tuple[str, ...] = (), id_column: str | None = None,
               time_column: str | None = None) -> Plan:
     """Check the user's input and decide everything ``init`` writes; writes nothing."""
-    from loopline.pipeline.schema import infer_column, infer_schema
+    from loopline.pipeline.schema import infer_column, infer_file_schema
 
     check_dest(dest)
     artifact = artifact_name(dest, name)
@@ -339,7 +346,7 @@ def make_plan(dest: Path, data: Path, target: str, *, positive: str | None = Non
         raise LooplineError(f"--id {id_column!r}: the data's column 'row_id' is its id (loopline "
                             "keeps each row's id under that name); rename one of them")
     classes = target_classes(df, target)
-    schema = infer_schema(df, target)
+    schema = infer_file_schema(df, target, data)
     columns = column_roles(df, target, schema, drop=tuple(drop), id_column=id_column,
                            time_column=time_column)
     if had_row_id:

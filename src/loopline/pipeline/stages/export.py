@@ -164,6 +164,10 @@ def card_markdown(card: dict) -> str:
     for name, spec in card["inputs"].items():
         rng = (", ".join(spec["categories"]) if spec.get("categories")
                else f"{spec.get('min', '-∞')} … {spec.get('max', '∞')}")
+        if spec.get("missing_values"):  # what the file writes for a gap, taken as one
+            marks = ("blank" if m == "" else "`" + m.replace("|", "\\|") + "`"
+                     for m in spec["missing_values"])
+            rng += "; gaps: " + ", ".join(marks)
         lines.append(f"| {name} | {spec['kind']} | {spec['type']} | {spec['nullable']} | {rng} |")
     return "\n".join(lines) + "\n"
 

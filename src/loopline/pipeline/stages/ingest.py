@@ -8,6 +8,7 @@ column (a timestamp, say), rows are sorted by it, so later stages and monitoring
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -60,15 +61,35 @@ def order_rows(df: pd.DataFrame, order_column: str | None) -> pd.DataFrame:
     return ordered.drop(columns="_key").reset_index(drop=True)
 
 
-def ingest(df: pd.DataFrame, id_column: str | None, order_column: str | None) -> pd.DataFrame:
-    """The pure part of the stage: normalised text, stable row id, rows in order."""
-    return order_rows(add_row_id(normalise_objects(df), id_column), order_column)
+def blank_placeholders(df: pd.DataFrame, missing: Mapping[str, Sequence[str]]) -> pd.DataFrame:
+    """Gaps where a column of numbers holds one of its ``missing_values`` (``?``, or ``""``
+    for blank text), so validate sees numbers and gaps; ``df``'s text is already stripped."""
+    out = df
+    for name, tokens in missing.items():
+        if name not in df.columns or pd.api.types.is_numeric_dtype(df[name]):
+            continue
+        col = df[name]
+        gap = col.notna() & col.astype(str).isin(list(tokens))
+        if gap.any():
+            out = out.copy() if out is df else out
+            out[name] = col.where(~gap)
+    return out
+
+
+def ingest(df: pd.DataFrame, id_column: str | None, order_column: str | None,
+           missing: Mapping[str, Sequence[str]] | None = None) -> pd.DataFrame:
+    """The pure part of the stage: normalised text, placeholders of gaps as gaps, stable row
+    id, rows in order."""
+    text = blank_placeholders(normalise_objects(df), missing or {})
+    return order_rows(add_row_id(text, id_column), order_column)
 
 
 def run(params: Params, root: Path) -> dict:
     cfg = params.data
     df = read_table(root / cfg.source, cfg.format, shown_as=cfg.source)
-    raw = ingest(df, cfg.id_column, cfg.order_column)
+    missing = {name: rule.missing_values for name, rule in cfg.schema_.columns.items()
+               if rule.missing_values}
+    raw = ingest(df, cfg.id_column, cfg.order_column, missing)
     with Outputs(root) as out:
         out.parquet(params.paths.raw, raw)
     return {"rows": len(raw), "columns": raw.shape[1] - 1, "output": params.paths.raw}

@@ -204,3 +204,18 @@ def test_init_says_how_it_read_a_file_that_is_not_utf8_with_commas(tmp_path: Pat
     assert plan.reading(tmp_path / "win.csv") == ("fields split by ';'", "cp1252 text, not UTF-8")
     out = loopline("init", "inst", "--data", "win.csv", "--target", "churn", cwd=tmp_path).stdout
     assert "60 rows, " in out and "(fields split by ';'; cp1252 text, not UTF-8)" in out
+
+
+def test_numbers_with_gaps_marked_by_text_are_features_and_the_example_has_numbers(tmp_path: Path) -> None:
+    """"?" and " " among numbers: features with a note, and README's example row sends
+    numbers (the first row without gaps), never the placeholder."""
+    df = churn_frame(60)
+    df["score"] = ["?"] + [f"{v % 7 + 1:.1f}" for v in range(59)]
+    df["total"] = [" "] + [f"{(v % 13 + 1) * 1.5:.2f}" for v in range(59)]
+    df.to_csv(tmp_path / "d.csv", index=False)
+    p = plan.make_plan(tmp_path / "a", tmp_path / "d.csv", "churn")
+    notes = {c.name: (c.role, c.note) for c in p.columns}
+    assert notes["score"] == (plan.FEATURE, "numbers, '?' for gaps")
+    assert notes["total"] == (plan.FEATURE, "numbers, blank text for gaps")
+    assert p.schema["columns"]["score"]["missing_values"] == ["?"]
+    assert p.example["score"] == 1 and p.example["total"] == 1.5
