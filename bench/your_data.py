@@ -65,8 +65,11 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 p = yaml.safe_load(open(sys.argv[1] + "/params.yaml"))
 d, s, m = p["data"], p["search"], p["model"]
-df = pd.read_csv(sys.argv[1] + "/" + d["source"], sep=sys.argv[2])
 cols = d["schema"]["columns"]
+# gaps as the file marks them ("?", " "): what a user's script must tell pandas too
+marks = {c: r["missing_values"] for c, r in cols.items() if r.get("missing_values")}
+df = pd.read_csv(sys.argv[1] + "/" + d["source"], sep=sys.argv[2], na_values=marks,
+                 skipinitialspace=True)
 skip = {d["target"], d["id_column"], d["order_column"], *p["features"]["drop"]}
 num = [c for c, r in cols.items() if c not in skip and r["type"] != "category"]
 cat = [c for c, r in cols.items() if c not in skip and r["type"] == "category"]
