@@ -258,20 +258,37 @@ def _new_rows(root: Path, params: Any, labelled: Any, through: float) -> tuple[A
     """The labelled records as data rows (with their log time in ``_ts``) that the data lacks."""
     import pandas as pd
 
-    from loopline.pipeline.tabular import content_row_ids, csv_delimiter, csv_encoding, table_format
+    from loopline.pipeline.tabular import (
+        as_text,
+        blank_placeholders,
+        content_row_ids,
+        normalise_objects,
+        read_table,
+        table_format,
+    )
     from loopline.serving.inference_log import features
 
     data = params.data
     source = root / data.source
     parquet = table_format(source, data.format) == "parquet"
-    old = (pd.read_parquet(source) if parquet
-           else pd.read_csv(source, sep=csv_delimiter(source), encoding=csv_encoding(source)))
+    # as ingest reads it: the header's names without the spaces after ", " ("work", as the
+    # service logs the column, not " work"), the delimiter and encoding found
+    old = read_table(source, data.format, shown_as=data.source)
     labelled = labelled[labelled["ts"] > through]
     rows = features(labelled).reset_index(drop=True)
     rows[data.target] = labelled["label"].astype(str).to_numpy()
     rows = rows.reindex(columns=old.columns)
+    for col in rows.columns:
+        # a text column of the data stays text of its dtype (numbers with "?" for gaps: the
+        # logged 3.0 is "3"), so a Parquet file keeps one type per column and a row's content
+        # id (whose text of a gap depends on the dtype) is the one the data's row has
+        if old[col].dtype == object or isinstance(old[col].dtype, pd.StringDtype):
+            rows[col] = as_text(rows[col]).astype(old[col].dtype)
     if len(rows):
-        known = set(content_row_ids(old))
+        # the data as ingest reads it, which is how the service took and logged its rows
+        # (" Private" is "Private", "?" or " " among numbers a gap, "3.0" the number 3)
+        missing = {n: r.missing_values for n, r in data.schema_.columns.items() if r.missing_values}
+        known = set(content_row_ids(blank_placeholders(normalise_objects(old), missing)))
         ids = content_row_ids(rows.reset_index(drop=True))
         keep = (~ids.str.replace(r"-\d+$", "", regex=True).isin(known)).to_numpy()
         rows = rows.reset_index(drop=True)[keep]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -217,6 +218,22 @@ def normalise_objects(df: pd.DataFrame) -> pd.DataFrame:
             values = out[col].astype(object)
             out[col] = values.where(values.isna(), values.astype(str).str.strip()).astype(object)
     return out
+
+
+def blank_placeholders(df: pd.DataFrame, missing: Mapping[str, Sequence[str]]) -> pd.DataFrame:
+    """Gaps where a column of numbers holds one of its ``missing_values`` (``?``, or ``""``
+    for blank text), so validate sees numbers and gaps; ``df``'s text is already stripped."""
+    out = df
+    for name, tokens in missing.items():
+        if name not in df.columns or pd.api.types.is_numeric_dtype(df[name]):
+            continue
+        col = df[name]
+        gap = col.notna() & col.astype(str).isin(list(tokens))
+        if gap.any():
+            out = out.copy() if out is df else out
+            out[name] = col.where(~gap)
+    return out
+
 
 
 # ------------------------------------------------------------ values and row ids

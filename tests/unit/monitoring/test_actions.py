@@ -6,6 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from loopline.config.pipeline import Schema
+
+NO_PLACEHOLDERS = Schema(columns={"y": {"type": "category"}})
+
 
 def test_a_red_error_rate_does_not_stop_the_retraining_an_amber_model_needs(tmp_path: Path) -> None:
     from types import SimpleNamespace
@@ -44,7 +48,7 @@ def test_retraining_appends_only_records_the_data_lacks(tmp_path: Path) -> None:
 
     class P:  # the parts of params the function reads
         class data:  # noqa: N801
-            source, format, target = "data/d.csv", "auto", "y"
+            source, format, target, schema_ = "data/d.csv", "auto", "y", NO_PLACEHOLDERS
 
     labelled = pd.DataFrame({"ts": [10.0, 11.0, 12.0, 13.0],
                              "inputs": [{"a": 1, "k": "x"}, {"a": 3.0, "k": "z"},
@@ -69,7 +73,7 @@ def test_retraining_reads_the_data_as_it_is_written_delimiter_and_encoding(tmp_p
 
     class P:
         class data:  # noqa: N801
-            source, format, target = "data/d.csv", "auto", "y"
+            source, format, target, schema_ = "data/d.csv", "auto", "y", NO_PLACEHOLDERS
 
     labelled = pd.DataFrame({"ts": [11.0, 12.0], "inputs": [{"a": 1.5, "k": "Málaga"},
                                                               {"a": 3.0, "k": "Zürich"}],
@@ -77,3 +81,37 @@ def test_retraining_reads_the_data_as_it_is_written_delimiter_and_encoding(tmp_p
     rows, old, _ = _new_rows(tmp_path, P, labelled, through=0.0)
     assert list(old.columns) == ["y", "a", "k"] and old["k"].iloc[0] == "Málaga"
     assert rows[["y", "a", "k"]].values.tolist() == [["good", 3.0, "Zürich"]]
+
+
+def test_retraining_knows_the_rows_the_data_has_as_ingest_reads_them(tmp_path: Path) -> None:
+    """A file written with ", ", "?" and " " for gaps among numbers: the service logged its
+    rows as ingest reads them ("Private", null, 29.85), which are not new data; a Parquet
+    file's text column of numbers takes the new rows' numbers as text."""
+    from loopline.monitoring.actions import _new_rows
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/d.csv").write_text(
+        "y, work, ca, total\nbad, Private, ?, 29.85\ngood, State, 3.0, \n", encoding="utf-8")
+    schema = Schema(columns={"y": {"type": "category"}, "work": {"type": "category"},
+                             "ca": {"type": "integer", "missing_values": ["?"]},
+                             "total": {"type": "float", "missing_values": [""]}})
+
+    class P:
+        class data:  # noqa: N801
+            source, format, target, schema_ = "data/d.csv", "auto", "y", schema
+
+    labelled = pd.DataFrame({"ts": [1.0, 2.0, 3.0],
+                             "inputs": [{"work": "Private", "ca": None, "total": 29.85},
+                                        {"work": "State", "ca": 3.0, "total": None},
+                                        {"work": "State", "ca": 1.0, "total": 5.0}],
+                             "label": ["bad", "good", "good"]})
+    rows, _, _ = _new_rows(tmp_path, P, labelled, through=0.0)
+    assert rows[["work", "ca", "total"]].values.tolist() == [["State", "1", 5.0]]
+    assert rows["_ts"].tolist() == [3.0]
+
+    pd.DataFrame({"y": ["bad", "good"], "work": ["Private", "State"], "ca": ["?", "3.0"],
+                  "total": [29.85, None]}).to_parquet(tmp_path / "data/d.parquet")
+    P.data.source = "data/d.parquet"
+    rows, old, parquet = _new_rows(tmp_path, P, labelled, through=0.0)
+    assert parquet and rows["_ts"].tolist() == [3.0] and rows["ca"].tolist() == ["1"]
+    pd.concat([old, rows.drop(columns="_ts")]).to_parquet(tmp_path / "both.parquet")  # one type

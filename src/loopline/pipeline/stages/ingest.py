@@ -16,7 +16,7 @@ import pandas as pd
 from loopline.config.params import Params
 from loopline.core.errors import LooplineError
 from loopline.core.files import Outputs
-from loopline.pipeline.tabular import ROW_ID, content_row_ids, normalise_objects, read_table
+from loopline.pipeline.tabular import ROW_ID, blank_placeholders, content_row_ids, normalise_objects, read_table
 
 
 def add_row_id(df: pd.DataFrame, id_column: str | None) -> pd.DataFrame:
@@ -59,21 +59,6 @@ def order_rows(df: pd.DataFrame, order_column: str | None) -> pd.DataFrame:
             key = parsed
     ordered = df.assign(_key=key).sort_values(["_key", ROW_ID], kind="mergesort")
     return ordered.drop(columns="_key").reset_index(drop=True)
-
-
-def blank_placeholders(df: pd.DataFrame, missing: Mapping[str, Sequence[str]]) -> pd.DataFrame:
-    """Gaps where a column of numbers holds one of its ``missing_values`` (``?``, or ``""``
-    for blank text), so validate sees numbers and gaps; ``df``'s text is already stripped."""
-    out = df
-    for name, tokens in missing.items():
-        if name not in df.columns or pd.api.types.is_numeric_dtype(df[name]):
-            continue
-        col = df[name]
-        gap = col.notna() & col.astype(str).isin(list(tokens))
-        if gap.any():
-            out = out.copy() if out is df else out
-            out[name] = col.where(~gap)
-    return out
 
 
 def ingest(df: pd.DataFrame, id_column: str | None, order_column: str | None,
