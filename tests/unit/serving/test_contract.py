@@ -48,6 +48,9 @@ def test_text_is_taken_without_surrounding_spaces_as_ingest_reads_the_data(adapt
         {"Age": [30], "Records": [" yes"], "Home": ["owner  "]})
     assert cols["Records"] == ["yes"] and cols["Home"] == ["owner"]
     assert errors(adapter, [{**GOOD, "Home": " re nt"}]) == [((0, "Home"), "literal_error")]
+    # a field of spaces: a gap to ingest, " " to a plain CSV reader; a gap where one may be
+    assert adapter.validate_python([{**GOOD, "Home": "  "}])[0]["Home"] is None
+    assert errors(adapter, [{**GOOD, "Records": " "}]) == [((0, "Records"), "literal_error")]
     assert errors(adapter, [{**GOOD, "Home": 5}]) == [((0, "Home"), "literal_error")]
 
 

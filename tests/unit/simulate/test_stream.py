@@ -48,3 +48,23 @@ def test_records_follow_the_service_contract() -> None:
     assert all(isinstance(r["Amount"], int) and isinstance(r["Seniority"], int) for r in recs)
     assert any(r["Income"] is None for r in records_of(pool(400), p))  # NaN goes as null
     assert all(isinstance(r["Home"], str) or r["Home"] is None for r in recs)
+
+
+def test_traffic_reads_numbers_whose_gaps_the_file_marks_with_text() -> None:
+    """A held-back row of a file with "?" among numbers ("3.0", "?" as text) is scaled and
+    sent as a number or null: the sandbox reads those columns as ingest does."""
+    from loopline.simulate.sandbox import numbers_read
+
+    p = params()
+    data = p.data.model_copy(update={"schema_": p.data.schema_.model_copy(update={"columns": {
+        **p.data.schema_.columns,
+        "Seniority": p.data.schema_.columns["Seniority"].model_copy(
+            update={"missing_values": ["?"], "nullable": True})}})})
+    raw = pool(6).astype({"Seniority": object})
+    raw.loc[raw.index[:3], "Seniority"] = ["?", "3.0", " 12"]
+    read = numbers_read(raw, data)
+    assert read["Seniority"].iloc[:3].tolist()[1:] == [3.0, 12.0] and pd.isna(read["Seniority"].iloc[0])
+    recs = records_of(read[["Seniority", "Home"]], p)
+    assert recs[0]["Seniority"] is None and recs[1]["Seniority"] == 3
+    plain = pool(6)
+    assert numbers_read(plain, p.data) is plain  # no placeholders: the rows as they are

@@ -307,6 +307,9 @@ def column_roles(df, target: str, schema: dict, *, drop: tuple[str, ...] = (),  
             out.append(Column(name, DROPPED, "empty", "every value is missing"))
         elif col.nunique(dropna=True) == 1:
             out.append(Column(name, DROPPED, kind, f"constant ({col.dropna().iloc[0]!r})"))
+        elif rule.get("missing_values") is not None:  # numbers, whatever their text looks like
+            marks = " or ".join("blank text" if m == "" else repr(m) for m in rule["missing_values"])
+            out.append(Column(name, FEATURE, kind, f"numbers, {marks} for gaps"))
         elif _is_identifier(col, name, rows):
             if have_id:
                 out.append(Column(name, DROPPED, kind, "another unique identifier"))
@@ -324,9 +327,6 @@ def column_roles(df, target: str, schema: dict, *, drop: tuple[str, ...] = (),  
             n = col.nunique(dropna=True)
             out.append(Column(name, DROPPED, "text", f"free text ({n:,} distinct values, "
                                                      f"over {MAX_CATEGORIES} for a category)"))
-        elif rule.get("missing_values") is not None:
-            marks = " or ".join("blank text" if m == "" else repr(m) for m in rule["missing_values"])
-            out.append(Column(name, FEATURE, kind, f"numbers, {marks} for gaps"))
         else:
             out.append(Column(name, FEATURE, kind))
     return out

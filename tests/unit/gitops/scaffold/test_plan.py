@@ -219,3 +219,7 @@ def test_numbers_with_gaps_marked_by_text_are_features_and_the_example_has_numbe
     assert notes["total"] == (plan.FEATURE, "numbers, blank text for gaps")
     assert p.schema["columns"]["score"]["missing_values"] == ["?"]
     assert p.example["score"] == 1 and p.example["total"] == 1.5
+    # distinct numbers and one "?": text without spaces, but numbers, not an id
+    df.assign(score=["?"] + [f"{v * 1.37:.2f}" for v in range(59)]).to_csv(tmp_path / "u.csv", index=False)
+    roles = {c.name: c.role for c in plan.make_plan(tmp_path / "b", tmp_path / "u.csv", "churn").columns}
+    assert roles["score"] == plan.FEATURE
