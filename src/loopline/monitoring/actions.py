@@ -256,10 +256,8 @@ def retrain(root: Path, params: Any, window: dict, labelled: Any, stage: str, *,
 
 def _new_rows(root: Path, params: Any, labelled: Any, through: float) -> tuple[Any, Any, bool]:
     """The labelled records as data rows (with their log time in ``_ts``) that the data lacks."""
-    import pandas as pd
 
     from loopline.pipeline.tabular import (
-        as_text,
         blank_placeholders,
         content_row_ids,
         normalise_objects,
@@ -278,24 +276,59 @@ def _new_rows(root: Path, params: Any, labelled: Any, through: float) -> tuple[A
     rows = features(labelled).reset_index(drop=True)
     rows[data.target] = labelled["label"].astype(str).to_numpy()
     rows = rows.reindex(columns=old.columns)
-    for col in rows.columns:
-        # a text column of the data stays text of its dtype (numbers with "?" for gaps: the
-        # logged 3.0 is "3"), so a Parquet file keeps one type per column and a row's content
-        # id (whose text of a gap depends on the dtype) is the one the data's row has
-        if old[col].dtype == object or isinstance(old[col].dtype, pd.StringDtype):
-            rows[col] = as_text(rows[col]).astype(old[col].dtype)
+    rules = data.schema_.columns
+    for col in rows.columns:  # one type per column of a Parquet file, True/False as written
+        rows[col] = _as_the_datas(rows[col], old[col], rules.get(col))
     if len(rows):
-        # the data as ingest reads it, which is how the service took and logged its rows
-        # (" Private" is "Private", "?" or " " among numbers a gap, "3.0" the number 3)
-        missing = {n: r.missing_values for n, r in data.schema_.columns.items() if r.missing_values}
-        known = set(content_row_ids(blank_placeholders(normalise_objects(old), missing)))
-        ids = content_row_ids(rows.reset_index(drop=True))
+        # the data as ingest reads it ("?" or " " among numbers a gap), each side's values
+        # as prepare reads them: the service logged 1.0 for the data's True, 3.0 for "3.0"
+        missing = {n: r.missing_values for n, r in rules.items() if r.missing_values}
+        known = set(content_row_ids(_as_prepared(blank_placeholders(normalise_objects(old), missing), rules)))
+        ids = content_row_ids(_as_prepared(rows.reset_index(drop=True), rules))
         keep = (~ids.str.replace(r"-\d+$", "", regex=True).isin(known)).to_numpy()
         rows = rows.reset_index(drop=True)[keep]
         rows["_ts"] = labelled["ts"].to_numpy()[keep]
     else:
         rows["_ts"] = []
     return rows, old, parquet
+
+
+def _as_the_datas(values: Any, column: Any, rule: Any) -> Any:
+    """Logged values written as the data's column holds them: True/False in a boolean
+    column (the service logs 1.0/0.0), numbers in a numeric one (the label "1" of a 0/1
+    target), text in a text one (the logged 3.0 of numbers with "?" for gaps is "3")."""
+    import pandas as pd
+
+    from loopline.pipeline.tabular import as_text
+
+    if (rule is not None and rule.type == "boolean") or pd.api.types.is_bool_dtype(column):
+        out = values.map(lambda v: None if v is None or v != v else bool(float(v)))
+        return out.astype(bool) if pd.api.types.is_bool_dtype(column) and out.notna().all() else out
+    if pd.api.types.is_numeric_dtype(column):
+        out = pd.to_numeric(values, errors="coerce")
+        return out.astype(column.dtype) if pd.api.types.is_integer_dtype(column) and out.notna().all() else out
+    if column.dtype == object or isinstance(column.dtype, pd.StringDtype):
+        return as_text(values).astype(column.dtype)
+    return values
+
+
+def _as_prepared(df: Any, rules: Any) -> Any:
+    """Each column as prepare reads it (booleans and numbers as floats, the rest as text), so
+    a row's content id does not depend on how a file or a log typed its values."""
+    import pandas as pd
+
+    from loopline.pipeline.tabular import as_text, parse_boolean, parse_numeric
+
+    out = {}
+    for col in df.columns:
+        rule = rules.get(col)
+        if rule is not None and rule.type == "boolean":
+            out[col] = parse_boolean(df[col])[0].to_numpy()
+        elif rule is not None and rule.numeric:
+            out[col] = parse_numeric(df[col])[0].to_numpy()
+        else:
+            out[col] = pd.Series(as_text(df[col]).to_numpy(), dtype=object).to_numpy()
+    return pd.DataFrame(out, columns=list(df.columns))
 
 
 def _restore(root: Path) -> None:

@@ -115,3 +115,33 @@ def test_retraining_knows_the_rows_the_data_has_as_ingest_reads_them(tmp_path: P
     rows, old, parquet = _new_rows(tmp_path, P, labelled, through=0.0)
     assert parquet and rows["_ts"].tolist() == [3.0] and rows["ca"].tolist() == ["1"]
     pd.concat([old, rows.drop(columns="_ts")]).to_parquet(tmp_path / "both.parquet")  # one type
+
+
+def test_retraining_writes_logged_rows_as_the_data_holds_its_columns(tmp_path: Path) -> None:
+    """The service logs a boolean as 1.0 and labels as text: a row the data has (True, 0/1
+    target) is known, and new rows keep each Parquet column's type (True/False, 0/1)."""
+    from loopline.monitoring.actions import _new_rows
+
+    (tmp_path / "data").mkdir()
+    schema = Schema(columns={"y": {"type": "category", "categories": ["0", "1"]},
+                             "f": {"type": "boolean"}, "x": {"type": "float"}})
+    old = pd.DataFrame({"y": [0, 1], "f": [True, False], "x": [1.5, 2.5]})
+    old.to_parquet(tmp_path / "data/d.parquet")
+
+    class P:
+        class data:  # noqa: N801
+            source, format, target, schema_ = "data/d.parquet", "auto", "y", schema
+
+    labelled = pd.DataFrame({"ts": [1.0, 2.0, 3.0],
+                             "inputs": [{"f": 1.0, "x": 1.5}, {"f": 0.0, "x": 2.5}, {"f": 1.0, "x": 9.0}],
+                             "label": ["0", "1", "1"]})
+    rows, old_read, parquet = _new_rows(tmp_path, P, labelled, through=0.0)
+    assert parquet and rows["_ts"].tolist() == [3.0]  # the first two are the data's rows
+    both = pd.concat([old_read, rows.drop(columns="_ts")], ignore_index=True)
+    both.to_parquet(tmp_path / "both.parquet")  # one type per column
+    assert both.dtypes.to_dict() == old.dtypes.to_dict() and both["f"].tolist() == [True, False, True]
+
+    old.to_csv(tmp_path / "data/d.csv", index=False)  # True/False text in a CSV: known too
+    P.data.source = "data/d.csv"
+    rows, _, _ = _new_rows(tmp_path, P, labelled, through=0.0)
+    assert rows["_ts"].tolist() == [3.0] and rows["f"].tolist() == [True]
