@@ -83,6 +83,11 @@ class Schema(Strict):
             raise ValueError("the schema declares no columns")
         return v
 
+    @property
+    def missing_values(self) -> dict[str, list[str]]:
+        """The placeholders of gaps per column of numbers that has any (``{"ca": ["?"]}``)."""
+        return {name: rule.missing_values for name, rule in self.columns.items() if rule.missing_values}
+
 
 class Split(Strict):
     """``random``: a seeded split by row id (stratified when asked); ``time``: the latest

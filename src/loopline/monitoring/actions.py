@@ -256,7 +256,6 @@ def retrain(root: Path, params: Any, window: dict, labelled: Any, stage: str, *,
 
 def _new_rows(root: Path, params: Any, labelled: Any, through: float) -> tuple[Any, Any, bool]:
     """The labelled records as data rows (with their log time in ``_ts``) that the data lacks."""
-
     from loopline.pipeline.tabular import (
         blank_placeholders,
         content_row_ids,
@@ -282,7 +281,7 @@ def _new_rows(root: Path, params: Any, labelled: Any, through: float) -> tuple[A
     if len(rows):
         # the data as ingest reads it ("?" or " " among numbers a gap), each side's values
         # as prepare reads them: the service logged 1.0 for the data's True, 3.0 for "3.0"
-        missing = {n: r.missing_values for n, r in rules.items() if r.missing_values}
+        missing = data.schema_.missing_values
         known = set(content_row_ids(_as_prepared(blank_placeholders(normalise_objects(old), missing), rules)))
         ids = content_row_ids(_as_prepared(rows.reset_index(drop=True), rules))
         keep = (~ids.str.replace(r"-\d+$", "", regex=True).isin(known)).to_numpy()
@@ -313,22 +312,14 @@ def _as_the_datas(values: Any, column: Any, rule: Any) -> Any:
 
 
 def _as_prepared(df: Any, rules: Any) -> Any:
-    """Each column as prepare reads it (booleans and numbers as floats, the rest as text), so
-    a row's content id does not depend on how a file or a log typed its values."""
+    """Each column as prepare casts it (:func:`~loopline.pipeline.tabular.as_prepared`), so a
+    row's content id does not depend on how a file or a log typed its values."""
     import pandas as pd
 
-    from loopline.pipeline.tabular import as_text, parse_boolean, parse_numeric
+    from loopline.pipeline.tabular import as_prepared
 
-    out = {}
-    for col in df.columns:
-        rule = rules.get(col)
-        if rule is not None and rule.type == "boolean":
-            out[col] = parse_boolean(df[col])[0].to_numpy()
-        elif rule is not None and rule.numeric:
-            out[col] = parse_numeric(df[col])[0].to_numpy()
-        else:
-            out[col] = pd.Series(as_text(df[col]).to_numpy(), dtype=object).to_numpy()
-    return pd.DataFrame(out, columns=list(df.columns))
+    return pd.DataFrame({col: as_prepared(df[col], rules.get(col)).to_numpy() for col in df.columns},
+                        columns=list(df.columns))
 
 
 def _restore(root: Path) -> None:

@@ -21,6 +21,7 @@ from loopline.core.layout import Layout
 
 if TYPE_CHECKING:
     from loopline.config.params import Params
+    from loopline.config.pipeline import ColumnRule
 
 ROW_ID = "row_id"
 
@@ -235,7 +236,6 @@ def blank_placeholders(df: pd.DataFrame, missing: Mapping[str, Sequence[str]]) -
     return out
 
 
-
 # ------------------------------------------------------------ values and row ids
 
 
@@ -289,6 +289,16 @@ def parse_numeric(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     text = values.astype(object).where(values.isna(), values.astype(str).str.strip())
     parsed = pd.to_numeric(text, errors="coerce").astype("float64")
     return parsed, values.notna() & parsed.isna()
+
+
+def as_prepared(col: pd.Series, rule: ColumnRule | None) -> pd.Series:
+    """A validated column as prepare casts it: booleans 1.0/0.0 and numbers as float64, the
+    rest (a category, or a column without a rule) as canonical text, gaps kept."""
+    if rule is not None and rule.type == "boolean":
+        return parse_boolean(col)[0]
+    if rule is not None and rule.numeric:
+        return parse_numeric(col)[0]
+    return pd.Series(as_text(col).to_numpy(), index=col.index, dtype=object)
 
 
 # ------------------------------------------------------- prepared splits, model frame

@@ -17,7 +17,7 @@ from loopline.core.errors import LooplineError
 from loopline.core.files import copy_file, write_text
 from loopline.core.git import git
 from loopline.core.layout import CONF_DIR, CONF_NAME, STATE_DIR
-from loopline.pipeline.tabular import blank_placeholders, normalise_objects, parse_numeric, read_table, write_table
+from loopline.pipeline.tabular import as_prepared, blank_placeholders, normalise_objects, read_table, write_table
 
 MARKER = ".loopline-simulate"
 BRANCH = "faulty-extract"
@@ -99,13 +99,12 @@ def make_sandbox(root: Path, params: Any, workdir: Path, *, seed: int, quick: bo
 def numbers_read(pool: Any, data: Any) -> Any:
     """The traffic with numbers whose gaps the file marks with text (``missing_values``: "?",
     blank) read as ingest reads them, numbers and gaps, which the steps scale and send."""
-    missing = {n: r.missing_values for n, r in data.schema_.columns.items()
-               if r.missing_values and n in pool.columns}
+    missing = {n: v for n, v in data.schema_.missing_values.items() if n in pool.columns}
     if not missing:
         return pool
     out = blank_placeholders(normalise_objects(pool), missing)
     for name in missing:
-        out[name] = parse_numeric(out[name])[0].to_numpy()
+        out[name] = as_prepared(out[name], data.schema_.columns[name]).to_numpy()
     return out
 
 

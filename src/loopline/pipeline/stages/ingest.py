@@ -72,9 +72,7 @@ def ingest(df: pd.DataFrame, id_column: str | None, order_column: str | None,
 def run(params: Params, root: Path) -> dict:
     cfg = params.data
     df = read_table(root / cfg.source, cfg.format, shown_as=cfg.source)
-    missing = {name: rule.missing_values for name, rule in cfg.schema_.columns.items()
-               if rule.missing_values}
-    raw = ingest(df, cfg.id_column, cfg.order_column, missing)
+    raw = ingest(df, cfg.id_column, cfg.order_column, cfg.schema_.missing_values)
     with Outputs(root) as out:
         out.parquet(params.paths.raw, raw)
     return {"rows": len(raw), "columns": raw.shape[1] - 1, "output": params.paths.raw}

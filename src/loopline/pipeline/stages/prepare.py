@@ -19,7 +19,7 @@ from loopline.config.pipeline import DataConfig, FeaturesConfig, Schema, Split
 from loopline.core.errors import LooplineError
 from loopline.core.files import Outputs, md5_file, read_json
 from loopline.core.layout import PREPARE_JSON, VALIDATE_JSON, Layout
-from loopline.pipeline.tabular import ROW_ID, as_text, parse_boolean, parse_numeric
+from loopline.pipeline.tabular import ROW_ID, as_prepared
 
 
 def coerce(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
@@ -29,13 +29,7 @@ def coerce(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
     """
     out = pd.DataFrame({ROW_ID: df[ROW_ID].astype(str).to_numpy()})
     for name, rule in schema.columns.items():
-        col = df[name]
-        if rule.type == "boolean":
-            out[name] = parse_boolean(col)[0].to_numpy()
-        elif rule.numeric:
-            out[name] = parse_numeric(col)[0].to_numpy()
-        else:
-            out[name] = pd.Series(as_text(col).to_numpy(), dtype=object)
+        out[name] = as_prepared(df[name], rule).set_axis(out.index)  # text stays object dtype
     return out
 
 
