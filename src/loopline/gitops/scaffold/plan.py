@@ -8,6 +8,10 @@ the first date or timestamp ``order_column`` (a time-ordered split is offered), 
 and very high cardinality text, constant and empty columns are left out of the features
 with a one-line note; ``--drop``, ``--id`` and ``--time`` override. The decisions are data
 (:class:`Column`), rendered by :mod:`loopline.gitops.scaffold.render` and printed by init.
+
+On few rows the default model's search gets leaves small enough to split (:func:`model_for_size`):
+a tree needs twice ``min_samples_leaf`` rows to split at all, and the default's leaves (20, 40
+rows) left a model of 60 rows one constant prediction, at the class prior.
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ ID_NAME = re.compile(r"(^|[^a-z])(id|ids|key|uuid|guid|index|idx)([^a-z]|$)|^unn
                      re.IGNORECASE)
 #: text that starts like a date (2024-01-31, 31/01/2024, 2024/1/31 10:00)
 DATE_TEXT = re.compile(r"^\s*(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})")
+#: leaf sizes init offers a search on few rows: the largest three with room for 4 leaves per fold
+LEAF_LADDER = (1, 2, 3, 5, 10, 20, 40)
+TEST_SIZE = 0.2  # the split init writes into conf/data
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,26 @@ class Column:
 
     def as_dict(self) -> dict:
         return {"column": self.name, "role": self.role, "kind": self.kind, "note": self.note}
+
+
+@dataclass(frozen=True)
+class ModelForSize:
+    """The model option init writes when the data is too small for the default's leaves."""
+
+    base: str                      # the packaged model option it starts from (hgb)
+    leaves: tuple[int, ...]        # min_samples_leaf values of its search
+    note: str                      # why, in one line
+
+    def as_dict(self) -> dict:
+        return {"base": self.base, "min_samples_leaf": list(self.leaves), "note": self.note}
+
+
+def own_option(group: str, name: str) -> str:
+    """The name of an instance's own option of a config group: ``name``, unless loopline
+    packages an option of that name (data ``default.csv``), which it would shadow."""
+    from loopline.config import defaults
+
+    return f"{name}-{group}" if (defaults.DIR / group / f"{name}.yaml").is_file() else name
 
 
 @dataclass(frozen=True)
@@ -57,6 +84,7 @@ class Plan:
     columns: tuple[Column, ...] = ()   # the decision per column, in the data's order
     split_method: str = "random"   # random | time (train on earlier rows, test on later)
     reading: tuple[str, ...] = ()  # how the file was read, where not as plain UTF-8 with commas
+    model: ModelForSize | None = None  # None: loopline's default model option as it is
 
     @property
     def id_column(self) -> str | None:
@@ -70,6 +98,16 @@ class Plan:
     def drop(self) -> list[str]:
         """Columns kept in the data (and its schema) but left out of the features."""
         return [c.name for c in self.columns if c.role == DROPPED]
+
+    @property
+    def features_option(self) -> str:
+        """conf/features/<option>.yaml, written when init leaves columns out."""
+        return own_option("features", self.data_name)
+
+    @property
+    def model_option(self) -> str:
+        """conf/model/<option>.yaml, written when the data is too small for the default's leaves."""
+        return own_option("model", self.data_name)
 
     @property
     def source(self) -> str:
@@ -361,7 +399,45 @@ def make_plan(dest: Path, data: Path, target: str, *, positive: str | None = Non
                 positive_class=positive_class(classes, target, positive), classes=classes,
                 rows=len(df), schema=schema, example=example_record(df, schema, target, features),
                 columns=tuple(columns), split_method="time" if time_column else "random",
-                reading=reading(data))
+                reading=reading(data), model=model_for_size(len(df)))
+
+
+def model_for_size(rows: int, test_size: float = TEST_SIZE) -> ModelForSize | None:
+    """Smaller leaves for the default model's search when the data is too small for its own.
+
+    A tree splits a node only when both sides keep ``min_samples_leaf`` rows; the search
+    fits on the training rows less one fold. Leaves are kept where a fold has room for four
+    of them; when the default's leaves do not all fit, the search gets the largest three
+    sizes that do (:data:`LEAF_LADDER` and the default's own). None when they all fit, or
+    the default model has no ``min_samples_leaf``.
+    """
+    import math
+
+    import yaml
+
+    from loopline.config import defaults
+    from loopline.gitops.scaffold.sources import CONFIG_YAML, shared_files
+
+    chosen = {str(k): str(v) for entry in yaml.safe_load(shared_files()[CONFIG_YAML])["defaults"]
+              if isinstance(entry, dict) for k, v in entry.items()}
+    model_file = defaults.DIR / "model" / f"{chosen.get('model')}.yaml"
+    search_file = defaults.DIR / "search" / f"{chosen.get('search')}.yaml"
+    if not (model_file.is_file() and search_file.is_file()):
+        return None
+    leaves = (yaml.safe_load(model_file.read_text()).get("search_space") or {}).get("min_samples_leaf")
+    cv = yaml.safe_load(search_file.read_text()).get("cv")
+    if not leaves or not isinstance(cv, int) or cv < 2:
+        return None
+    train = rows - math.ceil(rows * test_size)  # as train_test_split counts the test rows
+    fold = train - math.ceil(train / cv)        # the fewest rows a search fit sees
+    room = max(fold // 4, 1)
+    too_big = [v for v in leaves if v > room]
+    if not too_big:
+        return None
+    fit = sorted({v for v in (*LEAF_LADDER, *leaves) if v <= room})[-3:]
+    note = (f"each of the search's {cv} folds fits on {fold} of the {rows:,} rows, too few for "
+            f"leaves of {', '.join(map(str, too_big))}")
+    return ModelForSize(chosen["model"], tuple(fit), note)
 
 
 def reading(path: Path) -> tuple[str, ...]:

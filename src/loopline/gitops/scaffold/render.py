@@ -10,7 +10,8 @@ checked so that a changed file fails loudly instead of being silently half-edite
   an installed package, so those paths do not exist there and DVC would refuse to run.
 
 Generated from the plan: ``conf/data/<name>.yaml`` (the inferred schema), README.md,
-.gitignore and .dvcignore.
+.gitignore and .dvcignore; ``conf/features/<name>.yaml`` when columns are left out, and
+``conf/model/<name>.yaml`` when the data is too small for the default model's leaves.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import re
 
 from loopline.core.layout import DVC_YAML, INSTANCE_README
-from loopline.gitops.scaffold.plan import Plan
+from loopline.gitops.scaffold.plan import TEST_SIZE, Plan
 from loopline.gitops.scaffold.sources import CONFIG_YAML
 
 GITIGNORE = "/.loopline/\n/logs/\n__pycache__/\n.venv/\n"
@@ -75,8 +76,11 @@ def render_config(template: str, plan: Plan) -> str:
         text = _sub_once(rf"^(  - {re.escape(group)}: ){re.escape(option)}\b.*$", r"\g<1>default",
                          text, f"{CONFIG_YAML} {group}")
     if plan.drop:  # conf/features/<data>.yaml: the default, less the columns init left out
-        text = _sub_once(r"^(  - features: )default\b", rf"\g<1>{plan.data_name}", text,
+        text = _sub_once(r"^(  - features: )default\b", rf"\g<1>{plan.features_option}", text,
                          f"{CONFIG_YAML} features")
+    if plan.model:  # conf/model/<data>.yaml: the default, with leaves the data can split
+        text = _sub_once(rf"^(  - model: ){re.escape(plan.model.base)}\b", rf"\g<1>{plan.model_option}",
+                         text, f"{CONFIG_YAML} model")
     return _set_value(text, "artifact", plan.artifact, f"{CONFIG_YAML} artifact")
 
 
@@ -135,6 +139,14 @@ def features_config(plan: Plan) -> str:
             f"drop: [{', '.join(json.dumps(c, ensure_ascii=False) for c in plan.drop)}]\n")
 
 
+def model_config(plan: Plan) -> str:
+    """conf/model/<name>.yaml: loopline's default model, with leaves this data can split."""
+    m = plan.model
+    return (f"# Written by `loopline init`: loopline's {m.base} model, with leaves small enough "
+            f"for this data.\n# {m.note[:1].upper()}{m.note[1:]}.\ndefaults:\n  - {m.base}\n  - _self_\n\n"
+            f"search_space:\n  min_samples_leaf: [{', '.join(map(str, m.leaves))}]\n")
+
+
 def data_config(plan: Plan) -> str:
     """conf/data/<name>.yaml: where the data is, what to predict, and its inferred schema."""
     from loopline.pipeline.schema import schema_yaml
@@ -155,7 +167,7 @@ target: {_q(plan.target)}
 
 split:
 {_split_method(plan)}
-  test_size: 0.2
+  test_size: {TEST_SIZE}
   stratify: true
   seed: ${{seed}}
 
@@ -165,6 +177,19 @@ validate:
   show_rows: 5                 # offending rows shown per violated rule
 
 {schema_yaml(plan.schema)}"""
+
+
+def _own_options(plan: Plan) -> str:
+    """README lines on the options init wrote for this data, if any."""
+    lines = []
+    if plan.drop:
+        lines.append(f"- `conf/features/{plan.features_option}.yaml` (written by init): the columns "
+                     f"left out of the features ({', '.join(f'`{c}`' for c in plan.drop)}).\n")
+    if plan.model:
+        lines.append(f"- `conf/model/{plan.model_option}.yaml` (written by init): the {plan.model.base} "
+                     f"model's search with leaves of {', '.join(map(str, plan.model.leaves))} rows, "
+                     f"as {plan.model.note}.\n")
+    return "".join(lines)
 
 
 def readme(plan: Plan) -> str:
@@ -252,7 +277,7 @@ remote's credentials (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` for S3) and
   ```
 
   and select it in `conf/config.yaml` (`- features: lean`), then `loopline params`.
-- There are no per-slice checks yet: with a categorical column to slice by, set
+{_own_options(plan)}- There are no per-slice checks yet: with a categorical column to slice by, set
   `slice_column` in an option of `evaluate`, and `slices.min` and `slices.max_gap` bounds
   in an option of `gate`.
 
@@ -275,7 +300,9 @@ def instance_files(plan: Plan, shared: dict[str, bytes]) -> dict[str, bytes]:
         out[rel] = raw
     out[f"conf/data/{plan.data_name}.yaml"] = data_config(plan).encode()
     if plan.drop:
-        out[f"conf/features/{plan.data_name}.yaml"] = features_config(plan).encode()
+        out[f"conf/features/{plan.features_option}.yaml"] = features_config(plan).encode()
+    if plan.model:
+        out[f"conf/model/{plan.model_option}.yaml"] = model_config(plan).encode()
     out[INSTANCE_README] = readme(plan).encode()
     out[".gitignore"] = GITIGNORE.encode()
     out[".dvcignore"] = DVCIGNORE.encode()

@@ -107,7 +107,9 @@ def run(dest: Path, data: Path, target: str, *, positive: str | None = None,
             "workflows": [f for f in files_written if f.startswith(f"{WORKFLOWS_DIR}/")],
             "decisions": [c.as_dict() for c in plan.columns], "id_column": plan.id_column,
             "order_column": plan.order_column, "split_method": plan.split_method,
-            "drop": plan.drop, "reading": list(plan.reading)}
+            "drop": plan.drop, "reading": list(plan.reading),
+            "model": plan.model.as_dict() | {"config": f"conf/model/{plan.model_option}.yaml"}
+            if plan.model else None}
 
 
 def summary(res: dict) -> str:
@@ -118,13 +120,16 @@ def summary(res: dict) -> str:
                 else "multiclass: macro-averaged metrics")
     read = f" ({'; '.join(res['reading'])})" if res.get("reading") else ""
     width = max((len(d["column"]) for d in res.get("decisions", [])), default=0)
+    model = res.get("model")
+    model = (f"\n  model     {model['config']}: {model['base']}, leaves of "
+             f"{', '.join(map(str, model['min_samples_leaf']))} rows: {model['note']}" if model else "")
     decided = "".join(f"\n    {d['column'].ljust(width)}  {d['role']:<8} {d['kind']:<12} {d['note']}".rstrip()
                       for d in res.get("decisions", []))
     return f"""\
 Created loopline instance {res['path']} (artifact {res['artifact']}, commit {res['commit'][:12]})
   data      {res['data']}: {res['rows']:,} rows, {len(res['columns'])} columns{read}
   target    {res['target']} ({classes}); {positive}
-  columns   (role, kind, why){decided}
+  columns   (role, kind, why){decided}{model}
   config    conf/config.yaml, {res['data_config']} (inferred schema: review it), params.yaml
   pipeline  dvc.yaml, .dvc/config (autostage, Hydra), reports/champion.json, README.md\
 {workflows}

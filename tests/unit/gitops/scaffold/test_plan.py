@@ -223,3 +223,44 @@ def test_numbers_with_gaps_marked_by_text_are_features_and_the_example_has_numbe
     df.assign(score=["?"] + [f"{v * 1.37:.2f}" for v in range(59)]).to_csv(tmp_path / "u.csv", index=False)
     roles = {c.name: c.role for c in plan.make_plan(tmp_path / "b", tmp_path / "u.csv", "churn").columns}
     assert roles["score"] == plan.FEATURE
+
+
+@pytest.mark.parametrize(("rows", "leaves", "fold"), [(60, (2, 3, 5), 38), (101, (3, 5, 10), 64),
+                                                      (150, (5, 10, 20), 96), (20, (1, 2, 3), 12),
+                                                      (8, (1,), 4)])
+def test_few_rows_get_leaves_the_search_can_split(rows: int, leaves: tuple, fold: int) -> None:
+    """A leaf of 20 rows let a model of 60 rows split nothing: it predicted the prior."""
+    m = plan.model_for_size(rows)
+    assert m is not None and m.base == "hgb" and m.leaves == leaves
+    assert f"folds fits on {fold} of the {rows} rows" in m.note
+    assert plan.model_for_size(250) is None  # folds of 160 rows: the default's 20 and 40 fit
+
+
+def test_init_writes_a_model_option_for_few_rows_and_options_never_shadow_loopline_s(
+        tmp_path: Path) -> None:
+    """A data file named default.csv made conf/features/default.yaml include itself."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+    import yaml
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, 60)
+    pd.DataFrame({"x": x, "note": [f"text {i} of its own" for i in range(60)],
+                  "y": np.where(x > 0, "up", "down")}).to_csv(tmp_path / "default.csv", index=False)
+    doc = json.loads(loopline("init", "inst", "--data", "default.csv", "--target", "y", "--json",
+                              cwd=tmp_path).stdout)
+    repo = tmp_path / "inst"
+    assert doc["model"] == {"base": "hgb", "min_samples_leaf": [2, 3, 5],
+                            "config": "conf/model/default.yaml",
+                            "note": "each of the search's 5 folds fits on 38 of the 60 rows, "
+                                    "too few for leaves of 20, 40"}
+    config = yaml.safe_load((repo / "conf" / "config.yaml").read_text())
+    assert {"features": "default-features"} in config["defaults"]
+    assert {"model": "default"} in config["defaults"]
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    assert params["features"]["drop"] == ["note"] and params["model"]["name"] == "hgb"
+    assert params["model"]["search_space"]["min_samples_leaf"] == [2, 3, 5]
+    assert params["model"]["search_space"]["max_leaf_nodes"] == [7, 15, 31]  # the rest: hgb's
+    assert "`conf/model/default.yaml` (written by init)" in (repo / "README.md").read_text()
