@@ -392,8 +392,10 @@ def make_plan(dest: Path, data: Path, target: str, *, positive: str | None = Non
                                  "unique identifier: the row id, not a feature"))
     features = [c.name for c in columns if c.role == FEATURE]
     if not features:
-        raise LooplineError("no column is left to learn from: every column other than the "
-                            "target was left out (see --drop, --id, --time)")
+        why = "; ".join(f"{c.name!r}: {c.role}, {c.note or c.kind}" for c in columns if c.role != TARGET)
+        raise LooplineError(f"no column is left to learn from ({why or 'the data has only the target'}). "
+                            "loopline learns from numbers, categories and True/False columns, "
+                            "not from free text or ids; see --drop, --id and --time")
     return Plan(dest=dest, data_file=data, data_name=slug(data.name.split(".")[0]) or "data",
                 artifact=artifact, target=target,
                 positive_class=positive_class(classes, target, positive), classes=classes,

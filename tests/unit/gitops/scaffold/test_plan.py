@@ -264,3 +264,14 @@ def test_init_writes_a_model_option_for_few_rows_and_options_never_shadow_loopli
     assert params["model"]["search_space"]["min_samples_leaf"] == [2, 3, 5]
     assert params["model"]["search_space"]["max_leaf_nodes"] == [7, 15, 31]  # the rest: hgb's
     assert "`conf/model/default.yaml` (written by init)" in (repo / "README.md").read_text()
+
+
+def test_data_with_nothing_but_free_text_is_refused_naming_each_column(tmp_path: Path) -> None:
+    import pandas as pd
+
+    texts = [f"message number {i} says something of its own" for i in range(120)]
+    pd.DataFrame({"label": ["spam", "ham"] * 60, "text": texts, "n": range(120)}).to_csv(
+        tmp_path / "sms.csv", index=False)
+    err = _refused(tmp_path, "sms", "--data", "sms.csv", "--target", "label")
+    assert "no column is left to learn from ('text': left out, free text (120 distinct values" in err
+    assert "'n': id, unique identifier" in err and "not from free text or ids" in err
