@@ -335,12 +335,15 @@ class GateConfig(Strict):
 
     ``baseline`` bounds are relative to the class-prior model (it predicts the training
     split's class shares for every row) scored on the same held-out rows: the candidate
-    must beat it by the margin, so the bounds fit whatever data the instance holds.
+    must beat it by the margin, so the bounds fit whatever data the instance holds; with
+    ``baseline_significance``, a ROC AUC margin also means clearing what a model with no
+    skill reaches by chance on the held-out rows (one-sided, at that level).
     """
 
     min: dict[str, float] = {}
     max: dict[str, float] = {}
     baseline: dict[str, float] = {}
+    baseline_significance: float | None = 0.05
     champion: ChampionCheck = ChampionCheck()
     slices: SliceChecks = SliceChecks()
     drift: DriftCheck = DriftCheck()
@@ -355,6 +358,9 @@ class GateConfig(Strict):
         if any(v < 0 for v in self.baseline.values()):
             raise ValueError("gate.baseline margins must be >= 0 (how much better than the "
                              "class prior the candidate must be)")
+        if self.baseline_significance is not None and not 0 < self.baseline_significance < 0.5:
+            raise ValueError("gate.baseline_significance must be between 0 and 0.5 (the chance a "
+                             "model with no skill passes the ROC AUC margin), or null")
         if not self.min and not self.max and not self.baseline:
             raise ValueError("no thresholds configured: set at least one margin over the class "
                              "prior (gate.baseline, e.g. roc_auc: 0.05), absolute minimum "

@@ -5,7 +5,8 @@ quality on the held-out split, scored by the exported ONNX model (what will be s
 and per-column data drift between the training split (reference) and the held-out split
 (current). loopline turns those values into explicit checks configured in conf/gate:
 margins over the class-prior model (it predicts the training split's class shares for
-every row: bounds that fit any data set), absolute minimums and maximums, candidate ≥
+every row: bounds that fit any data set; on few held-out rows, ROC AUC must also clear what a
+model with no skill reaches by chance there), absolute minimums and maximums, candidate ≥
 champion − tolerance on the same rows, per-slice minimums and the largest gap between
 slices, the share of drifted features, and ONNX parity. Evidently's preset auto-tests
 (two-sided ±20% heuristics) decide nothing.
@@ -277,9 +278,36 @@ def prior_values(train_y: np.ndarray, y: np.ndarray, classes: list[str],
     return out
 
 
-def baseline_checks(values: dict[str, float], prior: dict[str, float], cfg: GateConfig) -> list[Check]:
-    """candidate ≥ prior + margin (≤ prior − margin where lower is better)."""
+def chance_roc_auc(y: np.ndarray, classes: list[str], positive: str | None,
+                   significance: float) -> float | None:
+    """The ROC AUC a model with no skill exceeds with probability ``significance`` on these rows.
+
+    With no skill, the Mann-Whitney statistic behind ROC AUC has mean 1/2 and variance
+    (n + 1) / (12 n1 n0) for n1 rows of the class and n0 of the rest (ties only lower it, so
+    the bound errs on the strict side); one-sided, normal approximation. For a macro average
+    of one-vs-rest ROC AUCs the classes' standard deviations are averaged, as if their AUCs
+    moved together (strict again). On 30 held-out rows a model with no skill passes the
+    prior + 0.05 margin about a third of the time, and this bound (0.68) one time in twenty.
+    None when no class has rows on both sides.
+    """
+    from statistics import NormalDist
+
+    labels = np.asarray(y).astype(str)
+    n = len(labels)
+    sds = [((n + 1) / (12 * n1 * (n - n1))) ** 0.5
+           for n1 in (int((labels == c).sum()) for c in ([positive] if positive else classes))
+           if 0 < n1 < n]
+    if not sds:
+        return None
+    return 0.5 + NormalDist().inv_cdf(1 - significance) * float(np.mean(sds))
+
+
+def baseline_checks(values: dict[str, float], prior: dict[str, float], cfg: GateConfig,
+                    chance: dict[str, float] | None = None, rows: int = 0) -> list[Check]:
+    """candidate ≥ prior + margin (≤ prior − margin where lower is better), and above the
+    ``chance`` bound of a metric where there is one (:func:`chance_roc_auc`)."""
     out = []
+    chance = chance or {}
     for k, margin in cfg.baseline.items():
         lower = not higher_is_better(k)
         base = prior.get(k)
@@ -288,8 +316,13 @@ def baseline_checks(values: dict[str, float], prior: dict[str, float], cfg: Gate
                              False, f"{k} of the class prior could not be computed"))
             continue
         thr = base - margin if lower else base + margin
+        what = f"{k} vs class prior ({base:.4f} {'-' if lower else '+'} margin {margin:g}"
+        if k in chance:
+            what += (f"; a model with no skill reaches {chance[k]:.4f} by chance "
+                     f"(p {cfg.baseline_significance:g}) on these {rows} rows")
+            thr = max(thr, chance[k])
         out.append(compare(f"prior_{k}", "baseline", values.get(k), thr, "<=" if lower else ">=",
-                           f"{k} vs class prior ({base:.4f} {'-' if lower else '+'} margin {margin:g}):"))
+                           f"{what}):"))
     return out
 
 
@@ -424,9 +457,14 @@ def markdown(doc: dict) -> str:
     base = doc.get("baseline") or {}
     margins = ", ".join(f"{k} {'-' if not higher_is_better(k) else '+'} {v:g}"
                         for k, v in base.get("margins", {}).items())
+    chance = base.get("chance") or {}
+    by_chance = "".join(
+        f", and its {k} must be above {v:.4f}, which a model with no skill reaches by chance "
+        f"with probability {chance['significance']:g} on these {chance['rows']} rows"
+        for k, v in (chance.get("metrics") or {}).items())
     lines = [f"## Gate: {head}", "",
              *([f"Bounds fit the data: the candidate must beat the class-prior model (it predicts "
-                f"the training split's class shares) on the same rows by: {margins}.", ""]
+                f"the training split's class shares) on the same rows by: {margins}{by_chance}.", ""]
                if margins else []),
              (f"Champion: `{champ['version']}` ({champ['stage']})" if champ.get("version")
               else f"No champion in `{champ.get('stage', 'prod')}` yet: no champion checks."), "",
@@ -495,13 +533,17 @@ def evaluate_gate(root: Path, params: Params) -> tuple[dict, list[Any]]:
     classes = [str(c) for c in classes]
     cand, cand_snap = quality_report(scored_frame(y, proba, classes, positive, target), target, positive, classes)
     prior = prior_values(train_y, y, classes, positive)
+    chance = {}
+    if cfg.baseline_significance is not None and "roc_auc" in cfg.baseline:
+        bound = chance_roc_auc(y, classes, positive, cfg.baseline_significance)
+        chance = {} if bound is None else {"roc_auc": bound}
     drift_rows, drift_snap = drift_report(train, test, numeric, categorical, cfg.drift)
     champion_path = lay.report(CHAMPION_JSON)
     champion = read_json(champion_path) if champion_path.is_file() else {}
     champion.setdefault("stage", cfg.champion.stage)
     model = champion.pop("onnx_path", None)  # where it is, not what it is: not in the report
     champ_values, champ_snap = _champion_values(root, champion, model, X, y, target, positive)
-    checks = (baseline_checks(cand, prior, cfg) + absolute_checks(cand, cfg)
+    checks = (baseline_checks(cand, prior, cfg, chance, len(y)) + absolute_checks(cand, cfg)
               + champion_checks(cand, champ_values, champion, cfg)
               + slice_checks(read_json(lay.report(SLICES_JSON)), cfg) + drift_check(drift_rows, cfg)
               + parity_check(read_json(lay.report(PARITY_JSON)), cfg))
@@ -515,7 +557,9 @@ def evaluate_gate(root: Path, params: Params) -> tuple[dict, list[Any]]:
         "candidate": {"onnx_sha256": sha256_file(onnx_path), "metrics": {k: round(v, 6) for k, v in cand.items()}},
         "baseline": {"model": "class prior (training split's class shares)",
                      "metrics": {k: round(v, 6) for k, v in prior.items()},
-                     "margins": dict(cfg.baseline)},
+                     "margins": dict(cfg.baseline),
+                     "chance": {"significance": cfg.baseline_significance, "rows": int(len(y)),
+                                "metrics": {k: round(v, 6) for k, v in chance.items()}}},
         "champion": {**champion, "metrics": ({k: round(v, 6) for k, v in champ_values.items()}
                                              if champ_values else None)},
         "drift": drift_rows,
