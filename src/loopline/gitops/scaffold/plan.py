@@ -191,21 +191,23 @@ def target_classes(df, target: str) -> dict[str, int]:  # noqa: ANN001
 
 
 def _check_label_text(col, target: str) -> None:  # noqa: ANN001
-    """Refuse labels whose plain text is not their canonical text (1.0, "01").
+    """Refuse labels whose plain text is not their canonical text.
 
-    The schema names classes by ``str(value)`` while validate and prepare compare labels
-    by their canonical text (:func:`loopline.pipeline.tabular.as_text`); the two agree for
-    words and integers only, so any other target would fail validation at the first run.
-    A True/False target is a column of booleans, whose classes are ``true`` and ``false``
-    everywhere (the schema, the model, the service's answers and its feedback).
+    Validate, prepare and the schema name classes by their canonical text
+    (:func:`loopline.pipeline.tabular.as_text`); a user reads them as ``str(value)``. The
+    two agree for words and integers, and whole floats (``1.0``) are their integers (``1``)
+    everywhere, so what is left to refuse is a column of other values. A True/False target
+    is a column of booleans, whose classes are ``true`` and ``false`` everywhere (the
+    schema, the model, the service's answers and its feedback).
     """
     import pandas as pd
 
     from loopline.pipeline.tabular import as_text
 
-    if pd.api.types.is_bool_dtype(col):
-        return
     values = col.dropna()
+    if pd.api.types.is_bool_dtype(col) or (pd.api.types.is_float_dtype(col)
+                                            and bool((values == values.round()).all())):
+        return  # booleans: true/false; whole floats (1.0, as a writer with gaps left them): 1
     plain, canonical = values.astype(str), as_text(values)
     odd = plain[plain != canonical]
     if len(odd):

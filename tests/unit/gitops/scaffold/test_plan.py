@@ -3,7 +3,6 @@ class, and refusals that name the problem and create nothing."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
@@ -86,11 +85,13 @@ def test_refuses_a_target_with_one_class_or_gaps(tmp_path: Path) -> None:
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
-def test_refuses_labels_the_pipeline_would_misread(tmp_path: Path) -> None:
+def test_a_target_of_whole_floats_has_the_integer_classes(tmp_path: Path) -> None:
+    """1.0/0.0, as a writer left a 0/1 column that once had gaps: the classes 1 and 0."""
     df = churn_frame(100)
     df.assign(churn=(df["churn"] == "yes").astype(float)).to_parquet(tmp_path / "float.parquet")
-    err = _refused(tmp_path, "a", "--data", "float.parquet", "--target", "churn")
-    assert re.search(r"target 'churn' holds '(1.0|0.0)', which loopline reads as '(1|0)'", err)
+    p = plan.make_plan(tmp_path / "a", tmp_path / "float.parquet", "churn")
+    assert sorted(p.classes) == ["0", "1"] and p.positive_class == "1"
+    assert p.schema["columns"]["churn"]["categories"] == ["0", "1"]
 
 
 def test_a_true_false_target_has_the_classes_true_and_false(tmp_path: Path) -> None:
