@@ -70,6 +70,7 @@ cols = d["schema"]["columns"]
 marks = {c: r["missing_values"] for c, r in cols.items() if r.get("missing_values")}
 df = pd.read_csv(sys.argv[1] + "/" + d["source"], sep=sys.argv[2], na_values=marks,
                  skipinitialspace=True)
+df = df[df[d["target"]].notna()]  # rows without a label: not training rows
 skip = {d["target"], d["id_column"], d["order_column"], *p["features"]["drop"]}
 num = [c for c, r in cols.items() if c not in skip and r["type"] != "category"]
 cat = [c for c, r in cols.items() if c not in skip and r["type"] == "category"]

@@ -67,6 +67,8 @@ def test_your_data_from_csv_to_served_predictions(tmp_path: Path, name: str) -> 
     doc = json.loads(run.stdout)
     assert run.returncode == 0 and doc["gate"] == {"verdict": "pass", "failed": []}, \
         (doc.get("error"), doc.get("output_tail"), doc["gate"])
+    # rows without a label (free_text has some) are left out of training, and counted
+    assert doc["stages"]["ingest"]["summary"]["unlabelled"] == int(df[target].isna().sum())
     gate = json.loads((repo / "reports/gate.json").read_text())
     assert any(c["kind"] == "baseline" for c in gate["checks"])
     assert "class-prior model" in (repo / "reports/gate.md").read_text()
@@ -89,7 +91,7 @@ def test_your_data_from_csv_to_served_predictions(tmp_path: Path, name: str) -> 
         assert res.status_code == 200, res.text
         preds = res.json()["predictions"]
         assert len(preds) == len(records)
-        classes = set(as_text(df[target]))  # True/False: the classes true and false
+        classes = set(as_text(df[target].dropna()))  # True/False: the classes true and false
         assert set(json.dumps(preds[0])) and set(preds[0]["probabilities"]) == classes
         bad = srv.predict([{**records[0], "no such column": 1}])
         assert bad.status_code == 400 and "no such column" in bad.text
@@ -118,6 +120,11 @@ def test_what_init_decided_per_set(tmp_path: Path) -> None:
                                   "--json", cwd=tmp_path).stdout)
         roles = {d["column"]: d["role"] for d in doc["decisions"]}
         assert {c: roles[c] for c in want} == want, name
+        if name == "free_text":  # rows without a label: counted, left out of training
+            unlabelled = int(df[target].isna().sum())
+            assert doc["unlabelled"] == unlabelled > 0
+            assert f"{unlabelled} rows have no outcome" in (
+                tmp_path / name / "conf" / "data" / "free-text.yaml").read_text()
         if name == "multiclass_with_date":
             assert doc["positive_class"] is None and doc["order_column"] == "signup_date"
         if name == "booleans_semicolons":

@@ -59,7 +59,8 @@ def with_id_column(n: int = 700, seed: int = 2) -> tuple[pd.DataFrame, str]:
 
 
 def free_text(n: int = 800, seed: int = 3) -> tuple[pd.DataFrame, str]:
-    """A free-text job title (hundreds of distinct values), a comment column, a constant."""
+    """A free-text job title (hundreds of distinct values), a comment column, a constant,
+    and 2 % of rows without a label (survey answers never scored)."""
     rng = np.random.default_rng(seed)
     title = [f"{rng.choice(TITLES)} {rng.integers(1, 400)}" for _ in range(n)]
     comment = [" ".join(rng.choice(["good", "late", "paid", "call", "again", "ok"], size=5))
@@ -67,7 +68,8 @@ def free_text(n: int = 800, seed: int = 3) -> tuple[pd.DataFrame, str]:
     income = rng.lognormal(10, 0.4, n).round(0)
     age = rng.integers(18, 70, n)
     y = np.where(_logit((income - income.mean()) / income.std() - 0.03 * (age - 40)) >
-                 rng.random(n), "good", "bad")
+                 rng.random(n), "good", "bad").astype(object)
+    y[rng.random(n) < 0.02] = None
     return pd.DataFrame({"job title": title, "comment": comment, "income": income, "age": age,
                          "source": "web", "outcome": y}), "outcome"
 

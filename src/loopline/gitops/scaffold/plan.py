@@ -85,6 +85,7 @@ class Plan:
     split_method: str = "random"   # random | time (train on earlier rows, test on later)
     reading: tuple[str, ...] = ()  # how the file was read, where not as plain UTF-8 with commas
     model: ModelForSize | None = None  # None: loopline's default model option as it is
+    unlabelled: int = 0            # rows without a label: kept in the file, left out of training
 
     @property
     def id_column(self) -> str | None:
@@ -166,18 +167,18 @@ def read_data(path: Path):  # noqa: ANN201 (pandas is imported lazily)
 def target_classes(df, target: str) -> dict[str, int]:  # noqa: ANN001
     """Rows per class of ``target``, most frequent first, as the schema names the classes.
 
+    Rows without a label are not counted: ingest leaves them out of training.
+
     Raises:
-        LooplineError: unknown column, empty target values, or fewer than two classes.
+        LooplineError: unknown column, or fewer than two classes.
     """
     from loopline.pipeline.schema import infer_schema
 
     if target not in df.columns:
         cols = ", ".join(str(c) for c in df.columns if c != "row_id")
         raise LooplineError(f"target {target!r} is not a column of the data (columns: {cols})")
-    empty = int(df[target].isna().sum())
-    if empty:
-        raise LooplineError(f"target {target!r} has {empty} empty value(s): remove those rows "
-                            "or fill them before `loopline init`")
+    if df[target].isna().all():
+        raise LooplineError(f"target {target!r} is empty in every row: nothing to learn from")
     names = infer_schema(df[[target]], target)["columns"][target]["categories"]  # regression: refused
     _check_label_text(df[target], target)
     from loopline.pipeline.tabular import as_text
@@ -403,7 +404,8 @@ def make_plan(dest: Path, data: Path, target: str, *, positive: str | None = Non
                 positive_class=positive_class(classes, target, positive), classes=classes,
                 rows=len(df), schema=schema, example=example_record(df, schema, target, features),
                 columns=tuple(columns), split_method="time" if time_column else "random",
-                reading=reading(data), model=model_for_size(len(df)))
+                reading=reading(data), model=model_for_size(sum(classes.values())),
+                unlabelled=int(df[target].isna().sum()))
 
 
 def model_for_size(rows: int, test_size: float = TEST_SIZE) -> ModelForSize | None:

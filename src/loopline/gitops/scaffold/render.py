@@ -147,6 +147,11 @@ def model_config(plan: Plan) -> str:
             f"search_space:\n  min_samples_leaf: [{', '.join(map(str, m.leaves))}]\n")
 
 
+def _unlabelled(plan: Plan) -> str:
+    return (f"\n# {plan.unlabelled:,} rows have no {plan.target}: ingest leaves them out of training."
+            if plan.unlabelled else "")
+
+
 def data_config(plan: Plan) -> str:
     """conf/data/<name>.yaml: where the data is, what to predict, and its inferred schema."""
     from loopline.pipeline.schema import schema_yaml
@@ -156,7 +161,7 @@ def data_config(plan: Plan) -> str:
 # {plan.data_file.name}: {plan.rows:,} rows, {len(plan.schema['columns'])} columns; target \
 {plan.target} ({shares}).
 # Written by `loopline init`. The schema was inferred from the data (loose ranges, every
-# category seen): review it, tighten it where the domain says so, and commit.
+# category seen): review it, tighten it where the domain says so, and commit.{_unlabelled(plan)}
 name: {plan.data_name}
 {_line("source", _q(plan.source), "CSV or Parquet, relative to the repo root")}
 format: auto                   # auto | csv | parquet

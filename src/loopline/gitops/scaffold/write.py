@@ -107,7 +107,7 @@ def run(dest: Path, data: Path, target: str, *, positive: str | None = None,
             "workflows": [f for f in files_written if f.startswith(f"{WORKFLOWS_DIR}/")],
             "decisions": [c.as_dict() for c in plan.columns], "id_column": plan.id_column,
             "order_column": plan.order_column, "split_method": plan.split_method,
-            "drop": plan.drop, "reading": list(plan.reading),
+            "drop": plan.drop, "reading": list(plan.reading), "unlabelled": plan.unlabelled,
             "model": plan.model.as_dict() | {"config": f"conf/model/{plan.model_option}.yaml"}
             if plan.model else None}
 
@@ -119,6 +119,9 @@ def summary(res: dict) -> str:
     positive = (f"positive class {res['positive_class']!r}" if res["positive_class"] is not None
                 else "multiclass: macro-averaged metrics")
     read = f" ({'; '.join(res['reading'])})" if res.get("reading") else ""
+    if res.get("unlabelled"):
+        positive += (f"; {res['unlabelled']:,} rows without a label are left out of training "
+                     "(ingest), kept in the file")
     width = max((len(d["column"]) for d in res.get("decisions", [])), default=0)
     model = res.get("model")
     model = (f"\n  model     {model['config']}: {model['base']}, leaves of "

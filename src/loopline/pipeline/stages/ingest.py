@@ -4,6 +4,8 @@ The row id is either the configured ``data.id_column`` (which must be unique) or
 the row's content, so the same applicant keeps the same id when the source is re-exported
 or re-ordered; exact duplicate rows get an occurrence suffix. When the data has an ordering
 column (a timestamp, say), rows are sorted by it, so later stages and monitoring see time.
+Rows without a label (an empty target) are left out: they stay in the source, and the
+stage's summary counts them (``unlabelled``).
 """
 
 from __future__ import annotations
@@ -73,6 +75,10 @@ def run(params: Params, root: Path) -> dict:
     cfg = params.data
     df = read_table(root / cfg.source, cfg.format, shown_as=cfg.source)
     raw = ingest(df, cfg.id_column, cfg.order_column, cfg.schema_.missing_values)
+    unlabelled = raw[cfg.target].isna() if cfg.target in raw.columns else None
+    if unlabelled is not None and unlabelled.any():
+        raw = raw[~unlabelled].reset_index(drop=True)
     with Outputs(root) as out:
         out.parquet(params.paths.raw, raw)
-    return {"rows": len(raw), "columns": raw.shape[1] - 1, "output": params.paths.raw}
+    return {"rows": len(raw), "columns": raw.shape[1] - 1, "output": params.paths.raw,
+            "unlabelled": 0 if unlabelled is None else int(unlabelled.sum())}

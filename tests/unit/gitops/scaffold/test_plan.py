@@ -73,16 +73,21 @@ def test_refusals_name_the_problem_and_create_nothing(tmp_path: Path, churn_csv:
     assert not (tmp_path / "new").exists()
 
 
-def test_refuses_a_target_with_one_class_or_gaps(tmp_path: Path) -> None:
+def test_refuses_a_target_with_one_class_and_counts_rows_without_a_label(tmp_path: Path) -> None:
     df = churn_frame(100)
     df.assign(churn="no").to_csv(tmp_path / "one.csv", index=False)
     assert "target 'churn' has only one class ('no')" in _refused(
         tmp_path, "a", "--data", "one.csv", "--target", "churn")
+    df.assign(churn=None).to_csv(tmp_path / "none.csv", index=False)
+    assert "target 'churn' is empty in every row" in _refused(
+        tmp_path, "b", "--data", "none.csv", "--target", "churn")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
     df.loc[[3, 5], "churn"] = None
     df.to_csv(tmp_path / "gaps.csv", index=False)
-    assert "target 'churn' has 2 empty value(s)" in _refused(
-        tmp_path, "b", "--data", "gaps.csv", "--target", "churn")
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    p = plan.make_plan(tmp_path / "c", tmp_path / "gaps.csv", "churn")
+    assert p.unlabelled == 2 and sum(p.classes.values()) == 98
+    out = loopline("init", "c", "--data", "gaps.csv", "--target", "churn", cwd=tmp_path).stdout
+    assert "2 rows without a label are left out of training (ingest), kept in the file" in out
 
 
 def test_a_target_of_whole_floats_has_the_integer_classes(tmp_path: Path) -> None:
