@@ -337,7 +337,7 @@ class GateConfig(Strict):
     split's class shares for every row) scored on the same held-out rows: the candidate
     must beat it by the margin, so the bounds fit whatever data the instance holds; with
     ``baseline_significance``, a ROC AUC margin also means clearing what a model with no
-    skill reaches by chance on the held-out rows (one-sided, at that level).
+    skill reaches by chance on the held-out rows (a permutation test at that level).
     """
 
     min: dict[str, float] = {}
