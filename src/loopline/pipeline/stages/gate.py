@@ -76,8 +76,8 @@ def compare(name: str, kind: str, value: float | None, threshold: float, op: str
     """One one-sided check with its one-line reason."""
     if value is None or not np.isfinite(value):
         return Check(name, kind, None, threshold, op, False, f"{what} could not be computed")
-    ok = value >= threshold if op == ">=" else value <= threshold
-    word = ("at least" if op == ">=" else "at most")
+    ok = {">=": value >= threshold, ">": value > threshold, "<=": value <= threshold}[op]
+    word = {">=": "at least", ">": "above", "<=": "at most"}[op]
     verdict = "meets" if ok else "misses"
     return Check(name, kind, round(float(value), 6), round(float(threshold), 6), op, bool(ok),
                  f"{what} {value:.4f} {verdict} the bound ({word} {threshold:.4f})")
@@ -333,12 +333,13 @@ def baseline_checks(values: dict[str, float], prior: dict[str, float], cfg: Gate
             continue
         thr = base - margin if lower else base + margin
         what = f"{k} vs class prior ({base:.4f} {'-' if lower else '+'} margin {margin:g}"
+        op = "<=" if lower else ">="
         if k in chance:
             what += (f"; a model with no skill reaches {chance[k]:.4f} by chance "
                      f"(p {cfg.baseline_significance:g}) on these {rows} rows")
-            thr = max(thr, chance[k])
-        out.append(compare(f"prior_{k}", "baseline", values.get(k), thr, "<=" if lower else ">=",
-                           f"{what}):"))
+            if chance[k] >= thr:  # a permutation test: beat that value, not tie it
+                thr, op = chance[k], ">"
+        out.append(compare(f"prior_{k}", "baseline", values.get(k), thr, op, f"{what}):"))
     return out
 
 

@@ -75,7 +75,9 @@ def test_the_chance_bound_shrinks_with_the_rows_and_is_named_in_the_reason() -> 
     assert gate.chance_roc_auc(np.array(["no"] * 5), proba[:5], ["no", "yes"], "yes", 0.05) is None
     c = GateConfig.model_validate({"baseline": {"roc_auc": 0.05}})
     check, = gate.baseline_checks({"roc_auc": 0.66}, {"roc_auc": 0.5}, c, {"roc_auc": 0.6762}, 30)
-    assert not check.passed and check.threshold == pytest.approx(0.6762, abs=1e-6)
+    assert not check.passed and check.threshold == pytest.approx(0.6762, abs=1e-6) and check.op == ">"
+    tie, = gate.baseline_checks({"roc_auc": 0.619}, {"roc_auc": 0.5}, c, {"roc_auc": 0.619}, 60)
+    assert not tie.passed and "0.6190 misses the bound (above 0.6190)" in tie.reason
     assert "a model with no skill reaches 0.6762 by chance (p 0.05) on these 30 rows" in check.reason
     big, = gate.baseline_checks({"roc_auc": 0.56}, {"roc_auc": 0.5}, c, {"roc_auc": 0.52}, 3000)
     assert big.passed and big.threshold == 0.55  # the margin, where it is the larger
